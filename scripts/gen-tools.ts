@@ -1,0 +1,445 @@
+/**
+ * Generates tools.generated.ts and docs/tools.md from the contract.
+ *
+ * Reads the FileDescriptorSet that `buf build` produces, so the proto is the only input.
+ * Every RPC of McpAgentService must carry the (mcp.v1.tool) option with a permission;
+ * an RPC without one stops the build, so an RPC cannot ship without authorization.
+ *
+ * Schemas describe the ProtoJSON shape the connector sends and receives: lowerCamel
+ * names, enums by name, 64-bit integers as numbers or decimal strings, Timestamps as
+ * RFC 3339 strings, bytes as base64. They are JSON Schema 2020-12.
+ */
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  createFileRegistry,
+  type DescExtension,
+  type DescField,
+  type DescMessage,
+  type DescMethod,
+  fromBinary,
+  getOption,
+  hasOption,
+  ScalarType,
+  toJson,
+} from '@bufbuild/protobuf';
+import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
+import { getComments } from '@bufbuild/protoplugin';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const SERVICE = 'mcp.v1.McpAgentService';
+
+type JsonSchema = { [key: string]: unknown };
+
+interface ToolOptions {
+  name?: string;
+  title?: string;
+  readOnly?: boolean;
+  destructive?: boolean;
+  idempotent?: boolean;
+  openWorld?: boolean;
+  permission?: string;
+  exclude?: boolean;
+  fanOut?: boolean;
+  timeoutSeconds?: number;
+  toolInput?: string;
+  toolOutput?: string;
+}
+
+export interface GeneratedRpc {
+  rpc: string;
+  method: string;
+  permission: string;
+  requestStream: boolean;
+  responseStream: boolean;
+  tool?: GeneratedTool;
+}
+
+export interface GeneratedTool {
+  name: string;
+  title: string;
+  description: string;
+  rpc: string;
+  permission: string;
+  fanOut: boolean;
+  timeoutSeconds: number;
+  annotations: { readOnlyHint: boolean; destructiveHint: boolean; idempotentHint: boolean; openWorldHint: boolean };
+  inputSchema: JsonSchema;
+  outputSchema: JsonSchema;
+}
+
+function loadRegistry() {
+  const image = execFileSync(join(root, 'node_modules/.bin/buf'), ['build', '--as-file-descriptor-set', '-o', '-'], {
+    cwd: root,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  return createFileRegistry(fromBinary(FileDescriptorSetSchema, image));
+}
+
+/** Comment text as one paragraph per blank-line-separated block, trimmed. */
+function commentOf(desc: DescField | DescMessage | DescMethod): string {
+  const text = getComments(desc).leading ?? '';
+  return text
+    .split(/\n\s*\n/)
+    .map((p) => p.replace(/\s*\n\s*/g, ' ').trim())
+    .filter(Boolean)
+    .join('\n\n');
+}
+
+const NODE_NAME_PATTERN = '^[a-z0-9][a-z0-9-]*$';
+
+class SchemaBuilder {
+  constructor(private readonly requiredExt: DescExtension) {}
+
+  message(desc: DescMessage, seen: string[] = []): JsonSchema {
+    if (seen.includes(desc.typeName)) {
+      throw new Error(`recursive message ${desc.typeName} cannot be inlined into a tool schema`);
+    }
+    const properties: Record<string, JsonSchema> = {};
+    const required: string[] = [];
+    for (const field of desc.fields) {
+      const schema = this.field(field, [...seen, desc.typeName]);
+      const description = commentOf(field);
+      properties[field.jsonName] = description ? { description, ...schema } : schema;
+      if (hasOption(field, this.requiredExt) && getOption(field, this.requiredExt)) required.push(field.jsonName);
+    }
+    const schema: JsonSchema = { type: 'object', properties, additionalProperties: false };
+    if (required.length > 0) schema.required = required;
+    return schema;
+  }
+
+  private field(field: DescField, seen: string[]): JsonSchema {
+    switch (field.fieldKind) {
+      case 'scalar':
+        return this.scalar(field.scalar);
+      case 'enum':
+        return { type: 'string', enum: field.enum.values.map((v) => v.name) };
+      case 'message':
+        return this.messageRef(field.message, seen);
+      case 'list': {
+        let items: JsonSchema;
+        if (field.listKind === 'scalar') items = this.scalar(field.scalar);
+        else if (field.listKind === 'enum') items = { type: 'string', enum: field.enum.values.map((v) => v.name) };
+        else items = this.messageRef(field.message, seen);
+        return { type: 'array', items };
+      }
+      case 'map': {
+        let values: JsonSchema;
+        if (field.mapKind === 'scalar') values = this.scalar(field.scalar);
+        else if (field.mapKind === 'enum') values = { type: 'string', enum: field.enum.values.map((v) => v.name) };
+        else values = this.messageRef(field.message, seen);
+        return { type: 'object', additionalProperties: values };
+      }
+    }
+  }
+
+  private messageRef(desc: DescMessage, seen: string[]): JsonSchema {
+    if (desc.typeName === 'google.protobuf.Timestamp') return { type: 'string', format: 'date-time' };
+    return this.message(desc, seen);
+  }
+
+  private scalar(type: ScalarType): JsonSchema {
+    switch (type) {
+      case ScalarType.STRING:
+        return { type: 'string' };
+      case ScalarType.BOOL:
+        return { type: 'boolean' };
+      case ScalarType.BYTES:
+        return { type: 'string', contentEncoding: 'base64' };
+      case ScalarType.DOUBLE:
+      case ScalarType.FLOAT:
+        return { type: 'number' };
+      case ScalarType.INT32:
+      case ScalarType.SINT32:
+      case ScalarType.SFIXED32:
+        return { type: 'integer', minimum: -2147483648, maximum: 2147483647 };
+      case ScalarType.UINT32:
+      case ScalarType.FIXED32:
+        return { type: 'integer', minimum: 0, maximum: 4294967295 };
+      default:
+        // 64-bit integers: ProtoJSON writes them as decimal strings, and accepts numbers.
+        return { type: ['integer', 'string'], pattern: '^-?[0-9]+$' };
+    }
+  }
+}
+
+function toolInputSchema(base: JsonSchema, fanOut: boolean): JsonSchema {
+  const properties = base.properties as Record<string, JsonSchema>;
+  const node: JsonSchema = {
+    description: fanOut
+      ? 'Node to ask. Omit to ask every configured node and get one result per node.'
+      : "Node to act on. Omit to use the node named in the service's definition (or the only configured node).",
+    type: 'string',
+    pattern: NODE_NAME_PATTERN,
+  };
+  return { ...base, properties: { node, ...properties } };
+}
+
+const ERROR_SCHEMA: JsonSchema = {
+  type: 'object',
+  description: 'Why this node did not answer.',
+  properties: {
+    code: { type: 'string', description: 'Error code, for example UNAVAILABLE or PERMISSION_DENIED.' },
+    message: { type: 'string', description: 'What went wrong and what to do.' },
+  },
+  required: ['code', 'message'],
+  additionalProperties: false,
+};
+
+function toolOutputSchema(base: JsonSchema, fanOut: boolean): JsonSchema {
+  if (!fanOut) {
+    const properties = base.properties as Record<string, JsonSchema>;
+    return {
+      ...base,
+      properties: { node: { type: 'string', description: 'Node that answered.' }, ...properties },
+      required: ['node', ...((base.required as string[] | undefined) ?? [])],
+    };
+  }
+  return {
+    type: 'object',
+    properties: {
+      nodes: {
+        type: 'array',
+        description: 'One entry per node asked, each with a result or an error.',
+        items: {
+          type: 'object',
+          properties: {
+            node: { type: 'string', description: 'Node name.' },
+            result: base,
+            error: ERROR_SCHEMA,
+          },
+          required: ['node'],
+          additionalProperties: false,
+        },
+      },
+    },
+    required: ['nodes'],
+    additionalProperties: false,
+  };
+}
+
+export function generate(): GeneratedRpc[] {
+  const registry = loadRegistry();
+  const service = registry.getService(SERVICE);
+  const toolExt = registry.getExtension('mcp.v1.tool');
+  const requiredExt = registry.getExtension('mcp.v1.required');
+  const toolOptionsDesc = registry.getMessage('mcp.v1.ToolOptions');
+  if (!service || !toolExt || !requiredExt || !toolOptionsDesc) {
+    throw new Error(`${SERVICE}, mcp.v1.tool or mcp.v1.required not found in the contract`);
+  }
+  const builder = new SchemaBuilder(requiredExt);
+  const messageByName = (name: string, rpc: string): DescMessage => {
+    const m = registry.getMessage(name);
+    if (!m) throw new Error(`${rpc}: message ${name} named in (mcp.v1.tool) does not exist`);
+    return m;
+  };
+
+  const rpcs: GeneratedRpc[] = [];
+  const names = new Set<string>();
+  for (const method of service.methods) {
+    if (!hasOption(method, toolExt)) {
+      throw new Error(
+        `${method.name} has no (mcp.v1.tool) option: every RPC needs a permission (and tool metadata, or exclude: true)`,
+      );
+    }
+    const opts = toJson(toolOptionsDesc, getOption(method, toolExt) as never) as ToolOptions;
+    if (!opts.permission || !/^[a-z]+\.[a-z_]+$/.test(opts.permission)) {
+      throw new Error(`${method.name}: (mcp.v1.tool).permission is missing or not of the form area.action`);
+    }
+    const entry: GeneratedRpc = {
+      rpc: method.name,
+      method: method.localName,
+      permission: opts.permission,
+      requestStream: method.methodKind === 'client_streaming' || method.methodKind === 'bidi_streaming',
+      responseStream: method.methodKind === 'server_streaming' || method.methodKind === 'bidi_streaming',
+    };
+    if (!opts.exclude) {
+      if (!opts.name || !/^[a-z][a-z0-9_]*$/.test(opts.name)) {
+        throw new Error(`${method.name}: (mcp.v1.tool).name must be snake_case`);
+      }
+      if (names.has(opts.name)) throw new Error(`${method.name}: tool name ${opts.name} is used twice`);
+      names.add(opts.name);
+      const description = commentOf(method);
+      if (!description) throw new Error(`${method.name}: the RPC needs a comment; it becomes the tool's description`);
+      if (!opts.title) throw new Error(`${method.name}: (mcp.v1.tool).title is required`);
+      if (entry.requestStream && !opts.toolInput) {
+        throw new Error(`${method.name}: a client-streaming RPC needs (mcp.v1.tool).tool_input`);
+      }
+      if (entry.responseStream && !opts.toolOutput) {
+        throw new Error(`${method.name}: a server-streaming RPC needs (mcp.v1.tool).tool_output`);
+      }
+      const input = opts.toolInput ? messageByName(opts.toolInput, method.name) : method.input;
+      const output = opts.toolOutput ? messageByName(opts.toolOutput, method.name) : method.output;
+      const fanOut = opts.fanOut ?? false;
+      const readOnly = opts.readOnly ?? false;
+      if (readOnly && opts.destructive) throw new Error(`${method.name}: a tool cannot be read-only and destructive`);
+      entry.tool = {
+        name: opts.name,
+        title: opts.title,
+        description,
+        rpc: method.name,
+        permission: opts.permission,
+        fanOut,
+        timeoutSeconds: opts.timeoutSeconds ?? 30,
+        annotations: {
+          readOnlyHint: readOnly,
+          destructiveHint: opts.destructive ?? false,
+          idempotentHint: opts.idempotent ?? false,
+          openWorldHint: opts.openWorld ?? false,
+        },
+        inputSchema: toolInputSchema(builder.message(input), fanOut),
+        outputSchema: toolOutputSchema(builder.message(output), fanOut),
+      };
+    }
+    rpcs.push(entry);
+  }
+  return rpcs;
+}
+
+function renderTs(rpcs: GeneratedRpc[]): string {
+  const tools = rpcs.flatMap((r) => (r.tool ? [r.tool] : []));
+  const table = rpcs.map(({ tool, ...rest }) => ({ ...rest, tool: tool?.name ?? null }));
+  const permissions = [...new Set(rpcs.map((r) => r.permission))].sort();
+  return `// Code generated by scripts/gen-tools.ts from proto/mcp/v1/*.proto. DO NOT EDIT.
+// Regenerate with \`npm run gen\`.
+
+/** A JSON Schema 2020-12 document. */
+export type JsonSchema = { readonly [key: string]: unknown };
+
+/** One RPC of McpAgentService, with the permission the agent checks before its handler runs. */
+export interface RpcEntry {
+  /** RPC name as in the proto, for example \`Deploy\`. */
+  readonly rpc: string;
+  /** Method name in the generated grpc-js service definition. */
+  readonly method: string;
+  readonly permission: string;
+  readonly requestStream: boolean;
+  readonly responseStream: boolean;
+  /** Tool name, or null when the RPC is not published as a tool. */
+  readonly tool: string | null;
+}
+
+/** One Model Context Protocol tool published by the connector. */
+export interface ToolDefinition {
+  readonly name: string;
+  readonly title: string;
+  readonly description: string;
+  readonly rpc: string;
+  readonly permission: string;
+  /** Without a \`node\` argument the call goes to every node. */
+  readonly fanOut: boolean;
+  /** Deadline the connector sets on the agent call. */
+  readonly timeoutSeconds: number;
+  readonly annotations: {
+    readonly readOnlyHint: boolean;
+    readonly destructiveHint: boolean;
+    readonly idempotentHint: boolean;
+    readonly openWorldHint: boolean;
+  };
+  readonly inputSchema: JsonSchema;
+  readonly outputSchema: JsonSchema;
+}
+
+export const rpcs = ${JSON.stringify(table, null, 2)} as const satisfies readonly RpcEntry[];
+
+export type RpcName = (typeof rpcs)[number]['rpc'];
+
+export type Permission = (typeof rpcs)[number]['permission'];
+
+/** Every permission the contract defines, sorted. */
+export const permissions: readonly Permission[] = ${JSON.stringify(permissions)};
+
+export const tools: readonly ToolDefinition[] = ${JSON.stringify(tools, null, 2)};
+`;
+}
+
+function schemaType(schema: JsonSchema): string {
+  const t = schema.type;
+  if (schema.format === 'date-time') return 'RFC 3339 time';
+  if (Array.isArray(schema.enum)) return (schema.enum as string[]).map((v) => `\`${v}\``).join(', ');
+  if (Array.isArray(t)) return '64-bit integer';
+  if (t === 'array') return `array of ${schemaType(schema.items as JsonSchema)}`;
+  if (t === 'object' && schema.properties) return 'object';
+  if (t === 'object') return 'map of string';
+  return String(t);
+}
+
+function paramRows(schema: JsonSchema, prefix = ''): string[] {
+  const properties = (schema.properties ?? {}) as Record<string, JsonSchema>;
+  const required = new Set((schema.required as string[] | undefined) ?? []);
+  const rows: string[] = [];
+  for (const [name, prop] of Object.entries(properties)) {
+    const path = `${prefix}${name}`;
+    const desc = String(prop.description ?? '').replace(/\n+/g, ' ').replace(/\|/g, '\\|');
+    rows.push(`| \`${path}\` | ${schemaType(prop)} | ${required.has(name) ? 'yes' : ''} | ${desc} |`);
+    const nested = prop.type === 'array' ? (prop.items as JsonSchema) : prop;
+    if (nested.type === 'object' && nested.properties) {
+      rows.push(...paramRows(nested, `${path}${prop.type === 'array' ? '[]' : ''}.`));
+    }
+  }
+  return rows;
+}
+
+function renderMarkdown(rpcs: GeneratedRpc[]): string {
+  const out: string[] = [
+    '# Tools',
+    '',
+    '<!-- Generated by scripts/gen-tools.ts from proto/mcp/v1/mcp.proto. Do not edit; run `npm run gen`. -->',
+    '',
+    'The tools `mcp-connector` publishes over the Model Context Protocol. Each calls one RPC of',
+    '`McpAgentService` on a node; the agent checks the permission shown before anything happens',
+    'and writes an audit record for every call.',
+    '',
+    '| tool | RPC | permission | read-only | destructive | idempotent | all nodes by default |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  const yes = (b: boolean) => (b ? 'yes' : '');
+  for (const { tool } of rpcs) {
+    if (!tool) continue;
+    const a = tool.annotations;
+    out.push(
+      `| [\`${tool.name}\`](#${tool.name}) | \`${tool.rpc}\` | \`${tool.permission}\` | ${yes(a.readOnlyHint)} | ${yes(a.destructiveHint)} | ${yes(a.idempotentHint)} | ${yes(tool.fanOut)} |`,
+    );
+  }
+  const excluded = rpcs.filter((r) => !r.tool);
+  if (excluded.length > 0) {
+    out.push('', 'RPCs served but not published as tools:', '');
+    for (const r of excluded) out.push(`- \`${r.rpc}\` (permission \`${r.permission}\`)`);
+  }
+  for (const { tool } of rpcs) {
+    if (!tool) continue;
+    out.push(
+      '',
+      `## ${tool.name}`,
+      '',
+      `**${tool.title}** · RPC \`${tool.rpc}\` · permission \`${tool.permission}\` · deadline ${tool.timeoutSeconds} s`,
+      '',
+      tool.description,
+      '',
+      '| argument | type | required | description |',
+      '| --- | --- | --- | --- |',
+      ...paramRows(tool.inputSchema),
+      '',
+      'Result:',
+      '',
+      '| field | type | required | description |',
+      '| --- | --- | --- | --- |',
+      ...paramRows(tool.outputSchema),
+    );
+  }
+  return `${out.join('\n')}\n`;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  try {
+    const rpcs = generate();
+    writeFileSync(join(root, 'tools.generated.ts'), renderTs(rpcs));
+    writeFileSync(join(root, 'docs/tools.md'), renderMarkdown(rpcs));
+    console.error(`generated ${rpcs.filter((r) => r.tool).length} tools from ${rpcs.length} RPCs`);
+  } catch (err) {
+    console.error(`gen-tools: ${(err as Error).message}`);
+    process.exit(1);
+  }
+}
