@@ -1,0 +1,187 @@
+import { describe, expect, it } from 'vitest';
+import {
+  ComponentResult,
+  DeployRequest,
+  DeployResult,
+  DesiredState,
+  GetServiceStatusResponse,
+  ListServicesResponse,
+  NodeStatusResponse,
+  ObservedState,
+  QueryAuditResponse,
+  AuditDecision,
+  AuditOutcome,
+  StopServiceRequest,
+} from '../../gen/mcp/v1/mcp.js';
+import { McpAgentServiceService } from '../../gen/mcp/v1/mcp.js';
+import { rpcs, tools } from '../../tools.generated.js';
+import { createSchemaValidator } from '../../core/json-schema.js';
+
+const compiler = createSchemaValidator;
+
+const tool = (name: string) => {
+  const t = tools.find((x) => x.name === name);
+  if (!t) throw new Error(`no tool ${name}`);
+  return t;
+};
+
+describe('the generated tool table', () => {
+  it('publishes every RPC of the service, each with a permission', () => {
+    const served = Object.values(McpAgentServiceService).map((m) => m.path.split('/').pop());
+    expect(rpcs.map((r) => r.rpc).sort()).toEqual([...served].sort());
+    for (const r of rpcs) expect(r.permission).toMatch(/^[a-z]+\.[a-z_]+$/);
+  });
+
+  it.each(tools.map((t) => [t.name, t] as const))('%s has a description, object schemas and annotations', (_, t) => {
+    expect(t.description.length).toBeGreaterThan(40);
+    expect(t.title.length).toBeGreaterThan(0);
+    expect(t.inputSchema.type).toBe('object');
+    expect(t.outputSchema.type).toBe('object');
+    expect(Object.keys(t.annotations).sort()).toEqual([
+      'destructiveHint',
+      'idempotentHint',
+      'openWorldHint',
+      'readOnlyHint',
+    ]);
+    expect(t.annotations.readOnlyHint && t.annotations.destructiveHint).toBe(false);
+    const ajv = compiler();
+    expect(() => ajv.compile(t.inputSchema)).not.toThrow();
+    expect(() => ajv.compile(t.outputSchema)).not.toThrow();
+  });
+
+  it('marks reads read-only and lifecycle writes destructive', () => {
+    for (const name of ['list_services', 'live_check', 'service_status', 'node_status', 'query_audit', 'pull_file']) {
+      expect(tool(name).annotations.readOnlyHint).toBe(true);
+    }
+    for (const name of ['deploy', 'stop_service', 'restart_service', 'push_file']) {
+      expect(tool(name).annotations.destructiveHint).toBe(true);
+    }
+  });
+});
+
+describe('schemas describe the ProtoJSON the generated types produce', () => {
+  it('accepts a deploy request built with the generated types', () => {
+    const req = DeployRequest.fromPartial({
+      spec: {
+        name: 'web',
+        active: true,
+        components: [
+          {
+            name: 'app',
+            image: '127.0.0.1:5000/bb:v1',
+            ports: ['127.0.0.1:18080:80'],
+            volumes: ['/srv/web/data:/data'],
+            cmd: ['/bin/httpd', '-f', '-p', '80'],
+            env: { GREETING: 'hello' },
+          },
+        ],
+      },
+      requestId: 'r-1',
+    });
+    const json = { node: 'node1', ...(DeployRequest.toJSON(req) as object) };
+    const validate = compiler().compile(tool('deploy').inputSchema);
+    expect(validate(json), JSON.stringify(validate.errors)).toBe(true);
+  });
+
+  it('rejects a malformed deploy request and names the field', () => {
+    const validate = compiler().compile(tool('deploy').inputSchema);
+    const bad = { spec: { name: 'web', components: [{ name: 'app', imgae: 'x' }] } };
+    expect(validate(bad)).toBe(false);
+    const messages = (validate.errors ?? []).map((e) => `${e.instancePath} ${e.message} ${JSON.stringify(e.params)}`);
+    expect(messages.join('\n')).toMatch(/\/spec\/components\/0.*image/);
+    expect(messages.join('\n')).toMatch(/imgae/);
+  });
+
+  it('requires the service of a lifecycle call', () => {
+    const validate = compiler().compile(tool('stop_service').inputSchema);
+    expect(validate(StopServiceRequest.toJSON(StopServiceRequest.fromPartial({ service: 'web' })))).toBe(true);
+    expect(validate({ component: 'app' })).toBe(false);
+    expect(validate.errors?.[0]?.params).toEqual({ missingProperty: 'service' });
+  });
+
+  it('accepts a deploy result wrapped with its node', () => {
+    const result = DeployResult.fromPartial({
+      service: 'web',
+      components: [
+        ComponentResult.fromPartial({
+          component: 'app',
+          ok: true,
+          observedState: ObservedState.OBSERVED_STATE_RUNNING,
+          desiredState: DesiredState.DESIRED_STATE_RUNNING,
+          version: 'v1',
+          container: 'web-app',
+        }),
+      ],
+    });
+    const validate = compiler().compile(tool('deploy').outputSchema);
+    const json = { node: 'node1', ...(DeployResult.toJSON(result) as object) };
+    expect(validate(json), JSON.stringify(validate.errors)).toBe(true);
+    expect(validate({ ...json, components: [{ component: 'app', observedState: 'SLEEPING' }] })).toBe(false);
+  });
+
+  it('accepts fan-out results with a result on one node and an error on another', () => {
+    const now = new Date('2026-11-21T10:00:00.000Z');
+    const status = GetServiceStatusResponse.fromPartial({
+      service: {
+        name: 'web',
+        active: true,
+        components: [{ name: 'app', startedAt: now, updatedAt: now, desiredState: DesiredState.DESIRED_STATE_RUNNING }],
+      },
+      events: [{ id: 7, service: 'web', component: 'app', time: now, kind: 'observed_state' }],
+    });
+    const validate = compiler().compile(tool('service_status').outputSchema);
+    const json = {
+      nodes: [
+        { node: 'node1', result: GetServiceStatusResponse.toJSON(status) },
+        { node: 'node2', error: { code: 'UNAVAILABLE', message: 'agent node2 at 127.0.0.1:1 is not answering' } },
+      ],
+    };
+    expect(validate(json), JSON.stringify(validate.errors)).toBe(true);
+    expect(validate({ nodes: [{ node: 'node1', result: { service: { name: 7 } } }] })).toBe(false);
+  });
+
+  it('accepts list, node status and audit responses', () => {
+    const cases: Array<[string, unknown]> = [
+      [
+        'list_services',
+        ListServicesResponse.toJSON(
+          ListServicesResponse.fromPartial({ services: [{ name: 'web', components: [{ name: 'app' }] }] }),
+        ),
+      ],
+      [
+        'node_status',
+        NodeStatusResponse.toJSON(
+          NodeStatusResponse.fromPartial({
+            node: 'node1',
+            runtime: 'podman',
+            memoryTotalBytes: 25_000_000_000,
+            loadAverage: [0.5, 0.4, 0.3],
+            disk: { path: '/var/lib/mcp-agent', totalBytes: 1e12, availableBytes: 5e11 },
+          }),
+        ),
+      ],
+      [
+        'query_audit',
+        QueryAuditResponse.toJSON(
+          QueryAuditResponse.fromPartial({
+            records: [
+              {
+                seq: 1,
+                time: new Date(),
+                rpc: 'Deploy',
+                roles: ['operator'],
+                decision: AuditDecision.AUDIT_DECISION_ALLOW,
+                outcome: AuditOutcome.AUDIT_OUTCOME_OK,
+                durationMs: 12.5,
+              },
+            ],
+          }),
+        ),
+      ],
+    ];
+    for (const [name, result] of cases) {
+      const validate = compiler().compile(tool(name).outputSchema);
+      expect(validate({ nodes: [{ node: 'n1', result }] }), `${name}: ${JSON.stringify(validate.errors)}`).toBe(true);
+    }
+  });
+});
