@@ -1,0 +1,451 @@
+/**
+ * The agent's gRPC server. Every RPC of the contract is bound through `guard`, which runs,
+ * in this order and for every call: authenticate (bearer token) → authorize (the RPC's
+ * permission from the contract, scoped to the target service) → audit the attempt durably
+ * → handler → audit the outcome. The service implementation is built from the generated
+ * RPC table, so a handler cannot be registered any other way, and an RPC without a handler
+ * stops the server from starting.
+ */
+import { createHash } from 'node:crypto';
+import {
+  type handleClientStreamingCall,
+  type handleServerStreamingCall,
+  type handleUnaryCall,
+  Server,
+  ServerCredentials,
+  type ServerReadableStream,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type UntypedServiceImplementation,
+  type Metadata,
+  type sendUnaryData,
+} from '@grpc/grpc-js';
+import { InvalidArgumentError, toMcpError, UnauthenticatedError, UnavailableError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import * as pb from '../gen/mcp/v1/mcp.js';
+import { McpAgentServiceService, type McpAgentServiceServer } from '../gen/mcp/v1/mcp.js';
+import { type RpcEntry, type RpcName, rpcs } from '../tools.generated.js';
+import type { Caller } from './auth/caller.js';
+import { toStatusObject } from './grpc-status.js';
+
+/** What a handler knows about the call it serves. */
+export interface CallContext {
+  readonly rpc: RpcName;
+  readonly caller: Caller;
+  /** Roles in effect: the token's and the configured bindings'. */
+  readonly roles: string[];
+  /** Which services this caller may see with this RPC's permission (list RPCs filter by it). */
+  readonly scope: ServiceScope;
+  /** Aborted when the client cancels or its deadline passes. */
+  readonly signal: AbortSignal;
+  readonly log: Logger;
+}
+
+export interface ServiceScope {
+  readonly all: boolean;
+  allows(service: string): boolean;
+}
+
+export interface Authenticator {
+  authenticate(authorization: string | undefined): Promise<Caller>;
+}
+
+export interface Authorizer {
+  rolesOf(caller: Caller): string[];
+  /** Throws PermissionDeniedError when the caller may not use `permission` on every one of `services`. */
+  authorize(caller: Caller, permission: string, services: string[]): void;
+  scopeOf(caller: Caller, permission: string): ServiceScope;
+}
+
+export interface AuditCall {
+  time: Date;
+  node: string;
+  caller: Partial<Caller>;
+  roles: string[];
+  rpc: string;
+  tool: string;
+  service: string;
+  component: string;
+  argsSha256: string;
+  requestId: string;
+  decision: 'allow' | 'deny';
+  /** Set for denials, which end where they are recorded. */
+  errorCode?: string;
+  errorMessage?: string;
+}
+
+export interface AuditOutcome {
+  outcome: 'ok' | 'error';
+  errorCode: string;
+  errorMessage: string;
+  durationMs: number;
+}
+
+/** The audit log as the server needs it: both writes must throw when they cannot be made durable. */
+export interface AuditTrail {
+  recordCall(call: AuditCall): { callId: string };
+  recordOutcome(callId: string, outcome: AuditOutcome): void;
+}
+
+export type UnaryHandler<Req, Res> = (req: Req, ctx: CallContext) => Promise<Res>;
+export type ServerStreamHandler<Req, Res> = (req: Req, ctx: CallContext, send: (msg: Res) => Promise<void>) => Promise<void>;
+/** Gets the first message (already used for authorization) and an iterator over the rest. */
+export type ClientStreamHandler<Req, Res> = (first: Req, rest: AsyncIterable<Req>, ctx: CallContext) => Promise<Res>;
+
+type HandlerFor<T> =
+  T extends handleUnaryCall<infer Req, infer Res>
+    ? UnaryHandler<Req, Res>
+    : T extends handleServerStreamingCall<infer Req, infer Res>
+      ? ServerStreamHandler<Req, Res>
+      : T extends handleClientStreamingCall<infer Req, infer Res>
+        ? ClientStreamHandler<Req, Res>
+        : never;
+
+/** One handler per RPC of the contract; the compiler checks that none is missing. */
+export type AgentHandlers = {
+  [K in keyof McpAgentServiceServer as string extends K ? never : K]: HandlerFor<McpAgentServiceServer[K]>;
+};
+
+export interface AgentServerOptions {
+  node: string;
+  authenticator: Authenticator;
+  authorizer: Authorizer;
+  audit: AuditTrail;
+  handlers: AgentHandlers;
+  log: Logger;
+}
+
+interface Target {
+  services: string[];
+  service: string;
+  component: string;
+  requestId: string;
+}
+
+/**
+ * What a request targets, for authorization and the audit record. Written out per RPC on
+ * purpose: a new RPC fails to compile here until someone decides what it targets.
+ */
+function targetOf(rpc: RpcName, req: unknown): Target {
+  const none: Target = { services: [], service: '', component: '', requestId: '' };
+  switch (rpc) {
+    case 'Deploy': {
+      const r = req as pb.DeployRequest;
+      const service = r.spec?.name || r.service;
+      return { services: [service], service, component: r.component, requestId: r.requestId };
+    }
+    case 'StopService':
+    case 'StartService':
+    case 'RestartService': {
+      const r = req as pb.StopServiceRequest;
+      return { services: [r.service], service: r.service, component: r.component, requestId: r.requestId };
+    }
+    case 'SyncDesiredState': {
+      const r = req as pb.SyncDesiredStateRequest;
+      const services = r.services.map((s) => s.name);
+      return { services, service: services.join(','), component: '', requestId: r.requestId };
+    }
+    case 'AdoptContainers': {
+      const r = req as pb.AdoptContainersRequest;
+      return { services: [r.service], service: r.service, component: '', requestId: r.requestId };
+    }
+    case 'GetServiceStatus':
+    case 'PullFile': {
+      const r = req as { service: string };
+      return { ...none, services: [r.service], service: r.service };
+    }
+    case 'LiveCheck': {
+      const r = req as pb.LiveCheckRequest;
+      return r.service ? { ...none, services: [r.service], service: r.service } : none;
+    }
+    case 'PushFile': {
+      const h = (req as pb.PushFileRequest).header;
+      if (!h) return none;
+      return { services: [h.service], service: h.service, component: '', requestId: h.requestId };
+    }
+    case 'ListServices':
+    case 'NodeStatus':
+    case 'QueryAudit':
+      return none;
+  }
+}
+
+type Codec = { toJSON(message: unknown): unknown };
+
+function requestCodec(rpc: string): Codec {
+  const codec = (pb as unknown as Record<string, Codec | undefined>)[`${rpc}Request`];
+  if (!codec?.toJSON) throw new Error(`no generated codec ${rpc}Request`);
+  return codec;
+}
+
+/** JSON with sorted keys, so equal requests hash equally whatever their field order. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+function argsDigest(codec: Codec, req: unknown): string {
+  return createHash('sha256').update(canonicalJson(codec.toJSON(req))).digest('hex');
+}
+
+function bearer(metadata: Metadata): string | undefined {
+  const values = metadata.get('authorization');
+  if (values.length !== 1) return undefined; // zero, or an ambiguous repeat
+  const v = values[0];
+  return typeof v === 'string' ? v : undefined;
+}
+
+const AUDIT_UNAVAILABLE = 'the audit log cannot be written, so the agent refuses the call: check the disk and the database';
+
+interface GuardedCall {
+  metadata: Metadata;
+  cancelled: boolean;
+  on(event: 'cancelled', listener: () => void): unknown;
+}
+
+class Guard {
+  constructor(private readonly opts: AgentServerOptions) {}
+
+  /**
+   * Runs one call through authentication, authorization and audit. `readRequest` yields the
+   * message authorization is decided on (for client streams, the first one), read only
+   * after the caller is authenticated.
+   */
+  async run<Req, Res>(
+    entry: RpcEntry,
+    call: GuardedCall,
+    readRequest: () => Promise<Req>,
+    handle: (req: Req, ctx: CallContext) => Promise<Res>,
+  ): Promise<Res> {
+    const started = performance.now();
+    const time = new Date();
+    const rpc = entry.rpc as RpcName;
+    const codec = requestCodec(rpc);
+    const { audit, log } = this.opts;
+    const base = { time, node: this.opts.node, rpc, tool: entry.tool ?? '' };
+
+    let caller: Caller;
+    try {
+      caller = await this.opts.authenticator.authenticate(bearer(call.metadata));
+    } catch (err) {
+      const e = err instanceof UnauthenticatedError ? err : new UnauthenticatedError(toMcpError(err).message);
+      this.recordDenial({
+        ...base,
+        caller: {},
+        roles: [],
+        service: '',
+        component: '',
+        argsSha256: '',
+        requestId: '',
+        decision: 'deny',
+        errorCode: e.code,
+        errorMessage: e.detail,
+      });
+      log.warn('call refused: not authenticated', { rpc, reason: e.detail });
+      throw e;
+    }
+
+    const req = await readRequest();
+    const target = targetOf(rpc, req);
+    const roles = this.opts.authorizer.rolesOf(caller);
+    const record = {
+      ...base,
+      caller,
+      roles,
+      service: target.service,
+      component: target.component,
+      argsSha256: argsDigest(codec, req),
+      requestId: target.requestId,
+    };
+    try {
+      if (target.services.some((s) => !s)) {
+        throw new InvalidArgumentError(`${rpc}: the target service name is empty: name the service to act on`);
+      }
+      this.opts.authorizer.authorize(caller, entry.permission, target.services);
+    } catch (err) {
+      const e = toMcpError(err);
+      this.recordDenial({ ...record, decision: 'deny', errorCode: e.code, errorMessage: e.message });
+      log.warn('call refused', { rpc, subject: caller.subject, code: e.code, reason: e.message });
+      throw e;
+    }
+
+    let callId: string;
+    try {
+      callId = audit.recordCall({ ...record, decision: 'allow' }).callId;
+    } catch (err) {
+      log.error('audit write failed: call refused', { rpc, subject: caller.subject, error: String(err) });
+      throw new UnavailableError(AUDIT_UNAVAILABLE, { cause: err });
+    }
+
+    const abort = new AbortController();
+    if (call.cancelled) abort.abort();
+    call.on('cancelled', () => abort.abort());
+    const ctx: CallContext = {
+      rpc,
+      caller,
+      roles,
+      scope: this.opts.authorizer.scopeOf(caller, entry.permission),
+      signal: abort.signal,
+      log: log.child({ rpc, subject: caller.subject, callId }),
+    };
+    let outcome: AuditOutcome;
+    try {
+      const res = await handle(req, ctx);
+      outcome = { outcome: 'ok', errorCode: '', errorMessage: '', durationMs: performance.now() - started };
+      this.recordOutcome(callId, outcome, rpc);
+      ctx.log.info('call', { service: target.service, outcome: 'ok', durationMs: Math.round(outcome.durationMs) });
+      return res;
+    } catch (err) {
+      const e = toMcpError(err);
+      outcome = { outcome: 'error', errorCode: e.code, errorMessage: e.message, durationMs: performance.now() - started };
+      this.recordOutcome(callId, outcome, rpc);
+      const level = e.code === 'INTERNAL' ? 'error' : 'info';
+      ctx.log[level]('call', { service: target.service, outcome: 'error', code: e.code, error: e.message });
+      throw e;
+    }
+  }
+
+  private recordDenial(call: AuditCall): void {
+    try {
+      this.opts.audit.recordCall(call);
+    } catch (err) {
+      // The call is refused either way; the failure to record it is itself worth an alarm.
+      this.opts.log.error('audit write failed for a refused call', { rpc: call.rpc, error: String(err) });
+    }
+  }
+
+  private recordOutcome(callId: string, outcome: AuditOutcome, rpc: string): void {
+    try {
+      this.opts.audit.recordOutcome(callId, outcome);
+    } catch (err) {
+      // The effect has happened; the record keeps its attempt and reads back as `unknown`.
+      this.opts.log.error('audit outcome write failed', { rpc, callId, error: String(err) });
+    }
+  }
+}
+
+async function writeWithBackpressure<T>(call: ServerWritableStream<unknown, T>, msg: T): Promise<void> {
+  if (call.write(msg)) return;
+  await new Promise<void>((resolve, reject) => {
+    const onDrain = () => {
+      call.off('error', onError);
+      resolve();
+    };
+    const onError = (err: Error) => {
+      call.off('drain', onDrain);
+      reject(err);
+    };
+    call.once('drain', onDrain);
+    call.once('error', onError);
+  });
+}
+
+async function firstMessage<Req>(iterator: AsyncIterator<Req>, rpc: string): Promise<Req> {
+  const first = await iterator.next();
+  if (first.done) throw new InvalidArgumentError(`${rpc}: the stream ended before its first message`);
+  return first.value;
+}
+
+/** Builds the grpc-js implementation: every RPC in the contract, each through the guard. */
+export function buildServiceImplementation(opts: AgentServerOptions): UntypedServiceImplementation {
+  const guard = new Guard(opts);
+  const impl: UntypedServiceImplementation = {};
+  const handlers = opts.handlers as unknown as Record<string, unknown>;
+  for (const entry of rpcs) {
+    const handler = handlers[entry.method];
+    if (typeof handler !== 'function') throw new Error(`no handler for RPC ${entry.rpc}`);
+    if (!entry.requestStream && !entry.responseStream) {
+      const h = handler as UnaryHandler<unknown, unknown>;
+      impl[entry.method] = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+        guard
+          .run(entry, call, async () => call.request, h)
+          .then((res) => callback(null, res))
+          .catch((err) => callback(toStatusObject(err)));
+      };
+    } else if (entry.responseStream && !entry.requestStream) {
+      const h = handler as ServerStreamHandler<unknown, unknown>;
+      impl[entry.method] = (call: ServerWritableStream<unknown, unknown>) => {
+        guard
+          .run(entry, call, async () => call.request, (req, ctx) => h(req, ctx, (msg) => writeWithBackpressure(call, msg)))
+          .then(() => call.end())
+          .catch((err) => call.destroy(Object.assign(new Error(toMcpError(err).message), toStatusObject(err))));
+      };
+    } else if (entry.requestStream && !entry.responseStream) {
+      const h = handler as ClientStreamHandler<unknown, unknown>;
+      impl[entry.method] = (call: ServerReadableStream<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+        const iterator = call[Symbol.asyncIterator]();
+        const rest: AsyncIterable<unknown> = { [Symbol.asyncIterator]: () => iterator };
+        guard
+          .run(entry, call, () => firstMessage(iterator, entry.rpc), (first, ctx) => h(first, rest, ctx))
+          .then((res) => callback(null, res))
+          .catch((err) => {
+            callback(toStatusObject(err));
+            call.destroy();
+          });
+      };
+    } else {
+      throw new Error(`${(entry as RpcEntry).rpc}: bidirectional streaming is not supported by the guard`);
+    }
+  }
+  return impl;
+}
+
+export interface TlsOptions {
+  certPem: string | Buffer;
+  keyPem: string | Buffer;
+  /** When set, clients must present a certificate signed by this CA. */
+  clientCaPem?: string | Buffer;
+}
+
+/** TLS 1.3 only: grpc-js has no option for it, so the constructor options are extended here. */
+function tlsCredentials(tls: TlsOptions): ServerCredentials {
+  const creds = ServerCredentials.createSsl(
+    tls.clientCaPem ? Buffer.from(tls.clientCaPem) : null,
+    [{ cert_chain: Buffer.from(tls.certPem), private_key: Buffer.from(tls.keyPem) }],
+    Boolean(tls.clientCaPem),
+  );
+  const base = creds._getConstructorOptions.bind(creds);
+  creds._getConstructorOptions = () => ({ ...base(), minVersion: 'TLSv1.3' });
+  return creds;
+}
+
+export interface RunningServer {
+  readonly port: number;
+  /** Stop accepting calls, let in-flight ones finish within `graceMs`, then cut the rest. */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+export async function startAgentServer(
+  opts: AgentServerOptions & { listen: string; tls: TlsOptions },
+): Promise<RunningServer> {
+  const server = new Server({
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+    'grpc.max_receive_message_length': 8 * 1024 * 1024,
+  });
+  server.addService(McpAgentServiceService, buildServiceImplementation(opts));
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(opts.listen, tlsCredentials(opts.tls), (err, p) => (err ? reject(err) : resolve(p)));
+  });
+  return {
+    port,
+    shutdown: (graceMs) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+  };
+}
+
