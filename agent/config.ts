@@ -1,0 +1,480 @@
+/**
+ * The agent's configuration: a TOML file (snake_case keys) read into AgentConfig
+ * (camelCase), with `MCP_AGENT_*` environment overrides for the scalar settings. Defaults are
+ * the secure ones; the file must name at least one trusted issuer, since every call to the
+ * agent is authenticated. Relative paths are taken from the config file's directory.
+ */
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import {
+  applyEnvOverrides,
+  type Env,
+  type EnvOverride,
+  hostPortSchema,
+  nameSchema,
+  parseTomlDocument,
+  parseWithSchema,
+  readConfigText,
+  requiredString,
+  resolveConfigPath,
+  secureUrlSchema,
+} from '../core/config-env.js';
+
+// --- trusted issuers (shared with the connector's HTTP mode) -------------------------------
+
+/** Asymmetric JWS algorithms a trusted issuer may sign with. */
+export const SUPPORTED_ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'Ed25519',
+] as const;
+export const DEFAULT_ALGORITHMS = ['RS256', 'ES256', 'EdDSA'];
+
+export interface JwtIssuerConfig {
+  type: 'jwt';
+  /** The `iss` claim tokens must carry; also the name bindings use for this issuer. */
+  issuer: string;
+  /** Exactly one of jwksUri, discovery and keyFile says where the signing keys come from. */
+  jwksUri?: string;
+  discovery: boolean;
+  keyFile?: string;
+  /** Tokens must carry one of these in `aud`. Never empty. */
+  audience: string[];
+  algorithms: string[];
+  clockToleranceSeconds: number;
+  subjectClaim: 'sub' | 'azp' | 'client_id';
+  /** Dotted path to the roles array in the token, e.g. `realm_access.roles`. */
+  rolesClaim: string;
+  /** Required `typ` header, e.g. `at+jwt`; undefined accepts any. */
+  typ?: string;
+  /** CA bundle for fetching keys (JWKS, discovery) over TLS. */
+  caFile?: string;
+}
+
+export interface MciasIssuerConfig {
+  type: 'mcias';
+  /** The name bindings use for this issuer. */
+  name: string;
+  serverUrl: string;
+  caFile?: string;
+  audience?: string[];
+  cacheSeconds: number;
+}
+
+export type TrustedIssuerConfig = JwtIssuerConfig | MciasIssuerConfig;
+
+/** The name an issuer goes by in `[[rbac.bindings]] issuer`: the JWT issuer URL or the MCIAS name. */
+export function issuerId(issuer: TrustedIssuerConfig): string {
+  return issuer.type === 'jwt' ? issuer.issuer : issuer.name;
+}
+
+const algorithmSchema = z.string().superRefine((alg, ctx) => {
+  if ((SUPPORTED_ALGORITHMS as readonly string[]).includes(alg)) return;
+  let message = `unsupported algorithm "${alg}": use one of ${SUPPORTED_ALGORITHMS.join(', ')}`;
+  if (alg.toLowerCase() === 'none') {
+    message = '"none" means unsigned tokens, which anyone can forge: it is never accepted';
+  } else if (/^HS\d+$/i.test(alg)) {
+    message = `"${alg}" is a shared-secret algorithm: whoever can check such a token can also mint one, so it is not accepted; use an asymmetric algorithm (${DEFAULT_ALGORITHMS.join(', ')})`;
+  }
+  ctx.addIssue({ code: 'custom', message });
+});
+
+const AUDIENCE_REQUIRED =
+  'required: the resource identifier tokens must be issued for (their `aud`); a token meant for another service is refused';
+
+/** A string or an array of strings, as an array. */
+function audienceSchema(whenMissing: string | undefined) {
+  return z.preprocess(
+    (value) => (typeof value === 'string' ? [value] : value),
+    z
+      .array(requiredString('an audience is a resource identifier such as https://mcp.example.net'), {
+        error: (issue) => (issue.input === undefined ? whenMissing : undefined),
+      })
+      .min(1, { error: 'give at least one audience' }),
+  );
+}
+
+const pathSchema = requiredString('give a file path');
+
+const jwtIssuerInput = z
+  .strictObject({
+    type: z.literal('jwt'),
+    issuer: secureUrlSchema,
+    jwks_uri: secureUrlSchema.optional(),
+    discovery: z.boolean().default(false),
+    key_file: pathSchema.optional(),
+    audience: audienceSchema(AUDIENCE_REQUIRED),
+    algorithms: z.array(algorithmSchema).min(1).default(DEFAULT_ALGORITHMS),
+    clock_tolerance_seconds: z.int().min(0).max(300).default(60),
+    subject_claim: z.enum(['sub', 'azp', 'client_id']).default('sub'),
+    roles_claim: z
+      .string()
+      .regex(/^[^.\s]+(?:\.[^.\s]+)*$/, {
+        error: 'expected a claim name or dotted path, e.g. realm_access.roles',
+      })
+      .default('roles'),
+    typ: requiredString('give the expected typ header, e.g. at+jwt, or leave typ out').optional(),
+    ca_file: pathSchema.optional(),
+  })
+  .superRefine((issuer, ctx) => {
+    const sources = [
+      issuer.jwks_uri !== undefined && 'jwks_uri',
+      issuer.discovery && 'discovery = true',
+      issuer.key_file !== undefined && 'key_file',
+    ].filter((source) => source !== false);
+    if (sources.length !== 1) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `give exactly one of jwks_uri, discovery = true or key_file (where the issuer's signing keys come from)${sources.length > 1 ? `; found ${sources.join(', ')}` : ''}`,
+      });
+    }
+  });
+
+const mciasIssuerInput = z.strictObject({
+  type: z.literal('mcias'),
+  name: requiredString('the name bindings use for this issuer'),
+  server_url: secureUrlSchema,
+  ca_file: pathSchema.optional(),
+  audience: audienceSchema(undefined).optional(),
+  cache_seconds: z.int().min(0).max(300).default(30),
+});
+
+/**
+ * One `[[issuers]]` entry (agent) or `[[http.issuers]]` entry (connector). `type` defaults to
+ * "jwt". Paths in the result are as written; see resolveIssuerPaths.
+ */
+export const trustedIssuerSchema = z
+  .preprocess(
+    (value) =>
+      typeof value === 'object' && value !== null && !Array.isArray(value) && !('type' in value)
+        ? { ...value, type: 'jwt' }
+        : value,
+    z.discriminatedUnion('type', [jwtIssuerInput, mciasIssuerInput], {
+      error: (issue) =>
+        issue.code === 'invalid_union' ? 'expected "jwt" (the default) or "mcias"' : undefined,
+    }),
+  )
+  .transform((input): TrustedIssuerConfig => {
+    if (input.type === 'mcias') {
+      return {
+        type: 'mcias',
+        name: input.name,
+        serverUrl: input.server_url,
+        caFile: input.ca_file,
+        audience: input.audience,
+        cacheSeconds: input.cache_seconds,
+      };
+    }
+    return {
+      type: 'jwt',
+      issuer: input.issuer,
+      jwksUri: input.jwks_uri,
+      discovery: input.discovery,
+      keyFile: input.key_file,
+      audience: input.audience,
+      algorithms: input.algorithms,
+      clockToleranceSeconds: input.clock_tolerance_seconds,
+      subjectClaim: input.subject_claim,
+      rolesClaim: input.roles_claim,
+      typ: input.typ,
+      caFile: input.ca_file,
+    };
+  });
+
+/** The issuer with key_file and ca_file resolved against the config file's directory. */
+export function resolveIssuerPaths(
+  issuer: TrustedIssuerConfig,
+  configFile: string,
+  env: Env,
+): TrustedIssuerConfig {
+  const resolvePath = (path: string | undefined) => path && resolveConfigPath(path, configFile, env);
+  if (issuer.type === 'mcias') return { ...issuer, caFile: resolvePath(issuer.caFile) };
+  return { ...issuer, keyFile: resolvePath(issuer.keyFile), caFile: resolvePath(issuer.caFile) };
+}
+
+/** Duplicate issuer ids, as issues on `path`. */
+export function checkUniqueIssuers(
+  issuers: readonly TrustedIssuerConfig[],
+  path: readonly (string | number)[],
+  ctx: z.RefinementCtx,
+): void {
+  const seen = new Set<string>();
+  issuers.forEach((issuer, index) => {
+    const id = issuerId(issuer);
+    if (seen.has(id)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [...path, index],
+        message: `issuer "${id}" is configured twice: merge the two entries`,
+      });
+    }
+    seen.add(id);
+  });
+}
+
+// --- the agent config ---------------------------------------------------------------------
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export interface RoleConfig {
+  name: string;
+  /** Permission strings (`service.deploy`, ...) or `*`; checked by the auth module. */
+  permissions: string[];
+  /** Service name globs the role is limited to; undefined means every service. */
+  services?: string[];
+  /** Node name globs the role is limited to; undefined means every node. */
+  nodes?: string[];
+}
+
+export interface RoleBindingConfig {
+  /** An issuer id: the JWT issuer URL or the MCIAS issuer name. */
+  issuer: string;
+  subject: string;
+  roles: string[];
+}
+
+export interface AgentConfig {
+  /** Absolute path of the file this was read from. */
+  configFile: string;
+  nodeName: string;
+  logLevel: LogLevel;
+  server: {
+    listen: string;
+    tlsCert: string;
+    tlsKey: string;
+    /** When set, clients must present a certificate signed by this CA. */
+    clientCa?: string;
+    shutdownGraceSeconds: number;
+  };
+  database: string;
+  containerRuntime: 'podman' | 'docker';
+  /** The runtime binary; undefined or a bare name is looked up on PATH. */
+  runtimePath?: string;
+  issuers: TrustedIssuerConfig[];
+  rbac: { roles: RoleConfig[]; bindings: RoleBindingConfig[] };
+  monitor: {
+    enabled: boolean;
+    intervalSeconds: number;
+    flapThreshold: number;
+    flapWindowSeconds: number;
+    cooldownSeconds: number;
+    eventRetentionDays: number;
+    /** argv of the command run for each alert; no shell is involved. */
+    alertCommand?: string[];
+    alertTimeoutSeconds: number;
+  };
+  files: { root: string; maxFileBytes: number; chunkBytes: number };
+  backups: { dir: string; keep: number };
+}
+
+export const AGENT_ENV_OVERRIDES: readonly EnvOverride[] = [
+  { variable: 'MCP_AGENT_NODE_NAME', path: ['node_name'], kind: 'string' },
+  { variable: 'MCP_AGENT_LOG_LEVEL', path: ['log_level'], kind: 'string' },
+  { variable: 'MCP_AGENT_LISTEN', path: ['server', 'listen'], kind: 'string' },
+  { variable: 'MCP_AGENT_TLS_CERT', path: ['server', 'tls_cert'], kind: 'path' },
+  { variable: 'MCP_AGENT_TLS_KEY', path: ['server', 'tls_key'], kind: 'path' },
+  { variable: 'MCP_AGENT_CLIENT_CA', path: ['server', 'client_ca'], kind: 'path' },
+  {
+    variable: 'MCP_AGENT_SHUTDOWN_GRACE_SECONDS',
+    path: ['server', 'shutdown_grace_seconds'],
+    kind: 'integer',
+  },
+  { variable: 'MCP_AGENT_DATABASE', path: ['database'], kind: 'path' },
+  { variable: 'MCP_AGENT_RUNTIME', path: ['container_runtime'], kind: 'string' },
+  { variable: 'MCP_AGENT_RUNTIME_PATH', path: ['runtime_path'], kind: 'string' },
+  { variable: 'MCP_AGENT_MONITOR_ENABLED', path: ['monitor', 'enabled'], kind: 'boolean' },
+  { variable: 'MCP_AGENT_MONITOR_INTERVAL_SECONDS', path: ['monitor', 'interval_seconds'], kind: 'integer' },
+  { variable: 'MCP_AGENT_FILES_ROOT', path: ['files', 'root'], kind: 'path' },
+  { variable: 'MCP_AGENT_BACKUPS_DIR', path: ['backups', 'dir'], kind: 'path' },
+];
+
+const NO_ISSUER =
+  'at least one [[issuers]] entry is required: the agent authenticates every call with a token from a trusted issuer, so with none it could accept no call';
+const SERVER_REQUIRED =
+  'required: add a [server] table with tls_cert and tls_key (the agent serves only over TLS)';
+const ALERT_COMMAND_ARRAY =
+  'use an array: no shell is involved, e.g. alert_command = ["/usr/local/bin/mcp-alert", "--channel", "ops"]';
+
+const seconds = (min: number, max: number, fallback: number) => z.int().min(min).max(max).default(fallback);
+
+const serverSchema = z.strictObject(
+  {
+    listen: hostPortSchema.default('127.0.0.1:7443'),
+    tls_cert: z.string({ error: requiredFor('the PEM certificate the agent presents to clients') }).min(1),
+    tls_key: z.string({ error: requiredFor("the PEM private key of the agent's certificate") }).min(1),
+    client_ca: pathSchema.optional(),
+    shutdown_grace_seconds: seconds(0, 600, 10),
+  },
+  { error: (issue) => (issue.input === undefined ? SERVER_REQUIRED : undefined) },
+);
+
+const roleSchema = z.strictObject({
+  name: requiredString('give the role a name'),
+  permissions: z.array(requiredString('a permission such as service.deploy, or *')).min(1),
+  services: z.array(requiredString('a service name or glob such as web-*')).min(1).optional(),
+  nodes: z.array(requiredString('a node name or glob')).min(1).optional(),
+});
+
+const bindingSchema = z.strictObject({
+  issuer: requiredString('the issuer URL (jwt) or name (mcias) the subject belongs to'),
+  subject: requiredString('the subject (the token claim chosen by subject_claim)'),
+  roles: z.array(requiredString('a role name')).min(1),
+});
+
+const monitorSchema = z.strictObject({
+  enabled: z.boolean().default(true),
+  interval_seconds: seconds(1, 86_400, 30),
+  flap_threshold: z.int().min(1).max(1000).default(3),
+  flap_window_seconds: seconds(1, 86_400 * 7, 600),
+  cooldown_seconds: seconds(0, 86_400 * 7, 900),
+  event_retention_days: z.int().min(1).max(3650).default(30),
+  alert_command: z
+    .array(requiredString('an argument'), {
+      error: (issue) => (typeof issue.input === 'string' ? ALERT_COMMAND_ARRAY : undefined),
+    })
+    .min(1, { error: 'give the program and its arguments, or leave alert_command out' })
+    .optional(),
+  alert_timeout_seconds: seconds(1, 3600, 10),
+});
+
+const GIB = 1024 ** 3;
+
+const agentConfigInput = z
+  .strictObject({
+    node_name: nameSchema,
+    log_level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+    server: serverSchema,
+    database: pathSchema.default('/var/lib/mcp-agent/registry.db'),
+    container_runtime: z.enum(['podman', 'docker']).default('podman'),
+    runtime_path: pathSchema.optional(),
+    issuers: z
+      .array(trustedIssuerSchema, { error: (issue) => (issue.input === undefined ? NO_ISSUER : undefined) })
+      .min(1, { error: NO_ISSUER }),
+    rbac: z
+      .strictObject({ roles: z.array(roleSchema).default([]), bindings: z.array(bindingSchema).default([]) })
+      .prefault({}),
+    monitor: monitorSchema.prefault({}),
+    files: z
+      .strictObject({
+        root: pathSchema.default('/srv'),
+        max_file_bytes: z
+          .int()
+          .min(1)
+          .max(Number.MAX_SAFE_INTEGER)
+          .default(4 * GIB),
+        chunk_bytes: z
+          .int()
+          .min(1024)
+          .max(4 * 1024 * 1024 - 1024, { error: 'must stay under 4 MiB, the largest gRPC message' })
+          .default(262_144),
+      })
+      .prefault({}),
+    backups: z
+      .strictObject({
+        dir: pathSchema.default('/var/lib/mcp-agent/backups'),
+        keep: z.int().min(0).default(7),
+      })
+      .prefault({}),
+  })
+  .superRefine((config, ctx) => {
+    checkUniqueIssuers(config.issuers, ['issuers'], ctx);
+    checkRbacReferences(config.rbac, config.issuers, ctx);
+  });
+
+function requiredFor(what: string) {
+  return (issue: { input?: unknown }) => (issue.input === undefined ? `required: ${what}` : undefined);
+}
+
+function checkRbacReferences(
+  rbac: { roles: RoleConfig[]; bindings: RoleBindingConfig[] },
+  issuers: readonly TrustedIssuerConfig[],
+  ctx: z.RefinementCtx,
+): void {
+  const roleNames = new Set<string>();
+  rbac.roles.forEach((role, index) => {
+    if (roleNames.has(role.name)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['rbac', 'roles', index, 'name'],
+        message: `role "${role.name}" is defined twice: merge the two entries`,
+      });
+    }
+    roleNames.add(role.name);
+  });
+  const issuerIds = issuers.map(issuerId);
+  rbac.bindings.forEach((binding, index) => {
+    if (issuerIds.length > 0 && !issuerIds.includes(binding.issuer)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['rbac', 'bindings', index, 'issuer'],
+        message: `"${binding.issuer}" is not a configured issuer: use one of ${issuerIds.map((id) => `"${id}"`).join(', ')}`,
+      });
+    }
+    binding.roles.forEach((role, roleIndex) => {
+      if (!roleNames.has(role)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['rbac', 'bindings', index, 'roles', roleIndex],
+          message: `role "${role}" is not defined: add it under [[rbac.roles]] or use one of ${[...roleNames].join(', ') || '(none defined)'}`,
+        });
+      }
+    });
+  });
+}
+
+/** Parses and checks the agent config in `text`, read from `file`. Throws InvalidArgumentError. */
+export function parseAgentConfig(text: string, file: string, env: Env = process.env): AgentConfig {
+  const document = parseTomlDocument(text, file);
+  const sources = applyEnvOverrides(document, env, AGENT_ENV_OVERRIDES);
+  const input = parseWithSchema(agentConfigInput, document, file, sources);
+  const path = (value: string) => resolveConfigPath(value, file, env);
+  const optionalPath = (value: string | undefined) => (value === undefined ? undefined : path(value));
+  return {
+    configFile: resolve(file),
+    nodeName: input.node_name,
+    logLevel: input.log_level,
+    server: {
+      listen: input.server.listen,
+      tlsCert: path(input.server.tls_cert),
+      tlsKey: path(input.server.tls_key),
+      clientCa: optionalPath(input.server.client_ca),
+      shutdownGraceSeconds: input.server.shutdown_grace_seconds,
+    },
+    database: path(input.database),
+    containerRuntime: input.container_runtime,
+    // A bare name (`podman`) is looked up on PATH; anything with a slash is a path.
+    runtimePath: input.runtime_path?.includes('/') ? path(input.runtime_path) : input.runtime_path,
+    issuers: input.issuers.map((issuer) => resolveIssuerPaths(issuer, file, env)),
+    rbac: input.rbac,
+    monitor: {
+      enabled: input.monitor.enabled,
+      intervalSeconds: input.monitor.interval_seconds,
+      flapThreshold: input.monitor.flap_threshold,
+      flapWindowSeconds: input.monitor.flap_window_seconds,
+      cooldownSeconds: input.monitor.cooldown_seconds,
+      eventRetentionDays: input.monitor.event_retention_days,
+      alertCommand: input.monitor.alert_command,
+      alertTimeoutSeconds: input.monitor.alert_timeout_seconds,
+    },
+    files: {
+      root: path(input.files.root),
+      maxFileBytes: input.files.max_file_bytes,
+      chunkBytes: input.files.chunk_bytes,
+    },
+    backups: { dir: path(input.backups.dir), keep: input.backups.keep },
+  };
+}
+
+/** Reads and checks the agent config file. */
+export async function loadAgentConfig(file: string, env: Env = process.env): Promise<AgentConfig> {
+  const text = await readConfigText(file, 'agent config', 'deploy/examples/agent.toml');
+  return parseAgentConfig(text, file, env);
+}

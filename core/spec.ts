@@ -1,0 +1,341 @@
+/**
+ * The rules a ServiceSpec must satisfy before anything acts on it. The connector checks
+ * definition files with them and the agent checks Deploy/Sync requests with them, so a spec
+ * that one side accepts the other accepts too. Every value here ends up in a container
+ * runtime's argv: the rules keep out anything that could be read as an option or that a
+ * runtime would interpret differently from what the operator wrote.
+ */
+import { isIPv4, isIPv6 } from 'node:net';
+import type { ComponentSpec, ServiceSpec } from '../gen/mcp/v1/mcp.js';
+import { InvalidArgumentError } from './errors.js';
+
+/** Service, component and node names: they become container names and DNS-like labels. */
+export const NAME_PATTERN = /^[a-z0-9][a-z0-9-]*$/;
+export const NAME_MAX_LENGTH = 63;
+const NAME_EXPECTED = `lower-case letters, digits and '-', starting with a letter or digit, at most ${NAME_MAX_LENGTH} characters`;
+
+/** Container network names, as podman and docker accept them. */
+export const NETWORK_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+const NETWORK_MAX_LENGTH = 128;
+
+export const ENV_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+export const VOLUME_OPTIONS = [
+  'ro',
+  'rw',
+  'z',
+  'Z',
+  'shared',
+  'slave',
+  'private',
+  'rshared',
+  'rslave',
+  'rprivate',
+  'nocopy',
+] as const;
+export type VolumeOption = (typeof VOLUME_OPTIONS)[number];
+
+/** One problem found in a spec; `path` is like `components[1].ports[0]`. */
+export interface SpecIssue {
+  path: string;
+  message: string;
+}
+
+/** Why `value` is not a valid service/component/node name, or undefined when it is. */
+export function checkName(value: string): string | undefined {
+  if (value === '') return `required: give a name of ${NAME_EXPECTED}`;
+  if (value.length > NAME_MAX_LENGTH) {
+    return `"${printable(value)}" is ${value.length} characters long: use at most ${NAME_MAX_LENGTH}`;
+  }
+  if (!NAME_PATTERN.test(value)) return `"${printable(value)}" is not a valid name: use ${NAME_EXPECTED}`;
+  return undefined;
+}
+
+export const COMPONENTS_REQUIRED =
+  'at least one component is required: add one ([[components]] in a definition file) with a name and an image';
+
+/** Every problem with `spec`; empty when it is valid. */
+export function validateServiceSpec(spec: ServiceSpec): SpecIssue[] {
+  const issues: SpecIssue[] = [];
+  const nameProblem = checkName(spec.name ?? '');
+  if (nameProblem) issues.push({ path: 'name', message: nameProblem });
+
+  const components = spec.components ?? [];
+  if (components.length === 0) {
+    issues.push({ path: 'components', message: COMPONENTS_REQUIRED });
+  }
+  const firstIndexOf = new Map<string, number>();
+  components.forEach((component, index) => {
+    const at = `components[${index}]`;
+    const earlier = firstIndexOf.get(component.name);
+    if (earlier !== undefined && component.name !== '') {
+      issues.push({
+        path: `${at}.name`,
+        message: `"${component.name}" is already the name of components[${earlier}]: component names must be unique within a service`,
+      });
+    } else {
+      firstIndexOf.set(component.name, index);
+    }
+    issues.push(...validateComponentSpec(component, at));
+  });
+  return issues;
+}
+
+function validateComponentSpec(component: ComponentSpec, at: string): SpecIssue[] {
+  const issues: SpecIssue[] = [];
+  const report = (field: string, message: string | undefined) => {
+    if (message) issues.push({ path: `${at}.${field}`, message });
+  };
+  report('name', checkName(component.name ?? ''));
+  report('image', checkImage(component.image ?? ''));
+  report('network', checkNetwork(component.network ?? ''));
+  report('user', checkUser(component.user ?? ''));
+  report('restart', checkRestart(component.restart ?? ''));
+  (component.ports ?? []).forEach((port, i) => {
+    report(`ports[${i}]`, checkPortMapping(port));
+  });
+  (component.volumes ?? []).forEach((volume, i) => {
+    report(`volumes[${i}]`, checkVolumeMapping(volume));
+  });
+  (component.cmd ?? []).forEach((arg, i) => {
+    report(`cmd[${i}]`, checkArgument(arg));
+  });
+  for (const [key, value] of Object.entries(component.env ?? {})) {
+    const field = `env${ENV_KEY_PATTERN.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`}`;
+    if (!ENV_KEY_PATTERN.test(key)) {
+      report(field, 'invalid variable name: use letters, digits and _, not starting with a digit');
+    } else if (value.includes('\0')) {
+      report(field, 'the value contains a NUL character, which no environment variable can hold');
+    }
+  }
+  return issues;
+}
+
+/** Throws an InvalidArgumentError listing every problem, each as `where: path: message`. */
+export function assertValidServiceSpec(spec: ServiceSpec, where = 'service spec'): void {
+  const issues = validateServiceSpec(spec);
+  if (issues.length > 0) throw new InvalidArgumentError(formatSpecIssues(issues, where));
+}
+
+/** One line per issue, `where: path: message`, so each line names its source and field. */
+export function formatSpecIssues(issues: readonly SpecIssue[], where: string): string {
+  return issues.map((issue) => `${where}: ${issue.path}: ${issue.message}`).join('\n');
+}
+
+// --- image references -------------------------------------------------------------------
+
+const SHELL_METACHARACTERS = /[;&|$`<>()\\'"!*?{}[\]#~^]/;
+const DOMAIN_COMPONENT = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
+const DOMAIN = `(?:${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*|\\[[a-fA-F0-9:]+\\])(?::[0-9]+)?`;
+const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
+const TAG = '[\\w][\\w.-]{0,127}';
+const DIGEST = '[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}';
+/** The distribution reference grammar (docker/distribution reference/regexp.go). */
+const IMAGE_REFERENCE = new RegExp(
+  `^(?:${DOMAIN}/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*(?::${TAG})?(?:@${DIGEST})?$`,
+);
+const IMAGE_EXAMPLE = 'registry.example:5000/web:v1.2.0';
+
+export function checkImage(image: string): string | undefined {
+  if (image === '') return `required: give an image reference such as ${IMAGE_EXAMPLE}`;
+  if (/\s/.test(image) || image.includes('\0')) {
+    return `"${printable(image)}" contains whitespace: give one image reference such as ${IMAGE_EXAMPLE}`;
+  }
+  if (SHELL_METACHARACTERS.test(image)) {
+    return `"${printable(image)}" contains shell metacharacters: an image reference has only letters, digits and . _ - / : @ (for example ${IMAGE_EXAMPLE})`;
+  }
+  if (image.startsWith('-')) return `"${printable(image)}" starts with '-': an image reference never does`;
+  if (image.length > 512 || !IMAGE_REFERENCE.test(image)) {
+    return `"${printable(image)}" is not a valid image reference: expected [registry[:port]/]name[:tag][@digest] with a lower-case name, for example ${IMAGE_EXAMPLE}`;
+  }
+  return undefined;
+}
+
+/**
+ * The version of an image reference: its tag, else its digest, else ''.
+ * `reg:5000/img:v1.2.0` → `v1.2.0`; `img@sha256:ab..` → `sha256:ab..`; `img:v1@sha256:..` → `v1`;
+ * `reg:5000/img` → '' (the registry's port is not a tag).
+ */
+export function imageVersion(image: string): string {
+  const at = image.indexOf('@');
+  const name = at === -1 ? image : image.slice(0, at);
+  const digest = at === -1 ? '' : image.slice(at + 1);
+  const lastPart = name.slice(name.lastIndexOf('/') + 1);
+  const colon = lastPart.indexOf(':');
+  const tag = colon === -1 ? '' : lastPart.slice(colon + 1);
+  return tag !== '' ? tag : digest;
+}
+
+// --- ports ----------------------------------------------------------------------------
+
+export interface PortMapping {
+  /** '' when the port is published on every address. IPv6 without brackets. */
+  hostIp: string;
+  hostPort: number;
+  containerPort: number;
+  protocol: 'tcp' | 'udp';
+}
+
+const PORT_EXPECTED = 'expected [host_ip:]host_port:container_port[/tcp|/udp], for example 127.0.0.1:8080:80';
+
+/** Parses `[host_ip:]host_port:container_port[/tcp|/udp]`; throws InvalidArgumentError. */
+export function parsePortMapping(text: string): PortMapping {
+  const fail = (why: string): never => {
+    throw new InvalidArgumentError(`"${printable(text)}": ${why}; ${PORT_EXPECTED}`);
+  };
+  let rest = text;
+  let protocol: PortMapping['protocol'] = 'tcp';
+  const slash = rest.lastIndexOf('/');
+  if (slash !== -1) {
+    const suffix = rest.slice(slash + 1);
+    if (suffix !== 'tcp' && suffix !== 'udp') fail(`unknown protocol "${printable(suffix)}"`);
+    protocol = suffix as PortMapping['protocol'];
+    rest = rest.slice(0, slash);
+  }
+  let hostIp = '';
+  if (rest.startsWith('[')) {
+    const close = rest.indexOf(']');
+    if (close === -1) fail('unclosed [ around the IPv6 address');
+    hostIp = rest.slice(1, close);
+    if (!isIPv6(hostIp)) fail(`"${hostIp}" is not an IPv6 address`);
+    if (rest[close + 1] !== ':') fail('the IPv6 address must be followed by :host_port:container_port');
+    rest = rest.slice(close + 2);
+  }
+  const parts = rest.split(':');
+  if (hostIp === '' && parts.length === 3) {
+    hostIp = parts.shift() ?? '';
+    if (!isIPv4(hostIp)) {
+      fail(`"${hostIp}" is not an IPv4 address (write an IPv6 address in brackets, like [::1])`);
+    }
+  }
+  if (parts.length !== 2) {
+    fail(
+      parts.length < 2
+        ? 'a host port and a container port are both required'
+        : 'too many ":" (write an IPv6 host address in brackets, like [::1]:8080:80)',
+    );
+  }
+  return {
+    hostIp,
+    hostPort: parsePort(parts[0] ?? '', 'host port', fail),
+    containerPort: parsePort(parts[1] ?? '', 'container port', fail),
+    protocol,
+  };
+}
+
+function parsePort(text: string, what: string, fail: (why: string) => never): number {
+  if (!/^[0-9]{1,5}$/.test(text)) return fail(`${what} "${printable(text)}" is not a number`);
+  const port = Number(text);
+  if (port < 1 || port > 65535) return fail(`${what} ${port} is out of range 1-65535`);
+  return port;
+}
+
+// --- volumes --------------------------------------------------------------------------
+
+export interface VolumeMapping {
+  hostPath: string;
+  containerPath: string;
+  options: VolumeOption[];
+}
+
+const VOLUME_EXPECTED = `expected host_path:container_path[:options], both absolute, options among ${VOLUME_OPTIONS.join(',')}; for example /srv/web/data:/data:ro`;
+const EXCLUSIVE_VOLUME_OPTIONS: readonly (readonly VolumeOption[])[] = [
+  ['ro', 'rw'],
+  ['z', 'Z'],
+  ['shared', 'slave', 'private', 'rshared', 'rslave', 'rprivate'],
+];
+
+/** Parses a bind mount `host_path:container_path[:opt,opt]`; throws InvalidArgumentError. */
+export function parseVolumeMapping(text: string): VolumeMapping {
+  const fail = (why: string): never => {
+    throw new InvalidArgumentError(`"${printable(text)}": ${why}; ${VOLUME_EXPECTED}`);
+  };
+  if (text.includes('\0')) fail('contains a NUL character');
+  const parts = text.split(':');
+  if (parts.length < 2) fail('a host path and a container path are both required');
+  if (parts.length > 3) fail('too many ":" (paths containing ":" cannot be mounted this way)');
+  const [hostPath = '', containerPath = '', optionText] = parts;
+  checkMountPath(hostPath, 'host path', fail);
+  checkMountPath(containerPath, 'container path', fail);
+  const options: VolumeOption[] = [];
+  if (optionText !== undefined) {
+    for (const option of optionText.split(',')) {
+      if (!(VOLUME_OPTIONS as readonly string[]).includes(option)) {
+        fail(option === '' ? 'empty mount option' : `unknown mount option "${printable(option)}"`);
+      }
+      if (options.includes(option as VolumeOption)) fail(`mount option "${printable(option)}" is repeated`);
+      options.push(option as VolumeOption);
+    }
+    for (const group of EXCLUSIVE_VOLUME_OPTIONS) {
+      const chosen = options.filter((o) => group.includes(o));
+      if (chosen.length > 1) fail(`mount options ${chosen.join(' and ')} contradict each other`);
+    }
+  }
+  return { hostPath, containerPath, options };
+}
+
+function checkMountPath(path: string, what: string, fail: (why: string) => never): void {
+  if (path === '') fail(`the ${what} is empty`);
+  if (!path.startsWith('/'))
+    fail(`the ${what} "${printable(path)}" is not absolute (named volumes are not supported)`);
+  if (path.split('/').includes('..')) fail(`the ${what} "${printable(path)}" contains a ".." segment`);
+}
+
+// --- user, network, restart --------------------------------------------------------------
+
+const USER_PART = '(?:[a-z_][a-z0-9_-]{0,31}|[0-9]{1,10})';
+const USER_PATTERN = new RegExp(`^${USER_PART}(?::${USER_PART})?$`);
+
+export function checkUser(user: string): string | undefined {
+  if (user === '' || USER_PATTERN.test(user)) return undefined;
+  return `"${printable(user)}" is not a valid user: expected a user name or uid, optionally with :group or :gid, for example 1000:1000 or postgres`;
+}
+
+export function checkNetwork(network: string): string | undefined {
+  if (network === '') return undefined;
+  if (network.length <= NETWORK_MAX_LENGTH && NETWORK_PATTERN.test(network)) return undefined;
+  return `"${printable(network)}" is not a valid network name: use letters, digits, '_', '.' and '-', starting with a letter or digit (leave it empty for the runtime's default network)`;
+}
+
+const RESTART_PATTERN = /^(?:no|always|unless-stopped|on-failure(?::[1-9][0-9]{0,5})?)$/;
+
+export function checkRestart(restart: string): string | undefined {
+  if (restart === '' || RESTART_PATTERN.test(restart)) return undefined;
+  return `"${printable(restart)}" is not a restart policy: use no, always, on-failure, on-failure:N (N retries) or unless-stopped`;
+}
+
+/** Why `text` is not a valid port mapping, or undefined. */
+export function checkPortMapping(text: string): string | undefined {
+  return problemOf(() => parsePortMapping(text));
+}
+
+/** Why `text` is not a valid volume mapping, or undefined. */
+export function checkVolumeMapping(text: string): string | undefined {
+  return problemOf(() => parseVolumeMapping(text));
+}
+
+/** Why `arg` cannot be a command argument, or undefined. */
+export function checkArgument(arg: string): string | undefined {
+  return arg.includes('\0') ? 'contains a NUL character, which no command argument can hold' : undefined;
+}
+
+// --- helpers --------------------------------------------------------------------------
+
+function problemOf(check: () => unknown): string | undefined {
+  try {
+    check();
+    return undefined;
+  } catch (err) {
+    if (err instanceof InvalidArgumentError) return err.message;
+    throw err;
+  }
+}
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/g;
+
+/** The value as it may safely appear in a message: control characters escaped, long values cut. */
+function printable(value: string): string {
+  const shown = value.length > 100 ? `${value.slice(0, 100)}...` : value;
+  return shown.replace(CONTROL_CHARACTERS, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
