@@ -1,0 +1,591 @@
+/**
+ * The audit log: one record for every call to the agent, allowed or denied, written before
+ * the handler runs. Append-only (SQL triggers refuse UPDATE and DELETE) and tamper-evident:
+ * every row carries the SHA-256 of the row before it, so an edited or deleted row breaks the
+ * chain at a seq that `verifyChain` names.
+ *
+ * An allowed call is two rows sharing a call id: `call` (who, what, decision) before the
+ * handler, `outcome` (ok/error, duration) after it. A denied call is one `call` row whose
+ * outcome is already `error`. A call row with no outcome row reads back as outcome `unknown`:
+ * the agent stopped while it ran (or it is still running).
+ *
+ * Every write error is raised as an AuditWriteError; callers refuse the call (fail closed).
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import type Database from 'better-sqlite3';
+import { InvalidArgumentError, McpError, NotFoundError } from '../core/errors.js';
+import type { AuditRecord } from '../gen/mcp/v1/mcp.js';
+import {
+  type AuditDecisionName,
+  type AuditOutcomeName,
+  auditDecisionToProto,
+  auditOutcomeToProto,
+} from './states.js';
+import { writeTransaction } from './transaction.js';
+
+/** prev_hash of the first record. */
+export const GENESIS_HASH = '0'.repeat(64);
+
+/**
+ * The fields a record's hash covers, in the order they are serialized. Changing this list
+ * (or its order) invalidates every existing chain: append new fields at the end, in a new
+ * hash version, never reorder.
+ */
+export const AUDIT_HASHED_FIELDS = [
+  'seq',
+  'call_id',
+  'entry',
+  'time',
+  'node',
+  'issuer',
+  'subject',
+  'client_id',
+  'roles',
+  'rpc',
+  'tool',
+  'service',
+  'component',
+  'args_sha256',
+  'request_id',
+  'decision',
+  'outcome',
+  'error_code',
+  'error_message',
+  'duration_ms',
+] as const;
+
+const DEFAULT_PAGE_SIZE = 50;
+const MAX_PAGE_SIZE = 500;
+const MAX_ERROR_MESSAGE_LENGTH = 2000;
+
+/**
+ * One row of the log as stored, with `roles` as an array. It is also one line of the JSONL
+ * export, so an export can be verified offline with `auditRowHash`.
+ */
+export interface AuditRow {
+  seq: number;
+  call_id: string;
+  entry: 'call' | 'outcome';
+  /** RFC 3339, UTC, milliseconds. */
+  time: string;
+  node: string | null;
+  issuer: string | null;
+  subject: string | null;
+  client_id: string | null;
+  roles: string[] | null;
+  rpc: string | null;
+  tool: string | null;
+  service: string | null;
+  component: string | null;
+  args_sha256: string | null;
+  request_id: string | null;
+  decision: AuditDecisionName | null;
+  outcome: 'ok' | 'error' | null;
+  error_code: string | null;
+  error_message: string | null;
+  duration_ms: number | null;
+  prev_hash: string;
+  hash: string;
+}
+
+type HashedRow = Omit<AuditRow, 'prev_hash' | 'hash'>;
+
+/** SHA-256 hex of the previous hash followed by the row's hashed fields as a JSON array. */
+export function auditRowHash(prevHash: string, row: HashedRow): string {
+  const canonical = JSON.stringify(AUDIT_HASHED_FIELDS.map((field) => row[field]));
+  return createHash('sha256').update(prevHash).update(canonical).digest('hex');
+}
+
+interface AuditCallCommon {
+  /** When the call arrived; defaults to now. */
+  time?: Date;
+  node: string;
+  issuer?: string;
+  subject?: string;
+  clientId?: string;
+  roles?: string[];
+  rpc: string;
+  tool?: string;
+  service?: string;
+  component?: string;
+  /** SHA-256 of the canonical arguments, file content excluded. */
+  argsSha256?: string;
+  requestId?: string;
+}
+
+/** An allowed call, recorded before its handler runs; its outcome follows with appendOutcome. */
+export interface AllowedCall extends AuditCallCommon {
+  decision: 'allow';
+}
+
+/** A refused call, complete in one record. */
+export interface DeniedCall extends AuditCallCommon {
+  decision: 'deny';
+  /** For example `UNAUTHENTICATED` or `PERMISSION_DENIED`. */
+  errorCode: string;
+  errorMessage?: string;
+  durationMs?: number;
+}
+
+export type AuditCall = AllowedCall | DeniedCall;
+
+export interface AuditCallRef {
+  callId: string;
+  seq: number;
+}
+
+export interface AuditOutcomeInput {
+  outcome: 'ok' | 'error';
+  /** gRPC status code name, for example `NOT_FOUND`. */
+  errorCode?: string;
+  errorMessage?: string;
+  durationMs: number;
+  time?: Date;
+}
+
+export interface AuditQuery {
+  /** At or after. */
+  since?: Date;
+  /** Before. */
+  until?: Date;
+  subject?: string;
+  rpc?: string;
+  service?: string;
+  decision?: AuditDecisionName;
+  outcome?: AuditOutcomeName;
+  /** Default 50, at most 500. */
+  pageSize?: number;
+  /** `nextPageToken` of the previous page. */
+  pageToken?: string;
+}
+
+/** One call: its call row joined with its outcome row. */
+export interface AuditEntry {
+  /** seq of the call row. */
+  seq: number;
+  callId: string;
+  time: Date;
+  node: string;
+  issuer: string;
+  subject: string;
+  clientId: string;
+  roles: string[];
+  rpc: string;
+  tool: string;
+  service: string;
+  component: string;
+  argsSha256: string;
+  requestId: string;
+  decision: AuditDecisionName;
+  outcome: AuditOutcomeName;
+  errorCode: string;
+  errorMessage: string;
+  /** 0 while the outcome is unknown. */
+  durationMs: number;
+  /** Of the call row. */
+  prevHash: string;
+  /** Of the call row. */
+  hash: string;
+  /** seq of the outcome row, when there is one. */
+  outcomeSeq: number | undefined;
+}
+
+export interface AuditPage {
+  /** Newest first. */
+  records: AuditEntry[];
+  /** '' on the last page. */
+  nextPageToken: string;
+}
+
+export type ChainVerification = { ok: true; count: number } | { ok: false; seq: number; reason: string };
+
+export interface ChainHead {
+  /** 0 for an empty log. */
+  seq: number;
+  hash: string;
+}
+
+/** The audit record could not be written, so the call must not go ahead. */
+export class AuditWriteError extends McpError {
+  constructor(cause: unknown) {
+    const detail = cause instanceof Error ? cause.message : String(cause);
+    const code = sqliteCode(cause);
+    super(
+      'UNAVAILABLE',
+      `the audit record could not be written${code ? ` (${code})` : ''}: ${detail}; ` +
+        'calls are refused until the audit log is writable again (check free disk space and the registry file)',
+      { cause },
+    );
+  }
+}
+
+export function toAuditRecord(entry: AuditEntry): AuditRecord {
+  return {
+    seq: entry.seq,
+    time: entry.time,
+    node: entry.node,
+    issuer: entry.issuer,
+    subject: entry.subject,
+    clientId: entry.clientId,
+    roles: [...entry.roles],
+    rpc: entry.rpc,
+    tool: entry.tool,
+    service: entry.service,
+    component: entry.component,
+    argsSha256: entry.argsSha256,
+    decision: auditDecisionToProto(entry.decision),
+    outcome: auditOutcomeToProto(entry.outcome),
+    errorCode: entry.errorCode,
+    durationMs: entry.durationMs,
+    requestId: entry.requestId,
+    prevHash: entry.prevHash,
+    hash: entry.hash,
+  };
+}
+
+/** audit_log as SQLite returns it: roles still JSON text. */
+type StoredRow = Omit<AuditRow, 'roles'> & { roles: string | null };
+
+type JoinedRow = StoredRow & {
+  o_seq: number | null;
+  o_outcome: 'ok' | 'error' | null;
+  o_error_code: string | null;
+  o_error_message: string | null;
+  o_duration_ms: number | null;
+};
+
+export class AuditLog {
+  private readonly db: Database.Database;
+  private readonly statements;
+  /** Last record written. Kept in memory so appends need no read; undefined after a failed write. */
+  private chainHead: ChainHead | undefined;
+
+  constructor(db: Database.Database) {
+    this.db = db;
+    this.statements = {
+      head: db.prepare<[], ChainHead>('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1'),
+      insert: db.prepare<StoredRow>(
+        `INSERT INTO audit_log (${AUDIT_HASHED_FIELDS.join(', ')}, prev_hash, hash)
+         VALUES (${AUDIT_HASHED_FIELDS.map((f) => `@${f}`).join(', ')}, @prev_hash, @hash)`,
+      ),
+      callRow: db.prepare<[string], Pick<StoredRow, 'node' | 'decision'>>(
+        "SELECT node, decision FROM audit_log WHERE call_id = ? AND entry = 'call'",
+      ),
+      outcomeRow: db.prepare<[string], { seq: number }>(
+        "SELECT seq FROM audit_log WHERE call_id = ? AND entry = 'outcome'",
+      ),
+      all: db.prepare<[], StoredRow>('SELECT * FROM audit_log ORDER BY seq'),
+      since: db.prepare<{ since: string | null }, StoredRow>(
+        'SELECT * FROM audit_log WHERE @since IS NULL OR time >= @since ORDER BY seq',
+      ),
+    };
+    this.chainHead = this.readHead();
+  }
+
+  /** Records a call: an attempt about to run (allow) or a refusal (deny). */
+  appendCall(call: AuditCall): AuditCallRef {
+    const callId = randomUUID();
+    const denied = call.decision === 'deny';
+    const seq = this.append({
+      call_id: callId,
+      entry: 'call',
+      time: (call.time ?? new Date()).toISOString(),
+      node: call.node,
+      issuer: call.issuer ?? null,
+      subject: call.subject ?? null,
+      client_id: call.clientId ?? null,
+      roles: call.roles ? [...call.roles] : null,
+      rpc: call.rpc,
+      tool: call.tool ?? null,
+      service: call.service ?? null,
+      component: call.component ?? null,
+      args_sha256: call.argsSha256 ?? null,
+      request_id: call.requestId ?? null,
+      decision: call.decision,
+      outcome: denied ? 'error' : null,
+      error_code: denied ? call.errorCode : null,
+      error_message: denied ? truncated(call.errorMessage) : null,
+      duration_ms: denied ? checkedDuration(call.durationMs ?? 0) : null,
+    });
+    return { callId, seq };
+  }
+
+  /** Records how an allowed call ended; returns the outcome row's seq. */
+  appendOutcome(callId: string, result: AuditOutcomeInput): number {
+    const call = this.statements.callRow.get(callId);
+    if (!call) throw new NotFoundError(`no audit record of a call with id ${callId}`);
+    if (call.decision === 'deny') {
+      throw new InvalidArgumentError(`call ${callId} was denied: its outcome is part of its call record`);
+    }
+    if (this.statements.outcomeRow.get(callId)) {
+      throw new InvalidArgumentError(`the outcome of call ${callId} is already recorded`);
+    }
+    return this.append({
+      call_id: callId,
+      entry: 'outcome',
+      time: (result.time ?? new Date()).toISOString(),
+      node: call.node,
+      issuer: null,
+      subject: null,
+      client_id: null,
+      roles: null,
+      rpc: null,
+      tool: null,
+      service: null,
+      component: null,
+      args_sha256: null,
+      request_id: null,
+      decision: null,
+      outcome: result.outcome,
+      error_code: result.errorCode ?? null,
+      error_message: truncated(result.errorMessage),
+      duration_ms: checkedDuration(result.durationMs),
+    });
+  }
+
+  /** Calls matching every filter given, newest first, one page at a time. */
+  query(query: AuditQuery = {}): AuditPage {
+    const pageSize = pageSizeOf(query.pageSize);
+    const clauses = ["c.entry = 'call'"];
+    const params: Record<string, string | number> = { limit: pageSize + 1 };
+    const filter = (clause: string, name: string, value: string | undefined) => {
+      if (value === undefined) return;
+      clauses.push(clause);
+      params[name] = value;
+    };
+    filter('c.time >= @since', 'since', query.since?.toISOString());
+    filter('c.time < @until', 'until', query.until?.toISOString());
+    filter('c.subject = @subject', 'subject', query.subject);
+    filter('c.rpc = @rpc', 'rpc', query.rpc);
+    filter('c.service = @service', 'service', query.service);
+    filter('c.decision = @decision', 'decision', query.decision);
+    filter("COALESCE(c.outcome, o.outcome, 'unknown') = @outcome", 'outcome', query.outcome);
+    if (query.pageToken) {
+      clauses.push('c.seq < @before');
+      params.before = parsePageToken(query.pageToken);
+    }
+    // Only fixed clause texts are concatenated; every value is a bound parameter.
+    const rows = this.db
+      .prepare<Record<string, string | number>, JoinedRow>(
+        `SELECT c.*, o.seq AS o_seq, o.outcome AS o_outcome, o.error_code AS o_error_code,
+           o.error_message AS o_error_message, o.duration_ms AS o_duration_ms
+         FROM audit_log c LEFT JOIN audit_log o ON o.call_id = c.call_id AND o.entry = 'outcome'
+         WHERE ${clauses.join(' AND ')}
+         ORDER BY c.seq DESC LIMIT @limit`,
+      )
+      .all(params);
+    const records = rows.slice(0, pageSize).map(toEntry);
+    const last = records.at(-1);
+    const nextPageToken = rows.length > pageSize && last ? pageTokenAfter(last.seq) : '';
+    return { records, nextPageToken };
+  }
+
+  /**
+   * Recomputes every hash in seq order and names the first record that does not hold:
+   * a changed field, a broken link, a missing seq. Also compares the end of the log with
+   * what this process last wrote, which catches a truncated or rewritten tail.
+   */
+  verifyChain(): ChainVerification {
+    let expectedSeq = 1;
+    let prevHash = GENESIS_HASH;
+    for (const stored of this.statements.all.iterate()) {
+      if (stored.seq !== expectedSeq) {
+        const missing =
+          stored.seq - 1 === expectedSeq
+            ? `record ${expectedSeq} is missing`
+            : `records ${expectedSeq} to ${stored.seq - 1} are missing`;
+        return { ok: false, seq: expectedSeq, reason: `${missing} (the next record is ${stored.seq})` };
+      }
+      if (stored.prev_hash !== prevHash) {
+        return {
+          ok: false,
+          seq: stored.seq,
+          reason: `the prev_hash of record ${stored.seq} does not match the hash of record ${stored.seq - 1}`,
+        };
+      }
+      const row = parseRoles(stored);
+      if (!row)
+        return {
+          ok: false,
+          seq: stored.seq,
+          reason: `the roles of record ${stored.seq} are not a JSON array of strings`,
+        };
+      if (auditRowHash(prevHash, row) !== stored.hash) {
+        return {
+          ok: false,
+          seq: stored.seq,
+          reason: `the hash of record ${stored.seq} does not match its contents (a field was changed)`,
+        };
+      }
+      prevHash = stored.hash;
+      expectedSeq += 1;
+    }
+    const count = expectedSeq - 1;
+    const head = this.chainHead;
+    if (head && head.seq > count) {
+      return {
+        ok: false,
+        seq: count + 1,
+        reason: `records ${count + 1} to ${head.seq} were written by this agent and are gone (the log was truncated)`,
+      };
+    }
+    if (head && head.seq === count && count > 0 && head.hash !== prevHash) {
+      return {
+        ok: false,
+        seq: count,
+        reason: 'the last record differs from the one this agent wrote (the chain was rewritten)',
+      };
+    }
+    return { ok: true, count };
+  }
+
+  /**
+   * Writes every row (at or after `since`, if given) in seq order, one JSON document per
+   * line, each ending in '\n'. Returns the number of rows. `write` must not use this registry:
+   * the connection is busy until the export ends.
+   */
+  exportJsonl(since: Date | undefined, write: (line: string) => void): number {
+    let count = 0;
+    for (const stored of this.statements.since.iterate({ since: since?.toISOString() ?? null })) {
+      const row = parseRoles(stored);
+      const line: AuditRow = row
+        ? { ...row, prev_hash: stored.prev_hash, hash: stored.hash }
+        : // Export what is there even when roles were damaged; verifyChain reports it.
+          { ...stored, roles: null };
+      write(`${JSON.stringify(line)}\n`);
+      count += 1;
+    }
+    return count;
+  }
+
+  /** The last record written: note its hash outside the node to detect a rewritten log later. */
+  head(): ChainHead {
+    this.chainHead ??= this.readHead();
+    return { ...this.chainHead };
+  }
+
+  private readHead(): ChainHead {
+    return this.statements.head.get() ?? { seq: 0, hash: GENESIS_HASH };
+  }
+
+  /** Appends one row to the chain; returns its seq. */
+  private append(row: Omit<HashedRow, 'seq'>): number {
+    if (this.db.inTransaction) {
+      // An outer transaction could still roll the record back after the handler ran.
+      throw new McpError('INTERNAL', 'audit records must be written outside other registry transactions');
+    }
+    try {
+      const written = writeTransaction(this.db, () => {
+        // The head is held in memory; a second writer on the same file makes the seq collide
+        // on the primary key and the append fail, rather than fork the chain.
+        const head = this.chainHead ?? this.readHead();
+        const hashed: HashedRow = { ...row, seq: head.seq + 1 };
+        const hash = auditRowHash(head.hash, hashed);
+        this.statements.insert.run({
+          ...hashed,
+          roles: hashed.roles === null ? null : JSON.stringify(hashed.roles),
+          prev_hash: head.hash,
+          hash,
+        });
+        return { seq: hashed.seq, hash };
+      });
+      this.chainHead = written;
+      return written.seq;
+    } catch (err) {
+      // Whatever failed, the head must be read again from what was actually committed.
+      this.chainHead = undefined;
+      throw err instanceof McpError ? err : new AuditWriteError(err);
+    }
+  }
+}
+
+function toEntry(row: JoinedRow): AuditEntry {
+  return {
+    seq: row.seq,
+    callId: row.call_id,
+    time: new Date(row.time),
+    node: row.node ?? '',
+    issuer: row.issuer ?? '',
+    subject: row.subject ?? '',
+    clientId: row.client_id ?? '',
+    roles: parseRoles(row)?.roles ?? [],
+    rpc: row.rpc ?? '',
+    tool: row.tool ?? '',
+    service: row.service ?? '',
+    component: row.component ?? '',
+    argsSha256: row.args_sha256 ?? '',
+    requestId: row.request_id ?? '',
+    decision: row.decision ?? 'allow',
+    outcome: row.outcome ?? row.o_outcome ?? 'unknown',
+    errorCode: row.error_code ?? row.o_error_code ?? '',
+    errorMessage: row.error_message ?? row.o_error_message ?? '',
+    durationMs: row.duration_ms ?? row.o_duration_ms ?? 0,
+    prevHash: row.prev_hash,
+    hash: row.hash,
+    outcomeSeq: row.o_seq ?? undefined,
+  };
+}
+
+/** The row with roles decoded, or undefined when the stored text is not a list of strings. */
+function parseRoles(stored: StoredRow): HashedRow | undefined {
+  const { prev_hash: _prev, hash: _hash, ...rest } = stored;
+  if (stored.roles === null) return { ...rest, roles: null };
+  try {
+    const roles: unknown = JSON.parse(stored.roles);
+    if (!Array.isArray(roles) || !roles.every((r) => typeof r === 'string')) return undefined;
+    return { ...rest, roles };
+  } catch {
+    return undefined;
+  }
+}
+
+function pageSizeOf(requested: number | undefined): number {
+  if (requested === undefined || requested === 0) return DEFAULT_PAGE_SIZE;
+  if (!Number.isInteger(requested) || requested < 0) {
+    throw new InvalidArgumentError(
+      `page size must be a whole number from 1 to ${MAX_PAGE_SIZE}, not ${requested}`,
+    );
+  }
+  return Math.min(requested, MAX_PAGE_SIZE);
+}
+
+function pageTokenAfter(seq: number): string {
+  return Buffer.from(JSON.stringify({ before: seq })).toString('base64url');
+}
+
+function parsePageToken(token: string): number {
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
+    if (typeof parsed === 'object' && parsed !== null && 'before' in parsed) {
+      const before = parsed.before;
+      if (typeof before === 'number' && Number.isInteger(before) && before > 0) return before;
+    }
+  } catch {
+    // Reported below like any other malformed token.
+  }
+  throw new InvalidArgumentError(
+    'page token is not valid: pass the nextPageToken of the previous page unchanged',
+  );
+}
+
+function truncated(message: string | undefined): string | null {
+  if (message === undefined) return null;
+  return message.length > MAX_ERROR_MESSAGE_LENGTH
+    ? `${message.slice(0, MAX_ERROR_MESSAGE_LENGTH)}…`
+    : message;
+}
+
+function checkedDuration(durationMs: number): number {
+  if (!Number.isFinite(durationMs) || durationMs < 0) {
+    throw new InvalidArgumentError(
+      `duration must be a finite number of milliseconds >= 0, not ${durationMs}`,
+    );
+  }
+  return durationMs;
+}
+
+function sqliteCode(err: unknown): string | undefined {
+  if (typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string')
+    return err.code;
+  return undefined;
+}

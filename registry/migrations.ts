@@ -1,0 +1,213 @@
+/**
+ * The registry's schema, as an ordered list of migrations. A migration is never edited once
+ * released: a change to the schema is a new entry at the end. Each one runs in its own
+ * transaction together with its row in `schema_migrations`, so a crash leaves the database
+ * either before or after it, and re-opening applies nothing twice.
+ */
+import type Database from 'better-sqlite3';
+import { FailedPreconditionError } from '../core/errors.js';
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+// Note for later migrations: `PRAGMA foreign_keys` cannot change inside a transaction, so a
+// migration that rebuilds a table with foreign keys needs its own handling in the runner.
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'services and components',
+    sql: `
+      CREATE TABLE services (
+        name TEXT PRIMARY KEY,
+        active INTEGER NOT NULL CHECK (active IN (0, 1)),
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      );
+
+      -- position keeps the order of the definition: deploys go through components in it.
+      CREATE TABLE components (
+        service TEXT NOT NULL REFERENCES services(name) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        image TEXT NOT NULL,
+        version TEXT NOT NULL DEFAULT '',
+        network TEXT NOT NULL DEFAULT '',
+        user TEXT NOT NULL DEFAULT '',
+        restart TEXT NOT NULL DEFAULT '',
+        desired_state TEXT NOT NULL CHECK (desired_state IN ('running', 'stopped', 'ignore')),
+        observed_state TEXT CHECK (observed_state IN
+          ('running', 'exited', 'created', 'paused', 'restarting', 'missing', 'unknown')),
+        container TEXT NOT NULL,
+        started_at TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (service, name)
+      );
+      -- One runtime container belongs to one component; the lookup also splits names like
+      -- 'mc-proxy' back into service and component without guessing at the first '-'.
+      CREATE UNIQUE INDEX components_by_container ON components(container);
+
+      CREATE TABLE component_ports (
+        service TEXT NOT NULL,
+        component TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        mapping TEXT NOT NULL,
+        PRIMARY KEY (service, component, position),
+        FOREIGN KEY (service, component) REFERENCES components(service, name) ON DELETE CASCADE
+      );
+
+      CREATE TABLE component_volumes (
+        service TEXT NOT NULL,
+        component TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        mapping TEXT NOT NULL,
+        PRIMARY KEY (service, component, position),
+        FOREIGN KEY (service, component) REFERENCES components(service, name) ON DELETE CASCADE
+      );
+
+      CREATE TABLE component_cmd (
+        service TEXT NOT NULL,
+        component TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        arg TEXT NOT NULL,
+        PRIMARY KEY (service, component, position),
+        FOREIGN KEY (service, component) REFERENCES components(service, name) ON DELETE CASCADE
+      );
+
+      CREATE TABLE component_env (
+        service TEXT NOT NULL,
+        component TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (service, component, key),
+        FOREIGN KEY (service, component) REFERENCES components(service, name) ON DELETE CASCADE
+      );
+    `,
+  },
+  {
+    version: 2,
+    name: 'events and request results',
+    sql: `
+      -- No foreign key to components: the history of a deleted service is still history.
+      CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        service TEXT NOT NULL,
+        component TEXT NOT NULL DEFAULT '',
+        time TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        previous_state TEXT,
+        observed_state TEXT,
+        message TEXT NOT NULL DEFAULT ''
+      );
+      CREATE INDEX events_by_component ON events(service, component, time);
+      CREATE INDEX events_by_time ON events(time);
+
+      CREATE TABLE request_results (
+        request_id TEXT PRIMARY KEY,
+        rpc TEXT NOT NULL,
+        response_json TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE INDEX request_results_by_time ON request_results(created_at);
+    `,
+  },
+  {
+    version: 3,
+    name: 'audit log',
+    sql: `
+      -- Two rows per allowed call (entry 'call' before the handler, 'outcome' after), one row
+      -- per denied call. seq is assigned by the writer, not by SQLite, because it is hashed.
+      CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY,
+        call_id TEXT NOT NULL,
+        entry TEXT NOT NULL CHECK (entry IN ('call', 'outcome')),
+        time TEXT NOT NULL,
+        node TEXT,
+        issuer TEXT,
+        subject TEXT,
+        client_id TEXT,
+        roles TEXT,
+        rpc TEXT,
+        tool TEXT,
+        service TEXT,
+        component TEXT,
+        args_sha256 TEXT,
+        request_id TEXT,
+        decision TEXT CHECK (decision IN ('allow', 'deny')),
+        outcome TEXT CHECK (outcome IN ('ok', 'error')),
+        error_code TEXT,
+        error_message TEXT,
+        duration_ms REAL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+      );
+      CREATE UNIQUE INDEX audit_log_one_entry_of_each_kind ON audit_log(call_id, entry);
+      CREATE INDEX audit_log_by_time ON audit_log(time);
+
+      CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+      BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+      CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+      BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+    `,
+  },
+];
+
+export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);
+
+/** Brings the schema up to date. Safe to run concurrently from two processes. */
+export function migrate(db: Database.Database): void {
+  db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)');
+  refuseNewerSchema(db);
+  const isApplied = db.prepare<[number], { version: number }>(
+    'SELECT version FROM schema_migrations WHERE version = ?',
+  );
+  const recordApplied = db.prepare<[number, string]>(
+    'INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)',
+  );
+  for (const migration of MIGRATIONS) {
+    // IMMEDIATE takes the write lock before the check, so a second agent starting at the
+    // same moment waits and then sees the migration as applied.
+    db.transaction(() => {
+      if (isApplied.get(migration.version)) return;
+      db.exec(migration.sql);
+      recordApplied.run(migration.version, new Date().toISOString());
+    }).immediate();
+  }
+}
+
+/** Highest applied version, 0 for a database never migrated. */
+export function schemaVersion(db: Database.Database): number {
+  const table = db
+    .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
+    .get();
+  if (!table) return 0;
+  const row = db
+    .prepare<[], { version: number | null }>('SELECT MAX(version) AS version FROM schema_migrations')
+    .get();
+  return row?.version ?? 0;
+}
+
+/** For read-only opens, which cannot migrate: the schema must be exactly what this code knows. */
+export function requireCurrentSchema(db: Database.Database, path: string): void {
+  refuseNewerSchema(db);
+  const version = schemaVersion(db);
+  if (version < LATEST_SCHEMA_VERSION) {
+    throw new FailedPreconditionError(
+      `registry ${path} has schema version ${version}, this program needs ${LATEST_SCHEMA_VERSION}: ` +
+        'start the agent once (it migrates the registry), then retry',
+    );
+  }
+}
+
+function refuseNewerSchema(db: Database.Database): void {
+  const version = schemaVersion(db);
+  if (version > LATEST_SCHEMA_VERSION) {
+    throw new FailedPreconditionError(
+      `registry schema version ${version} is newer than this program knows (${LATEST_SCHEMA_VERSION}): ` +
+        'upgrade mcp before opening this registry',
+    );
+  }
+}

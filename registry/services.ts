@@ -1,0 +1,632 @@
+/**
+ * Services and their components as the node records them: the definition last deployed or
+ * synced (image, ports, volumes, cmd, env, ...), what the operator wants (desired state) and
+ * what the runtime last reported (observed state, container, version).
+ */
+import type Database from 'better-sqlite3';
+import { InvalidArgumentError, NotFoundError } from '../core/errors.js';
+import type { ComponentInfo, ComponentSpec, ServiceInfo, ServiceSpec } from '../gen/mcp/v1/mcp.js';
+import {
+  type DesiredStateName,
+  desiredStateToProto,
+  type ObservedStateName,
+  observedStateToProto,
+} from './states.js';
+import { writeTransaction } from './transaction.js';
+
+export interface ComponentRecord {
+  service: string;
+  name: string;
+  image: string;
+  /** Version (image tag) the runtime reported as deployed; '' until observed. */
+  version: string;
+  network: string;
+  user: string;
+  restart: string;
+  ports: string[];
+  volumes: string[];
+  cmd: string[];
+  env: Record<string, string>;
+  desiredState: DesiredStateName;
+  /** `undefined` until the runtime has been asked. */
+  observedState: ObservedStateName | undefined;
+  container: string;
+  startedAt: Date | undefined;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface ServiceRecord {
+  name: string;
+  active: boolean;
+  createdAt: Date;
+  updatedAt: Date;
+  /** In definition order. */
+  components: ComponentRecord[];
+}
+
+export type ServiceChange = 'created' | 'updated' | 'unchanged';
+
+/** What an upsert did; the shape of the proto's `ServiceSyncResult`. */
+export interface ServiceUpsertResult {
+  service: string;
+  change: ServiceChange;
+  /** Human-readable, for example `web: image a:v1 -> a:v2`. Env values are never shown. */
+  details: string[];
+}
+
+export interface UpsertOptions {
+  /**
+   * Desired state for the components written, instead of the one `active` implies
+   * (running/stopped). Sync uses `ignore` for unmatched containers, adopt follows what runs.
+   */
+  desiredState?: DesiredStateName;
+  /** Delete recorded components the spec no longer lists. Off by default: sync is additive. */
+  prune?: boolean;
+}
+
+/** What the runtime reported for a component. Fields left out keep their recorded value. */
+export interface Observation {
+  state: ObservedStateName;
+  startedAt?: Date;
+  container?: string;
+  version?: string;
+}
+
+export interface ListFilter {
+  /** Only components with this desired state; services left with none are omitted. */
+  desiredState?: DesiredStateName;
+}
+
+const NAME_PATTERN = /^[a-z0-9][a-z0-9-]*$/;
+const NAME_MAX_LENGTH = 63;
+
+/**
+ * The container a component runs as: `<service>-<component>`, or just `<service>` when it is
+ * the service's only component and is named like it.
+ */
+export function containerName(service: string, component: string, componentCount: number): string {
+  return componentCount === 1 && component === service ? service : `${service}-${component}`;
+}
+
+/** Rebuilds the definition recorded for a service, for a deploy from the registry. */
+export function toServiceSpec(service: ServiceRecord): ServiceSpec {
+  return {
+    name: service.name,
+    active: service.active,
+    components: service.components.map((c) => ({
+      name: c.name,
+      image: c.image,
+      network: c.network,
+      user: c.user,
+      restart: c.restart,
+      ports: [...c.ports],
+      volumes: [...c.volumes],
+      cmd: [...c.cmd],
+      env: { ...c.env },
+    })),
+  };
+}
+
+export function toComponentInfo(component: ComponentRecord): ComponentInfo {
+  return {
+    name: component.name,
+    container: component.container,
+    image: component.image,
+    version: component.version,
+    desiredState: desiredStateToProto(component.desiredState),
+    observedState: observedStateToProto(component.observedState),
+    startedAt: component.startedAt,
+    updatedAt: component.updatedAt,
+  };
+}
+
+export function toServiceInfo(service: ServiceRecord): ServiceInfo {
+  return { name: service.name, active: service.active, components: service.components.map(toComponentInfo) };
+}
+
+interface ServiceRow {
+  name: string;
+  active: number;
+  created_at: string;
+  updated_at: string;
+}
+
+interface ComponentRow {
+  service: string;
+  name: string;
+  position: number;
+  image: string;
+  version: string;
+  network: string;
+  user: string;
+  restart: string;
+  desired_state: DesiredStateName;
+  observed_state: ObservedStateName | null;
+  container: string;
+  started_at: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+interface ListRow {
+  service: string;
+  component: string;
+  value: string;
+}
+
+interface EnvRow {
+  service: string;
+  component: string;
+  key: string;
+  value: string;
+}
+
+type ServiceScope = { service: string | null };
+
+export class ServiceStore {
+  private readonly db: Database.Database;
+  private readonly statements;
+
+  constructor(db: Database.Database) {
+    this.db = db;
+    // `@service IS NULL` selects every service: one statement serves get() and list().
+    const scoped = 'WHERE @service IS NULL OR service = @service';
+    this.statements = {
+      services: db.prepare<ServiceScope, ServiceRow>(
+        'SELECT * FROM services WHERE @service IS NULL OR name = @service ORDER BY name',
+      ),
+      components: db.prepare<ServiceScope, ComponentRow>(
+        `SELECT * FROM components ${scoped} ORDER BY service, position, name`,
+      ),
+      ports: db.prepare<ServiceScope, ListRow>(
+        `SELECT service, component, mapping AS value FROM component_ports ${scoped} ORDER BY position`,
+      ),
+      volumes: db.prepare<ServiceScope, ListRow>(
+        `SELECT service, component, mapping AS value FROM component_volumes ${scoped} ORDER BY position`,
+      ),
+      cmd: db.prepare<ServiceScope, ListRow>(
+        `SELECT service, component, arg AS value FROM component_cmd ${scoped} ORDER BY position`,
+      ),
+      env: db.prepare<ServiceScope, EnvRow>(
+        `SELECT service, component, key, value FROM component_env ${scoped} ORDER BY key`,
+      ),
+      names: db.prepare<[], { name: string }>('SELECT name FROM services ORDER BY name'),
+      insertService: db.prepare(
+        'INSERT INTO services (name, active, created_at, updated_at) VALUES (@name, @active, @now, @now)',
+      ),
+      setActive: db.prepare('UPDATE services SET active = @active, updated_at = @now WHERE name = @name'),
+      touchService: db.prepare('UPDATE services SET updated_at = @now WHERE name = @name'),
+      deleteService: db.prepare<[string]>('DELETE FROM services WHERE name = ?'),
+      insertComponent: db.prepare(
+        `INSERT INTO components (service, name, position, image, network, user, restart, desired_state,
+           container, created_at, updated_at)
+         VALUES (@service, @name, @position, @image, @network, @user, @restart, @desiredState,
+           @container, @now, @now)`,
+      ),
+      updateComponent: db.prepare(
+        `UPDATE components SET image = @image, network = @network, user = @user, restart = @restart,
+           desired_state = @desiredState, updated_at = @now
+         WHERE service = @service AND name = @name`,
+      ),
+      setPosition: db.prepare(
+        'UPDATE components SET position = @position WHERE service = @service AND name = @name',
+      ),
+      maxPosition: db.prepare<[string], { position: number | null }>(
+        'SELECT MAX(position) AS position FROM components WHERE service = ?',
+      ),
+      deleteComponent: db.prepare<[string, string]>('DELETE FROM components WHERE service = ? AND name = ?'),
+      containerOwner: db.prepare<[string], { service: string; component: string }>(
+        'SELECT service, name AS component FROM components WHERE container = ?',
+      ),
+      setDesired: db.prepare(
+        `UPDATE components SET desired_state = @state, updated_at = @now
+         WHERE service = @service AND (@component IS NULL OR name = @component) AND desired_state <> @state`,
+      ),
+      setObserved: db.prepare(
+        `UPDATE components SET observed_state = @state, started_at = @startedAt, container = @container,
+           version = @version, updated_at = @now
+         WHERE service = @service AND name = @name`,
+      ),
+      clearChildren: [
+        db.prepare<[string, string]>('DELETE FROM component_ports WHERE service = ? AND component = ?'),
+        db.prepare<[string, string]>('DELETE FROM component_volumes WHERE service = ? AND component = ?'),
+        db.prepare<[string, string]>('DELETE FROM component_cmd WHERE service = ? AND component = ?'),
+        db.prepare<[string, string]>('DELETE FROM component_env WHERE service = ? AND component = ?'),
+      ],
+      insertPort: db.prepare<[string, string, number, string]>(
+        'INSERT INTO component_ports (service, component, position, mapping) VALUES (?, ?, ?, ?)',
+      ),
+      insertVolume: db.prepare<[string, string, number, string]>(
+        'INSERT INTO component_volumes (service, component, position, mapping) VALUES (?, ?, ?, ?)',
+      ),
+      insertArg: db.prepare<[string, string, number, string]>(
+        'INSERT INTO component_cmd (service, component, position, arg) VALUES (?, ?, ?, ?)',
+      ),
+      insertEnv: db.prepare<[string, string, string, string]>(
+        'INSERT INTO component_env (service, component, key, value) VALUES (?, ?, ?, ?)',
+      ),
+    };
+  }
+
+  /**
+   * Records a service definition in one transaction: creates the service or updates what
+   * differs, and says what changed. Components the spec does not list are kept unless
+   * `prune` is set. Desired state follows `active` (absent means true) unless overridden.
+   */
+  upsert(spec: ServiceSpec, options: UpsertOptions = {}): ServiceUpsertResult {
+    validateServiceSpec(spec);
+    return writeTransaction(this.db, () => {
+      const now = nowIso();
+      const active = spec.active ?? true;
+      const desired = options.desiredState ?? (active ? 'running' : 'stopped');
+      const existing = this.get(spec.name);
+      if (!existing) {
+        this.statements.insertService.run({ name: spec.name, active: active ? 1 : 0, now });
+        spec.components.forEach((component, position) => {
+          const container = containerName(spec.name, component.name, spec.components.length);
+          this.insertComponent(spec.name, component, position, desired, container, now);
+        });
+        return {
+          service: spec.name,
+          change: 'created',
+          details: spec.components.map((c) => `${c.name}: added`),
+        };
+      }
+
+      const details: string[] = [];
+      if (existing.active !== active) {
+        details.push(`active: ${existing.active} -> ${active}`);
+        this.statements.setActive.run({ name: spec.name, active: active ? 1 : 0, now });
+      }
+      const recorded = new Map(existing.components.map((c) => [c.name, c]));
+      const componentCount = new Set([...recorded.keys(), ...spec.components.map((c) => c.name)]).size;
+      spec.components.forEach((component, position) => {
+        const old = recorded.get(component.name);
+        if (!old) {
+          const container = containerName(spec.name, component.name, componentCount);
+          this.insertComponent(spec.name, component, position, desired, container, now);
+          details.push(`${component.name}: added`);
+          return;
+        }
+        const changes = describeChanges(old, component, desired);
+        if (changes.length > 0) {
+          this.updateComponent(spec.name, component, desired, now);
+          details.push(...changes);
+        }
+        // Reordering is recorded but is not a change worth reporting.
+        this.statements.setPosition.run({ service: spec.name, name: component.name, position });
+      });
+      if (options.prune) {
+        const listed = new Set(spec.components.map((c) => c.name));
+        for (const name of recorded.keys()) {
+          if (listed.has(name)) continue;
+          this.statements.deleteComponent.run(spec.name, name);
+          details.push(`${name}: removed`);
+        }
+      }
+      if (details.length > 0) this.statements.touchService.run({ name: spec.name, now });
+      return { service: spec.name, change: details.length > 0 ? 'updated' : 'unchanged', details };
+    });
+  }
+
+  get(name: string): ServiceRecord | undefined {
+    return this.load(name)[0];
+  }
+
+  /** Like `get`, for handlers that cannot go on without the service. */
+  require(name: string): ServiceRecord {
+    const service = this.get(name);
+    if (!service) throw unknownService(name);
+    return service;
+  }
+
+  list(filter: ListFilter = {}): ServiceRecord[] {
+    const services = this.load(null);
+    const wanted = filter.desiredState;
+    if (wanted === undefined) return services;
+    return services
+      .map((s) => ({ ...s, components: s.components.filter((c) => c.desiredState === wanted) }))
+      .filter((s) => s.components.length > 0);
+  }
+
+  names(): string[] {
+    return this.statements.names.all().map((row) => row.name);
+  }
+
+  /** Deletes the service and, by cascade, its components and their ports, volumes, cmd and env. */
+  delete(name: string): boolean {
+    return this.statements.deleteService.run(name).changes > 0;
+  }
+
+  getComponent(service: string, name: string): ComponentRecord | undefined {
+    return this.get(service)?.components.find((c) => c.name === name);
+  }
+
+  /** Adds or updates one component of a recorded service, after the others. */
+  upsertComponent(
+    service: string,
+    spec: ComponentSpec,
+    options: Pick<UpsertOptions, 'desiredState'> = {},
+  ): ServiceUpsertResult {
+    validateComponentSpec(spec);
+    return writeTransaction(this.db, () => {
+      const recorded = this.require(service);
+      const now = nowIso();
+      const desired = options.desiredState ?? (recorded.active ? 'running' : 'stopped');
+      const old = recorded.components.find((c) => c.name === spec.name);
+      if (!old) {
+        const position = (this.statements.maxPosition.get(service)?.position ?? -1) + 1;
+        const container = containerName(service, spec.name, recorded.components.length + 1);
+        this.insertComponent(service, spec, position, desired, container, now);
+        this.statements.touchService.run({ name: service, now });
+        return { service, change: 'updated', details: [`${spec.name}: added`] };
+      }
+      const details = describeChanges(old, spec, desired);
+      if (details.length === 0) return { service, change: 'unchanged', details };
+      this.updateComponent(service, spec, desired, now);
+      this.statements.touchService.run({ name: service, now });
+      return { service, change: 'updated', details };
+    });
+  }
+
+  deleteComponent(service: string, name: string): boolean {
+    return this.statements.deleteComponent.run(service, name).changes > 0;
+  }
+
+  /** Which component runs as this container, read from the registry rather than split on '-'. */
+  findByContainer(container: string): { service: string; component: string } | undefined {
+    return this.statements.containerOwner.get(container);
+  }
+
+  /** `active` is what start (true) and stop (false) record; restart leaves it alone. */
+  setActive(service: string, active: boolean): void {
+    const now = nowIso();
+    const result = this.statements.setActive.run({ name: service, active: active ? 1 : 0, now });
+    if (result.changes === 0) throw unknownService(service);
+  }
+
+  /** Sets the desired state of every component of the service, or of one. */
+  setDesiredState(service: string, state: DesiredStateName, component?: string): void {
+    writeTransaction(this.db, () => {
+      if (component === undefined) this.require(service);
+      else this.requireComponent(service, component);
+      this.statements.setDesired.run({ service, component: component ?? null, state, now: nowIso() });
+    });
+  }
+
+  /** Records what the runtime reported; returns the observed state recorded before. */
+  setObservedState(
+    service: string,
+    component: string,
+    observation: Observation,
+  ): ObservedStateName | undefined {
+    return writeTransaction(this.db, () => {
+      const old = this.requireComponent(service, component);
+      const next = {
+        state: observation.state,
+        startedAt: observation.startedAt?.toISOString() ?? old.startedAt?.toISOString() ?? null,
+        container: observation.container ?? old.container,
+        version: observation.version ?? old.version,
+      };
+      const changed =
+        next.state !== old.observedState ||
+        next.startedAt !== (old.startedAt?.toISOString() ?? null) ||
+        next.container !== old.container ||
+        next.version !== old.version;
+      if (changed) this.statements.setObserved.run({ service, name: component, ...next, now: nowIso() });
+      return old.observedState;
+    });
+  }
+
+  private requireComponent(service: string, component: string): ComponentRecord {
+    const found = this.require(service).components.find((c) => c.name === component);
+    if (!found) throw unknownComponent(service, component);
+    return found;
+  }
+
+  private insertComponent(
+    service: string,
+    spec: ComponentSpec,
+    position: number,
+    desiredState: DesiredStateName,
+    container: string,
+    now: string,
+  ): void {
+    const owner = this.statements.containerOwner.get(container);
+    if (owner) {
+      throw new InvalidArgumentError(
+        `component ${service}/${spec.name} would run as container '${container}', which is already ` +
+          `${owner.service}/${owner.component}: rename the component or the service`,
+      );
+    }
+    this.statements.insertComponent.run({
+      service,
+      ...specColumns(spec),
+      position,
+      desiredState,
+      container,
+      now,
+    });
+    this.writeChildren(service, spec);
+  }
+
+  private updateComponent(
+    service: string,
+    spec: ComponentSpec,
+    desiredState: DesiredStateName,
+    now: string,
+  ): void {
+    this.statements.updateComponent.run({ service, ...specColumns(spec), desiredState, now });
+    for (const clear of this.statements.clearChildren) clear.run(service, spec.name);
+    this.writeChildren(service, spec);
+  }
+
+  private writeChildren(service: string, spec: ComponentSpec): void {
+    const s = this.statements;
+    for (const [i, mapping] of spec.ports.entries()) s.insertPort.run(service, spec.name, i, mapping);
+    for (const [i, mapping] of spec.volumes.entries()) s.insertVolume.run(service, spec.name, i, mapping);
+    for (const [i, arg] of spec.cmd.entries()) s.insertArg.run(service, spec.name, i, arg);
+    for (const [key, value] of Object.entries(spec.env)) s.insertEnv.run(service, spec.name, key, value);
+  }
+
+  /** Reads services with everything under them: five queries whatever the number of services. */
+  private load(service: string | null): ServiceRecord[] {
+    const scope = { service };
+    const s = this.statements;
+    const ports = groupLists(s.ports.all(scope));
+    const volumes = groupLists(s.volumes.all(scope));
+    const cmd = groupLists(s.cmd.all(scope));
+    const env = new Map<string, Record<string, string>>();
+    for (const row of s.env.all(scope)) {
+      const key = componentKey(row.service, row.component);
+      const vars = env.get(key) ?? {};
+      vars[row.key] = row.value;
+      env.set(key, vars);
+    }
+    const components = new Map<string, ComponentRecord[]>();
+    for (const row of s.components.all(scope)) {
+      const key = componentKey(row.service, row.name);
+      const list = components.get(row.service) ?? [];
+      list.push({
+        service: row.service,
+        name: row.name,
+        image: row.image,
+        version: row.version,
+        network: row.network,
+        user: row.user,
+        restart: row.restart,
+        ports: ports.get(key) ?? [],
+        volumes: volumes.get(key) ?? [],
+        cmd: cmd.get(key) ?? [],
+        env: env.get(key) ?? {},
+        desiredState: row.desired_state,
+        observedState: row.observed_state ?? undefined,
+        container: row.container,
+        startedAt: row.started_at === null ? undefined : new Date(row.started_at),
+        createdAt: new Date(row.created_at),
+        updatedAt: new Date(row.updated_at),
+      });
+      components.set(row.service, list);
+    }
+    return s.services.all(scope).map((row) => ({
+      name: row.name,
+      active: row.active === 1,
+      createdAt: new Date(row.created_at),
+      updatedAt: new Date(row.updated_at),
+      components: components.get(row.name) ?? [],
+    }));
+  }
+}
+
+function nowIso(): string {
+  return new Date().toISOString();
+}
+
+function specColumns(spec: ComponentSpec) {
+  return {
+    name: spec.name,
+    image: spec.image,
+    network: spec.network,
+    user: spec.user,
+    restart: spec.restart,
+  };
+}
+
+function componentKey(service: string, component: string): string {
+  return `${service}\u0000${component}`;
+}
+
+function groupLists(rows: ListRow[]): Map<string, string[]> {
+  const lists = new Map<string, string[]>();
+  for (const row of rows) {
+    const key = componentKey(row.service, row.component);
+    const list = lists.get(key) ?? [];
+    list.push(row.value);
+    lists.set(key, list);
+  }
+  return lists;
+}
+
+function describeChanges(old: ComponentRecord, spec: ComponentSpec, desired: DesiredStateName): string[] {
+  const details: string[] = [];
+  for (const field of ['image', 'network', 'user', 'restart'] as const) {
+    if (old[field] !== spec[field])
+      details.push(`${old.name}: ${field} ${shown(old[field])} -> ${shown(spec[field])}`);
+  }
+  for (const field of ['ports', 'volumes', 'cmd'] as const) {
+    if (!sameList(old[field], spec[field])) {
+      details.push(`${old.name}: ${field} ${JSON.stringify(old[field])} -> ${JSON.stringify(spec[field])}`);
+    }
+  }
+  const env = describeEnvChanges(old.env, spec.env);
+  if (env.length > 0) details.push(`${old.name}: env ${env.join(', ')}`);
+  if (old.desiredState !== desired) details.push(`${old.name}: desired ${old.desiredState} -> ${desired}`);
+  return details;
+}
+
+/** Names the keys only: env values are where secrets live, and details end up in responses. */
+function describeEnvChanges(old: Record<string, string>, next: Record<string, string>): string[] {
+  const changes: string[] = [];
+  for (const key of Object.keys(next).sort()) {
+    if (!(key in old)) changes.push(`${key} added`);
+    else if (old[key] !== next[key]) changes.push(`${key} changed`);
+  }
+  for (const key of Object.keys(old).sort()) {
+    if (!(key in next)) changes.push(`${key} removed`);
+  }
+  return changes;
+}
+
+function shown(value: string): string {
+  return value === '' ? '(none)' : value;
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((value, i) => value === b[i]);
+}
+
+function validateServiceSpec(spec: ServiceSpec): void {
+  checkName('service', spec.name);
+  if (spec.components.length === 0) {
+    throw new InvalidArgumentError(`service ${spec.name} has no components: give at least one`);
+  }
+  const seen = new Set<string>();
+  for (const component of spec.components) {
+    validateComponentSpec(component);
+    if (seen.has(component.name)) {
+      throw new InvalidArgumentError(`service ${spec.name} lists component '${component.name}' twice`);
+    }
+    seen.add(component.name);
+  }
+}
+
+/**
+ * The registry checks only what its own integrity and container naming rely on; the full
+ * rules for a spec (ports, volumes, ...) are checked before a spec reaches it.
+ */
+function checkName(kind: 'service' | 'component', name: string): void {
+  if (!NAME_PATTERN.test(name) || name.length > NAME_MAX_LENGTH) {
+    throw new InvalidArgumentError(
+      `${kind} name '${name}' is not valid: use lower-case letters, digits and '-', starting with a letter ` +
+        `or digit, at most ${NAME_MAX_LENGTH} characters`,
+    );
+  }
+}
+
+function validateComponentSpec(spec: ComponentSpec): void {
+  checkName('component', spec.name);
+  if (spec.image === '') throw new InvalidArgumentError(`component ${spec.name} has no image`);
+}
+
+function unknownService(name: string): NotFoundError {
+  return new NotFoundError(
+    `service '${name}' is not recorded on this node: list_services shows the ones that are`,
+  );
+}
+
+function unknownComponent(service: string, component: string): NotFoundError {
+  return new NotFoundError(
+    `service '${service}' has no component '${component}': service_status lists its components`,
+  );
+}

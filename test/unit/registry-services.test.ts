@@ -1,0 +1,322 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { InvalidArgumentError, NotFoundError } from '../../core/errors.js';
+import { type ComponentSpec, DesiredState, ObservedState, type ServiceSpec } from '../../gen/mcp/v1/mcp.js';
+import { openRegistry, type Registry } from '../../registry/db.js';
+import { containerName, toServiceInfo, toServiceSpec } from '../../registry/services.js';
+import {
+  desiredStateFromProto,
+  desiredStateToProto,
+  observedStateFromProto,
+  observedStateToProto,
+} from '../../registry/states.js';
+
+let dir: string;
+let registry: Registry;
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcp-registry-'));
+  registry = openRegistry(path.join(dir, 'registry.db'));
+});
+
+afterEach(() => {
+  registry.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function component(name: string, overrides: Partial<ComponentSpec> = {}): ComponentSpec {
+  return {
+    name,
+    image: `registry.example:5000/${name}:v1`,
+    network: '',
+    user: '',
+    restart: '',
+    ports: [],
+    volumes: [],
+    cmd: [],
+    env: {},
+    ...overrides,
+  };
+}
+
+function service(name: string, components: ComponentSpec[], active?: boolean): ServiceSpec {
+  return { name, active, components };
+}
+
+const fullWeb = component('web', {
+  network: 'backend',
+  user: '1000:1000',
+  restart: 'unless-stopped',
+  ports: ['127.0.0.1:8080:80', '127.0.0.1:8443:443/tcp'],
+  volumes: ['/srv/shop/data:/data:rw', '/srv/shop/conf:/etc/app:ro'],
+  cmd: ['/bin/httpd', '-f', '-p', '80', '-h', '/www'],
+  env: { LOG_LEVEL: 'debug', API_KEY: 's3cret' },
+});
+
+describe('services and components', () => {
+  it('records a new service with every field of its spec and reads it back', () => {
+    const result = registry.services.upsert(service('shop', [fullWeb, component('db')]));
+    expect(result).toEqual({ service: 'shop', change: 'created', details: ['web: added', 'db: added'] });
+
+    const shop = registry.services.get('shop');
+    expect(shop?.active).toBe(true);
+    expect(shop?.components.map((c) => c.name)).toEqual(['web', 'db']);
+    const web = shop?.components[0];
+    expect(web).toMatchObject({
+      service: 'shop',
+      image: fullWeb.image,
+      network: 'backend',
+      user: '1000:1000',
+      restart: 'unless-stopped',
+      ports: fullWeb.ports,
+      volumes: fullWeb.volumes,
+      cmd: fullWeb.cmd,
+      env: fullWeb.env,
+      desiredState: 'running',
+      observedState: undefined,
+      container: 'shop-web',
+      version: '',
+    });
+    expect(toServiceSpec(shop!)).toEqual({
+      name: 'shop',
+      active: true,
+      components: [fullWeb, component('db')],
+    });
+  });
+
+  it('keeps the order of cmd arguments, ports and volumes', () => {
+    const args = ['z', 'a', 'm', '--flag', 'a', '0', '10', '9'];
+    registry.services.upsert(service('app', [component('app', { cmd: args, ports: ['3:3', '1:1', '2:2'] })]));
+    const app = registry.services.getComponent('app', 'app');
+    expect(app?.cmd).toEqual(args);
+    expect(app?.ports).toEqual(['3:3', '1:1', '2:2']);
+  });
+
+  it('names a lone component named like its service after the service alone', () => {
+    registry.services.upsert(service('mc-proxy', [component('mc-proxy')]));
+    registry.services.upsert(service('shop', [component('shop'), component('worker')]));
+    expect(registry.services.getComponent('mc-proxy', 'mc-proxy')?.container).toBe('mc-proxy');
+    expect(registry.services.getComponent('shop', 'shop')?.container).toBe('shop-shop');
+    expect(containerName('a', 'b', 1)).toBe('a-b');
+    // The registry, not a split on the first '-', says whose container this is.
+    expect(registry.services.findByContainer('mc-proxy')).toEqual({
+      service: 'mc-proxy',
+      component: 'mc-proxy',
+    });
+    expect(registry.services.findByContainer('shop-worker')).toEqual({
+      service: 'shop',
+      component: 'worker',
+    });
+    expect(registry.services.findByContainer('nothing')).toBeUndefined();
+  });
+
+  it('refuses a component whose container name another component already uses', () => {
+    registry.services.upsert(service('a-b', [component('a-b')]));
+    expect(() => registry.services.upsert(service('a', [component('b'), component('c')]))).toThrow(
+      /container 'a-b'.*already a-b\/a-b/,
+    );
+    expect(registry.services.get('a')).toBeUndefined();
+  });
+
+  it('reports an unchanged definition as unchanged and a changed one field by field', () => {
+    registry.services.upsert(service('shop', [fullWeb, component('db')]));
+    expect(registry.services.upsert(service('shop', [fullWeb, component('db')]))).toEqual({
+      service: 'shop',
+      change: 'unchanged',
+      details: [],
+    });
+
+    const changed = {
+      ...fullWeb,
+      image: 'registry.example:5000/web:v2',
+      cmd: ['/bin/httpd', '-f'],
+      env: { LOG_LEVEL: 'info', TZ: 'UTC' },
+    };
+    const result = registry.services.upsert(service('shop', [changed, component('db')], false));
+    expect(result.change).toBe('updated');
+    expect(result.details).toEqual([
+      'active: true -> false',
+      'web: image registry.example:5000/web:v1 -> registry.example:5000/web:v2',
+      'web: cmd ["/bin/httpd","-f","-p","80","-h","/www"] -> ["/bin/httpd","-f"]',
+      'web: env LOG_LEVEL changed, TZ added, API_KEY removed',
+      'web: desired running -> stopped',
+      'db: desired running -> stopped',
+    ]);
+    // Env values can be secrets: details never show them.
+    expect(result.details.join(' ')).not.toMatch(/s3cret|info/);
+    const web = registry.services.getComponent('shop', 'web');
+    expect(web?.env).toEqual({ LOG_LEVEL: 'info', TZ: 'UTC' });
+    expect(web?.cmd).toEqual(['/bin/httpd', '-f']);
+    expect(registry.services.get('shop')?.active).toBe(false);
+  });
+
+  it('is additive by default and removes unlisted components only when asked', () => {
+    registry.services.upsert(service('shop', [component('web'), component('db')]));
+    const additive = registry.services.upsert(service('shop', [component('web'), component('cache')]));
+    expect(additive.details).toEqual(['cache: added']);
+    expect(
+      registry.services
+        .get('shop')
+        ?.components.map((c) => c.name)
+        .sort(),
+    ).toEqual(['cache', 'db', 'web']);
+
+    const pruned = registry.services.upsert(service('shop', [component('web')]), { prune: true });
+    expect(pruned.details.sort()).toEqual(['cache: removed', 'db: removed']);
+    expect(registry.services.get('shop')?.components.map((c) => c.name)).toEqual(['web']);
+  });
+
+  it('rejects invalid specs before writing anything', () => {
+    const bad: ServiceSpec[] = [
+      service('Shop', [component('web')]),
+      service('shop', []),
+      service('shop', [component('web'), component('web')]),
+      service('shop', [component('web', { image: '' })]),
+      service('shop', [component('-web')]),
+      service('x'.repeat(64), [component('web')]),
+    ];
+    for (const spec of bad) expect(() => registry.services.upsert(spec)).toThrow(InvalidArgumentError);
+    expect(registry.services.names()).toEqual([]);
+  });
+
+  it('enforces one component per (service, name) in the schema itself', () => {
+    registry.services.upsert(service('shop', [component('web')]));
+    const insert = registry.db.prepare(
+      `INSERT INTO components (service, name, position, image, desired_state, container, created_at, updated_at)
+       VALUES ('shop', 'web', 1, 'x:v1', 'running', ?, 'now', 'now')`,
+    );
+    expect(() => insert.run('other-container')).toThrow(
+      /UNIQUE constraint failed: components.service, components.name/,
+    );
+    // And a component cannot exist without its service.
+    const orphan = registry.db.prepare(
+      `INSERT INTO components (service, name, position, image, desired_state, container, created_at, updated_at)
+       VALUES ('ghost', 'web', 0, 'x:v1', 'running', 'ghost-web', 'now', 'now')`,
+    );
+    expect(() => orphan.run()).toThrow(/FOREIGN KEY constraint failed/);
+  });
+
+  it('deleting a service deletes its components and their ports, volumes, cmd and env', () => {
+    registry.services.upsert(service('shop', [fullWeb]));
+    registry.services.upsert(service('other', [component('other', { cmd: ['x'], env: { A: '1' } })]));
+    expect(registry.services.delete('shop')).toBe(true);
+    expect(registry.services.delete('shop')).toBe(false);
+    expect(registry.services.get('shop')).toBeUndefined();
+    for (const table of [
+      'components',
+      'component_ports',
+      'component_volumes',
+      'component_cmd',
+      'component_env',
+    ]) {
+      const count = registry.db.prepare(`SELECT COUNT(*) FROM ${table} WHERE service = 'shop'`).pluck().get();
+      expect(count, table).toBe(0);
+    }
+    expect(registry.services.getComponent('other', 'other')?.env).toEqual({ A: '1' });
+  });
+
+  it('adds, updates and deletes a single component', () => {
+    registry.services.upsert(service('shop', [component('web')], false));
+    const added = registry.services.upsertComponent('shop', component('worker', { cmd: ['work'] }));
+    expect(added).toEqual({ service: 'shop', change: 'updated', details: ['worker: added'] });
+    const worker = registry.services.getComponent('shop', 'worker');
+    expect(worker).toMatchObject({ desiredState: 'stopped', container: 'shop-worker', cmd: ['work'] });
+    expect(registry.services.get('shop')?.components.map((c) => c.name)).toEqual(['web', 'worker']);
+
+    const updated = registry.services.upsertComponent(
+      'shop',
+      component('worker', { cmd: ['work', '--fast'] }),
+    );
+    expect(updated.details).toEqual(['worker: cmd ["work"] -> ["work","--fast"]']);
+    expect(
+      registry.services.upsertComponent('shop', component('worker', { cmd: ['work', '--fast'] })).change,
+    ).toBe('unchanged');
+
+    expect(registry.services.deleteComponent('shop', 'worker')).toBe(true);
+    expect(registry.services.getComponent('shop', 'worker')).toBeUndefined();
+    expect(
+      registry.db.prepare("SELECT COUNT(*) FROM component_cmd WHERE service = 'shop'").pluck().get(),
+    ).toBe(0);
+    expect(() => registry.services.upsertComponent('nope', component('x'))).toThrow(NotFoundError);
+  });
+
+  it('sets the desired state of a whole service or of one component', () => {
+    registry.services.upsert(service('shop', [component('web'), component('db')]));
+    registry.services.setDesiredState('shop', 'stopped', 'db');
+    expect(registry.services.get('shop')?.components.map((c) => c.desiredState)).toEqual([
+      'running',
+      'stopped',
+    ]);
+    registry.services.setDesiredState('shop', 'ignore');
+    expect(registry.services.get('shop')?.components.map((c) => c.desiredState)).toEqual([
+      'ignore',
+      'ignore',
+    ]);
+    registry.services.setActive('shop', false);
+    expect(registry.services.get('shop')?.active).toBe(false);
+
+    expect(() => registry.services.setDesiredState('shop', 'running', 'nope')).toThrow(NotFoundError);
+    expect(() => registry.services.setDesiredState('nope', 'running')).toThrow(NotFoundError);
+    expect(() => registry.services.setActive('nope', true)).toThrow(NotFoundError);
+  });
+
+  it('records observed state and returns the state it replaces', () => {
+    registry.services.upsert(service('shop', [component('web')]));
+    const startedAt = new Date('2026-01-02T03:04:05.678Z');
+    const first = registry.services.setObservedState('shop', 'web', {
+      state: 'running',
+      startedAt,
+      version: 'v1',
+      container: 'shop-web',
+    });
+    expect(first).toBeUndefined();
+    expect(registry.services.setObservedState('shop', 'web', { state: 'exited' })).toBe('running');
+
+    const web = registry.services.getComponent('shop', 'web');
+    expect(web).toMatchObject({ observedState: 'exited', version: 'v1', container: 'shop-web' });
+    // Fields not reported keep their recorded value.
+    expect(web?.startedAt?.toISOString()).toBe(startedAt.toISOString());
+    expect(() => registry.services.setObservedState('shop', 'nope', { state: 'running' })).toThrow(
+      NotFoundError,
+    );
+  });
+
+  it('lists services by name, optionally only components with a desired state', () => {
+    registry.services.upsert(service('zeta', [component('a'), component('b')]));
+    registry.services.upsert(service('alpha', [component('a')], false));
+    registry.services.upsert(service('mid', [component('x')]), { desiredState: 'ignore' });
+    registry.services.setDesiredState('zeta', 'stopped', 'b');
+
+    expect(registry.services.names()).toEqual(['alpha', 'mid', 'zeta']);
+    expect(registry.services.list().map((s) => s.name)).toEqual(['alpha', 'mid', 'zeta']);
+    const stopped = registry.services.list({ desiredState: 'stopped' });
+    expect(stopped.map((s) => [s.name, s.components.map((c) => c.name)])).toEqual([
+      ['alpha', ['a']],
+      ['zeta', ['b']],
+    ]);
+    expect(registry.services.list({ desiredState: 'ignore' }).map((s) => s.name)).toEqual(['mid']);
+  });
+
+  it('converts records and states to the generated proto types', () => {
+    registry.services.upsert(service('shop', [component('web')]));
+    registry.services.setObservedState('shop', 'web', { state: 'restarting' });
+    const info = toServiceInfo(registry.services.require('shop'));
+    expect(info.components[0]).toMatchObject({
+      name: 'web',
+      container: 'shop-web',
+      desiredState: DesiredState.DESIRED_STATE_RUNNING,
+      observedState: ObservedState.OBSERVED_STATE_RESTARTING,
+    });
+    expect(info.components[0]?.updatedAt).toBeInstanceOf(Date);
+    expect(() => registry.services.require('nope')).toThrow(NotFoundError);
+
+    expect(desiredStateToProto('ignore')).toBe(DesiredState.DESIRED_STATE_IGNORE);
+    expect(desiredStateFromProto(DesiredState.DESIRED_STATE_STOPPED)).toBe('stopped');
+    expect(desiredStateFromProto(DesiredState.DESIRED_STATE_UNSPECIFIED)).toBeUndefined();
+    expect(() => desiredStateFromProto(DesiredState.UNRECOGNIZED)).toThrow(InvalidArgumentError);
+    expect(observedStateToProto(undefined)).toBe(ObservedState.OBSERVED_STATE_UNSPECIFIED);
+    expect(observedStateFromProto(ObservedState.OBSERVED_STATE_MISSING)).toBe('missing');
+  });
+});
