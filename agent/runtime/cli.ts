@@ -1,0 +1,495 @@
+/**
+ * The container runtime over a CLI. podman and the docker CLI take the same flags for
+ * everything the agent does, so there is one implementation here; a `RuntimeDialect`
+ * supplies only what differs (the listing command and its parser, forced removal).
+ *
+ * Every command is an argv array given to execa: nothing passes through a shell, and
+ * user-supplied values go in `--flag=value` form so none can be read as a flag.
+ */
+import { execa } from 'execa';
+import {
+  type ErrorCode,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  McpError,
+  NotFoundError,
+} from '../../core/errors.js';
+import {
+  type ContainerDetails,
+  type ContainerRuntime,
+  type ContainerSummary,
+  observedStateName,
+  type RunSpec,
+  type RuntimeKind,
+  type StopOptions,
+} from './runtime.js';
+
+/** What differs between podman and the docker CLI. */
+export interface RuntimeDialect {
+  readonly kind: RuntimeKind;
+  /** Arguments for a listing of every container, parsed by `parseList`. */
+  readonly listArgs: readonly string[];
+  parseList(stdout: string): ContainerSummary[];
+  /** Arguments that make `rm` remove a running container at once. */
+  readonly forceRemoveArgs: readonly string[];
+}
+
+export interface CliRuntimeOptions {
+  /** Upper bound for any command except pull (stop and restart add their own timeout). Default 120 s. */
+  readonly commandTimeoutMs?: number;
+}
+
+/**
+ * A runtime command that failed. The message names the command (env values redacted), the
+ * exit code and the runtime's own stderr, so a user can act on it without reading this code.
+ */
+export class RuntimeCommandError extends McpError {
+  /** The command as run, binary first, env values replaced by `***`. */
+  readonly argv: readonly string[];
+  readonly exitCode: number | undefined;
+  readonly stderr: string;
+  constructor(
+    code: ErrorCode,
+    fields: {
+      argv: readonly string[];
+      exitCode: number | undefined;
+      stderr: string;
+      reason: string;
+      note?: string;
+    },
+    options?: ErrorOptions,
+  ) {
+    const stderr = fields.stderr ? `: ${fields.stderr}` : '';
+    const note = fields.note ? ` (${fields.note})` : '';
+    super(code, `${formatArgv(fields.argv)} failed (${fields.reason})${stderr}${note}`, options);
+    this.argv = fields.argv;
+    this.exitCode = fields.exitCode;
+    this.stderr = fields.stderr;
+  }
+}
+
+const DEFAULT_COMMAND_TIMEOUT_MS = 120_000;
+const MAX_STDERR_CHARS = 4000;
+// The runtime's words for "no such container"; podman: `no container with name or ID "x" found:
+// no such container`, `no such object`; docker: `No such container: x`, `No such object: x`.
+const NO_SUCH_CONTAINER = /no such container|no such object|no container with name or id/i;
+// podman's and docker's rule for container names.
+const CONTAINER_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+export class CliRuntime implements ContainerRuntime {
+  readonly kind: RuntimeKind;
+  readonly path: string;
+  readonly #dialect: RuntimeDialect;
+  readonly #commandTimeoutMs: number;
+
+  constructor(dialect: RuntimeDialect, path: string, options: CliRuntimeOptions = {}) {
+    this.kind = dialect.kind;
+    this.path = path;
+    this.#dialect = dialect;
+    this.#commandTimeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
+  }
+
+  async version(): Promise<string> {
+    return (await this.#exec(['version', '--format', '{{.Client.Version}}'])).trim();
+  }
+
+  async pull(image: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    checkImage(image);
+    // No timeout: a large pull may take long; the caller cancels with the signal.
+    await this.#exec(['pull', image], { signal: options.signal, timeoutMs: 0 });
+  }
+
+  async run(spec: RunSpec): Promise<string> {
+    const args = runArgs(spec);
+    if ((await this.#containerId(spec.name)) !== undefined) {
+      throw new McpError(
+        'ALREADY_EXISTS',
+        `a container named '${spec.name}' already exists: remove it first`,
+      );
+    }
+    try {
+      const stdout = await this.#exec(args);
+      return stdout.trim().split('\n').at(-1) ?? '';
+    } catch (err) {
+      // A run that fails in the OCI runtime (bad command, port taken) leaves the container
+      // behind in state `created`, holding the name. It did not exist before: remove it
+      // (unless someone else created it since the check above).
+      if (
+        err instanceof RuntimeCommandError &&
+        err.code !== 'ALREADY_EXISTS' &&
+        (await this.#containerId(spec.name)) !== undefined
+      ) {
+        await this.#exec(['rm', ...this.#dialect.forceRemoveArgs, spec.name]).catch(() => undefined);
+        throw new RuntimeCommandError(
+          err.code,
+          {
+            argv: err.argv,
+            exitCode: err.exitCode,
+            stderr: err.stderr,
+            reason: reasonOf(err.exitCode),
+            note: 'the half-created container was removed',
+          },
+          { cause: err },
+        );
+      }
+      throw err;
+    }
+  }
+
+  async start(name: string): Promise<void> {
+    await this.#execOnContainer(name, ['start', name]);
+  }
+
+  async stop(name: string, options: StopOptions): Promise<void> {
+    const seconds = checkTimeout(options.timeoutSeconds);
+    await this.#execOnContainer(name, ['stop', '-t', String(seconds), name], seconds);
+  }
+
+  async restart(name: string, options: StopOptions): Promise<void> {
+    const seconds = checkTimeout(options.timeoutSeconds);
+    await this.#execOnContainer(name, ['restart', '-t', String(seconds), name], seconds);
+  }
+
+  async remove(name: string, options: { force?: boolean } = {}): Promise<void> {
+    const force = options.force ? this.#dialect.forceRemoveArgs : [];
+    await this.#execOnContainer(name, ['rm', ...force, name]);
+  }
+
+  async inspect(name: string): Promise<ContainerDetails | undefined> {
+    let stdout: string;
+    try {
+      stdout = await this.#execOnContainer(name, ['container', 'inspect', name]);
+    } catch (err) {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    }
+    const container = parseInspect(stdout);
+    if (!container) return undefined;
+    // The image's own env, to tell it apart from what the container was given. Best effort:
+    // the image may have been removed since.
+    const imageEnv = await this.#exec(['image', 'inspect', container.imageId])
+      .then(parseImageEnv)
+      .catch(() => []);
+    const { rawEnv, hostname, ...details } = container;
+    return { ...details, env: containerEnv(rawEnv, imageEnv, hostname) };
+  }
+
+  async list(): Promise<ContainerSummary[]> {
+    return this.#dialect.parseList(await this.#exec(this.#dialect.listArgs));
+  }
+
+  async #containerId(name: string): Promise<string | undefined> {
+    try {
+      return (
+        await this.#execOnContainer(name, ['container', 'inspect', '--format', '{{.Id}}', name])
+      ).trim();
+    } catch (err) {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    }
+  }
+
+  /** Runs a command on one named container: a runtime's "no such container" becomes NotFoundError. */
+  async #execOnContainer(name: string, args: readonly string[], extraSeconds = 0): Promise<string> {
+    checkContainerName(name);
+    try {
+      return await this.#exec(args, { timeoutMs: this.#commandTimeoutMs + extraSeconds * 1000 });
+    } catch (err) {
+      if (err instanceof RuntimeCommandError && NO_SUCH_CONTAINER.test(err.stderr)) {
+        throw new NotFoundError(`no container named '${name}' (${this.kind})`, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  async #exec(
+    args: readonly string[],
+    options: { signal?: AbortSignal; timeoutMs?: number } = {},
+  ): Promise<string> {
+    const result = await execa(this.path, args, {
+      reject: false,
+      stdin: 'ignore',
+      cancelSignal: options.signal,
+      timeout: options.timeoutMs ?? this.#commandTimeoutMs,
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    if (!result.failed) return result.stdout;
+
+    const argv = redactArgv([this.path, ...args]);
+    if (result.code === 'ENOENT' || result.code === 'EACCES') {
+      const problem = result.code === 'ENOENT' ? 'not found' : 'not executable';
+      const where = this.path.includes('/') ? `at '${this.path}'` : `on PATH as '${this.path}'`;
+      throw new FailedPreconditionError(
+        `container runtime '${this.kind}' ${problem} ${where} (${result.code}): install it or set container_runtime/runtime_path`,
+        { cause: result },
+      );
+    }
+    const stderr = trimStderr(result.stderr);
+    let code: ErrorCode = classifyFailure(stderr);
+    let reason = reasonOf(result.exitCode);
+    if (result.timedOut) {
+      code = 'DEADLINE_EXCEEDED';
+      reason = `timed out after ${options.timeoutMs ?? this.#commandTimeoutMs} ms`;
+    } else if (result.isCanceled) {
+      code = 'ABORTED';
+      reason = 'canceled';
+    } else if (result.exitCode === undefined && result.signal) {
+      reason = `killed by ${result.signal}`;
+    }
+    throw new RuntimeCommandError(
+      code,
+      { argv, exitCode: result.exitCode, stderr, reason },
+      { cause: result },
+    );
+  }
+}
+
+// ---------------------------------------------------------------- argv
+
+/** The argv (after the binary) that runs `spec` detached; the same for podman and docker. */
+export function runArgs(spec: RunSpec): string[] {
+  checkContainerName(spec.name);
+  checkImage(spec.image);
+  const args = ['run', '--detach', `--name=${spec.name}`];
+  if (spec.network) args.push(`--network=${spec.network}`);
+  if (spec.user) args.push(`--user=${spec.user}`);
+  if (spec.restart) args.push(`--restart=${spec.restart}`);
+  for (const port of spec.ports ?? []) args.push(`--publish=${port}`);
+  for (const volume of spec.volumes ?? []) args.push(`--volume=${volume}`);
+  for (const [key, value] of Object.entries(spec.env ?? {})) {
+    if (key === '' || key.includes('=') || key.includes('\0')) {
+      throw new InvalidArgumentError(`environment variable name '${key}' is not valid: no '=' and not empty`);
+    }
+    args.push(`--env=${key}=${value}`);
+  }
+  // The image ends flag parsing (both CLIs stop at the first positional argument), so cmd
+  // is passed to the container verbatim even when an argument starts with '-'.
+  args.push(spec.image, ...(spec.cmd ?? []));
+  return args;
+}
+
+function checkContainerName(name: string): void {
+  if (!CONTAINER_NAME.test(name)) {
+    throw new InvalidArgumentError(
+      `container name '${name}' is not valid: letters, digits, '_', '.' and '-', starting with a letter or digit`,
+    );
+  }
+}
+
+function checkImage(image: string): void {
+  if (image === '' || image.startsWith('-') || /\s/.test(image)) {
+    throw new InvalidArgumentError(`image reference '${image}' is not valid`);
+  }
+}
+
+function checkTimeout(seconds: number): number {
+  if (!Number.isInteger(seconds) || seconds < 0) {
+    throw new InvalidArgumentError(`stop timeout must be a whole number of seconds >= 0, got ${seconds}`);
+  }
+  return seconds;
+}
+
+function redactArgv(argv: readonly string[]): string[] {
+  return argv.map((arg) => (arg.startsWith('--env=') ? `${arg.slice(0, arg.indexOf('=', 6) + 1)}***` : arg));
+}
+
+function formatArgv(argv: readonly string[]): string {
+  return argv.map((arg) => (/^[\w@%+=:,./*-]+$/.test(arg) ? arg : JSON.stringify(arg))).join(' ');
+}
+
+// Progress lines podman and docker print while pulling, and podman's retry warnings that
+// repeat the final error: they add length, not information.
+const PROGRESS_LINE =
+  /^(time=".*" level=warning msg="Failed, retrying in |Trying to pull |Getting image source signatures|Copying (blob|config) |Writing manifest|Storing signatures|[0-9a-f]{12}: (Pulling|Waiting|Downloading|Verifying|Download|Extracting|Pull complete))/;
+
+function trimStderr(stderr: string): string {
+  const trimmed = stderr
+    .split('\n')
+    .filter((line) => !PROGRESS_LINE.test(line))
+    .join('\n')
+    .trim();
+  return trimmed.length > MAX_STDERR_CHARS ? `...${trimmed.slice(-MAX_STDERR_CHARS)}` : trimmed;
+}
+
+function reasonOf(exitCode: number | undefined): string {
+  return exitCode === undefined ? 'no exit code' : `exit code ${exitCode}`;
+}
+
+/** The error code a runtime failure maps to, from the runtime's stderr. */
+export function classifyFailure(stderr: string): ErrorCode {
+  // A taken container name (podman: `that name is already in use`, docker: `Conflict. The
+  // container name "/web" is already in use`); a taken port stays FAILED_PRECONDITION.
+  if (/name .*already in use|already exists/i.test(stderr)) return 'ALREADY_EXISTS';
+  if (NO_SUCH_CONTAINER.test(stderr)) return 'NOT_FOUND';
+  if (
+    /manifest unknown|name unknown|repository .* not found|no such image|image not known|not found: manifest/i.test(
+      stderr,
+    )
+  ) {
+    return 'NOT_FOUND';
+  }
+  if (
+    /connection refused|no such host|i\/o timeout|network is unreachable|tls handshake timeout|cannot connect to the docker daemon/i.test(
+      stderr,
+    )
+  ) {
+    return 'UNAVAILABLE';
+  }
+  // Anything else the runtime refused (bad flag value, port taken, command not in image):
+  // its message says why.
+  return 'FAILED_PRECONDITION';
+}
+
+// ---------------------------------------------------------------- inspect parsing
+
+/** The fields of `container inspect` before env is told apart from the image's. */
+export interface InspectedContainer extends Omit<ContainerDetails, 'env'> {
+  readonly rawEnv: readonly string[];
+  readonly hostname: string;
+}
+
+/**
+ * Parses `podman container inspect` / `docker container inspect` output (a JSON array of
+ * one). The two are close: docker prefixes Name with '/', podman adds mount options to
+ * Binds and gives Entrypoint as a string; none of that reaches the result.
+ */
+export function parseInspect(stdout: string): InspectedContainer | undefined {
+  const first = array(parseJson(stdout, 'container inspect'))[0];
+  if (!isRecord(first)) return undefined;
+  const config = record(first.Config);
+  const host = record(first.HostConfig);
+  const state = record(first.State);
+  const settings = record(first.NetworkSettings);
+  return {
+    name: string(first.Name).replace(/^\//, ''),
+    id: string(first.Id),
+    image: string(config.Image) || string(first.ImageName),
+    imageId: string(first.Image),
+    state: observedStateName(string(state.Status)),
+    startedAt: parseTime(string(state.StartedAt)),
+    command: strings(config.Cmd),
+    cmd: strings(config.Cmd),
+    ports: portMappings(record(host.PortBindings)),
+    volumes: strings(host.Binds).map(normaliseBind).sort(),
+    network: networkName(string(host.NetworkMode), Object.keys(record(settings.Networks))),
+    user: string(config.User),
+    restart: string(record(host.RestartPolicy).Name) || 'no',
+    rawEnv: strings(config.Env),
+    hostname: string(config.Hostname),
+  };
+}
+
+/** `image inspect` output → the image's Config.Env. */
+export function parseImageEnv(stdout: string): string[] {
+  const first = array(parseJson(stdout, 'image inspect'))[0];
+  return strings(record(record(first).Config).Env);
+}
+
+const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** The rule documented on ContainerDetails.env. */
+export function containerEnv(
+  rawEnv: readonly string[],
+  imageEnv: readonly string[],
+  hostname: string,
+): Record<string, string> {
+  const fromImage = new Set(imageEnv);
+  const env: Record<string, string> = {};
+  for (const entry of rawEnv) {
+    if (fromImage.has(entry)) continue;
+    const eq = entry.indexOf('=');
+    const key = eq < 0 ? entry : entry.slice(0, eq);
+    const value = eq < 0 ? '' : entry.slice(eq + 1);
+    if (isInjected(key, value, hostname)) continue;
+    env[key] = value;
+  }
+  return env;
+}
+
+function isInjected(key: string, value: string, hostname: string): boolean {
+  switch (key) {
+    case 'PATH':
+      return value === DEFAULT_PATH;
+    case 'TERM':
+      return value === 'xterm';
+    case 'container':
+      return value === 'podman' || value === 'docker';
+    case 'HOSTNAME':
+      return value === hostname;
+    case 'HOME':
+      return value === '/' || value === '/root';
+    default:
+      return false;
+  }
+}
+
+function portMappings(bindings: Record<string, unknown>): string[] {
+  const mappings: string[] = [];
+  for (const [containerPort, hosts] of Object.entries(bindings)) {
+    const port = containerPort.includes('/') ? containerPort : `${containerPort}/tcp`;
+    for (const binding of array(hosts)) {
+      const hostIp = string(record(binding).HostIp);
+      const hostPort = string(record(binding).HostPort);
+      mappings.push(`${hostIp ? `${hostIp}:` : ''}${hostPort}:${port}`);
+    }
+  }
+  return mappings.sort();
+}
+
+const KEPT_BIND_OPTIONS = new Set(['ro', 'z', 'Z']);
+
+/** `/src:/dst:ro,rprivate,rbind` → `/src:/dst:ro`; `rw` and propagation options are defaults. */
+function normaliseBind(bind: string): string {
+  const [source, destination, options] = bind.split(':');
+  const kept = (options ?? '').split(',').filter((option) => KEPT_BIND_OPTIONS.has(option));
+  return [source, destination, ...(kept.length ? [kept.join(',')] : [])].join(':');
+}
+
+function networkName(mode: string, networks: string[]): string {
+  if (mode === 'host' || mode === 'none' || mode.startsWith('container:') || mode.startsWith('ns:'))
+    return mode;
+  return networks.length ? networks.sort().join(',') : mode;
+}
+
+// ---------------------------------------------------------------- JSON without `any`
+
+export function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new McpError(
+      'INTERNAL',
+      `could not parse the runtime's ${what} output as JSON: ${text.slice(0, 200)}`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+export function record(value: unknown): Record<string, unknown> {
+  return isRecord(value) ? value : {};
+}
+
+export function array(value: unknown): unknown[] {
+  return Array.isArray(value) ? value : [];
+}
+
+export function string(value: unknown): string {
+  return typeof value === 'string' ? value : typeof value === 'number' ? String(value) : '';
+}
+
+export function strings(value: unknown): string[] {
+  return array(value).filter((item): item is string => typeof item === 'string');
+}
+
+/** RFC 3339 → Date; Go's zero time (`0001-01-01...`) and garbage → undefined. */
+export function parseTime(text: string): Date | undefined {
+  if (!text || text.startsWith('0001-01-01')) return undefined;
+  const date = new Date(text);
+  return Number.isNaN(date.getTime()) ? undefined : date;
+}

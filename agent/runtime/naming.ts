@@ -1,0 +1,41 @@
+/**
+ * Container names. A component runs as `<service>-<component>`, except a component named
+ * like its service, which runs as just `<service>`. Service names may contain '-', so
+ * splitting a name back consults the services the registry knows before guessing.
+ */
+
+export interface ContainerIdentity {
+  readonly service: string;
+  readonly component: string;
+}
+
+export function containerName(service: string, component: string): string {
+  return component === service ? service : `${service}-${component}`;
+}
+
+/**
+ * The service and component a container name belongs to. The longest known service that
+ * equals the name or prefixes it with '-' wins (`mc-proxy-web` with `mc-proxy` known is
+ * {mc-proxy, web}, not {mc, proxy-web}); otherwise the name splits on its first '-'; a name
+ * without '-' is a service with one component of the same name. undefined for a name that
+ * cannot be one of ours (empty, or an empty part around the '-').
+ */
+export function splitContainerName(
+  name: string,
+  knownServices: readonly string[],
+): ContainerIdentity | undefined {
+  let best: string | undefined;
+  for (const service of knownServices) {
+    if (service === '' || (best !== undefined && service.length <= best.length)) continue;
+    if (name === service || (name.startsWith(`${service}-`) && name.length > service.length + 1))
+      best = service;
+  }
+  if (best !== undefined) {
+    return { service: best, component: name === best ? best : name.slice(best.length + 1) };
+  }
+  const dash = name.indexOf('-');
+  if (dash < 0) return name === '' ? undefined : { service: name, component: name };
+  const service = name.slice(0, dash);
+  const component = name.slice(dash + 1);
+  return service && component ? { service, component } : undefined;
+}

@@ -1,0 +1,49 @@
+/**
+ * podman: the runtime the project is tested on (podman 4.3 on Debian 12).
+ * `podman ps -a --format json` lists every container in one call as a JSON array, with
+ * `Names` an array, `Command` an array (the CMD, without entrypoint), `State` a word and
+ * `StartedAt` in unix seconds (negative, Go's zero time, when never started).
+ */
+import {
+  array,
+  CliRuntime,
+  type CliRuntimeOptions,
+  parseJson,
+  type RuntimeDialect,
+  record,
+  string,
+  strings,
+} from './cli.js';
+import { type ContainerSummary, observedStateName } from './runtime.js';
+
+export const podmanDialect: RuntimeDialect = {
+  kind: 'podman',
+  listArgs: ['ps', '--all', '--format', 'json'],
+  parseList: parsePodmanPs,
+  // podman's rm -f still waits the stop timeout (10 s) first; -t 0 kills at once, like docker rm -f.
+  forceRemoveArgs: ['--force', '--time', '0'],
+};
+
+export function podmanRuntime(path = 'podman', options?: CliRuntimeOptions): CliRuntime {
+  return new CliRuntime(podmanDialect, path, options);
+}
+
+export function parsePodmanPs(stdout: string): ContainerSummary[] {
+  // podman prints nothing at all (not `[]`) on some versions when there are no containers.
+  if (stdout.trim() === '') return [];
+  return array(parseJson(stdout, 'ps')).map((item) => {
+    const entry = record(item);
+    const startedAt =
+      typeof entry.StartedAt === 'number' && entry.StartedAt > 0
+        ? new Date(entry.StartedAt * 1000)
+        : undefined;
+    return {
+      name: strings(entry.Names)[0] ?? '',
+      id: string(entry.Id),
+      image: string(entry.Image),
+      state: observedStateName(string(entry.State)),
+      ...(startedAt ? { startedAt } : {}),
+      command: strings(entry.Command),
+    };
+  });
+}

@@ -1,0 +1,150 @@
+/**
+ * The container runtime as the agent sees it: a handful of operations on named containers,
+ * implemented over a runtime's CLI (podman, or the docker CLI). Everything here is shape;
+ * the one implementation lives in cli.ts with a dialect per runtime (podman.ts, docker.ts).
+ */
+import { ObservedState } from '../../gen/mcp/v1/mcp.js';
+
+export type RuntimeKind = 'podman' | 'docker';
+
+/** The proto's ObservedState as the lower-case word the runtime layer reports. */
+export type ObservedStateName =
+  | 'running'
+  | 'exited'
+  | 'created'
+  | 'paused'
+  | 'restarting'
+  | 'missing'
+  | 'unknown';
+
+/**
+ * What to run: a container name plus the fields of a `ComponentSpec` (a generated
+ * `ComponentSpec` with `name` replaced by the container name fits as is).
+ * Empty strings and empty lists mean "the runtime's default".
+ */
+export interface RunSpec {
+  /** Container name, see `containerName()`. */
+  readonly name: string;
+  readonly image: string;
+  readonly network?: string;
+  readonly user?: string;
+  /** `no`, `always`, `on-failure` or `unless-stopped`; empty for `no`. */
+  readonly restart?: string;
+  /** `[host_ip:]host_port:container_port[/tcp|/udp]` */
+  readonly ports?: readonly string[];
+  /** `host_path:container_path[:ro|:rw|:z|:Z]` */
+  readonly volumes?: readonly string[];
+  /** Replaces the image's CMD; empty keeps it. */
+  readonly cmd?: readonly string[];
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+/** One container as a full listing reports it. */
+export interface ContainerSummary {
+  readonly name: string;
+  /** Full container id. */
+  readonly id: string;
+  /** The image reference the container was created from, as given (`127.0.0.1:5000/bb:v1`). */
+  readonly image: string;
+  readonly state: ObservedStateName;
+  /** When the container last started; undefined if it never did (or docker's listing, which has no start time). */
+  readonly startedAt?: Date;
+  /**
+   * The command as the runtime lists it. podman lists the container's CMD; docker's listing
+   * joins entrypoint and CMD into one string, split back here on spaces (lossy: use
+   * `inspect()` for the exact argv).
+   */
+  readonly command: readonly string[];
+}
+
+/**
+ * One container in detail, normalised so it can be compared with the `RunSpec` it came from.
+ * - `ports`: `host_ip:host_port:container_port/proto`, host_ip omitted when unbound, sorted.
+ * - `volumes`: `host:container[:ro][:z|:Z]`; mount options the runtime adds (`rw`, `rbind`,
+ *   `rprivate`) are dropped, sorted.
+ * - `env`: what the container was given. Dropped: a variable whose value is exactly what the
+ *   image sets, and the defaults the runtime injects (`PATH` with the standard default path,
+ *   `TERM=xterm`, `container=podman|docker`, `HOSTNAME` equal to the container's hostname,
+ *   `HOME` of `/` or `/root`). A user who sets one of those to the same value will not see it.
+ * - `network`: the runtime's name for it: the joined network names for bridge networks
+ *   (`podman` is podman's default, `bridge` docker's), else `host`, `none`, `container:<id>`.
+ * - `restart`: the policy name, `no` when none was set.
+ * - `cmd`: the container's CMD (without the entrypoint).
+ */
+export interface ContainerDetails extends ContainerSummary {
+  readonly imageId: string;
+  readonly ports: readonly string[];
+  readonly volumes: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+  readonly cmd: readonly string[];
+  readonly network: string;
+  readonly user: string;
+  readonly restart: string;
+}
+
+export interface StopOptions {
+  /** Seconds to wait after SIGTERM before SIGKILL. A busybox `sleep` as PID 1 ignores SIGTERM and always waits it out. */
+  readonly timeoutSeconds: number;
+}
+
+export interface ContainerRuntime {
+  readonly kind: RuntimeKind;
+  /** The runtime binary as configured (a name looked up on PATH, or a path). */
+  readonly path: string;
+  /** The runtime's client version, e.g. `4.3.1`. */
+  version(): Promise<string>;
+  /** Pulls an image. Registry trust (insecure registries, credentials) comes from the runtime's own config. */
+  pull(image: string, options?: { signal?: AbortSignal }): Promise<void>;
+  /** Creates and starts a detached container; returns its id. Fails with ALREADY_EXISTS if the name is taken. */
+  run(spec: RunSpec): Promise<string>;
+  start(name: string): Promise<void>;
+  stop(name: string, options: StopOptions): Promise<void>;
+  restart(name: string, options: StopOptions): Promise<void>;
+  /** `force` removes a running container too, killing it without a grace period. */
+  remove(name: string, options?: { force?: boolean }): Promise<void>;
+  /** undefined when no container has that name. */
+  inspect(name: string): Promise<ContainerDetails | undefined>;
+  /** Every container on the node, in one runtime call. */
+  list(): Promise<ContainerSummary[]>;
+}
+
+/**
+ * Maps a runtime's state word (podman or docker) to an ObservedStateName.
+ * podman: `stopped` is exited but not yet cleaned up, `configured`/`initialized` were never started.
+ */
+export function observedStateName(runtimeState: string): ObservedStateName {
+  switch (runtimeState.toLowerCase()) {
+    case 'running':
+      return 'running';
+    case 'exited':
+    case 'stopped':
+    case 'dead':
+      return 'exited';
+    case 'created':
+    case 'configured':
+    case 'initialized':
+      return 'created';
+    case 'paused':
+      return 'paused';
+    case 'restarting':
+      return 'restarting';
+    default:
+      // `stopping`, `removing` and anything new: transient or unknown, say so rather than guess.
+      return 'unknown';
+  }
+}
+
+const OBSERVED_STATE: Record<ObservedStateName, ObservedState> = {
+  running: ObservedState.OBSERVED_STATE_RUNNING,
+  exited: ObservedState.OBSERVED_STATE_EXITED,
+  created: ObservedState.OBSERVED_STATE_CREATED,
+  paused: ObservedState.OBSERVED_STATE_PAUSED,
+  restarting: ObservedState.OBSERVED_STATE_RESTARTING,
+  missing: ObservedState.OBSERVED_STATE_MISSING,
+  unknown: ObservedState.OBSERVED_STATE_UNKNOWN,
+};
+
+/** The proto enum value for an ObservedStateName. */
+export function toObservedState(name: ObservedStateName): ObservedState {
+  return OBSERVED_STATE[name];
+}

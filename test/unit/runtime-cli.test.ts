@@ -1,0 +1,250 @@
+/**
+ * The CLI runtime's pure parts: the argv it builds, how it reads podman's JSON and how it
+ * classifies failures. The podman samples were captured from podman 4.3.1 on the project's
+ * test bed (fields the parser ignores trimmed); the live behaviour is covered by
+ * test/integration/runtime-podman.test.ts.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  classifyFailure,
+  containerEnv,
+  parseImageEnv,
+  parseInspect,
+  runArgs,
+} from '../../agent/runtime/cli.js';
+import { parsePodmanPs } from '../../agent/runtime/podman.js';
+import { observedStateName } from '../../agent/runtime/runtime.js';
+import { InvalidArgumentError } from '../../core/errors.js';
+
+describe('runArgs', () => {
+  it('turns a component spec into one run command, values in --flag=value form', () => {
+    expect(
+      runArgs({
+        name: 'shop-web',
+        image: 'registry.example:5000/web:v1',
+        network: 'shop',
+        user: '1000:1000',
+        restart: 'always',
+        ports: ['127.0.0.1:8080:80', '9090:90/udp'],
+        volumes: ['/srv/shop:/data:ro'],
+        cmd: ['/bin/httpd', '-f', '-p', '80'],
+        env: { MODE: 'prod', EMPTY: '' },
+      }),
+    ).toEqual([
+      'run',
+      '--detach',
+      '--name=shop-web',
+      '--network=shop',
+      '--user=1000:1000',
+      '--restart=always',
+      '--publish=127.0.0.1:8080:80',
+      '--publish=9090:90/udp',
+      '--volume=/srv/shop:/data:ro',
+      '--env=MODE=prod',
+      '--env=EMPTY=',
+      'registry.example:5000/web:v1',
+      '/bin/httpd',
+      '-f',
+      '-p',
+      '80',
+    ]);
+  });
+
+  it('leaves out what the spec leaves empty', () => {
+    expect(
+      runArgs({ name: 'a', image: 'img', network: '', user: '', restart: '', ports: [], cmd: [] }),
+    ).toEqual(['run', '--detach', '--name=a', 'img']);
+  });
+
+  it('accepts a generated ComponentSpec with the container name', () => {
+    const spec = {
+      name: 'web',
+      image: 'img:v1',
+      network: '',
+      user: '',
+      restart: '',
+      ports: [],
+      volumes: [],
+      cmd: [],
+      env: {},
+    };
+    expect(runArgs(spec)).toEqual(['run', '--detach', '--name=web', 'img:v1']);
+  });
+
+  it('refuses names and images that a CLI would read as flags', () => {
+    expect(() => runArgs({ name: '--privileged', image: 'img' })).toThrow(InvalidArgumentError);
+    expect(() => runArgs({ name: 'a', image: '--privileged' })).toThrow(InvalidArgumentError);
+    expect(() => runArgs({ name: 'a', image: 'img', env: { 'A=B': 'c' } })).toThrow(InvalidArgumentError);
+  });
+});
+
+describe('podman listing (captured from podman 4.3.1)', () => {
+  const ps = JSON.stringify([
+    {
+      Command: ['/bin/httpd', '-f', '-p', '8080'],
+      Id: 'a651d3802109d213cacc492c50dd01d9545477d899e1bcff3e5cf196f5825db4',
+      Image: '127.0.0.1:5000/bb:v1',
+      Names: ['web-probe'],
+      StartedAt: 1795279822,
+      State: 'running',
+    },
+    {
+      Command: ['/bin/sleep', '3600'],
+      Id: '1c54745acee20a3948cc5b62dc94bde77a0a699e8f60cd3a40b10b2647cb20bb',
+      Image: 'localhost/bb:v2',
+      Names: ['never-started'],
+      StartedAt: -62135596800,
+      State: 'created',
+    },
+  ]);
+
+  it('reads names, states, start times and command arrays', () => {
+    expect(parsePodmanPs(ps)).toEqual([
+      {
+        name: 'web-probe',
+        id: 'a651d3802109d213cacc492c50dd01d9545477d899e1bcff3e5cf196f5825db4',
+        image: '127.0.0.1:5000/bb:v1',
+        state: 'running',
+        startedAt: new Date(1795279822_000),
+        command: ['/bin/httpd', '-f', '-p', '8080'],
+      },
+      {
+        name: 'never-started',
+        id: '1c54745acee20a3948cc5b62dc94bde77a0a699e8f60cd3a40b10b2647cb20bb',
+        image: 'localhost/bb:v2',
+        state: 'created',
+        command: ['/bin/sleep', '3600'],
+      },
+    ]);
+  });
+
+  it('reads an empty listing', () => {
+    expect(parsePodmanPs('[]')).toEqual([]);
+    expect(parsePodmanPs('')).toEqual([]);
+  });
+});
+
+describe('podman inspect (captured from podman 4.3.1)', () => {
+  const inspect = JSON.stringify([
+    {
+      Id: 'a651d3802109d213cacc492c50dd01d9545477d899e1bcff3e5cf196f5825db4',
+      Path: '/bin/httpd',
+      Args: ['-f', '-p', '8080'],
+      Image: '41da5362e8f0b36c0c5ab391a4047d267db570be96e72015b8534f06639d9057',
+      ImageName: '127.0.0.1:5000/bb:v1',
+      Name: 'web-probe',
+      State: {
+        Status: 'running',
+        StartedAt: '2026-11-21T16:50:22.429769652Z',
+        FinishedAt: '0001-01-01T00:00:00Z',
+      },
+      Config: {
+        Hostname: 'a651d3802109',
+        User: '65534:65534',
+        Env: [
+          'MCP_TESTBED_IMAGE=bb:v1',
+          'FOO=bar',
+          'SPACED=a b',
+          'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+          'TERM=xterm',
+          'container=podman',
+          'HOME=/',
+          'HOSTNAME=a651d3802109',
+        ],
+        Cmd: ['/bin/httpd', '-f', '-p', '8080'],
+        Image: '127.0.0.1:5000/bb:v1',
+        Entrypoint: '',
+      },
+      HostConfig: {
+        Binds: ['/tmp:/scratch:rw,rprivate,rbind', '/tmp/vol:/data:ro,rprivate,rbind'],
+        NetworkMode: 'bridge',
+        PortBindings: {
+          '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: '18080' }],
+          '8443/udp': [{ HostIp: '', HostPort: '18443' }],
+        },
+        RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 0 },
+      },
+      NetworkSettings: { Networks: { podman: { IPAddress: '10.88.0.11' } } },
+    },
+  ]);
+  const imageInspect = JSON.stringify([
+    { Config: { Env: ['MCP_TESTBED_IMAGE=bb:v1'], Cmd: ['/bin/sleep', '3600'] } },
+  ]);
+
+  it('normalises ports, binds, network and restart policy', () => {
+    const details = parseInspect(inspect);
+    expect(details).toMatchObject({
+      name: 'web-probe',
+      image: '127.0.0.1:5000/bb:v1',
+      imageId: '41da5362e8f0b36c0c5ab391a4047d267db570be96e72015b8534f06639d9057',
+      state: 'running',
+      startedAt: new Date('2026-11-21T16:50:22.429Z'),
+      cmd: ['/bin/httpd', '-f', '-p', '8080'],
+      command: ['/bin/httpd', '-f', '-p', '8080'],
+      ports: ['127.0.0.1:18080:8080/tcp', '18443:8443/udp'],
+      volumes: ['/tmp/vol:/data:ro', '/tmp:/scratch'],
+      network: 'podman',
+      user: '65534:65534',
+      restart: 'on-failure',
+    });
+  });
+
+  it("keeps the env the container was given, not the image's or podman's", () => {
+    const details = parseInspect(inspect)!;
+    expect(containerEnv(details.rawEnv, parseImageEnv(imageInspect), details.hostname)).toEqual({
+      FOO: 'bar',
+      SPACED: 'a b',
+    });
+  });
+
+  it('keeps a variable the container set to something other than the default', () => {
+    expect(containerEnv(['PATH=/opt/bin', 'TERM=dumb', 'HOME=/home/app'], [], 'h')).toEqual({
+      PATH: '/opt/bin',
+      TERM: 'dumb',
+      HOME: '/home/app',
+    });
+  });
+
+  it('reads an empty answer as no container', () => {
+    expect(parseInspect('[]')).toBeUndefined();
+  });
+});
+
+describe('observedStateName', () => {
+  it.each([
+    ['running', 'running'],
+    ['exited', 'exited'],
+    ['stopped', 'exited'],
+    ['dead', 'exited'],
+    ['created', 'created'],
+    ['configured', 'created'],
+    ['initialized', 'created'],
+    ['paused', 'paused'],
+    ['restarting', 'restarting'],
+    ['removing', 'unknown'],
+    ['', 'unknown'],
+  ])('maps %j to %j', (runtimeState, name) => {
+    expect(observedStateName(runtimeState)).toBe(name);
+  });
+});
+
+describe('classifyFailure', () => {
+  it.each([
+    [
+      'Error: initializing source docker://127.0.0.1:5000/bb:nope: reading manifest nope in 127.0.0.1:5000/bb: manifest unknown: manifest unknown',
+      'NOT_FOUND',
+    ],
+    [
+      'Error: creating container storage: the container name "web" is already in use by 1c54. You have to remove that container to be able to reuse that name: that name is already in use',
+      'ALREADY_EXISTS',
+    ],
+    [
+      'Error: initializing source docker://127.0.0.1:5999/bb:v1: pinging container registry 127.0.0.1:5999: Get "http://127.0.0.1:5999/v2/": dial tcp 127.0.0.1:5999: connect: connection refused',
+      'UNAVAILABLE',
+    ],
+    ['Error: rootlessport listen tcp 127.0.0.1:8080: bind: address already in use', 'FAILED_PRECONDITION'],
+    ['Error: invalid restart policy "sometimes"', 'FAILED_PRECONDITION'],
+  ])('%s → %s', (stderr, code) => {
+    expect(classifyFailure(stderr)).toBe(code);
+  });
+});
