@@ -27,6 +27,7 @@ import { McpAgentServiceService, type McpAgentServiceServer } from '../gen/mcp/v
 import { type RpcEntry, type RpcName, rpcs } from '../tools.generated.js';
 import type { Caller } from './auth/caller.js';
 import { toStatusObject } from './grpc-status.js';
+import type { AuditCall, AuditLog, AuditOutcomeInput } from '../registry/audit.js';
 
 /** What a handler knows about the call it serves. */
 export interface CallContext {
@@ -57,35 +58,8 @@ export interface Authorizer {
   scopeOf(caller: Caller, permission: string): ServiceScope;
 }
 
-export interface AuditCall {
-  time: Date;
-  node: string;
-  caller: Partial<Caller>;
-  roles: string[];
-  rpc: string;
-  tool: string;
-  service: string;
-  component: string;
-  argsSha256: string;
-  requestId: string;
-  decision: 'allow' | 'deny';
-  /** Set for denials, which end where they are recorded. */
-  errorCode?: string;
-  errorMessage?: string;
-}
-
-export interface AuditOutcome {
-  outcome: 'ok' | 'error';
-  errorCode: string;
-  errorMessage: string;
-  durationMs: number;
-}
-
-/** The audit log as the server needs it: both writes must throw when they cannot be made durable. */
-export interface AuditTrail {
-  recordCall(call: AuditCall): { callId: string };
-  recordOutcome(callId: string, outcome: AuditOutcome): void;
-}
+/** The audit log as the server needs it (registry/audit.ts): both writes throw when they cannot be made durable. */
+export type AuditTrail = Pick<AuditLog, 'appendCall' | 'appendOutcome'>;
 
 export type UnaryHandler<Req, Res> = (req: Req, ctx: CallContext) => Promise<Res>;
 export type ServerStreamHandler<Req, Res> = (req: Req, ctx: CallContext, send: (msg: Res) => Promise<void>) => Promise<void>;
@@ -235,18 +209,7 @@ class Guard {
       caller = await this.opts.authenticator.authenticate(bearer(call.metadata));
     } catch (err) {
       const e = err instanceof UnauthenticatedError ? err : new UnauthenticatedError(toMcpError(err).message);
-      this.recordDenial({
-        ...base,
-        caller: {},
-        roles: [],
-        service: '',
-        component: '',
-        argsSha256: '',
-        requestId: '',
-        decision: 'deny',
-        errorCode: e.code,
-        errorMessage: e.detail,
-      });
+      this.recordDenial({ ...base, decision: 'deny', errorCode: e.code, errorMessage: e.detail });
       log.warn('call refused: not authenticated', { rpc, reason: e.detail });
       throw e;
     }
@@ -256,7 +219,9 @@ class Guard {
     const roles = this.opts.authorizer.rolesOf(caller);
     const record = {
       ...base,
-      caller,
+      issuer: caller.issuer,
+      subject: caller.subject,
+      clientId: caller.clientId,
       roles,
       service: target.service,
       component: target.component,
@@ -277,7 +242,7 @@ class Guard {
 
     let callId: string;
     try {
-      callId = audit.recordCall({ ...record, decision: 'allow' }).callId;
+      callId = audit.appendCall({ ...record, decision: 'allow' }).callId;
     } catch (err) {
       log.error('audit write failed: call refused', { rpc, subject: caller.subject, error: String(err) });
       throw new UnavailableError(AUDIT_UNAVAILABLE, { cause: err });
@@ -294,7 +259,7 @@ class Guard {
       signal: abort.signal,
       log: log.child({ rpc, subject: caller.subject, callId }),
     };
-    let outcome: AuditOutcome;
+    let outcome: AuditOutcomeInput;
     try {
       const res = await handle(req, ctx);
       outcome = { outcome: 'ok', errorCode: '', errorMessage: '', durationMs: performance.now() - started };
@@ -313,16 +278,16 @@ class Guard {
 
   private recordDenial(call: AuditCall): void {
     try {
-      this.opts.audit.recordCall(call);
+      this.opts.audit.appendCall(call);
     } catch (err) {
       // The call is refused either way; the failure to record it is itself worth an alarm.
       this.opts.log.error('audit write failed for a refused call', { rpc: call.rpc, error: String(err) });
     }
   }
 
-  private recordOutcome(callId: string, outcome: AuditOutcome, rpc: string): void {
+  private recordOutcome(callId: string, outcome: AuditOutcomeInput, rpc: string): void {
     try {
-      this.opts.audit.recordOutcome(callId, outcome);
+      this.opts.audit.appendOutcome(callId, outcome);
     } catch (err) {
       // The effect has happened; the record keeps its attempt and reads back as `unknown`.
       this.opts.log.error('audit outcome write failed', { rpc, callId, error: String(err) });
