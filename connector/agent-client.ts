@@ -1,0 +1,359 @@
+/**
+ * The connector's gRPC side: one client per configured node (TLS with the node's CA,
+ * keepalive), and the two call shapes the tools need: unary calls, retried for reads when
+ * the agent cannot be reached, and the Deploy stream, whose progress messages are handed on
+ * as they arrive. Every call carries the caller's bearer token and a deadline from the
+ * tool table; an MCP cancellation cancels the gRPC call. Errors come back as McpErrors whose
+ * messages name the node and its address, and say when a write's outcome is unknown.
+ */
+import { readFileSync } from 'node:fs';
+import {
+  type ChannelCredentials,
+  type ClientReadableStream,
+  type ClientUnaryCall,
+  credentials,
+  Metadata,
+  type MethodDefinition,
+  type ServiceError,
+  status,
+} from '@grpc/grpc-js';
+import { fromGrpcError } from '../agent/grpc-status.js';
+import { FailedPreconditionError, McpError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import * as pb from '../gen/mcp/v1/mcp.js';
+import { McpAgentServiceClient, McpAgentServiceService } from '../gen/mcp/v1/mcp.js';
+import { rpcs } from '../tools.generated.js';
+import type { NodeConfig } from './config.js';
+
+/** ProtoJSON in and out, as ts-proto generates it for every message. */
+export interface Codec<T> {
+  fromJSON(object: unknown): T;
+  toJSON(message: T): unknown;
+}
+
+/**
+ * How a tool reaches its RPC: the grpc-js method, the request codec (tool arguments are the
+ * request's ProtoJSON) and the codec of what the tool returns. Deploy returns the `result`
+ * of its stream, so its output is a DeployResult, not a DeployResponse.
+ */
+export interface RpcBinding {
+  readonly rpc: string;
+  readonly method: MethodDefinition<unknown, unknown>;
+  readonly request: Codec<unknown>;
+  readonly output: Codec<unknown>;
+  readonly responseStream: boolean;
+}
+
+const codecs = pb as unknown as Record<string, Codec<unknown> | undefined>;
+const methods = McpAgentServiceService as unknown as Record<
+  string,
+  MethodDefinition<unknown, unknown> | undefined
+>;
+
+function codec(name: string): Codec<unknown> {
+  const found = codecs[name];
+  if (!found?.fromJSON || !found.toJSON)
+    throw new Error(`gen/mcp/v1/mcp.ts has no message ${name}: run npm run gen`);
+  return found;
+}
+
+/** Built once from the generated RPC table, so a tool without its generated types fails at start-up. */
+const bindings: ReadonlyMap<string, RpcBinding> = new Map(
+  rpcs.flatMap((entry) => {
+    if (entry.tool === null || entry.requestStream) return []; // client streams (push_file) are not bound yet
+    const method = methods[entry.method];
+    if (!method) throw new Error(`gen/mcp/v1/mcp.ts has no method ${entry.method}: run npm run gen`);
+    const output = entry.rpc === 'Deploy' ? 'DeployResult' : `${entry.rpc}Response`;
+    const binding: RpcBinding = {
+      rpc: entry.rpc,
+      method,
+      request: codec(`${entry.rpc}Request`),
+      output: codec(output),
+      responseStream: entry.responseStream,
+    };
+    return [[entry.tool, binding] as const];
+  }),
+);
+
+export function rpcBinding(tool: string): RpcBinding {
+  const binding = bindings.get(tool);
+  if (!binding) throw new Error(`tool ${tool} has no gRPC binding in the connector`);
+  return binding;
+}
+
+/** What every call to an agent needs besides its request. */
+export interface CallSettings {
+  /** Bearer token for the `authorization` metadata. Never logged. */
+  token: string;
+  /** Deadline of the whole call, retries included. */
+  timeoutSeconds: number;
+  /** Reads are retried when the agent is unreachable; writes never are. */
+  readOnly: boolean;
+  /** Tool name, for messages. */
+  tool: string;
+  /** For writes: the request id a retry must reuse. */
+  requestId?: string;
+  /** Aborted when the MCP client cancels the request. */
+  signal?: AbortSignal;
+}
+
+export interface RetryPolicy {
+  /** Extra attempts after the first. */
+  retries: number;
+  /** Delay before the first retry; doubled for each further one. */
+  baseDelayMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { retries: 2, baseDelayMs: 250 };
+
+/** Keepalive pings: the agent allows one every 10 s without calls. */
+const CHANNEL_OPTIONS = {
+  'grpc.keepalive_time_ms': 30_000,
+  'grpc.keepalive_timeout_ms': 10_000,
+  'grpc.keepalive_permit_without_calls': 1,
+  'grpc.max_receive_message_length': 8 * 1024 * 1024,
+};
+
+/** One node's agent. */
+export class AgentConnection {
+  readonly node: NodeConfig;
+  private readonly client: McpAgentServiceClient;
+  private readonly retry: RetryPolicy;
+  private readonly log: Logger;
+
+  constructor(node: NodeConfig, opts: { retry: RetryPolicy; log: Logger }) {
+    this.node = node;
+    this.retry = opts.retry;
+    this.log = opts.log.child({ node: node.name });
+    const channelOptions: Record<string, string | number> = { ...CHANNEL_OPTIONS };
+    if (node.serverName !== undefined) {
+      channelOptions['grpc.ssl_target_name_override'] = node.serverName;
+      channelOptions['grpc.default_authority'] = node.serverName;
+    }
+    this.client = new McpAgentServiceClient(node.address, tlsCredentials(node), channelOptions);
+  }
+
+  /** A unary call; reads are retried on UNAVAILABLE with backoff, within the one deadline. */
+  async unary(binding: RpcBinding, request: unknown, settings: CallSettings): Promise<unknown> {
+    const deadline = Date.now() + settings.timeoutSeconds * 1000;
+    const attempts = settings.readOnly ? this.retry.retries + 1 : 1;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.unaryOnce(binding, request, settings, deadline);
+      } catch (err) {
+        const e = err as McpError;
+        const delay = this.retry.baseDelayMs * 2 ** (attempt - 1);
+        const retryable = e.code === 'UNAVAILABLE' && attempt < attempts && Date.now() + delay < deadline;
+        if (!retryable || settings.signal?.aborted) throw e;
+        this.log.debug('agent unavailable, retrying', { tool: settings.tool, attempt, delayMs: delay });
+        await sleep(delay, settings.signal);
+      }
+    }
+  }
+
+  private unaryOnce(
+    binding: RpcBinding,
+    request: unknown,
+    settings: CallSettings,
+    deadline: number,
+  ): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const call: ClientUnaryCall = this.client.makeUnaryRequest(
+        binding.method.path,
+        binding.method.requestSerialize,
+        binding.method.responseDeserialize,
+        request,
+        this.metadata(settings.token),
+        { deadline },
+        (err: ServiceError | null, response?: unknown) => {
+          detach();
+          if (err) reject(this.toError(err, settings));
+          else resolve(response);
+        },
+      );
+      const detach = cancelOnAbort(call, settings.signal);
+    });
+  }
+
+  /**
+   * A server-streaming call: `onMessage` sees every message in order (and may be async:
+   * the stream waits for it), and the promise resolves when the stream ends cleanly.
+   */
+  stream(
+    binding: RpcBinding,
+    request: unknown,
+    settings: CallSettings,
+    onMessage: (message: unknown) => Promise<void>,
+  ): Promise<void> {
+    const deadline = Date.now() + settings.timeoutSeconds * 1000;
+    return new Promise((resolve, reject) => {
+      let failed = false;
+      const call: ClientReadableStream<unknown> = this.client.makeServerStreamRequest(
+        binding.method.path,
+        binding.method.requestSerialize,
+        binding.method.responseDeserialize,
+        request,
+        this.metadata(settings.token),
+        { deadline },
+      );
+      const detach = cancelOnAbort(call, settings.signal);
+      // Messages are handled one at a time, in order; the stream is paused while one is.
+      let pending: Promise<void> = Promise.resolve();
+      call.on('data', (message: unknown) => {
+        call.pause();
+        pending = pending
+          .then(() => onMessage(message))
+          .then(
+            () => {
+              call.resume();
+            },
+            (err) => {
+              failed = true;
+              call.cancel();
+              detach();
+              reject(err);
+            },
+          );
+      });
+      call.on('error', (err: ServiceError) => {
+        detach();
+        if (!failed) pending.then(() => reject(this.toError(err, settings)));
+      });
+      call.on('end', () => {
+        detach();
+        if (!failed) pending.then(() => resolve());
+      });
+    });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+
+  private metadata(token: string): Metadata {
+    const metadata = new Metadata();
+    metadata.set('authorization', `Bearer ${token}`);
+    return metadata;
+  }
+
+  /**
+   * The one place a gRPC failure of this node becomes the error the user reads. A status the
+   * agent sent passes through; grpc-js's own (no agent reached, connection lost) carry no
+   * response headers, which is how they are told apart.
+   */
+  private toError(err: ServiceError, settings: CallSettings): McpError {
+    const { name, address } = this.node;
+    const fromAgent = Object.keys(err.metadata?.toJSON() ?? {}).length > 0;
+    if (err.code === status.DEADLINE_EXCEEDED) {
+      if (settings.readOnly) {
+        return new McpError(
+          'DEADLINE_EXCEEDED',
+          `agent ${name} at ${address} did not answer ${settings.tool} within ${settings.timeoutSeconds} s: the node may be overloaded; try again, or ask that node alone`,
+          { cause: err },
+        );
+      }
+      return new McpError(
+        'DEADLINE_EXCEEDED',
+        `agent ${name} at ${address} did not answer ${settings.tool} within ${settings.timeoutSeconds} s, so the outcome is unknown: it may have completed or still be running. Check with service_status; retrying with the same requestId "${settings.requestId ?? ''}" is safe: the agent returns the first result instead of acting twice`,
+        { cause: err },
+      );
+    }
+    if (err.code === status.CANCELLED && !settings.readOnly) {
+      return new McpError(
+        'ABORTED',
+        `${settings.tool} on ${name} was cancelled; what it had done by then stays done. Check with service_status; retrying with requestId "${settings.requestId ?? ''}" is safe`,
+        { cause: err },
+      );
+    }
+    if (err.code === status.UNAVAILABLE && !fromAgent) {
+      if (!settings.readOnly && !err.details.startsWith('No connection established')) {
+        return new McpError(
+          'UNAVAILABLE',
+          `the connection to agent ${name} at ${address} was lost during ${settings.tool} (${err.details}), so the outcome is unknown. Check with service_status; retrying with the same requestId "${settings.requestId ?? ''}" is safe`,
+          { cause: err },
+        );
+      }
+      return new McpError(
+        'UNAVAILABLE',
+        `agent ${name} at ${address} is not answering: ${hint(err.details)}`,
+        {
+          cause: err,
+        },
+      );
+    }
+    return fromGrpcError(err);
+  }
+}
+
+/** The reason grpc-js gives, with what to check for the usual ones. */
+function hint(details: string): string {
+  const reason = details.replace(/^No connection established\. Last error: /, '').replace(/^Error: /, '');
+  if (/certificate|self[- ]signed|SSL|TLS|handshake/i.test(reason)) {
+    return `${reason} (check the node's ca_file and server_name in the connector config)`;
+  }
+  if (/ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT/.test(reason)) {
+    return `${reason} (is mcp-agent running there, and is the address right?)`;
+  }
+  return reason;
+}
+
+function tlsCredentials(node: NodeConfig): ChannelCredentials {
+  if (node.caFile === undefined) return credentials.createSsl();
+  let ca: Buffer;
+  try {
+    ca = readFileSync(node.caFile);
+  } catch (err) {
+    throw new FailedPreconditionError(
+      `node ${node.name}: ca_file ${node.caFile} cannot be read: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  return credentials.createSsl(ca);
+}
+
+function cancelOnAbort(call: { cancel(): void }, signal: AbortSignal | undefined): () => void {
+  if (!signal) return () => {};
+  const cancel = () => call.cancel();
+  if (signal.aborted) cancel();
+  else signal.addEventListener('abort', cancel, { once: true });
+  return () => signal.removeEventListener('abort', cancel);
+}
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** One connection per configured node, made when the connector starts. */
+export class AgentPool {
+  private readonly connections: Map<string, AgentConnection>;
+
+  constructor(nodes: readonly NodeConfig[], opts: { log: Logger; retry?: RetryPolicy }) {
+    const retry = opts.retry ?? DEFAULT_RETRY;
+    this.connections = new Map(
+      nodes.map((node) => [node.name, new AgentConnection(node, { retry, log: opts.log })]),
+    );
+  }
+
+  /** Node names in config order. */
+  get nodes(): string[] {
+    return [...this.connections.keys()];
+  }
+
+  connection(node: string): AgentConnection {
+    const found = this.connections.get(node);
+    if (!found) throw new Error(`no connection for node ${node}`); // routing checks names first
+    return found;
+  }
+
+  close(): void {
+    for (const connection of this.connections.values()) connection.close();
+  }
+}

@@ -1,0 +1,275 @@
+/**
+ * The short human-readable text of a tool result: a compact table per tool, errors per node
+ * after it. The structured result carries everything; this is what a person (or a model
+ * skimming) reads first, so it stays small and never dumps JSON.
+ */
+import type { McpError } from '../core/errors.js';
+import * as pb from '../gen/mcp/v1/mcp.js';
+import type { NodeAnswer } from './routing.js';
+
+type Row = readonly string[];
+
+/** Columns padded to their widest cell, two spaces apart. */
+export function table(header: Row, rows: readonly Row[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (r: Row) =>
+    r
+      .map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}
+
+export function errorText(error: Pick<McpError, 'code' | 'message'>): string {
+  return `${error.code}: ${error.message}`;
+}
+
+const desired = (s: pb.DesiredState) => stateWord(pb.desiredStateToJSON(s), 'DESIRED_STATE_');
+const observed = (s: pb.ObservedState) => stateWord(pb.observedStateToJSON(s), 'OBSERVED_STATE_');
+
+function stateWord(name: string, prefix: string): string {
+  const word = name.replace(prefix, '').toLowerCase();
+  return word === 'unspecified' || word === 'unrecognized' ? '-' : word;
+}
+
+const dash = (s: string) => (s === '' ? '-' : s);
+
+/** The text of a routed call: one section per tool shape, then per-node errors and notes. */
+export function formatAnswers(
+  tool: string,
+  answers: readonly NodeAnswer[],
+  notes: readonly string[],
+): string {
+  const ok = answers.filter((a) => a.response !== undefined);
+  const sections: string[] = [];
+  if (ok.length > 0) sections.push(formatResponses(tool, ok));
+  for (const a of answers) if (a.error) sections.push(`${a.node}: ${errorText(a.error)}`);
+  sections.push(...notes);
+  return sections.join('\n');
+}
+
+function formatResponses(tool: string, answers: readonly NodeAnswer[]): string {
+  const each = <T>(f: (node: string, r: T) => Row[]) => answers.flatMap((a) => f(a.node, a.response as T));
+  switch (tool) {
+    case 'list_services':
+      return servicesTable(each<pb.ListServicesResponse>((node, r) => serviceRows(node, r.services)));
+    case 'live_check':
+      return liveCheck(answers as readonly { node: string; response: pb.LiveCheckResponse }[]);
+    case 'service_status':
+      return answers
+        .map((a) => serviceStatus(a.node, a.response as pb.GetServiceStatusResponse))
+        .join('\n\n');
+    case 'node_status':
+      return nodeStatus(answers.map((a) => a.response as pb.NodeStatusResponse));
+    case 'query_audit':
+      return audit(answers as readonly { node: string; response: pb.QueryAuditResponse }[]);
+    case 'deploy':
+    case 'stop_service':
+    case 'start_service':
+    case 'restart_service':
+      return answers.map((a) => componentResults(tool, a.node, a.response as pb.DeployResult)).join('\n\n');
+    case 'sync_desired_state':
+      return answers.map((a) => sync(a.node, a.response as pb.SyncDesiredStateResponse)).join('\n\n');
+    case 'adopt_containers':
+      return answers.map((a) => adopt(a.node, a.response as pb.AdoptContainersResponse)).join('\n\n');
+    default:
+      return `${tool}: ${answers.map((a) => a.node).join(', ')} answered`;
+  }
+}
+
+function serviceRows(node: string, services: readonly pb.ServiceInfo[]): Row[] {
+  return services.flatMap((s) =>
+    s.components.length === 0
+      ? [[node, s.name, '-', '-', '-', '-']]
+      : s.components.map((c) => [
+          node,
+          s.name,
+          c.name,
+          desired(c.desiredState),
+          observed(c.observedState),
+          dash(c.version),
+        ]),
+  );
+}
+
+function servicesTable(rows: Row[]): string {
+  if (rows.length === 0) return 'no services';
+  return table(['node', 'service', 'component', 'desired', 'observed', 'version'], rows);
+}
+
+function liveCheck(answers: readonly { node: string; response: pb.LiveCheckResponse }[]): string {
+  const out = [servicesTable(answers.flatMap((a) => serviceRows(a.node, a.response.services)))];
+  for (const { node, response } of answers) {
+    for (const c of response.changes) {
+      out.push(
+        `changed on ${node}: ${c.service}/${c.component} ${observed(c.previousState)} -> ${observed(c.observedState)}`,
+      );
+    }
+    for (const u of response.unmanaged) {
+      out.push(
+        `unmanaged on ${node}: ${u.name} (${u.image}, ${observed(u.observedState)}): adopt_containers can take it under management`,
+      );
+    }
+  }
+  return out.join('\n');
+}
+
+function serviceStatus(node: string, r: pb.GetServiceStatusResponse): string {
+  const s = r.service;
+  if (!s) return `${node}: no such service`;
+  const out = [
+    `${s.name} on ${node}${s.active ? '' : ' (inactive)'}`,
+    table(
+      ['component', 'desired', 'observed', 'version', 'container'],
+      s.components.map((c) => [
+        c.name,
+        desired(c.desiredState),
+        observed(c.observedState),
+        dash(c.version),
+        c.container,
+      ]),
+    ),
+  ];
+  out.push(
+    r.drift.length === 0
+      ? 'no drift'
+      : `drift: ${r.drift.map((d) => `${d.component} wants ${desired(d.desiredState)}, is ${observed(d.observedState)}`).join('; ')}`,
+  );
+  if (r.events.length > 0) {
+    out.push('recent events:');
+    out.push(
+      table(
+        ['time', 'component', 'kind', 'message'],
+        r.events.slice(0, 10).map((e) => [e.time?.toISOString() ?? '-', e.component, e.kind, e.message]),
+      ),
+    );
+  }
+  return out.join('\n');
+}
+
+function nodeStatus(responses: readonly pb.NodeStatusResponse[]): string {
+  return table(
+    [
+      'node',
+      'runtime',
+      'agent',
+      'services',
+      'components',
+      'running',
+      'disk free',
+      'memory free',
+      'load',
+      'uptime',
+    ],
+    responses.map((r) => [
+      r.node,
+      `${r.runtime} ${r.runtimeVersion}`.trim(),
+      dash(r.agentVersion),
+      String(r.services),
+      String(r.components),
+      String(r.running),
+      r.disk ? `${bytes(r.disk.availableBytes)} of ${bytes(r.disk.totalBytes)}` : '-',
+      `${bytes(r.memoryAvailableBytes)} of ${bytes(r.memoryTotalBytes)}`,
+      r.loadAverage.map((l) => l.toFixed(2)).join(' ') || '-',
+      duration(r.uptimeSeconds),
+    ]),
+  );
+}
+
+function audit(answers: readonly { node: string; response: pb.QueryAuditResponse }[]): string {
+  const rows = answers.flatMap(({ node, response }) =>
+    response.records.map((r) => [
+      r.time?.toISOString() ?? '-',
+      dash(r.node || node),
+      dash(r.subject),
+      dash(r.tool || r.rpc),
+      dash(r.service),
+      stateWord(pb.auditDecisionToJSON(r.decision), 'AUDIT_DECISION_'),
+      stateWord(pb.auditOutcomeToJSON(r.outcome), 'AUDIT_OUTCOME_'),
+      dash(r.errorCode),
+    ]),
+  );
+  const out = [
+    rows.length === 0
+      ? 'no audit records match'
+      : table(['time', 'node', 'subject', 'tool', 'service', 'decision', 'outcome', 'error'], rows),
+  ];
+  for (const { node, response } of answers) {
+    if (response.nextPageToken)
+      out.push(`more on ${node}: call again with node "${node}" and pageToken "${response.nextPageToken}"`);
+  }
+  return out.join('\n');
+}
+
+function componentResults(tool: string, node: string, r: pb.DeployResult): string {
+  const verb =
+    { deploy: 'deployed', stop_service: 'stopped', start_service: 'started', restart_service: 'restarted' }[
+      tool
+    ] ?? tool;
+  const good = r.components.filter((c) => c.ok).length;
+  const head = `${r.service} on ${node}: ${verb} ${good} of ${r.components.length} component${r.components.length === 1 ? '' : 's'}${r.replayed ? ' (replayed: the first result of this requestId; nothing was done now)' : ''}`;
+  const out = [head];
+  if (r.components.length > 0) {
+    out.push(
+      table(
+        ['component', 'ok', 'desired', 'observed', 'version', 'container'],
+        r.components.map((c) => [
+          c.component,
+          c.ok ? 'yes' : 'NO',
+          desired(c.desiredState),
+          observed(c.observedState),
+          dash(c.version),
+          dash(c.container),
+        ]),
+      ),
+    );
+  }
+  for (const c of r.components) if (!c.ok && c.error) out.push(`${c.component}: ${c.error}`);
+  return out.join('\n');
+}
+
+function sync(node: string, r: pb.SyncDesiredStateResponse): string {
+  const out = [`synced on ${node}${r.replayed ? ' (replayed)' : ''}`];
+  out.push(
+    table(
+      ['service', 'change', 'details'],
+      r.services.map((s) => [s.service, s.change, s.details.join('; ') || '-']),
+    ),
+  );
+  if (r.ignored.length > 0) out.push(`marked ignore (match no definition): ${r.ignored.join(', ')}`);
+  return out.join('\n');
+}
+
+function adopt(node: string, r: pb.AdoptContainersResponse): string {
+  return [
+    `${r.service} on ${node}: adopted ${r.components.length} component${r.components.length === 1 ? '' : 's'}${r.replayed ? ' (replayed)' : ''}`,
+    table(
+      ['component', 'container', 'image', 'desired', 'observed'],
+      r.components.map((c) => [
+        c.name,
+        c.container,
+        c.image,
+        desired(c.desiredState),
+        observed(c.observedState),
+      ]),
+    ),
+  ].join('\n');
+}
+
+function bytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value < 10 && unit > 0 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
+}
+
+function duration(seconds: number): string {
+  const d = Math.floor(seconds / 86_400);
+  const h = Math.floor((seconds % 86_400) / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  return d > 0 ? `${d}d ${h}h` : h > 0 ? `${h}h ${m}m` : `${m}m`;
+}

@@ -1,0 +1,346 @@
+/**
+ * Streamable HTTP mode: `/mcp` served with the SDK's transport, one MCP server per session
+ * (or per request with `--stateless`), behind the checks the SDK leaves to us:
+ *
+ * - Host and Origin (DNS rebinding): a Host that is not this server's, or an Origin not in the
+ *   allow list, is refused with 403. Loopback origins are allowed when bound to loopback.
+ * - Caller authentication: a bearer token from one of the `[[http.issuers]]`, for the
+ *   configured `resource` (its audience), checked by the agent's own authenticator. Missing or
+ *   bad → 401 with `WWW-Authenticate: Bearer resource_metadata="…"` (RFC 9728), whose document
+ *   is served at `/.well-known/oauth-protected-resource`. The caller's token then goes on to
+ *   the agents, which check it again (see tokens.ts).
+ *
+ * Without `[http]` resource and issuers, the endpoint is unauthenticated and uses the
+ * connector's own token: allowed on loopback only. Off loopback, TLS is required too.
+ */
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
+import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { type Authenticator, createAuthenticator, type TrustedIssuer } from '../agent/auth/authenticator.js';
+import type { Caller } from '../agent/auth/caller.js';
+import type { TrustedIssuerConfig } from '../agent/config.js';
+import { isLoopbackHost, parseHostPort } from '../core/config-env.js';
+import { InvalidArgumentError, UnauthenticatedError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import type { ConnectorTools } from './mcp-server.js';
+
+export const MCP_PATH = '/mcp';
+const METADATA_PATH = '/.well-known/oauth-protected-resource';
+/** Sessions nobody has used for this long are closed. */
+const SESSION_IDLE_MS = 30 * 60_000;
+
+export interface HttpAuth {
+  /** The protected resource: the audience callers' tokens must carry. */
+  resource: string;
+  issuers: readonly TrustedIssuerConfig[];
+}
+
+export interface HttpServerOptions {
+  /** `host:port`. */
+  listen: string;
+  stateless: boolean;
+  /** PEM file paths; required off loopback. */
+  tls?: { certFile: string; keyFile: string };
+  /** Caller authentication; required off loopback. */
+  auth?: HttpAuth;
+  /** Origins allowed besides loopback ones (when bound to loopback). */
+  allowedOrigins: readonly string[];
+  tools: ConnectorTools;
+  log: Logger;
+  /** Tests inject an authenticator; otherwise built from `auth.issuers`. */
+  authenticator?: Authenticator;
+}
+
+export interface RunningHttpServer {
+  /** `http(s)://host:port/mcp`. */
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/** Refuses an exposed endpoint without TLS or without caller authentication. */
+export function checkExposure(listen: string, tls: boolean, auth: boolean): void {
+  const { host } = parseHostPort(listen);
+  if (isLoopbackHost(host)) return;
+  const missing = [
+    !tls && 'TLS (--tls-cert and --tls-key)',
+    !auth && 'caller authentication ([http] resource and [[http.issuers]] in the config)',
+  ].filter((m): m is string => m !== false);
+  if (missing.length > 0) {
+    throw new InvalidArgumentError(
+      `refusing to serve MCP on ${listen}, which is not a loopback address, without ${missing.join(' and ')}: anyone who can reach it could drive the fleet. Bind 127.0.0.1, or configure what is missing`,
+    );
+  }
+}
+
+/** The connector's issuers as the agent's authenticator takes them, all with the resource as audience. */
+export function httpIssuers(auth: HttpAuth): TrustedIssuer[] {
+  return auth.issuers.map((issuer): TrustedIssuer => {
+    if (issuer.type === 'mcias') {
+      return {
+        type: 'mcias',
+        name: issuer.name,
+        serverUrl: issuer.serverUrl,
+        caFile: issuer.caFile,
+        cacheSeconds: issuer.cacheSeconds,
+      };
+    }
+    return {
+      type: 'jwt',
+      issuer: issuer.issuer,
+      jwksUri: issuer.jwksUri,
+      discovery: issuer.discovery,
+      keyFile: issuer.keyFile,
+      // One protected resource, one audience: whatever else the issuer entry lists.
+      audience: auth.resource,
+      algorithms: issuer.algorithms,
+      clockToleranceSeconds: issuer.clockToleranceSeconds,
+      subjectClaim: issuer.subjectClaim,
+      rolesClaim: issuer.rolesClaim,
+      typ: issuer.typ,
+      caFile: issuer.caFile,
+    };
+  });
+}
+
+/** RFC 9728 §3.1: the metadata URL inserts the well-known path between the host and the resource's path. */
+export function resourceMetadataUrl(resource: string): string {
+  const url = new URL(resource);
+  const path = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
+  return `${url.origin}${METADATA_PATH}${path}`;
+}
+
+interface Session {
+  transport: StreamableHTTPServerTransport;
+  server: Server;
+  /** `issuer subject` of the caller who opened it; '' without authentication. */
+  owner: string;
+  lastUsed: number;
+}
+
+type AuthedRequest = IncomingMessage & { auth?: AuthInfo };
+
+export async function startHttpServer(opts: HttpServerOptions): Promise<RunningHttpServer> {
+  const { host, port } = parseHostPort(opts.listen);
+  checkExposure(opts.listen, opts.tls !== undefined, opts.auth !== undefined);
+  const loopback = isLoopbackHost(host);
+  const authenticator = opts.auth
+    ? (opts.authenticator ?? createAuthenticator(httpIssuers(opts.auth)))
+    : undefined;
+  const log = opts.log;
+  const sessions = new Map<string, Session>();
+
+  let allowedHosts = new Set<string>();
+  const originAllowed = (origin: string): boolean => {
+    if (opts.allowedOrigins.includes(origin)) return true;
+    if (!loopback) return false;
+    try {
+      return isLoopbackHost(new URL(origin).hostname);
+    } catch {
+      return false;
+    }
+  };
+
+  const metadata = opts.auth && {
+    resource: opts.auth.resource,
+    authorization_servers: opts.auth.issuers.flatMap((i) => (i.type === 'jwt' ? [i.issuer] : [])),
+    bearer_methods_supported: ['header'],
+    resource_name: 'mcp fleet connector',
+  };
+  const metadataUrl = opts.auth && resourceMetadataUrl(opts.auth.resource);
+  const metadataPaths = new Set([METADATA_PATH, ...(metadataUrl ? [new URL(metadataUrl).pathname] : [])]);
+
+  const handle = async (req: AuthedRequest, res: ServerResponse): Promise<void> => {
+    const path = new URL(req.url ?? '/', 'http://placeholder').pathname;
+    if (!allowedHosts.has((req.headers.host ?? '').toLowerCase())) {
+      return refuse(res, 403, `Host header "${req.headers.host ?? ''}" is not this server's`);
+    }
+    const origin = req.headers.origin;
+    if (origin !== undefined) {
+      if (!originAllowed(origin)) {
+        log.warn('request refused: origin not allowed', { origin });
+        return refuse(
+          res,
+          403,
+          `Origin ${origin} is not allowed: add it to [http] allowed_origins to let it call this server`,
+        );
+      }
+      cors(res, origin);
+      if (req.method === 'OPTIONS') {
+        res.writeHead(204).end();
+        return;
+      }
+    }
+
+    if (path === '/healthz') return json(res, 200, { status: 'ok', sessions: sessions.size });
+    if (metadata && req.method === 'GET' && metadataPaths.has(path)) return json(res, 200, metadata);
+    if (path !== MCP_PATH) return json(res, 404, { error: 'not found', endpoint: MCP_PATH });
+
+    let owner = '';
+    if (authenticator && metadataUrl) {
+      const authorization = req.headers.authorization;
+      let caller: Caller;
+      try {
+        caller = await authenticator.authenticate(authorization);
+      } catch (err) {
+        const detail = err instanceof UnauthenticatedError ? err.detail : String(err);
+        log.info('request refused: not authenticated', { reason: detail });
+        // Fixed words only: nothing from the request or the verifier reaches the header.
+        const challenge =
+          authorization === undefined
+            ? `Bearer resource_metadata="${metadataUrl}"`
+            : `Bearer error="invalid_token", error_description="the access token is missing, invalid, expired or not for this resource", resource_metadata="${metadataUrl}"`;
+        res.setHeader('WWW-Authenticate', challenge);
+        return json(res, 401, { error: 'invalid_token', error_description: UnauthenticatedError.MESSAGE });
+      }
+      const token = (authorization ?? '').replace(/^Bearer /i, '');
+      req.auth = { token, clientId: caller.clientId || caller.subject, scopes: [], extra: { caller } };
+      owner = `${caller.issuer} ${caller.subject}`;
+    }
+
+    if (opts.stateless) return serveStateless(req, res);
+    return serveSession(req, res, owner);
+  };
+
+  const serveStateless = async (req: AuthedRequest, res: ServerResponse): Promise<void> => {
+    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+    const server = opts.tools.createServer();
+    res.on('close', () => {
+      void transport.close();
+      void server.close();
+    });
+    await server.connect(transport);
+    await transport.handleRequest(req, res);
+  };
+
+  const serveSession = async (req: AuthedRequest, res: ServerResponse, owner: string): Promise<void> => {
+    const sessionId = req.headers['mcp-session-id'];
+    if (typeof sessionId === 'string') {
+      const session = sessions.get(sessionId);
+      // Another caller's session is reported as missing, not as forbidden: ids are not to be probed.
+      if (!session || session.owner !== owner)
+        return refuse(res, 404, 'session not found: initialize a new one');
+      session.lastUsed = Date.now();
+      await session.transport.handleRequest(req, res);
+      return;
+    }
+    // No session yet: a new transport, kept only if this request initializes it.
+    let entry: Session | undefined;
+    const transport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: randomUUID,
+      onsessioninitialized: (id) => {
+        if (entry) sessions.set(id, entry);
+      },
+    });
+    const server = opts.tools.createServer();
+    entry = { transport, server, owner, lastUsed: Date.now() };
+    transport.onclose = () => {
+      if (transport.sessionId) sessions.delete(transport.sessionId);
+    };
+    await server.connect(transport);
+    await transport.handleRequest(req, res);
+    if (transport.sessionId === undefined) {
+      await transport.close();
+      await server.close();
+    }
+  };
+
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const [id, session] of sessions) {
+      if (now - session.lastUsed < SESSION_IDLE_MS) continue;
+      sessions.delete(id);
+      void session.transport.close();
+      void session.server.close();
+    }
+  }, 60_000);
+  sweep.unref();
+
+  const listener = (req: IncomingMessage, res: ServerResponse) => {
+    handle(req, res).catch((err: unknown) => {
+      log.error('HTTP request failed', { error: err instanceof Error ? err.message : String(err) });
+      if (!res.headersSent) refuse(res, 500, 'internal error in mcp-connector: see its log');
+      else res.end();
+    });
+  };
+  const httpServer = opts.tls
+    ? https.createServer({ cert: readPem(opts.tls.certFile), key: readPem(opts.tls.keyFile) }, listener)
+    : http.createServer(listener);
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(port, host, () => {
+      httpServer.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = (httpServer.address() as AddressInfo).port;
+  allowedHosts = hostsFor(host, bound, loopback, opts.auth?.resource);
+  const scheme = opts.tls ? 'https' : 'http';
+  const url = `${scheme}://${host.includes(':') ? `[${host}]` : host}:${bound}${MCP_PATH}`;
+  log.info('serving MCP over HTTP', {
+    url,
+    stateless: opts.stateless,
+    authentication: opts.auth
+      ? `tokens for ${opts.auth.resource}`
+      : "none (loopback only; the connector's own token goes to the agents)",
+  });
+
+  return {
+    url,
+    close: async () => {
+      clearInterval(sweep);
+      for (const session of sessions.values()) {
+        await session.transport.close();
+        await session.server.close();
+      }
+      sessions.clear();
+      await new Promise<void>((resolve) => {
+        httpServer.close(() => resolve());
+        httpServer.closeAllConnections();
+      });
+    },
+  };
+}
+
+/** Host header values that name this server: its address, loopback aliases, the resource's host. */
+function hostsFor(host: string, port: number, loopback: boolean, resource: string | undefined): Set<string> {
+  const names = [host.includes(':') ? `[${host}]` : host];
+  if (loopback) names.push('localhost', '127.0.0.1', '[::1]');
+  const hosts = new Set(names.map((name) => `${name}:${port}`.toLowerCase()));
+  if (resource) hosts.add(new URL(resource).host.toLowerCase());
+  return hosts;
+}
+
+function cors(res: ServerResponse, origin: string): void {
+  res.setHeader('Access-Control-Allow-Origin', origin);
+  res.setHeader('Vary', 'Origin');
+  res.setHeader('Access-Control-Allow-Methods', 'GET, POST, DELETE, OPTIONS');
+  res.setHeader(
+    'Access-Control-Allow-Headers',
+    'authorization, content-type, accept, mcp-session-id, mcp-protocol-version, last-event-id',
+  );
+  res.setHeader('Access-Control-Expose-Headers', 'mcp-session-id, www-authenticate');
+}
+
+function json(res: ServerResponse, statusCode: number, body: unknown): void {
+  res.writeHead(statusCode, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+}
+
+/** A refusal as a JSON-RPC error, which MCP clients show. */
+function refuse(res: ServerResponse, statusCode: number, message: string): void {
+  json(res, statusCode, { jsonrpc: '2.0', error: { code: -32000, message }, id: null });
+}
+
+function readPem(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new InvalidArgumentError(`${file}: cannot read the TLS file: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+}

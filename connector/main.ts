@@ -1,0 +1,259 @@
+#!/usr/bin/env node
+/**
+ * mcp-connector: the MCP server an AI client starts (stdio, the default) or reaches over
+ * Streamable HTTP (`--http`). It publishes the agents' operations as tools and routes each
+ * call to the right node. stdout carries only the MCP protocol in stdio mode; logs go to
+ * stderr as JSON lines.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+import { McpError, toMcpError } from '../core/errors.js';
+import { createLogger, type Logger, type LogLevel } from '../core/log.js';
+import { AgentPool } from './agent-client.js';
+import {
+  type ConnectorConfig,
+  defaultConnectorConfigPath,
+  loadConnectorConfig,
+  requireHttpSettings,
+} from './config.js';
+import { type HttpAuth, startHttpServer } from './http.js';
+import { ConnectorTools } from './mcp-server.js';
+import { Router } from './routing.js';
+import { createBearerSource } from './tokens.js';
+import { selectTools } from './tool-selection.js';
+
+const USAGE = `usage: mcp-connector [options]
+
+Publishes the fleet's operations as Model Context Protocol tools. Stdio by default.
+
+options:
+  --config FILE         connector config (default $MCP_CONFIG, else ~/.config/mcp/connector.toml)
+  --http [ADDR]         serve Streamable HTTP on ADDR (host:port; default: [http] listen in the config)
+  --stateless           HTTP without sessions: every request stands alone
+  --tls-cert FILE       HTTPS certificate (PEM); required off loopback
+  --tls-key FILE        HTTPS private key (PEM)
+  --read-only           publish only the read-only tools
+  --tools a,b           publish only these tools
+  --disable-tools c,d   do not publish these tools
+  --log-level LEVEL     debug, info, warn or error (default $MCP_LOG_LEVEL, else info); logs go to stderr
+  --version             print the version
+  --help                print this help
+`;
+
+/** Thrown for a bad command line or config: printed without a stack, exit status 2. */
+class UsageError extends Error {}
+
+export interface ConnectorOptions {
+  config: string;
+  http?: string;
+  stateless: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  readOnly: boolean;
+  tools: string[];
+  disableTools: string[];
+  logLevel: LogLevel;
+}
+
+/** `--http` may stand alone: then the address comes from the config. */
+export function parseCommandLine(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+): ConnectorOptions | 'help' | 'version' {
+  const args = [...argv];
+  const at = args.indexOf('--http');
+  if (at !== -1 && (args[at + 1] === undefined || args[at + 1]?.startsWith('--'))) args.splice(at + 1, 0, '');
+  let values: ReturnType<typeof parse>['values'];
+  try {
+    values = parse(args).values;
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\n\n${USAGE}`);
+  }
+  if (values.help) return 'help';
+  if (values.version) return 'version';
+  const list = (value: string | undefined) =>
+    (value ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
+  const logLevel = values['log-level'] ?? env.MCP_LOG_LEVEL ?? 'info';
+  if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) {
+    throw new UsageError(`--log-level ${logLevel}: expected debug, info, warn or error`);
+  }
+  if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) {
+    throw new UsageError('--tls-cert and --tls-key go together: give both or neither');
+  }
+  if (values['tls-cert'] !== undefined && values.http === undefined) {
+    throw new UsageError('--tls-cert and --tls-key are for HTTP mode: add --http');
+  }
+  if (values.stateless && values.http === undefined)
+    throw new UsageError('--stateless is for HTTP mode: add --http');
+  return {
+    config: values.config ?? defaultConnectorConfigPath(env),
+    http: values.http,
+    stateless: values.stateless ?? false,
+    tlsCert: values['tls-cert'],
+    tlsKey: values['tls-key'],
+    readOnly: values['read-only'] ?? false,
+    tools: list(values.tools),
+    disableTools: list(values['disable-tools']),
+    logLevel: logLevel as LogLevel,
+  };
+}
+
+function parse(args: string[]) {
+  return parseArgs({
+    args,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      config: { type: 'string' },
+      http: { type: 'string' },
+      stateless: { type: 'boolean' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'read-only': { type: 'boolean' },
+      tools: { type: 'string' },
+      'disable-tools': { type: 'string' },
+      'log-level': { type: 'string' },
+      version: { type: 'boolean' },
+      help: { type: 'boolean' },
+    },
+  });
+}
+
+/** The package version, from the package.json above this file (source or dist). */
+function packageVersion(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
+      if (pkg.name === 'mcp-fleet' && pkg.version) return pkg.version;
+    } catch {
+      // not here; look one level up
+    }
+    dir = dirname(dir);
+  }
+  return '0.0.0';
+}
+
+/** Caller authentication for HTTP mode, when the config has any of it (then it must be complete). */
+function httpAuth(config: ConnectorConfig): HttpAuth | undefined {
+  if (config.http.resource === undefined && config.http.issuers.length === 0) return undefined;
+  const settings = requireHttpSettings(config);
+  return { resource: settings.resource, issuers: settings.issuers };
+}
+
+async function run(options: ConnectorOptions, log: Logger): Promise<() => Promise<void>> {
+  const config = await loadConnectorConfig(options.config);
+  const tools = selectTools({
+    readOnly: options.readOnly,
+    only: options.tools,
+    disable: options.disableTools,
+  });
+  const pool = new AgentPool(config.nodes, { log });
+  const ownToken = createBearerSource(config);
+  const router = new Router(config, pool, log);
+  const version = packageVersion();
+  const connectorTools = new ConnectorTools({
+    tools,
+    router,
+    // In authenticated HTTP mode the caller's token goes on; otherwise the connector's own.
+    bearerFor: async (authInfo) => authInfo?.token ?? ownToken.token(),
+    servicesDir: config.servicesDir,
+    version,
+    log,
+  });
+  log.info('mcp-connector starting', {
+    version,
+    config: config.configFile,
+    nodes: config.nodes.map((n) => `${n.name}=${n.address}`),
+    tools: tools.map((t) => t.name),
+    token: ownToken.description,
+  });
+  if (config.nodes.length === 0)
+    log.warn(`no [[nodes]] in ${config.configFile}: every tool call will fail until one is added`);
+
+  if (options.http !== undefined) {
+    const http = await startHttpServer({
+      listen: options.http === '' ? config.http.listen : options.http,
+      stateless: options.stateless,
+      tls:
+        options.tlsCert && options.tlsKey
+          ? { certFile: options.tlsCert, keyFile: options.tlsKey }
+          : undefined,
+      auth: httpAuth(config),
+      allowedOrigins: config.http.allowedOrigins,
+      tools: connectorTools,
+      log,
+    });
+    return async () => {
+      await http.close();
+      pool.close();
+    };
+  }
+
+  const server = connectorTools.createServer();
+  const transport = new StdioServerTransport();
+  const closed = new Promise<void>((resolve) => {
+    server.onclose = resolve;
+  });
+  await server.connect(transport);
+  // The client closing stdin ends the session, and the process with it.
+  process.stdin.on('end', () => void server.close());
+  closed.then(() => {
+    pool.close();
+    process.exit(0);
+  });
+  return async () => {
+    await server.close();
+    pool.close();
+  };
+}
+
+async function main(): Promise<void> {
+  let options: ReturnType<typeof parseCommandLine>;
+  try {
+    options = parseCommandLine(process.argv.slice(2), process.env);
+  } catch (err) {
+    process.stderr.write(`mcp-connector: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  if (options === 'help') {
+    process.stdout.write(USAGE);
+    return;
+  }
+  if (options === 'version') {
+    process.stdout.write(`${packageVersion()}\n`);
+    return;
+  }
+  const log = createLogger({
+    level: options.logLevel,
+    write: (line) => process.stderr.write(line),
+    base: { program: 'mcp-connector' },
+  });
+  let stop: () => Promise<void>;
+  try {
+    stop = await run(options, log);
+  } catch (err) {
+    const e = toMcpError(err);
+    // Config and switch problems are the operator's to fix: the message, no stack.
+    const known = err instanceof McpError || err instanceof UsageError;
+    process.stderr.write(`mcp-connector: ${known ? e.message : ((err as Error).stack ?? e.message)}\n`);
+    process.exit(known ? 2 : 1);
+  }
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      log.info('stopping', { signal });
+      stop().finally(() => process.exit(0));
+    });
+  }
+}
+
+await main();

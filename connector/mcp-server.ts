@@ -1,0 +1,238 @@
+/**
+ * The MCP server: publishes the contract's tools (schemas, titles, annotations from
+ * tools.generated.ts), checks each call's arguments against its input schema, hands it to
+ * the router, and turns the answer into a result: `structuredContent` matching the tool's
+ * output schema and a short table as text. Agent errors are tool results with
+ * `isError: true` and the text `CODE: message`, so a model can read and act on them; only an
+ * unknown tool is a protocol error.
+ *
+ * One Server per MCP session (stdio has one; HTTP makes one per session or per request);
+ * `createServer` is cheap because the schemas are compiled once, in `ConnectorTools`.
+ */
+
+import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import {
+  CallToolRequestSchema,
+  type CallToolResult,
+  ErrorCode,
+  ListToolsRequestSchema,
+  type LoggingLevel,
+  McpError as ProtocolError,
+  SetLevelRequestSchema,
+  type Tool,
+} from '@modelcontextprotocol/sdk/types.js';
+import { toMcpError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import type * as pb from '../gen/mcp/v1/mcp.js';
+import type { ToolDefinition } from '../tools.generated.js';
+import { rpcBinding } from './agent-client.js';
+import { ArgumentValidator } from './arguments.js';
+import { errorText, formatAnswers } from './format.js';
+import type { RoutedCall, Router } from './routing.js';
+
+export const SERVER_NAME = 'mcp-connector';
+
+export interface ConnectorToolsOptions {
+  tools: readonly ToolDefinition[];
+  router: Router;
+  /**
+   * The token for the agents: the caller's own in authenticated HTTP mode (`authInfo` set),
+   * else the connector's configured source.
+   */
+  bearerFor(authInfo: AuthInfo | undefined): Promise<string>;
+  servicesDir: string;
+  version: string;
+  log: Logger;
+}
+
+/** The published tools, compiled once, and the factory of MCP servers that serve them. */
+export class ConnectorTools {
+  private readonly byName: ReadonlyMap<string, ToolDefinition>;
+  private readonly validator: ArgumentValidator;
+  private readonly listing: Tool[];
+
+  constructor(private readonly opts: ConnectorToolsOptions) {
+    this.byName = new Map(opts.tools.map((t) => [t.name, t]));
+    this.validator = new ArgumentValidator(opts.tools);
+    this.listing = opts.tools.map(
+      (t): Tool => ({
+        name: t.name,
+        title: t.title,
+        description: t.description,
+        inputSchema: t.inputSchema as Tool['inputSchema'],
+        outputSchema: t.outputSchema as Tool['outputSchema'],
+        annotations: { title: t.title, ...t.annotations },
+      }),
+    );
+  }
+
+  createServer(): Server {
+    const server = new Server(
+      { name: SERVER_NAME, title: 'mcp fleet connector', version: this.opts.version },
+      {
+        capabilities: { tools: {}, logging: {} },
+        instructions: instructions(this.opts.servicesDir, this.opts.tools),
+      },
+    );
+    // The SDK keeps levels per session only for sendLoggingMessage; messages here go out
+    // request-scoped (extra.sendNotification, which also works in stateless HTTP), so the
+    // level this session asked for is kept here.
+    let level: LoggingLevel = 'warning';
+    server.setRequestHandler(SetLevelRequestSchema, async (request) => {
+      level = request.params.level;
+      return {};
+    });
+    server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: this.listing }));
+    server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+      const tool = this.byName.get(request.params.name);
+      if (!tool) {
+        throw new ProtocolError(
+          ErrorCode.InvalidParams,
+          `unknown tool "${request.params.name}": the tools are ${[...this.byName.keys()].join(', ')}`,
+        );
+      }
+      const check = this.validator.check(tool.name, request.params.arguments);
+      if (!check.ok) {
+        return errorResult(
+          `INVALID_ARGUMENT: the arguments of ${tool.name} do not match its input schema:\n${check.problems.map((p) => `- ${p}`).join('\n')}`,
+        );
+      }
+      const notify = (messageLevel: LoggingLevel, data: string) =>
+        LEVELS.indexOf(messageLevel) < LEVELS.indexOf(level)
+          ? Promise.resolve()
+          : extra
+              .sendNotification({
+                method: 'notifications/message',
+                params: { level: messageLevel, logger: SERVER_NAME, data },
+              })
+              .catch(() => {});
+      const progressToken = request.params._meta?.progressToken;
+      const progress = new ProgressReporter();
+      const started = performance.now();
+      try {
+        const routed = await this.opts.router.call(tool, check.args, {
+          bearer: () => this.opts.bearerFor(extra.authInfo),
+          signal: extra.signal,
+          onProgress: async (step) => {
+            const message = `${step.component}: ${step.step}: ${step.message}`;
+            await notify('info', `deploy ${step.service}: ${message}`);
+            const value = progress.next(step);
+            if (progressToken === undefined || value === undefined) return;
+            await extra
+              .sendNotification({
+                method: 'notifications/progress',
+                params: { progressToken, progress: value, total: step.total, message },
+              })
+              .catch(() => {});
+          },
+        });
+        for (const a of routed.answers)
+          if (a.error) await notify('warning', `${tool.name}: ${a.node}: ${errorText(a.error)}`);
+        const result = this.result(tool, routed);
+        this.opts.log.info('tool call', {
+          tool: tool.name,
+          nodes: routed.answers.map((a) => a.node),
+          errors: routed.answers.filter((a) => a.error).map((a) => `${a.node}: ${a.error?.code}`),
+          durationMs: Math.round(performance.now() - started),
+        });
+        return result;
+      } catch (err) {
+        const e = toMcpError(err);
+        this.opts.log[e.code === 'INTERNAL' ? 'error' : 'info']('tool call failed', {
+          tool: tool.name,
+          code: e.code,
+          error: e.message,
+          durationMs: Math.round(performance.now() - started),
+        });
+        return errorResult(errorText(e));
+      }
+    });
+    return server;
+  }
+
+  /** structuredContent in the shape of the tool's output schema, and the text table. */
+  private result(tool: ToolDefinition, routed: RoutedCall): CallToolResult {
+    const { output } = rpcBinding(tool.name);
+    const json = (response: unknown) => output.toJSON(response) as Record<string, unknown>;
+    let text = formatAnswers(tool.name, routed.answers, routed.notes);
+    if (routed.requestId) text += `\nrequest id: ${routed.requestId}`;
+    if (tool.fanOut) {
+      const nodes = routed.answers.map((a) =>
+        a.error
+          ? { node: a.node, error: { code: a.error.code, message: a.error.message } }
+          : { node: a.node, result: json(a.response) },
+      );
+      // Some nodes answering is a result; none answering is an error, with the same entries.
+      const isError = routed.answers.every((a) => a.error);
+      return {
+        content: [{ type: 'text', text }],
+        structuredContent: { nodes },
+        ...(isError ? { isError } : {}),
+      };
+    }
+    const [answer] = routed.answers;
+    return {
+      content: [{ type: 'text', text }],
+      structuredContent: { node: answer?.node, ...json(answer?.response) },
+    };
+  }
+}
+
+const LEVELS: readonly LoggingLevel[] = [
+  'debug',
+  'info',
+  'notice',
+  'warning',
+  'error',
+  'critical',
+  'alert',
+  'emergency',
+];
+
+function errorResult(text: string): CallToolResult {
+  return { content: [{ type: 'text', text }], isError: true };
+}
+
+/** How far through its deploy step a component is, for progress within a component. */
+const STEP_FRACTION: Readonly<Record<string, number>> = {
+  pull: 0.2,
+  stop: 0.4,
+  remove: 0.6,
+  run: 0.8,
+  inspect: 0.9,
+};
+
+/**
+ * Progress for MCP, which must increase with every notification: the components completed,
+ * plus how far the current step is into its component. A step that would not move it
+ * forward (components deployed side by side) is reported as a log message only.
+ */
+class ProgressReporter {
+  private last = -1;
+
+  next(step: pb.DeployProgress): number | undefined {
+    const value = step.completed + (STEP_FRACTION[step.step] ?? 0);
+    if (value <= this.last) return undefined;
+    this.last = value;
+    return value;
+  }
+}
+
+/** What a model needs to know to use the tools together. */
+export function instructions(servicesDir: string, tools: readonly ToolDefinition[]): string {
+  const names = (pick: (t: ToolDefinition) => boolean) =>
+    tools
+      .filter(pick)
+      .map((t) => t.name)
+      .join(', ') || 'none here';
+  return [
+    'These tools operate a small fleet of container hosts ("nodes"). Each node runs an agent that owns its registry of services (groups of containers, called components) and drives podman or docker. Every call is authenticated, checked against the caller\'s roles, and written to the node\'s audit log.',
+    `Reads (${names((t) => t.fanOut)}) ask every node at once unless you pass \`node\`: the result has one entry per node, and a node that is down or refuses the call shows an error in its own entry while the others answer. list_services reads the registry; live_check asks the container runtime now; service_status shows drift and recent events.`,
+    `Service definitions are TOML files on the operator's side, one per service, in ${servicesDir}; each names the node the service runs on. deploy with \`service\` deploys that file's definition; stop_service, start_service, restart_service and adopt_containers find the node from it. Without a definition, pass \`node\` unless only one node is configured.`,
+    `Destructive (they replace or interrupt running containers): ${names((t) => t.annotations.destructiveHint)}. Confirm with the user before calling them. Other writes: ${names((t) => !t.annotations.readOnlyHint && !t.annotations.destructiveHint)}.`,
+    'Every write carries a requestId; one is generated when you leave it out and shown in the result. Retrying a write with the same requestId is safe: the agent returns the first result instead of acting twice.',
+    'A write that times out or loses its connection has an unknown outcome: it may have completed. Check with service_status, then retry with the same requestId if needed; never retry with a new requestId just because of a timeout.',
+    "Errors read CODE: message. PERMISSION_DENIED names the permission the caller lacks: ask an operator to grant it instead of retrying. UNAVAILABLE means the node's agent could not be reached.",
+  ].join('\n\n');
+}

@@ -1,0 +1,232 @@
+/**
+ * Where the bearer token sent to the agents comes from, in this order:
+ *
+ * 1. Streamable HTTP mode: the caller's own token, already validated for the fleet's audience
+ *    (request-scoped; the connector and the agents are one protected resource, see
+ *    docs/security.md).
+ * 2. OAuth 2.0 client credentials from the config: fetched from the token endpoint (configured,
+ *    or found by OIDC discovery), cached until 60 s before it expires, one fetch at a time.
+ * 3. A token file (written by `mcp login`).
+ * 4. An environment variable (`MCP_TOKEN` unless configured otherwise).
+ *
+ * Tokens are never logged, and never put in an error message.
+ */
+import { readFile } from 'node:fs/promises';
+import { decodeJwt } from 'jose';
+import {
+  createIdentityFetch,
+  IDENTITY_REQUEST_TIMEOUT_MS,
+  type IdentityFetch,
+  parseIdentityUrl,
+} from '../agent/auth/http.js';
+import type { Env } from '../core/config-env.js';
+import { McpError, UnavailableError } from '../core/errors.js';
+import type { ClientCredentialsConfig, ConnectorConfig } from './config.js';
+
+/** Renew a cached token this long before it expires. */
+const REFRESH_MARGIN_MS = 60_000;
+
+export interface BearerSource {
+  /** What the token is, for logs and messages ("client credentials of mcp-connector at https://idp/token"). */
+  readonly description: string;
+  /** A token to send now. */
+  token(): Promise<string>;
+}
+
+/** No token available: the message says every way to provide one. */
+export class NoTokenError extends McpError {
+  constructor(message: string) {
+    super('UNAUTHENTICATED', message);
+  }
+}
+
+/**
+ * The connector's own token source (stdio mode, and HTTP mode without caller authentication).
+ * The token file and the variable are read at every call, so a `mcp login` takes effect
+ * without a restart.
+ */
+export function createBearerSource(
+  config: Pick<ConnectorConfig, 'auth' | 'configFile'>,
+  env: Env = process.env,
+  fetch: IdentityFetch = createIdentityFetch(),
+): BearerSource {
+  const { auth } = config;
+  if (auth.clientCredentials) return new ClientCredentialsSource(auth.clientCredentials, fetch);
+  return {
+    description: `token file ${auth.tokenFile}, else $${auth.tokenEnv}`,
+    async token() {
+      const fromFile = await readTokenFile(auth.tokenFile);
+      if (fromFile !== undefined) return checkNotExpired(fromFile, `the token in ${auth.tokenFile}`);
+      const fromEnv = env[auth.tokenEnv]?.trim();
+      if (fromEnv) return checkNotExpired(fromEnv, `the token in $${auth.tokenEnv}`);
+      throw new NoTokenError(
+        `no bearer token for the agents: run \`mcp login\` (writes ${auth.tokenFile}), set $${auth.tokenEnv}, or configure [auth.client_credentials] in ${config.configFile}`,
+      );
+    },
+  };
+}
+
+async function readTokenFile(file: string): Promise<string | undefined> {
+  try {
+    const text = (await readFile(file, 'utf8')).trim();
+    return text === '' ? undefined : text;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new McpError(
+      'FAILED_PRECONDITION',
+      `${file}: cannot read the token file: ${(err as Error).message}`,
+    );
+  }
+}
+
+/** A JWT whose `exp` has passed is refused here, with a message, instead of by every agent. */
+function checkNotExpired(token: string, what: string): string {
+  let exp: number | undefined;
+  try {
+    exp = decodeJwt(token).exp;
+  } catch {
+    return token; // opaque tokens (MCIAS) are the agents' to judge
+  }
+  if (exp !== undefined && exp * 1000 <= Date.now()) {
+    throw new NoTokenError(
+      `${what} expired at ${new Date(exp * 1000).toISOString()}: run \`mcp login\` again or replace it`,
+    );
+  }
+  return token;
+}
+
+interface CachedToken {
+  value: string;
+  /** Renew after this time (ms since the epoch). */
+  renewAt: number;
+}
+
+/** OAuth 2.0 client credentials grant (RFC 6749 §4.4), with RFC 8707 `resource` and `audience`. */
+export class ClientCredentialsSource implements BearerSource {
+  readonly description: string;
+  private cached: CachedToken | undefined;
+  private inFlight: Promise<string> | undefined;
+  private endpoint: string | undefined;
+
+  constructor(
+    private readonly credentials: ClientCredentialsConfig,
+    private readonly fetch: IdentityFetch,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.endpoint = credentials.tokenEndpoint;
+    this.description = `client credentials of ${credentials.clientId} at ${credentials.tokenEndpoint ?? credentials.issuer}`;
+  }
+
+  async token(): Promise<string> {
+    if (this.cached && this.now() < this.cached.renewAt) return this.cached.value;
+    // Single flight: concurrent calls (a fan-out) share one request to the token endpoint.
+    this.inFlight ??= this.fetchToken().finally(() => {
+      this.inFlight = undefined;
+    });
+    return this.inFlight;
+  }
+
+  private async fetchToken(): Promise<string> {
+    const endpoint = await this.tokenEndpoint();
+    const c = this.credentials;
+    const secret = await this.clientSecret();
+    const body = new URLSearchParams({ grant_type: 'client_credentials' });
+    if (c.resource !== undefined) body.set('resource', c.resource);
+    if (c.audience !== undefined) body.set('audience', c.audience);
+    if (c.scope !== undefined) body.set('scope', c.scope);
+    // client_secret_basic: both parts form-encoded first (RFC 6749 §2.3.1).
+    const basic = Buffer.from(`${formEncode(c.clientId)}:${formEncode(secret)}`).toString('base64');
+    const started = this.now();
+    let res: Response;
+    try {
+      res = await this.fetch(endpoint, {
+        method: 'POST',
+        headers: {
+          authorization: `Basic ${basic}`,
+          'content-type': 'application/x-www-form-urlencoded',
+          accept: 'application/json',
+        },
+        body: body.toString(),
+        signal: AbortSignal.timeout(IDENTITY_REQUEST_TIMEOUT_MS),
+      });
+    } catch (err) {
+      throw new UnavailableError(`token endpoint ${endpoint} did not answer: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    const answer: unknown = await res.json().catch(() => undefined);
+    const fields = isRecord(answer) ? answer : {};
+    if (res.status !== 200 || typeof fields.access_token !== 'string' || fields.access_token === '') {
+      // The error fields of RFC 6749 §5.2 hold no secret; the rest of the body is not shown.
+      const reason =
+        typeof fields.error === 'string'
+          ? `${fields.error}${typeof fields.error_description === 'string' ? `: ${fields.error_description}` : ''}`
+          : `HTTP ${res.status} without an access_token`;
+      throw new McpError(
+        res.status >= 500 ? 'UNAVAILABLE' : 'UNAUTHENTICATED',
+        `token endpoint ${endpoint} refused the client credentials of ${c.clientId}: ${reason}; check client_id, the client secret and resource/audience in the [auth.client_credentials] config`,
+      );
+    }
+    const expiresIn = typeof fields.expires_in === 'number' ? fields.expires_in : 300;
+    this.cached = {
+      value: fields.access_token,
+      renewAt: started + Math.max(0, expiresIn * 1000 - REFRESH_MARGIN_MS),
+    };
+    return fields.access_token;
+  }
+
+  private async clientSecret(): Promise<string> {
+    const c = this.credentials;
+    if (c.clientSecret !== undefined) return c.clientSecret;
+    const file = c.clientSecretFile ?? '';
+    try {
+      return (await readFile(file, 'utf8')).trim();
+    } catch (err) {
+      throw new McpError(
+        'FAILED_PRECONDITION',
+        `client_secret_file ${file} cannot be read: ${(err as Error).message}`,
+      );
+    }
+  }
+
+  /** The configured endpoint, or the one the issuer's OIDC discovery document names (kept once found). */
+  private async tokenEndpoint(): Promise<string> {
+    if (this.endpoint !== undefined) return this.endpoint;
+    const issuer = this.credentials.issuer ?? '';
+    const url = `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
+    let doc: unknown;
+    try {
+      const res = await this.fetch(url, {
+        method: 'GET',
+        headers: { accept: 'application/json' },
+        signal: AbortSignal.timeout(IDENTITY_REQUEST_TIMEOUT_MS),
+      });
+      if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
+      doc = await res.json();
+    } catch (err) {
+      throw new UnavailableError(`OIDC discovery at ${url} failed: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    if (!isRecord(doc) || typeof doc.token_endpoint !== 'string') {
+      throw new UnavailableError(
+        `OIDC discovery at ${url} names no token_endpoint: configure token_endpoint instead`,
+      );
+    }
+    try {
+      // Plain http only on loopback, as for every identity URL.
+      this.endpoint = parseIdentityUrl(doc.token_endpoint, `token_endpoint from ${url}`).href;
+    } catch (err) {
+      throw new UnavailableError((err as Error).message, { cause: err });
+    }
+    return this.endpoint;
+  }
+}
+
+function formEncode(value: string): string {
+  return encodeURIComponent(value).replace(/%20/g, '+');
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
