@@ -1,0 +1,385 @@
+/**
+ * Verifies bearer JWTs from one trusted issuer: signature against the issuer's keys, then
+ * `iss`, `aud` (mandatory), `exp` (required), `nbf`, optionally `typ`, all through jose.
+ *
+ * Keys come from exactly one of: a JWKS URL, OIDC discovery, or a local key file. Remote key
+ * sets are cached by jose (10 min), refetched on an unknown `kid` at most every 30 s.
+ */
+import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  customFetch,
+  errors,
+  type JSONWebKeySet,
+  type JWK,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+  jwtVerify,
+  type RemoteJWKSetOptions,
+} from 'jose';
+import { UnauthenticatedError } from '../../core/errors.js';
+import type { Caller, TokenVerifier, VerifierDeps } from './caller.js';
+import { AuthConfigError } from './errors.js';
+import {
+  createIdentityFetch,
+  IDENTITY_REQUEST_TIMEOUT_MS,
+  type IdentityFetch,
+  parseIdentityUrl,
+} from './http.js';
+
+export type SubjectClaim = 'sub' | 'azp' | 'client_id';
+
+/** One trusted JWT issuer, as `agent/config.ts` produces it from the config file's snake_case. */
+export interface JwtIssuerOptions {
+  /** Exact `iss` value the tokens carry. */
+  issuer: string;
+  /** Where the issuer publishes its JWKS. One of jwksUri, discovery, keyFile. */
+  jwksUri?: string;
+  /** Find the JWKS through `${issuer}/.well-known/openid-configuration`. */
+  discovery?: boolean;
+  /** A local JWK, JWKS, or PEM public key / certificate. */
+  keyFile?: string;
+  /** Accepted `aud` value(s). Mandatory: a token minted for another service must not work here. */
+  audience: string | string[];
+  /** Accepted JWS algorithms. Default RS256, ES256, EdDSA. `none` and HS* are refused. */
+  algorithms?: string[];
+  /** Allowed clock skew for exp/nbf, 0 to 300. Default 60. */
+  clockToleranceSeconds?: number;
+  /** Claim that names the caller. Default `sub`. */
+  subjectClaim?: SubjectClaim;
+  /**
+   * Where the roles are: a claim name, or a dotted path into nested objects
+   * (`realm_access.roles`). A claim whose own name contains dots (`https://example.com/roles`)
+   * is found first. An array of strings, or a space-separated string (`scope` style). Default `roles`.
+   */
+  rolesClaim?: string;
+  /** Required `typ` header, for example `at+jwt` (RFC 9068 access tokens). */
+  typ?: string;
+  /** PEM CA certificate(s) to trust, instead of the bundled roots, when fetching keys and discovery. */
+  caFile?: string;
+}
+
+export const DEFAULT_ALGORITHMS: readonly string[] = ['RS256', 'ES256', 'EdDSA'];
+
+/** Asymmetric JWS algorithms jose verifies. Symmetric ones would make the verifier a signer. */
+const ASYMMETRIC_ALGORITHMS = new Set([
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'Ed25519',
+]);
+
+const MAX_CLOCK_TOLERANCE_SECONDS = 300;
+
+/** Remote JWKS caching, as the brief fixes it: 5 s timeout, 30 s refetch cooldown, 10 min cache. */
+const REMOTE_JWKS_TIMING = {
+  timeoutDuration: IDENTITY_REQUEST_TIMEOUT_MS,
+  cooldownDuration: 30_000,
+  cacheMaxAge: 600_000,
+};
+
+/** How long a failed discovery is remembered before the next call tries again. */
+const DISCOVERY_RETRY_MS = 30_000;
+
+type VerificationKey = KeyObject | JWTVerifyGetKey;
+
+export class JwtVerifier implements TokenVerifier {
+  readonly issuer: string;
+  private readonly audience: string | string[];
+  private readonly algorithms: string[];
+  private readonly clockTolerance: number;
+  private readonly subjectClaim: SubjectClaim;
+  private readonly rolesClaim: string;
+  private readonly typ: string | undefined;
+  private readonly key: VerificationKey;
+  private readonly now: () => number;
+
+  constructor(options: JwtIssuerOptions, deps: VerifierDeps = {}) {
+    const { issuer } = options;
+    if (typeof issuer !== 'string' || issuer === '') {
+      throw new AuthConfigError('jwt issuer: `issuer` is required');
+    }
+    const where = `jwt issuer ${issuer}`;
+    this.issuer = issuer;
+    this.audience = checkAudience(options.audience, where);
+    this.algorithms = checkAlgorithms(options.algorithms ?? [...DEFAULT_ALGORITHMS], where);
+    this.clockTolerance = checkClockTolerance(options.clockToleranceSeconds ?? 60, where);
+    this.subjectClaim = options.subjectClaim ?? 'sub';
+    if (!['sub', 'azp', 'client_id'].includes(this.subjectClaim)) {
+      throw new AuthConfigError(`${where}: subject_claim must be sub, azp or client_id`);
+    }
+    this.rolesClaim = options.rolesClaim ?? 'roles';
+    if (this.rolesClaim === '') throw new AuthConfigError(`${where}: roles_claim must not be empty`);
+    if (options.typ === '') throw new AuthConfigError(`${where}: typ must not be empty (omit it instead)`);
+    this.typ = options.typ;
+    this.key = resolveKeySource(options, where);
+    this.now = deps.now ?? Date.now;
+  }
+
+  /** Verifies `token` and returns who it names. Throws UnauthenticatedError; the token is never in it. */
+  async verify(token: string): Promise<Caller> {
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, this.key, {
+        issuer: this.issuer,
+        audience: this.audience,
+        algorithms: this.algorithms,
+        clockTolerance: this.clockTolerance,
+        requiredClaims: ['exp'],
+        currentDate: new Date(this.now()),
+        ...(this.typ === undefined ? {} : { typ: this.typ }),
+      }));
+    } catch (err) {
+      // No `cause`: jose's claim errors carry the token's payload, which does not belong in logs.
+      throw new UnauthenticatedError(`jwt: ${describeFailure(err)} (issuer ${this.issuer})`);
+    }
+
+    const subject = payload[this.subjectClaim];
+    if (typeof subject !== 'string' || subject === '') {
+      throw new UnauthenticatedError(
+        `jwt: subject claim '${this.subjectClaim}' is missing or empty (issuer ${this.issuer})`,
+      );
+    }
+    const clientId =
+      typeof payload.client_id === 'string'
+        ? payload.client_id
+        : typeof payload.azp === 'string'
+          ? payload.azp
+          : '';
+    const roles = readRoles(payload, this.rolesClaim);
+    if (roles === undefined) {
+      throw new UnauthenticatedError(
+        `jwt: roles claim '${this.rolesClaim}' is neither a string nor an array of strings (issuer ${this.issuer})`,
+      );
+    }
+    return { issuer: this.issuer, subject, clientId, roles };
+  }
+}
+
+/**
+ * Reads the roles at `path`: missing → [], a space-separated string or an array of strings →
+ * the names, anything else → undefined (the token is refused rather than read as "no roles").
+ */
+export function readRoles(payload: Record<string, unknown>, path: string): string[] | undefined {
+  const value = Object.hasOwn(payload, path)
+    ? payload[path]
+    : path
+        .split('.')
+        .reduce<unknown>(
+          (node, key) => (isRecord(node) && Object.hasOwn(node, key) ? node[key] : undefined),
+          payload,
+        );
+  let names: string[];
+  if (value === undefined) names = [];
+  else if (typeof value === 'string') names = value.split(/\s+/);
+  else if (Array.isArray(value) && value.every((item) => typeof item === 'string')) names = value;
+  else return undefined;
+  return [...new Set(names.filter((name) => name !== ''))];
+}
+
+function checkAudience(audience: unknown, where: string): string | string[] {
+  const valid =
+    (typeof audience === 'string' && audience !== '') ||
+    (Array.isArray(audience) &&
+      audience.length > 0 &&
+      audience.every((a) => typeof a === 'string' && a !== ''));
+  if (!valid) {
+    throw new AuthConfigError(
+      `${where}: audience is required (the value this agent's tokens carry in \`aud\`)`,
+    );
+  }
+  return audience as string | string[];
+}
+
+function checkAlgorithms(algorithms: string[], where: string): string[] {
+  if (algorithms.length === 0) throw new AuthConfigError(`${where}: algorithms must not be empty`);
+  for (const alg of algorithms) {
+    if (alg.toLowerCase() === 'none') {
+      throw new AuthConfigError(`${where}: algorithm 'none' is refused (unsigned tokens)`);
+    }
+    if (/^HS/i.test(alg)) {
+      throw new AuthConfigError(
+        `${where}: algorithm '${alg}' is refused (a shared secret would let the agent mint tokens)`,
+      );
+    }
+    if (!ASYMMETRIC_ALGORITHMS.has(alg)) {
+      throw new AuthConfigError(
+        `${where}: unknown algorithm '${alg}'; use one of ${[...ASYMMETRIC_ALGORITHMS].join(', ')}`,
+      );
+    }
+  }
+  return [...algorithms];
+}
+
+function checkClockTolerance(seconds: number, where: string): number {
+  if (!Number.isFinite(seconds) || seconds < 0 || seconds > MAX_CLOCK_TOLERANCE_SECONDS) {
+    throw new AuthConfigError(
+      `${where}: clock_tolerance_seconds must be between 0 and ${MAX_CLOCK_TOLERANCE_SECONDS}`,
+    );
+  }
+  return seconds;
+}
+
+function resolveKeySource(options: JwtIssuerOptions, where: string): VerificationKey {
+  const sources = [options.jwksUri !== undefined, options.discovery === true, options.keyFile !== undefined];
+  if (sources.filter(Boolean).length !== 1) {
+    throw new AuthConfigError(`${where}: set exactly one of jwks_uri, discovery = true, key_file`);
+  }
+  if (options.keyFile !== undefined) {
+    if (options.caFile !== undefined) throw new AuthConfigError(`${where}: ca_file has no use with key_file`);
+    return loadKeyFile(options.keyFile, where);
+  }
+  const fetch = createIdentityFetch(options.caFile);
+  if (options.jwksUri !== undefined) {
+    return createRemoteJWKSet(parseIdentityUrl(options.jwksUri, `${where}: jwks_uri`), remoteOptions(fetch));
+  }
+  return discoveredKeySet(options.issuer, fetch, where);
+}
+
+function remoteOptions(fetch: IdentityFetch): RemoteJWKSetOptions {
+  return { ...REMOTE_JWKS_TIMING, [customFetch]: fetch };
+}
+
+/**
+ * Resolves keys through OIDC discovery on first use. The discovered `jwks_uri` is kept for the
+ * life of the process; a failed discovery is retried by calls after DISCOVERY_RETRY_MS.
+ */
+function discoveredKeySet(issuer: string, fetch: IdentityFetch, where: string): JWTVerifyGetKey {
+  const configUrl = parseIdentityUrl(
+    `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`,
+    `${where}: discovery`,
+  );
+  let keySet: Promise<JWTVerifyGetKey> | undefined;
+  let failedAt = 0;
+  let retryAfter = 0;
+
+  const discover = async (): Promise<JWTVerifyGetKey> => {
+    const res = await fetch(configUrl.href, {
+      method: 'GET',
+      headers: { accept: 'application/json' },
+      signal: AbortSignal.timeout(IDENTITY_REQUEST_TIMEOUT_MS),
+    });
+    if (res.status !== 200) throw new DiscoveryError(`${configUrl.href} answered HTTP ${res.status}`);
+    const doc: unknown = await res.json().catch(() => undefined);
+    if (!isRecord(doc)) throw new DiscoveryError(`${configUrl.href} is not a JSON object`);
+    if (doc.issuer !== issuer) {
+      throw new DiscoveryError(`document issuer ${JSON.stringify(doc.issuer)} is not the configured issuer`);
+    }
+    if (typeof doc.jwks_uri !== 'string') throw new DiscoveryError('document has no jwks_uri');
+    let jwksUri: URL;
+    try {
+      jwksUri = parseIdentityUrl(doc.jwks_uri, 'jwks_uri');
+    } catch (err) {
+      throw new DiscoveryError((err as Error).message);
+    }
+    return createRemoteJWKSet(jwksUri, remoteOptions(fetch));
+  };
+
+  return async (header, token) => {
+    const now = Date.now();
+    if (keySet === undefined || (failedAt !== 0 && now >= retryAfter)) {
+      failedAt = 0;
+      const attempt = discover();
+      keySet = attempt;
+      attempt.catch(() => {
+        if (keySet === attempt) {
+          failedAt = Date.now();
+          retryAfter = failedAt + DISCOVERY_RETRY_MS;
+        }
+      });
+    }
+    const resolve = await keySet;
+    return resolve(header, token);
+  };
+}
+
+class DiscoveryError extends Error {
+  override readonly name = 'DiscoveryError';
+}
+
+/** Reads a key file: a JWK, a JWKS (keys picked by `kid`), or a PEM public key or certificate. */
+function loadKeyFile(path: string, where: string): VerificationKey {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8').trim();
+  } catch (err) {
+    throw new AuthConfigError(`${where}: key_file ${path} cannot be read: ${(err as Error).message}`);
+  }
+  try {
+    if (text.startsWith('{')) {
+      const json: unknown = JSON.parse(text);
+      if (isRecord(json) && Array.isArray(json.keys)) {
+        if (json.keys.length === 0) throw new Error('the key set is empty');
+        for (const jwk of json.keys) checkPublicJwk(jwk);
+        return createLocalJWKSet(json as unknown as JSONWebKeySet);
+      }
+      checkPublicJwk(json);
+      return createPublicKey({ key: json as JsonWebKey, format: 'jwk' });
+    }
+    if (text.startsWith('-----BEGIN')) {
+      if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
+        throw new Error('it holds a private key; give the public key');
+      }
+      return createPublicKey(text);
+    }
+    throw new Error('it is neither JSON (JWK or JWKS) nor PEM');
+  } catch (err) {
+    if (err instanceof AuthConfigError) throw err;
+    throw new AuthConfigError(`${where}: key_file ${path} is unusable: ${(err as Error).message}`);
+  }
+}
+
+function checkPublicJwk(jwk: unknown): asserts jwk is JWK {
+  if (!isRecord(jwk) || typeof jwk.kty !== 'string') throw new Error('a key has no kty');
+  if (jwk.kty === 'oct') throw new Error('it holds a symmetric key; only public keys are accepted');
+  if ('d' in jwk) throw new Error('it holds private key material; give the public key');
+}
+
+/** Says which check failed, for the server log. jose's messages never contain the token. */
+function describeFailure(err: unknown): string {
+  if (err instanceof errors.JWTExpired) return 'token expired';
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    if (err.reason === 'missing') return `required claim '${err.claim}' is missing`;
+    switch (err.claim) {
+      case 'aud':
+        return 'audience mismatch';
+      case 'iss':
+        return 'issuer mismatch';
+      case 'nbf':
+        return 'token not yet valid (nbf)';
+      case 'typ':
+        return 'typ header mismatch';
+      default:
+        return `claim '${err.claim}' check failed`;
+    }
+  }
+  if (err instanceof errors.JOSEAlgNotAllowed) return 'algorithm not allowed';
+  if (err instanceof errors.JWSSignatureVerificationFailed) return 'signature verification failed';
+  if (err instanceof errors.JWKSNoMatchingKey) {
+    return 'no key in the key set matches the token (unknown kid or alg)';
+  }
+  if (err instanceof errors.JWKSMultipleMatchingKeys) {
+    return 'several keys match the token and none verified it';
+  }
+  if (err instanceof errors.JWKSTimeout) return 'key set fetch timed out';
+  if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) {
+    return `malformed token: ${err.message}`;
+  }
+  if (err instanceof errors.JOSEError) return `${err.code}: ${err.message}`;
+  if (err instanceof DiscoveryError) return `discovery failed: ${err.message}`;
+  if (err instanceof Error) return `key resolution failed: ${err.message}`;
+  return 'verification failed';
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

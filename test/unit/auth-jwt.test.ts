@@ -1,0 +1,165 @@
+/**
+ * JWT issuer configuration and claim mapping, with tokens signed by jose and keys from a file
+ * (no network). The real-provider behaviour is in test/integration/oidc.test.ts.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { exportJWK, exportPKCS8, generateKeyPair, type JWTPayload, SignJWT } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createAuthenticator } from '../../agent/auth/authenticator.js';
+import { AuthConfigError } from '../../agent/auth/errors.js';
+import { type JwtIssuerOptions, JwtVerifier, readRoles } from '../../agent/auth/jwt.js';
+import { UnauthenticatedError } from '../../core/errors.js';
+
+const ISSUER = 'https://idp.example.test';
+const AUDIENCE = 'https://agents.mcp.test';
+
+let tmp: string;
+let keyFile: string;
+let sign: (claims: JWTPayload) => Promise<string>;
+
+beforeAll(async () => {
+  tmp = mkdtempSync(join(tmpdir(), 'mcp-auth-jwt-'));
+  const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
+  keyFile = join(tmp, 'idp.jwk.json');
+  writeFileSync(keyFile, JSON.stringify({ ...(await exportJWK(publicKey)), kid: 'k1' }));
+  sign = (claims) =>
+    new SignJWT({ iss: ISSUER, aud: AUDIENCE, sub: 'alice', ...claims })
+      .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+      .setExpirationTime('5m')
+      .sign(privateKey);
+  writeFileSync(join(tmp, 'private.pem'), await exportPKCS8(privateKey));
+});
+
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** The refusal a call ended in; fails the test if it was accepted or failed otherwise. */
+async function refusal(call: Promise<unknown>): Promise<UnauthenticatedError> {
+  const err = await call.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(UnauthenticatedError);
+  expect((err as UnauthenticatedError).message).toBe(UnauthenticatedError.MESSAGE);
+  return err as UnauthenticatedError;
+}
+
+const base = (): JwtIssuerOptions => ({ issuer: ISSUER, keyFile, audience: AUDIENCE });
+
+describe('issuer configuration: strict unless loosened on purpose', () => {
+  it.each([
+    ['none', /algorithm 'none' is refused/],
+    ['HS256', /algorithm 'HS256' is refused/],
+    ['hs512', /algorithm 'hs512' is refused/],
+    ['RS1', /unknown algorithm 'RS1'/],
+  ])('refuses algorithm %s', (alg, message) => {
+    expect(() => new JwtVerifier({ ...base(), algorithms: ['RS256', alg] })).toThrow(message);
+  });
+
+  it('refuses a missing or empty audience', () => {
+    expect(() => new JwtVerifier({ ...base(), audience: '' })).toThrow(/audience is required/);
+    expect(() => new JwtVerifier({ ...base(), audience: [] })).toThrow(/audience is required/);
+  });
+
+  it('needs exactly one key source', () => {
+    expect(() => new JwtVerifier({ issuer: ISSUER, audience: AUDIENCE })).toThrow(/exactly one of/);
+    expect(() => new JwtVerifier({ ...base(), jwksUri: `${ISSUER}/jwks` })).toThrow(/exactly one of/);
+  });
+
+  it('refuses plain http for keys except on loopback', () => {
+    const remote = { issuer: ISSUER, audience: AUDIENCE, jwksUri: 'http://idp.example.test/jwks' };
+    expect(() => new JwtVerifier(remote)).toThrow(/must use https/);
+    expect(
+      () => new JwtVerifier({ issuer: 'http://idp.example.test', audience: AUDIENCE, discovery: true }),
+    ).toThrow(/must use https/);
+    expect(() => new JwtVerifier({ ...remote, jwksUri: 'http://127.0.0.1:8080/jwks' })).not.toThrow();
+  });
+
+  it('refuses a key file holding a private key', () => {
+    expect(() => new JwtVerifier({ ...base(), keyFile: join(tmp, 'private.pem') })).toThrow(/private key/);
+  });
+
+  it('refuses an unreadable key file at construction, naming it', () => {
+    expect(() => new JwtVerifier({ ...base(), keyFile: join(tmp, 'missing.json') })).toThrow(AuthConfigError);
+    expect(() => new JwtVerifier({ ...base(), keyFile: join(tmp, 'missing.json') })).toThrow(/missing\.json/);
+  });
+
+  it('caps the clock tolerance', () => {
+    expect(() => new JwtVerifier({ ...base(), clockToleranceSeconds: 3600 })).toThrow(/between 0 and 300/);
+  });
+
+  it('refuses to start with no issuer, or the same issuer twice', () => {
+    expect(() => createAuthenticator([])).toThrow(/no trusted issuer/);
+    expect(() =>
+      createAuthenticator([
+        { type: 'jwt', ...base() },
+        { type: 'jwt', ...base() },
+      ]),
+    ).toThrow(/configured twice/);
+  });
+});
+
+describe('claims to caller', () => {
+  it('takes the subject from the configured claim and the client from client_id, else azp', async () => {
+    const token = await sign({ azp: 'cli', client_id: 'svc' });
+    expect(await new JwtVerifier(base()).verify(token)).toMatchObject({ subject: 'alice', clientId: 'svc' });
+    const onlyAzp = await sign({ azp: 'cli' });
+    expect(await new JwtVerifier({ ...base(), subjectClaim: 'azp' }).verify(onlyAzp)).toMatchObject({
+      subject: 'cli',
+      clientId: 'cli',
+    });
+    expect((await new JwtVerifier(base()).verify(await sign({}))).clientId).toBe('');
+  });
+
+  it('refuses a token without the subject claim', async () => {
+    const err = await refusal(
+      new JwtVerifier({ ...base(), subjectClaim: 'client_id' }).verify(await sign({})),
+    );
+    expect(err.detail).toMatch(/subject claim 'client_id' is missing/);
+  });
+
+  it('reads roles from a nested path, a scope-style string, or a claim named like a URL', async () => {
+    const nested = await sign({ realm_access: { roles: ['operator', 'viewer'] } });
+    expect(
+      (await new JwtVerifier({ ...base(), rolesClaim: 'realm_access.roles' }).verify(nested)).roles,
+    ).toEqual(['operator', 'viewer']);
+    const scoped = await sign({ scope: 'viewer  auditor' });
+    expect((await new JwtVerifier({ ...base(), rolesClaim: 'scope' }).verify(scoped)).roles).toEqual([
+      'viewer',
+      'auditor',
+    ]);
+    const url = await sign({ 'https://example.test/roles': ['admin'] });
+    expect(
+      (await new JwtVerifier({ ...base(), rolesClaim: 'https://example.test/roles' }).verify(url)).roles,
+    ).toEqual(['admin']);
+  });
+
+  it('reads no roles when the claim is absent, and refuses a claim of the wrong type', async () => {
+    expect(readRoles({}, 'roles')).toEqual([]);
+    expect(readRoles({ roles: 'a b a' }, 'roles')).toEqual(['a', 'b']);
+    expect(readRoles({ roles: [1] }, 'roles')).toBeUndefined();
+    expect(readRoles({ roles: { admin: true } }, 'roles')).toBeUndefined();
+    // Only own properties: a path cannot reach into prototypes.
+    expect(readRoles({}, 'constructor.name')).toEqual([]);
+    const err = await refusal(new JwtVerifier(base()).verify(await sign({ roles: 42 })));
+    expect(err.detail).toMatch(/roles claim 'roles' is neither a string nor an array of strings/);
+  });
+});
+
+describe('routing by issuer', () => {
+  it('sends a JWT to the issuer it names and refuses an opaque token when no MCIAS is configured', async () => {
+    const auth = createAuthenticator([{ type: 'jwt', ...base() }]);
+    expect((await auth.authenticate(`Bearer ${await sign({})}`)).issuer).toBe(ISSUER);
+    const err = await refusal(auth.authenticate('Bearer opaque-token-value'));
+    expect(err.detail).toBe('token is not a JWT and no MCIAS issuer is configured');
+  });
+
+  it('refuses a JWT without iss, and an oversized header', async () => {
+    const auth = createAuthenticator([{ type: 'jwt', ...base() }]);
+    const noIss = await sign({ iss: undefined });
+    expect((await refusal(auth.authenticate(`Bearer ${noIss}`))).detail).toBe('jwt: token has no iss claim');
+    const huge = `Bearer ${'a'.repeat(20_000)}`;
+    expect((await refusal(auth.authenticate(huge))).detail).toMatch(/longer than/);
+  });
+});
