@@ -1,0 +1,88 @@
+/**
+ * The agent process put together: config → registry → runtime → identity → handlers →
+ * gRPC server → monitor. `main.ts` parses the command line and calls `startAgent`; the
+ * test harness calls it too, so tests run the same assembly as production.
+ */
+import { mkdirSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { createLogger, type Logger } from '../core/log.js';
+import { openRegistry, type Registry } from '../registry/db.js';
+import { createAuthenticator } from './auth/authenticator.js';
+import { Rbac } from './auth/rbac.js';
+import type { AgentConfig } from './config.js';
+import { createHandlers } from './handlers/index.js';
+import { startMonitor } from './monitor/index.js';
+import { createRuntime } from './runtime/index.js';
+import { type AgentHandlers, startAgentServer } from './server.js';
+import { AGENT_VERSION } from './version.js';
+
+export interface RunningAgent {
+  readonly port: number;
+  readonly registry: Registry;
+  /** Stop serving (in-flight calls get the configured grace), stop the monitor, close the database. */
+  stop(): Promise<void>;
+}
+
+export interface StartAgentOptions {
+  log?: Logger;
+  /** Replace handlers, for tests of the guard itself. */
+  handlers?: Partial<AgentHandlers>;
+}
+
+export async function startAgent(config: AgentConfig, opts: StartAgentOptions = {}): Promise<RunningAgent> {
+  const log = opts.log ?? createLogger({ level: config.logLevel, base: { node: config.nodeName } });
+  const startedAt = new Date();
+  // Fail on identity and TLS before touching any state.
+  const authenticator = createAuthenticator(config.issuers);
+  const authorizer = new Rbac({ roles: config.rbac.roles, bindings: config.rbac.bindings });
+  const tls = {
+    certPem: readFileSync(config.server.tlsCert),
+    keyPem: readFileSync(config.server.tlsKey),
+    clientCaPem: config.server.clientCa ? readFileSync(config.server.clientCa) : undefined,
+  };
+
+  mkdirSync(dirname(config.database), { recursive: true, mode: 0o700 });
+  const registry = openRegistry(config.database);
+  try {
+    const runtime = createRuntime(config.containerRuntime, config.runtimePath);
+    const deps = { config, registry, runtime, log, startedAt, agentVersion: AGENT_VERSION };
+    const handlers = { ...createHandlers(deps), ...opts.handlers };
+    const server = await startAgentServer({
+      node: config.nodeName,
+      listen: config.server.listen,
+      tls,
+      authenticator,
+      authorizer,
+      audit: registry.audit,
+      handlers,
+      log,
+    });
+    const monitor = config.monitor.enabled ? startMonitor({ config, registry, runtime, log }) : undefined;
+    log.info('agent started', {
+      listen: config.server.listen,
+      port: server.port,
+      database: config.database,
+      runtime: config.containerRuntime,
+      monitor: Boolean(monitor),
+      version: AGENT_VERSION,
+    });
+    let stopping: Promise<void> | undefined;
+    return {
+      port: server.port,
+      registry,
+      stop: () => {
+        stopping ??= (async () => {
+          log.info('agent stopping');
+          await server.shutdown(config.server.shutdownGraceSeconds * 1000);
+          await monitor?.stop();
+          registry.close();
+          log.info('agent stopped');
+        })();
+        return stopping;
+      },
+    };
+  } catch (err) {
+    registry.close();
+    throw err;
+  }
+}
