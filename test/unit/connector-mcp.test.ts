@@ -71,7 +71,9 @@ describe('tools/list', () => {
 
 describe('tools/call refusals', () => {
   it('answers an unknown tool with JSON-RPC error -32602', async () => {
-    const err = await connector.client.callTool({ name: 'deploy_everything', arguments: {} }).catch((e: unknown) => e);
+    const err = await connector.client
+      .callTool({ name: 'deploy_everything', arguments: {} })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ProtocolError);
     expect((err as ProtocolError).code).toBe(-32602);
     expect((err as ProtocolError).message).toContain('unknown tool "deploy_everything"');
@@ -109,7 +111,10 @@ describe('tools/call refusals', () => {
   });
 
   it('asks which node when a write names no node, the service has no definition and several nodes exist', async () => {
-    const result = await connector.client.callTool({ name: 'restart_service', arguments: { service: 'web' } });
+    const result = await connector.client.callTool({
+      name: 'restart_service',
+      arguments: { service: 'web' },
+    });
     expect(result.isError).toBe(true);
     const text = resultText(result);
     expect(text).toContain('INVALID_ARGUMENT: which node?');
@@ -125,7 +130,9 @@ describe('tools/call refusals', () => {
     );
     const result = await connector.client.callTool({ name: 'deploy', arguments: { service: 'api' } });
     expect(result.isError).toBe(true);
-    expect(resultText(result)).toContain(`${file} puts service "api" on node "node7", which is not configured`);
+    expect(resultText(result)).toContain(
+      `${file} puts service "api" on node "node7", which is not configured`,
+    );
   });
 });
 
@@ -134,14 +141,17 @@ describe('fan-out reads', () => {
     const result = await connector.client.callTool({ name: 'list_services', arguments: {} });
     // No node answered, so the call is an error, but its entries still follow the output schema.
     expect(result.isError).toBe(true);
-    const nodes = (result.structuredContent as { nodes: { node: string; error?: { code: string; message: string } }[] })
-      .nodes;
+    const nodes = (
+      result.structuredContent as { nodes: { node: string; error?: { code: string; message: string } }[] }
+    ).nodes;
     expect(nodes.map((n) => n.node)).toEqual(['node1', 'node2']);
     expect(nodes[1]?.error?.code).toBe('UNAVAILABLE');
     expect(nodes[1]?.error?.message).toMatch(
       new RegExp(`^agent node2 at 127\\.0\\.0\\.1:${ports[1]} is not answering: .*ECONNREFUSED`),
     );
-    expect(resultText(result)).toContain(`node2: UNAVAILABLE: agent node2 at 127.0.0.1:${ports[1]} is not answering`);
+    expect(resultText(result)).toContain(
+      `node2: UNAVAILABLE: agent node2 at 127.0.0.1:${ports[1]} is not answering`,
+    );
   });
 });
 
@@ -169,7 +179,9 @@ describe('safety switches', () => {
       expect(tools.map((t) => t.name).sort()).toEqual(
         ['list_services', 'live_check', 'node_status', 'query_audit', 'service_status'].sort(),
       );
-      const err = await ro.client.callTool({ name: 'deploy', arguments: { service: 'web' } }).catch((e: unknown) => e);
+      const err = await ro.client
+        .callTool({ name: 'deploy', arguments: { service: 'web' } })
+        .catch((e: unknown) => e);
       expect((err as ProtocolError).code).toBe(-32602);
     } finally {
       await ro.close();
