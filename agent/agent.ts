@@ -7,9 +7,9 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { createLogger, type Logger } from '../core/log.js';
 import { openRegistry, type Registry } from '../registry/db.js';
-import { createAuthenticator } from './auth/authenticator.js';
+import { callerIssuerOf, createAuthenticator } from './auth/authenticator.js';
 import { Rbac } from './auth/rbac.js';
-import type { AgentConfig } from './config.js';
+import { type AgentConfig, issuerId } from './config.js';
 import { createHandlers } from './handlers/index.js';
 import { startMonitor } from './monitor/index.js';
 import { createRuntime } from './runtime/index.js';
@@ -29,12 +29,24 @@ export interface StartAgentOptions {
   handlers?: Partial<AgentHandlers>;
 }
 
+/**
+ * Bindings name an issuer as the config does (JWT issuer URL, or MCIAS issuer name); callers
+ * carry the issuer as the verifier reports it. Translate once, here.
+ */
+function rbacFromConfig(config: AgentConfig): Rbac {
+  const bindings = config.rbac.bindings.map((b) => {
+    const issuer = config.issuers.find((i) => issuerId(i) === b.issuer);
+    return { ...b, issuer: issuer ? callerIssuerOf(issuer) : b.issuer };
+  });
+  return new Rbac({ roles: config.rbac.roles, bindings, node: config.nodeName });
+}
+
 export async function startAgent(config: AgentConfig, opts: StartAgentOptions = {}): Promise<RunningAgent> {
   const log = opts.log ?? createLogger({ level: config.logLevel, base: { node: config.nodeName } });
   const startedAt = new Date();
   // Fail on identity and TLS before touching any state.
   const authenticator = createAuthenticator(config.issuers);
-  const authorizer = new Rbac({ roles: config.rbac.roles, bindings: config.rbac.bindings });
+  const authorizer = rbacFromConfig(config);
   const tls = {
     certPem: readFileSync(config.server.tlsCert),
     keyPem: readFileSync(config.server.tlsKey),
