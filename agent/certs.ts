@@ -54,7 +54,10 @@ function validity(days: number): { notBefore: Date; notAfter: Date } {
   return { notBefore, notAfter: new Date(notBefore.getTime() + days * 86_400_000) };
 }
 
-export async function createCertificateAuthority(commonName: string, days = 3650): Promise<CertificateAuthority> {
+export async function createCertificateAuthority(
+  commonName: string,
+  days = 3650,
+): Promise<CertificateAuthority> {
   const keys = await webcrypto.subtle.generateKey(KEY_ALGORITHM, true, ['sign', 'verify']);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
@@ -71,7 +74,10 @@ export async function createCertificateAuthority(commonName: string, days = 3650
   return { certPem: cert.toString('pem'), keyPem: await keyToPem(keys.privateKey) };
 }
 
-export async function issueCertificate(ca: CertificateAuthority, req: CertificateRequest): Promise<IssuedCertificate> {
+export async function issueCertificate(
+  ca: CertificateAuthority,
+  req: CertificateRequest,
+): Promise<IssuedCertificate> {
   const caCert = new x509.X509Certificate(ca.certPem);
   const caKey = await importKey(ca.keyPem);
   const keys = await webcrypto.subtle.generateKey(KEY_ALGORITHM, true, ['sign', 'verify']);
@@ -89,8 +95,13 @@ export async function issueCertificate(ca: CertificateAuthority, req: Certificat
     signingAlgorithm: SIGNING_ALGORITHM,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
-      new x509.ExtendedKeyUsageExtension([req.client ? x509.ExtendedKeyUsage.clientAuth : x509.ExtendedKeyUsage.serverAuth]),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
+        true,
+      ),
+      new x509.ExtendedKeyUsageExtension([
+        req.client ? x509.ExtendedKeyUsage.clientAuth : x509.ExtendedKeyUsage.serverAuth,
+      ]),
       ...(altNames.length > 0 ? [new x509.SubjectAlternativeNameExtension(altNames)] : []),
       await x509.AuthorityKeyIdentifierExtension.create(caCert),
     ],

@@ -75,7 +75,9 @@ function auditExport(config: AgentConfig, since: string | undefined, format: str
   if (since) {
     sinceDate = new Date(since);
     if (Number.isNaN(sinceDate.getTime())) {
-      throw new UsageError(`--since '${since}' is not a time: use RFC 3339, for example 2026-11-01T00:00:00Z`);
+      throw new UsageError(
+        `--since '${since}' is not a time: use RFC 3339, for example 2026-11-01T00:00:00Z`,
+      );
     }
   }
   const registry = openRegistry(config.database, { readonly: true });
@@ -123,7 +125,11 @@ async function main(argv: string[]): Promise<number> {
     case 'snapshot': {
       const registry = openRegistry(config.database);
       try {
-        const { file } = await snapshotRegistry({ registry, dir: config.backups.dir, keep: config.backups.keep });
+        const { file } = await snapshotRegistry({
+          registry,
+          dir: config.backups.dir,
+          keep: config.backups.keep,
+        });
         process.stdout.write(`${file}\n`);
         return 0;
       } finally {
@@ -133,7 +139,9 @@ async function main(argv: string[]): Promise<number> {
     case 'restore': {
       if (!values.from) throw new UsageError('restore needs --from SNAPSHOT: the snapshot file to restore');
       const result = await restoreSnapshot({ snapshot: values.from, database: config.database });
-      process.stdout.write(`restored ${values.from} into ${config.database}${result.previous ? ` (previous database kept at ${result.previous})` : ''}\n`);
+      process.stdout.write(
+        `restored ${values.from} into ${config.database}${result.previous ? ` (previous database kept at ${result.previous})` : ''}\n`,
+      );
       return 0;
     }
     default:

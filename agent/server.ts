@@ -11,23 +11,23 @@ import {
   type handleClientStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
+  type Metadata,
   Server,
   ServerCredentials,
   type ServerReadableStream,
   type ServerUnaryCall,
   type ServerWritableStream,
-  type UntypedServiceImplementation,
-  type Metadata,
   type sendUnaryData,
+  type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { InvalidArgumentError, toMcpError, UnauthenticatedError, UnavailableError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import * as pb from '../gen/mcp/v1/mcp.js';
-import { McpAgentServiceService, type McpAgentServiceServer } from '../gen/mcp/v1/mcp.js';
+import { type McpAgentServiceServer, McpAgentServiceService } from '../gen/mcp/v1/mcp.js';
+import type { AuditCall, AuditLog, AuditOutcomeInput } from '../registry/audit.js';
 import { type RpcEntry, type RpcName, rpcs } from '../tools.generated.js';
 import type { Caller } from './auth/caller.js';
 import { toStatusObject } from './grpc-status.js';
-import type { AuditCall, AuditLog, AuditOutcomeInput } from '../registry/audit.js';
 
 /** What a handler knows about the call it serves. */
 export interface CallContext {
@@ -62,9 +62,17 @@ export interface Authorizer {
 export type AuditTrail = Pick<AuditLog, 'appendCall' | 'appendOutcome'>;
 
 export type UnaryHandler<Req, Res> = (req: Req, ctx: CallContext) => Promise<Res>;
-export type ServerStreamHandler<Req, Res> = (req: Req, ctx: CallContext, send: (msg: Res) => Promise<void>) => Promise<void>;
+export type ServerStreamHandler<Req, Res> = (
+  req: Req,
+  ctx: CallContext,
+  send: (msg: Res) => Promise<void>,
+) => Promise<void>;
 /** Gets the first message (already used for authorization) and an iterator over the rest. */
-export type ClientStreamHandler<Req, Res> = (first: Req, rest: AsyncIterable<Req>, ctx: CallContext) => Promise<Res>;
+export type ClientStreamHandler<Req, Res> = (
+  first: Req,
+  rest: AsyncIterable<Req>,
+  ctx: CallContext,
+) => Promise<Res>;
 
 type HandlerFor<T> =
   T extends handleUnaryCall<infer Req, infer Res>
@@ -165,7 +173,9 @@ export function canonicalJson(value: unknown): string {
 }
 
 function argsDigest(codec: Codec, req: unknown): string {
-  return createHash('sha256').update(canonicalJson(codec.toJSON(req))).digest('hex');
+  return createHash('sha256')
+    .update(canonicalJson(codec.toJSON(req)))
+    .digest('hex');
 }
 
 function bearer(metadata: Metadata): string | undefined {
@@ -175,7 +185,8 @@ function bearer(metadata: Metadata): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
-const AUDIT_UNAVAILABLE = 'the audit log cannot be written, so the agent refuses the call: check the disk and the database';
+const AUDIT_UNAVAILABLE =
+  'the audit log cannot be written, so the agent refuses the call: check the disk and the database';
 
 interface GuardedCall {
   metadata: Metadata;
@@ -230,7 +241,9 @@ class Guard {
     };
     try {
       if (target.services.some((s) => !s)) {
-        throw new InvalidArgumentError(`${rpc}: the target service name is empty: name the service to act on`);
+        throw new InvalidArgumentError(
+          `${rpc}: the target service name is empty: name the service to act on`,
+        );
       }
       this.opts.authorizer.authorize(caller, entry.permission, target.services);
     } catch (err) {
@@ -264,11 +277,20 @@ class Guard {
       const res = await handle(req, ctx);
       outcome = { outcome: 'ok', errorCode: '', errorMessage: '', durationMs: performance.now() - started };
       this.recordOutcome(callId, outcome, rpc);
-      ctx.log.info('call', { service: target.service, outcome: 'ok', durationMs: Math.round(outcome.durationMs) });
+      ctx.log.info('call', {
+        service: target.service,
+        outcome: 'ok',
+        durationMs: Math.round(outcome.durationMs),
+      });
       return res;
     } catch (err) {
       const e = toMcpError(err);
-      outcome = { outcome: 'error', errorCode: e.code, errorMessage: e.message, durationMs: performance.now() - started };
+      outcome = {
+        outcome: 'error',
+        errorCode: e.code,
+        errorMessage: e.message,
+        durationMs: performance.now() - started,
+      };
       this.recordOutcome(callId, outcome, rpc);
       const level = e.code === 'INTERNAL' ? 'error' : 'info';
       ctx.log[level]('call', { service: target.service, outcome: 'error', code: e.code, error: e.message });
@@ -337,17 +359,32 @@ export function buildServiceImplementation(opts: AgentServerOptions): UntypedSer
       const h = handler as ServerStreamHandler<unknown, unknown>;
       impl[entry.method] = (call: ServerWritableStream<unknown, unknown>) => {
         guard
-          .run(entry, call, async () => call.request, (req, ctx) => h(req, ctx, (msg) => writeWithBackpressure(call, msg)))
+          .run(
+            entry,
+            call,
+            async () => call.request,
+            (req, ctx) => h(req, ctx, (msg) => writeWithBackpressure(call, msg)),
+          )
           .then(() => call.end())
-          .catch((err) => call.destroy(Object.assign(new Error(toMcpError(err).message), toStatusObject(err))));
+          .catch((err) =>
+            call.destroy(Object.assign(new Error(toMcpError(err).message), toStatusObject(err))),
+          );
       };
     } else if (entry.requestStream && !entry.responseStream) {
       const h = handler as ClientStreamHandler<unknown, unknown>;
-      impl[entry.method] = (call: ServerReadableStream<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+      impl[entry.method] = (
+        call: ServerReadableStream<unknown, unknown>,
+        callback: sendUnaryData<unknown>,
+      ) => {
         const iterator = call[Symbol.asyncIterator]();
         const rest: AsyncIterable<unknown> = { [Symbol.asyncIterator]: () => iterator };
         guard
-          .run(entry, call, () => firstMessage(iterator, entry.rpc), (first, ctx) => h(first, rest, ctx))
+          .run(
+            entry,
+            call,
+            () => firstMessage(iterator, entry.rpc),
+            (first, ctx) => h(first, rest, ctx),
+          )
           .then((res) => callback(null, res))
           .catch((err) => {
             callback(toStatusObject(err));
@@ -413,4 +450,3 @@ export async function startAgentServer(
       }),
   };
 }
-

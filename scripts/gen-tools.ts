@@ -65,16 +65,25 @@ export interface GeneratedTool {
   permission: string;
   fanOut: boolean;
   timeoutSeconds: number;
-  annotations: { readOnlyHint: boolean; destructiveHint: boolean; idempotentHint: boolean; openWorldHint: boolean };
+  annotations: {
+    readOnlyHint: boolean;
+    destructiveHint: boolean;
+    idempotentHint: boolean;
+    openWorldHint: boolean;
+  };
   inputSchema: JsonSchema;
   outputSchema: JsonSchema;
 }
 
 function loadRegistry() {
-  const image = execFileSync(join(root, 'node_modules/.bin/buf'), ['build', '--as-file-descriptor-set', '-o', '-'], {
-    cwd: root,
-    maxBuffer: 64 * 1024 * 1024,
-  });
+  const image = execFileSync(
+    join(root, 'node_modules/.bin/buf'),
+    ['build', '--as-file-descriptor-set', '-o', '-'],
+    {
+      cwd: root,
+      maxBuffer: 64 * 1024 * 1024,
+    },
+  );
   return createFileRegistry(fromBinary(FileDescriptorSetSchema, image));
 }
 
@@ -103,7 +112,8 @@ class SchemaBuilder {
       const schema = this.field(field, [...seen, desc.typeName]);
       const description = commentOf(field);
       properties[field.jsonName] = description ? { description, ...schema } : schema;
-      if (hasOption(field, this.requiredExt) && getOption(field, this.requiredExt)) required.push(field.jsonName);
+      if (hasOption(field, this.requiredExt) && getOption(field, this.requiredExt))
+        required.push(field.jsonName);
     }
     const schema: JsonSchema = { type: 'object', properties, additionalProperties: false };
     if (required.length > 0) schema.required = required;
@@ -121,14 +131,16 @@ class SchemaBuilder {
       case 'list': {
         let items: JsonSchema;
         if (field.listKind === 'scalar') items = this.scalar(field.scalar);
-        else if (field.listKind === 'enum') items = { type: 'string', enum: field.enum.values.map((v) => v.name) };
+        else if (field.listKind === 'enum')
+          items = { type: 'string', enum: field.enum.values.map((v) => v.name) };
         else items = this.messageRef(field.message, seen);
         return { type: 'array', items };
       }
       case 'map': {
         let values: JsonSchema;
         if (field.mapKind === 'scalar') values = this.scalar(field.scalar);
-        else if (field.mapKind === 'enum') values = { type: 'string', enum: field.enum.values.map((v) => v.name) };
+        else if (field.mapKind === 'enum')
+          values = { type: 'string', enum: field.enum.values.map((v) => v.name) };
         else values = this.messageRef(field.message, seen);
         return { type: 'object', additionalProperties: values };
       }
@@ -262,7 +274,8 @@ export function generate(): GeneratedRpc[] {
       if (names.has(opts.name)) throw new Error(`${method.name}: tool name ${opts.name} is used twice`);
       names.add(opts.name);
       const description = commentOf(method);
-      if (!description) throw new Error(`${method.name}: the RPC needs a comment; it becomes the tool's description`);
+      if (!description)
+        throw new Error(`${method.name}: the RPC needs a comment; it becomes the tool's description`);
       if (!opts.title) throw new Error(`${method.name}: (mcp.v1.tool).title is required`);
       if (entry.requestStream && !opts.toolInput) {
         throw new Error(`${method.name}: a client-streaming RPC needs (mcp.v1.tool).tool_input`);
@@ -274,7 +287,8 @@ export function generate(): GeneratedRpc[] {
       const output = opts.toolOutput ? messageByName(opts.toolOutput, method.name) : method.output;
       const fanOut = opts.fanOut ?? false;
       const readOnly = opts.readOnly ?? false;
-      if (readOnly && opts.destructive) throw new Error(`${method.name}: a tool cannot be read-only and destructive`);
+      if (readOnly && opts.destructive)
+        throw new Error(`${method.name}: a tool cannot be read-only and destructive`);
       entry.tool = {
         name: opts.name,
         title: opts.title,
@@ -372,7 +386,9 @@ function paramRows(schema: JsonSchema, prefix = ''): string[] {
   const rows: string[] = [];
   for (const [name, prop] of Object.entries(properties)) {
     const path = `${prefix}${name}`;
-    const desc = String(prop.description ?? '').replace(/\n+/g, ' ').replace(/\|/g, '\\|');
+    const desc = String(prop.description ?? '')
+      .replace(/\n+/g, ' ')
+      .replace(/\|/g, '\\|');
     rows.push(`| \`${path}\` | ${schemaType(prop)} | ${required.has(name) ? 'yes' : ''} | ${desc} |`);
     const nested = prop.type === 'array' ? (prop.items as JsonSchema) : prop;
     if (nested.type === 'object' && nested.properties) {

@@ -11,7 +11,9 @@ export function auditHandlers({ registry }: HandlerDeps) {
   return {
     async queryAudit(req: QueryAuditRequest, _ctx: CallContext): Promise<QueryAuditResponse> {
       if (req.pageSize > MAX_PAGE_SIZE) {
-        throw new InvalidArgumentError(`pageSize ${req.pageSize} is over the limit of ${MAX_PAGE_SIZE}: ask for fewer and page`);
+        throw new InvalidArgumentError(
+          `pageSize ${req.pageSize} is over the limit of ${MAX_PAGE_SIZE}: ask for fewer and page`,
+        );
       }
       const page = registry.audit.query({
         since: req.since,

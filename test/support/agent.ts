@@ -19,18 +19,22 @@ import {
 } from '@grpc/grpc-js';
 import { exportJWK, generateKeyPair, type JWTPayload, SignJWT } from 'jose';
 import { stringify } from 'smol-toml';
-import { startAgent, type StartAgentOptions } from '../../agent/agent.js';
-import { type CertificateAuthority, createCertificateAuthority, issueCertificate } from '../../agent/certs.js';
+import { type StartAgentOptions, startAgent } from '../../agent/agent.js';
+import {
+  type CertificateAuthority,
+  createCertificateAuthority,
+  issueCertificate,
+} from '../../agent/certs.js';
 import { loadAgentConfig } from '../../agent/config.js';
 import { silentLogger } from '../../core/log.js';
-import type { Registry } from '../../registry/db.js';
 import {
   type DeployProgress,
   type DeployRequest,
-  type DeployResult,
   type DeployResponse,
+  type DeployResult,
   McpAgentServiceClient,
 } from '../../gen/mcp/v1/mcp.js';
+import type { Registry } from '../../registry/db.js';
 
 export const TEST_ISSUER = 'https://issuer.test.invalid';
 export const TEST_AUDIENCE = 'mcp-fleet-test';
@@ -112,7 +116,11 @@ function testIssuerKeys() {
 export async function signTestToken(opts: TokenOptions = {}): Promise<string> {
   const { privateKey } = await testIssuerKeys();
   const subject = opts.subject ?? 'test-admin';
-  return new SignJWT({ roles: opts.roles ?? ['admin'], client_id: opts.clientId ?? 'mcp-tests', ...opts.claims })
+  return new SignJWT({
+    roles: opts.roles ?? ['admin'],
+    client_id: opts.clientId ?? 'mcp-tests',
+    ...opts.claims,
+  })
     .setProtectedHeader({ alg: 'ES256', kid: KEY_ID, typ: 'at+jwt' })
     .setIssuer(TEST_ISSUER)
     .setAudience(TEST_AUDIENCE)
@@ -131,7 +139,10 @@ export function bearer(token: string): Metadata {
 async function waitForPort(child: ChildProcess, log: string[]): Promise<number> {
   return new Promise<number>((resolve, reject) => {
     let buffer = '';
-    const timer = setTimeout(() => reject(new Error(`agent did not start in 20 s:\n${log.join('')}`)), 20_000);
+    const timer = setTimeout(
+      () => reject(new Error(`agent did not start in 20 s:\n${log.join('')}`)),
+      20_000,
+    );
     child.stdout?.on('data', (chunk: Buffer) => {
       buffer += chunk.toString();
       log.push(chunk.toString());
@@ -160,7 +171,11 @@ export async function startTestAgent(opts: TestAgentOptions = {}): Promise<TestA
   const node = opts.node ?? 'node1';
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), `mcp-agent-${node}-`));
   const ca = await testCa();
-  const server = await issueCertificate(ca, { commonName: node, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+  const server = await issueCertificate(ca, {
+    commonName: node,
+    dnsNames: ['localhost'],
+    ipAddresses: ['127.0.0.1'],
+  });
   const { publicJwk } = await testIssuerKeys();
   const paths = {
     cert: join(dataDir, 'agent.crt'),
@@ -233,9 +248,8 @@ export async function startTestAgent(opts: TestAgentOptions = {}): Promise<TestA
 
   const address = `127.0.0.1:${port}`;
   const clients: McpAgentServiceClient[] = [];
-  let clientCert: Promise<{ certPem: string; keyPem: string }> | undefined;
   const clientCreds = opts.clientCertificates
-    ? await (clientCert ??= issueCertificate(ca, { commonName: 'mcp-tests', client: true }))
+    ? await issueCertificate(ca, { commonName: 'mcp-tests', client: true })
     : undefined;
   return {
     node,

@@ -1,21 +1,21 @@
 import { describe, expect, it } from 'vitest';
+import { createSchemaValidator } from '../../core/json-schema.js';
 import {
+  AuditDecision,
+  AuditOutcome,
   ComponentResult,
   DeployRequest,
   DeployResult,
   DesiredState,
   GetServiceStatusResponse,
   ListServicesResponse,
+  McpAgentServiceService,
   NodeStatusResponse,
   ObservedState,
   QueryAuditResponse,
-  AuditDecision,
-  AuditOutcome,
   StopServiceRequest,
 } from '../../gen/mcp/v1/mcp.js';
-import { McpAgentServiceService } from '../../gen/mcp/v1/mcp.js';
 import { rpcs, tools } from '../../tools.generated.js';
-import { createSchemaValidator } from '../../core/json-schema.js';
 
 const compiler = createSchemaValidator;
 
@@ -32,25 +32,35 @@ describe('the generated tool table', () => {
     for (const r of rpcs) expect(r.permission).toMatch(/^[a-z]+\.[a-z_]+$/);
   });
 
-  it.each(tools.map((t) => [t.name, t] as const))('%s has a description, object schemas and annotations', (_, t) => {
-    expect(t.description.length).toBeGreaterThan(40);
-    expect(t.title.length).toBeGreaterThan(0);
-    expect(t.inputSchema.type).toBe('object');
-    expect(t.outputSchema.type).toBe('object');
-    expect(Object.keys(t.annotations).sort()).toEqual([
-      'destructiveHint',
-      'idempotentHint',
-      'openWorldHint',
-      'readOnlyHint',
-    ]);
-    expect(t.annotations.readOnlyHint && t.annotations.destructiveHint).toBe(false);
-    const ajv = compiler();
-    expect(() => ajv.compile(t.inputSchema)).not.toThrow();
-    expect(() => ajv.compile(t.outputSchema)).not.toThrow();
-  });
+  it.each(tools.map((t) => [t.name, t] as const))(
+    '%s has a description, object schemas and annotations',
+    (_, t) => {
+      expect(t.description.length).toBeGreaterThan(40);
+      expect(t.title.length).toBeGreaterThan(0);
+      expect(t.inputSchema.type).toBe('object');
+      expect(t.outputSchema.type).toBe('object');
+      expect(Object.keys(t.annotations).sort()).toEqual([
+        'destructiveHint',
+        'idempotentHint',
+        'openWorldHint',
+        'readOnlyHint',
+      ]);
+      expect(t.annotations.readOnlyHint && t.annotations.destructiveHint).toBe(false);
+      const ajv = compiler();
+      expect(() => ajv.compile(t.inputSchema)).not.toThrow();
+      expect(() => ajv.compile(t.outputSchema)).not.toThrow();
+    },
+  );
 
   it('marks reads read-only and lifecycle writes destructive', () => {
-    for (const name of ['list_services', 'live_check', 'service_status', 'node_status', 'query_audit', 'pull_file']) {
+    for (const name of [
+      'list_services',
+      'live_check',
+      'service_status',
+      'node_status',
+      'query_audit',
+      'pull_file',
+    ]) {
       expect(tool(name).annotations.readOnlyHint).toBe(true);
     }
     for (const name of ['deploy', 'stop_service', 'restart_service', 'push_file']) {
@@ -87,14 +97,18 @@ describe('schemas describe the ProtoJSON the generated types produce', () => {
     const validate = compiler().compile(tool('deploy').inputSchema);
     const bad = { spec: { name: 'web', components: [{ name: 'app', imgae: 'x' }] } };
     expect(validate(bad)).toBe(false);
-    const messages = (validate.errors ?? []).map((e) => `${e.instancePath} ${e.message} ${JSON.stringify(e.params)}`);
+    const messages = (validate.errors ?? []).map(
+      (e) => `${e.instancePath} ${e.message} ${JSON.stringify(e.params)}`,
+    );
     expect(messages.join('\n')).toMatch(/\/spec\/components\/0.*image/);
     expect(messages.join('\n')).toMatch(/imgae/);
   });
 
   it('requires the service of a lifecycle call', () => {
     const validate = compiler().compile(tool('stop_service').inputSchema);
-    expect(validate(StopServiceRequest.toJSON(StopServiceRequest.fromPartial({ service: 'web' })))).toBe(true);
+    expect(validate(StopServiceRequest.toJSON(StopServiceRequest.fromPartial({ service: 'web' })))).toBe(
+      true,
+    );
     expect(validate({ component: 'app' })).toBe(false);
     expect(validate.errors?.[0]?.params).toEqual({ missingProperty: 'service' });
   });
@@ -125,7 +139,9 @@ describe('schemas describe the ProtoJSON the generated types produce', () => {
       service: {
         name: 'web',
         active: true,
-        components: [{ name: 'app', startedAt: now, updatedAt: now, desiredState: DesiredState.DESIRED_STATE_RUNNING }],
+        components: [
+          { name: 'app', startedAt: now, updatedAt: now, desiredState: DesiredState.DESIRED_STATE_RUNNING },
+        ],
       },
       events: [{ id: 7, service: 'web', component: 'app', time: now, kind: 'observed_state' }],
     });
@@ -133,7 +149,10 @@ describe('schemas describe the ProtoJSON the generated types produce', () => {
     const json = {
       nodes: [
         { node: 'node1', result: GetServiceStatusResponse.toJSON(status) },
-        { node: 'node2', error: { code: 'UNAVAILABLE', message: 'agent node2 at 127.0.0.1:1 is not answering' } },
+        {
+          node: 'node2',
+          error: { code: 'UNAVAILABLE', message: 'agent node2 at 127.0.0.1:1 is not answering' },
+        },
       ],
     };
     expect(validate(json), JSON.stringify(validate.errors)).toBe(true);
@@ -181,7 +200,10 @@ describe('schemas describe the ProtoJSON the generated types produce', () => {
     ];
     for (const [name, result] of cases) {
       const validate = compiler().compile(tool(name).outputSchema);
-      expect(validate({ nodes: [{ node: 'n1', result }] }), `${name}: ${JSON.stringify(validate.errors)}`).toBe(true);
+      expect(
+        validate({ nodes: [{ node: 'n1', result }] }),
+        `${name}: ${JSON.stringify(validate.errors)}`,
+      ).toBe(true);
     }
   });
 });
