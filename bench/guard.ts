@@ -1,0 +1,112 @@
+/**
+ * What authentication, authorization and audit cost per call.
+ *
+ * Two TLS gRPC servers in this process serve the same NodeStatus handler (it returns a
+ * constant): the agent's guarded server (JWT verify with a cached key set, RBAC, two durable
+ * audit rows in SQLite with synchronous=FULL) and a baseline server with no guard. Calls
+ * alternate between the two in the same run, so the difference is the guard's cost.
+ *
+ *   npx tsx bench/guard.ts [calls=2000] [concurrency=32]
+ */
+import { credentials, type Metadata, Server, ServerCredentials } from '@grpc/grpc-js';
+import { McpAgentServiceClient, McpAgentServiceService, type NodeStatusResponse } from '../gen/mcp/v1/mcp.js';
+import { startTestAgent, testCa, unary } from '../test/support/agent.js';
+import { issueCertificate } from '../agent/certs.js';
+import { machine, ms, summary, table } from './stats.js';
+
+const calls = Number(process.argv[2] ?? 2000);
+const concurrency = Number(process.argv[3] ?? 32);
+
+const constant: NodeStatusResponse = {
+  node: 'bench',
+  runtime: 'podman',
+  runtimeVersion: '4.3.1',
+  agentVersion: '0',
+  services: 0,
+  components: 0,
+  running: 0,
+  disk: undefined,
+  memoryTotalBytes: 0,
+  memoryAvailableBytes: 0,
+  loadAverage: [],
+  cpus: 0,
+  uptimeSeconds: 0,
+  agentUptimeSeconds: 0,
+};
+
+async function baselineServer(): Promise<{ address: string; stop: () => void }> {
+  const ca = await testCa();
+  const cert = await issueCertificate(ca, { commonName: 'baseline', ipAddresses: ['127.0.0.1'] });
+  const server = new Server();
+  const handlers = Object.fromEntries(
+    Object.keys(McpAgentServiceService).map((k) => [k, (_c: unknown, cb: (e: null, r: unknown) => void) => cb(null, constant)]),
+  );
+  server.addService(McpAgentServiceService, handlers);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(
+      '127.0.0.1:0',
+      ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(cert.certPem), private_key: Buffer.from(cert.keyPem) }]),
+      (err, p) => (err ? reject(err) : resolve(p)),
+    ),
+  );
+  return { address: `127.0.0.1:${port}`, stop: () => server.forceShutdown() };
+}
+
+async function run(client: McpAgentServiceClient, md: Metadata, n: number, parallel: number) {
+  const latencies: number[] = [];
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: parallel }, async () => {
+      while (next < n) {
+        next += 1;
+        const t0 = performance.now();
+        await unary(client.nodeStatus.bind(client), {}, md);
+        latencies.push(performance.now() - t0);
+      }
+    }),
+  );
+  return { latencies, seconds: (performance.now() - started) / 1000 };
+}
+
+const agent = await startTestAgent({ handlers: { nodeStatus: async () => constant } });
+const baseline = await baselineServer();
+const ca = Buffer.from((await testCa()).certPem);
+const guarded = agent.client();
+const plain = new McpAgentServiceClient(baseline.address, credentials.createSsl(ca));
+const md = await agent.auth({ roles: ['viewer'], subject: 'bench' });
+
+// Warm up both paths (TLS handshakes, JIT, key import).
+await run(guarded, md, 200, 8);
+await run(plain, md, 200, 8);
+
+const rows: Array<Array<string | number>> = [];
+const results: Record<string, { seq: ReturnType<typeof summary>; rate: number }> = {};
+for (const [name, client] of [
+  ['no guard (baseline)', plain],
+  ['authn + RBAC + audit', guarded],
+] as const) {
+  const sequential = await run(client, md, Math.min(calls, 1000), 1);
+  const parallel = await run(client, md, calls, concurrency);
+  const seq = summary(sequential.latencies);
+  const rate = calls / parallel.seconds;
+  results[name] = { seq, rate };
+  rows.push([name, ms(seq.p50), ms(seq.p99), `${rate.toFixed(0)} calls/s`]);
+}
+const base = results['no guard (baseline)'];
+const full = results['authn + RBAC + audit'];
+if (base && full) {
+  rows.push([
+    'added by the guard',
+    ms(full.seq.p50 - base.seq.p50),
+    ms(full.seq.p99 - base.seq.p99),
+    `${(full.rate / base.rate).toFixed(2)}× the baseline rate`,
+  ]);
+}
+console.log(`\n### Guard cost (${machine()}; ${calls} calls, ${concurrency} concurrent; latency from sequential calls)\n`);
+console.log(table(['server', 'p50 latency', 'p99 latency', `throughput (${concurrency} concurrent)`], rows));
+const audited = agent.registry?.audit.verifyChain();
+console.log(`\naudit chain after the run: ${audited?.ok ? `OK, ${audited.count} rows` : JSON.stringify(audited)}`);
+plain.close();
+baseline.stop();
+await agent.stop();
