@@ -1,0 +1,364 @@
+/**
+ * Deploy, and the per-component container work the lifecycle handlers share: run a
+ * component from its recorded spec, read back what the runtime reports, and say how it went.
+ *
+ * A deploy of one component: pull → stop the old container → remove it → run → inspect.
+ * The pull comes first so that an image that cannot be pulled leaves the old container
+ * running. Components are deployed one after the other; one failing does not stop the
+ * others. Once it holds the service's lock a deploy runs to the end even if the client goes
+ * away, so its result is recorded for the retry the client will make with the same request id.
+ */
+import { FailedPreconditionError, InvalidArgumentError, McpError, NotFoundError } from '../../core/errors.js';
+import { assertValidServiceSpec, imageVersion } from '../../core/spec.js';
+import {
+  type ComponentResult,
+  type DeployProgress,
+  type DeployRequest,
+  type DeployResponse,
+  DeployResult,
+  type ServiceSpec,
+} from '../../gen/mcp/v1/mcp.js';
+import type { ComponentRecord, ServiceRecord } from '../../registry/services.js';
+import { desiredStateToProto, type ObservedStateName, observedStateToProto } from '../../registry/states.js';
+import type { ContainerDetails, ContainerSummary, RunSpec } from '../runtime/index.js';
+import type { CallContext, ServerStreamHandler } from '../server.js';
+import type { ServiceLocks } from '../service-locks.js';
+import { writeOnce } from '../service-locks.js';
+import type { HandlerDeps } from './deps.js';
+
+/**
+ * Seconds a stop waits after SIGTERM before SIGKILL, for stop, restart and the replacement
+ * of a container by a deploy. The agent config has no setting for it; 10 s is podman's and
+ * docker's own default. A process that ignores SIGTERM (busybox `sleep` or `httpd` as PID 1)
+ * always waits it out.
+ */
+export const STOP_TIMEOUT_SECONDS = 10;
+
+/** What the service handlers share: their dependencies, the per-service locks, the stop timeout. */
+export interface ServiceContext {
+  readonly deps: HandlerDeps;
+  readonly locks: ServiceLocks;
+  readonly stopTimeoutSeconds: number;
+}
+
+// ---------------------------------------------------------------- shared by the handlers
+
+/** Observed states in which a container holds a process that a stop has to end. */
+const LIVE_STATES: ReadonlySet<ObservedStateName> = new Set(['running', 'paused', 'restarting', 'unknown']);
+
+export function isLive(state: ObservedStateName): boolean {
+  return LIVE_STATES.has(state);
+}
+
+export function unknownService(service: string, node: string, hint: string): NotFoundError {
+  return new NotFoundError(`service '${service}' is not known on node ${node}: ${hint}`);
+}
+
+/** The recorded service, or NOT_FOUND naming the node and what to do. */
+export function requireService(sc: ServiceContext, service: string, hint: string): ServiceRecord {
+  const found = sc.deps.registry.services.get(service);
+  if (!found) throw unknownService(service, sc.deps.config.nodeName, hint);
+  return found;
+}
+
+/** One component of a recorded service, or NOT_FOUND listing the ones it has. */
+export function requireComponent(service: ServiceRecord, component: string): ComponentRecord {
+  const found = service.components.find((c) => c.name === component);
+  if (found) return found;
+  const names = service.components.map((c) => c.name).join(', ') || 'none';
+  throw new NotFoundError(`service '${service.name}' has no component '${component}' (it has: ${names})`);
+}
+
+/** Components with desired state `ignore` are not managed: no operation acts on them unasked. */
+export function requireManaged(component: ComponentRecord, operation: string): ComponentRecord {
+  if (component.desiredState !== 'ignore') return component;
+  throw new FailedPreconditionError(
+    `${component.service}/${component.name} is not managed (desired state ignore), so it cannot be ${operation}: ` +
+      'adopt_containers takes its container under management, or deploy it with a full spec',
+  );
+}
+
+/**
+ * Errors that fail one component and let the operation go on with the others: whatever the
+ * runtime refused. A runtime that is not there at all (FAILED_PRECONDITION thrown by the
+ * runtime layer as such) and anything unexpected fail the whole call.
+ */
+export function isComponentFailure(err: unknown): err is McpError {
+  return err instanceof McpError && !(err instanceof FailedPreconditionError);
+}
+
+/** The argv-ready spec of a recorded component. */
+export function runSpecOf(component: ComponentRecord): RunSpec {
+  return {
+    name: component.container,
+    image: component.image,
+    network: component.network,
+    user: component.user,
+    restart: component.restart,
+    ports: component.ports,
+    volumes: component.volumes,
+    cmd: component.cmd,
+    env: component.env,
+  };
+}
+
+/**
+ * Records what the runtime reports for a component (a missing container is `missing`) and
+ * returns the record as it is now, with the observed state it had before.
+ */
+export function recordObservation(
+  sc: ServiceContext,
+  component: ComponentRecord,
+  container: ContainerSummary | ContainerDetails | undefined,
+  version?: string,
+): { record: ComponentRecord; previous: ObservedStateName | undefined } {
+  const { services } = sc.deps.registry;
+  const previous = services.setObservedState(component.service, component.name, {
+    state: container?.state ?? 'missing',
+    ...(container?.startedAt ? { startedAt: container.startedAt } : {}),
+    ...(version !== undefined ? { version } : {}),
+  });
+  const record = services.getComponent(component.service, component.name) ?? component;
+  return { record, previous };
+}
+
+/** Inspects a component's container after an operation, tolerating a runtime that fails to answer. */
+export async function inspectQuietly(
+  sc: ServiceContext,
+  container: string,
+): Promise<ContainerDetails | undefined> {
+  return sc.deps.runtime.inspect(container).catch(() => undefined);
+}
+
+export function componentResult(component: ComponentRecord, error?: string): ComponentResult {
+  return {
+    component: component.name,
+    ok: error === undefined,
+    error: error ?? '',
+    observedState: observedStateToProto(component.observedState),
+    desiredState: desiredStateToProto(component.desiredState),
+    version: component.version,
+    container: component.container,
+  };
+}
+
+/** Stops a container; one that is already gone counts as stopped. */
+export async function stopContainer(sc: ServiceContext, name: string): Promise<boolean> {
+  try {
+    await sc.deps.runtime.stop(name, { timeoutSeconds: sc.stopTimeoutSeconds });
+    return true;
+  } catch (err) {
+    if (err instanceof NotFoundError) return false;
+    throw err;
+  }
+}
+
+/** Why a container that should be running is not, in words a user can act on. */
+export function notRunningMessage(container: string, state: ObservedStateName, runtime: string): string {
+  return state === 'missing'
+    ? `container ${container} is gone right after it was started`
+    : `container ${container} is ${state}, not running, right after it was started: its command may have ended; see \`${runtime} logs ${container}\``;
+}
+
+export function shortId(id: string): string {
+  return id.slice(0, 12);
+}
+
+// ---------------------------------------------------------------- Deploy
+
+interface DeployPlan {
+  service: string;
+  spec: ServiceSpec | undefined;
+  component: string;
+}
+
+/** Checks a request before any lock or state is touched. */
+export function checkDeployRequest(req: DeployRequest): DeployPlan {
+  const { spec, service, component } = req;
+  if (spec && service) {
+    throw new InvalidArgumentError(
+      `give either spec (to deploy and record a definition) or service (to redeploy the recorded one), not both`,
+    );
+  }
+  if (!spec && !service) {
+    throw new InvalidArgumentError(
+      'give spec (a full definition) or service (the name of a recorded service)',
+    );
+  }
+  if (spec) {
+    assertValidServiceSpec(spec, `deploy of service '${spec.name}'`);
+    if (component && !spec.components.some((c) => c.name === component)) {
+      throw new NotFoundError(
+        `the spec of service '${spec.name}' has no component '${component}' (it has: ${spec.components.map((c) => c.name).join(', ')})`,
+      );
+    }
+    return { service: spec.name, spec, component };
+  }
+  return { service, spec: undefined, component };
+}
+
+type Progress = (step: Omit<DeployProgress, 'completed' | 'total'>) => Promise<void>;
+
+export function deployHandler(sc: ServiceContext): ServerStreamHandler<DeployRequest, DeployResponse> {
+  return async (req, ctx, send) => {
+    const plan = checkDeployRequest(req);
+    const emit = toClient(send, ctx);
+    const result = await writeOnce(
+      {
+        locks: sc.locks,
+        requestResults: sc.deps.registry.requestResults,
+        services: [plan.service],
+        rpc: 'Deploy',
+        requestId: req.requestId,
+        codec: DeployResult,
+        signal: ctx.signal,
+      },
+      () => deployLocked(sc, plan, emit),
+    );
+    await emit({ result });
+  };
+}
+
+async function deployLocked(
+  sc: ServiceContext,
+  plan: DeployPlan,
+  emit: (msg: DeployResponse) => Promise<void>,
+): Promise<DeployResult> {
+  const { registry, runtime } = sc.deps;
+  // One listing up front: it says which containers exist, and a missing runtime fails the
+  // call here, before the spec is recorded.
+  const existing = new Map((await runtime.list()).map((c) => [c.name, c]));
+
+  let service: ServiceRecord;
+  let names: string[];
+  if (plan.spec) {
+    registry.services.upsert(plan.spec);
+    service = registry.services.require(plan.service);
+    names = plan.spec.components.map((c) => c.name);
+  } else {
+    service = requireService(sc, plan.service, 'deploy it with a full spec, or sync its definition first');
+    names = service.components.filter((c) => c.desiredState !== 'ignore').map((c) => c.name);
+  }
+  if (plan.component) {
+    requireManaged(requireComponent(service, plan.component), 'deployed by name');
+    names = [plan.component];
+  }
+  const targets = names.map((name) => requireComponent(service, name));
+
+  const total = targets.length;
+  let completed = 0;
+  const results: ComponentResult[] = [];
+  for (const target of targets) {
+    const progress: Progress = (step) => emit({ progress: { ...step, completed, total } });
+    const outcome = await deployComponent(sc, target, existing.get(target.container), progress);
+    completed += 1;
+    const last = outcome.ok ? 'done' : 'failed';
+    await progress({ service: target.service, component: target.name, step: last, message: outcome.message });
+    results.push(outcome.result);
+  }
+  return { service: plan.service, components: results, replayed: false };
+}
+
+async function deployComponent(
+  sc: ServiceContext,
+  component: ComponentRecord,
+  current: ContainerSummary | undefined,
+  progress: Progress,
+): Promise<{ ok: boolean; message: string; result: ComponentResult }> {
+  const { runtime, registry } = sc.deps;
+  const { service, name, container, image } = component;
+  const step = (stepName: string, message: string) =>
+    progress({ service, component: name, step: stepName, message });
+  const before = component.observedState;
+  try {
+    await runtime.pull(image);
+    await step('pull', `pulled ${image}`);
+    if (current) {
+      if (isLive(current.state) && (await stopContainer(sc, container))) {
+        await step('stop', `stopped ${container} (${shortId(current.id)}, was ${current.state})`);
+      }
+      await removeIfPresent(sc, container);
+      await step('remove', `removed ${container} (${shortId(current.id)})`);
+    }
+    if (component.desiredState === 'stopped') {
+      // The service (or this component) is stopped on purpose: record the new definition
+      // and leave nothing running. start_service runs it from the recorded spec.
+      const { record } = recordObservation(sc, component, undefined);
+      const message = `${name} is desired stopped, so it was not started: start_service runs ${image}`;
+      registry.events.record({
+        service,
+        component: name,
+        kind: 'deployed',
+        previousState: before,
+        observedState: 'missing',
+        message,
+      });
+      return { ok: true, message, result: componentResult(record) };
+    }
+    const id = await runtime.run(runSpecOf(component));
+    await step('run', `started ${container} (${shortId(id)}) from ${image}`);
+    const details = await runtime.inspect(container);
+    const { record } = recordObservation(sc, component, details, imageVersion(image));
+    const state = record.observedState ?? 'missing';
+    await step(
+      'inspect',
+      `${container} is ${state}${details?.startedAt ? ` since ${details.startedAt.toISOString()}` : ''}`,
+    );
+    if (state !== 'running')
+      throw new McpError('FAILED_PRECONDITION', notRunningMessage(container, state, runtime.kind));
+    const message = `deployed ${image} as ${container} (${shortId(id)})`;
+    registry.events.record({
+      service,
+      component: name,
+      kind: 'deployed',
+      previousState: before,
+      observedState: state,
+      message,
+    });
+    return { ok: true, message, result: componentResult(record) };
+  } catch (err) {
+    if (!isComponentFailure(err)) throw err;
+    // Record what is there now: the old container (a failed pull), nothing (a failed run), ...
+    const { record } = recordObservation(sc, component, await inspectQuietly(sc, container));
+    registry.events.record({
+      service,
+      component: name,
+      kind: 'deploy_failed',
+      previousState: before,
+      observedState: record.observedState ?? 'missing',
+      message: err.message,
+    });
+    return { ok: false, message: err.message, result: componentResult(record, err.message) };
+  }
+}
+
+async function removeIfPresent(sc: ServiceContext, container: string): Promise<void> {
+  try {
+    // Forced: a container that did not stop in time is killed rather than left holding the name.
+    await sc.deps.runtime.remove(container, { force: true });
+  } catch (err) {
+    if (!(err instanceof NotFoundError)) throw err;
+  }
+}
+
+/**
+ * Sends to the client while it is there. A client that cancelled or went away stops
+ * receiving, but the deploy goes on: its result is recorded for the retry.
+ */
+function toClient<T>(send: (msg: T) => Promise<void>, ctx: CallContext): (msg: T) => Promise<void> {
+  let gone = false;
+  const cancelled = new Promise<void>((resolve) => {
+    if (ctx.signal.aborted) resolve();
+    ctx.signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+  return async (msg) => {
+    if (gone || ctx.signal.aborted) return;
+    try {
+      // A cancelled stream may never drain: do not wait for it.
+      await Promise.race([send(msg), cancelled]);
+    } catch (err) {
+      gone = true;
+      ctx.log.info('deploy continues without its client', { error: String(err) });
+    }
+  };
+}
