@@ -1,0 +1,355 @@
+/**
+ * Path confinement: a service's files live under `<files.root>/<service>/` and a push or pull
+ * never reaches anything outside it.
+ *
+ * Two layers:
+ * 1. Lexical rules on the path as given (`checkRelativePath`): relative, no `..`, no NUL or
+ *    other control characters, no backslashes, no percent-encoded sequences (paths are never
+ *    URL-decoded, so `%2e%2e%2f` would be a literal name, and is refused as a likely mistake),
+ *    components of at most 255 bytes, at most 4096 bytes in all.
+ * 2. The filesystem (`resolveServicePath`): the path is walked one component at a time from
+ *    the service directory; every symbolic link met on the way (a parent or the file itself)
+ *    is resolved with `realpath` and must land inside the service directory. Links that stay
+ *    inside are followed, links that leave are refused.
+ *
+ * A container that mounts its service directory can swap a checked directory for a link
+ * between the check and the use. `openDirectory` closes that window: it opens the parent
+ * directory with O_NOFOLLOW and asks the kernel (`/proc/self/fd`) where the open directory
+ * really is; the file itself is then opened relative to that descriptor, with O_NOFOLLOW.
+ *
+ * The service directory itself may be a link set up by the operator (for example to another
+ * disk): it is the boundary, taken as `realpath(<root>/<service>)`.
+ */
+import { constants, type Stats } from 'node:fs';
+import fs, { type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  ResourceExhaustedError,
+} from '../../core/errors.js';
+import { checkName } from '../../core/spec.js';
+
+/** Longest path accepted, in bytes (Linux PATH_MAX). */
+export const MAX_PATH_BYTES = 4096;
+/** Longest path component accepted, in bytes (Linux NAME_MAX). */
+export const MAX_NAME_BYTES = 255;
+/** Symbolic links followed while resolving one path, as Linux's own limit. */
+const MAX_LINK_HOPS = 40;
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: escaping control characters is the point
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/g;
+const PERCENT_ENCODED = /%[0-9a-fA-F]{2}/;
+
+/** The value as it may appear in a message: control characters escaped, long values cut. */
+export function printable(value: string): string {
+  const shown = value.length > 100 ? `${value.slice(0, 100)}...` : value;
+  return shown.replace(CONTROL_CHARACTERS, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+/** `<root>/<service>/`, as messages show it. */
+export function serviceDirectoryShown(root: string, service: string): string {
+  return `${path.join(root, service)}/`;
+}
+
+/** Throws INVALID_ARGUMENT unless `service` is a valid service name (it becomes a directory name). */
+export function checkServiceName(service: string): void {
+  const problem = checkName(service);
+  if (problem) throw new InvalidArgumentError(`service name: ${problem}`);
+}
+
+/**
+ * Checks a path relative to a service directory by its text alone and returns its components
+ * (`.` and repeated slashes dropped). Throws INVALID_ARGUMENT saying what is wrong; `where`
+ * is the service directory as messages show it.
+ */
+export function checkRelativePath(input: string, where: string): string[] {
+  const refuse = (problem: string, advice = `give a path relative to ${where}`) =>
+    new InvalidArgumentError(`path '${printable(input)}' ${problem}: ${advice}`);
+  if (input === '') {
+    throw new InvalidArgumentError(
+      `path is empty: give a file path relative to ${where}, e.g. config/app.toml`,
+    );
+  }
+  if (input.includes('\0')) throw refuse('contains a NUL byte');
+  if (CONTROL_CHARACTER.test(input)) throw refuse('contains a control character', 'rename the file');
+  if (Buffer.byteLength(input) > MAX_PATH_BYTES) {
+    throw refuse(`is ${Buffer.byteLength(input)} bytes long`, `use at most ${MAX_PATH_BYTES} bytes`);
+  }
+  if (input.startsWith('/')) throw refuse('is absolute, so it leaves the service directory');
+  if (input.includes('\\')) throw refuse('contains a backslash', "separate directories with '/'");
+  const encoded = PERCENT_ENCODED.exec(input);
+  if (encoded) {
+    throw refuse(
+      `contains the percent-encoded sequence '${encoded[0]}'`,
+      'paths are not URL-decoded: give the name exactly as it is on disk',
+    );
+  }
+  const parts = input.split('/');
+  if (parts.includes('..')) throw refuse('leaves the service directory');
+  const last = parts[parts.length - 1];
+  if (last === '' || last === '.') {
+    throw refuse('names a directory', 'name a file, e.g. config/app.toml');
+  }
+  const components = parts.filter((part) => part !== '' && part !== '.');
+  for (const part of components) {
+    if (Buffer.byteLength(part) > MAX_NAME_BYTES) {
+      throw refuse(
+        `has a component of ${Buffer.byteLength(part)} bytes`,
+        `use names of at most ${MAX_NAME_BYTES} bytes`,
+      );
+    }
+  }
+  return components;
+}
+
+/** True when `candidate` is `boundary` or below it. Both must be absolute and normalized. */
+export function isInside(boundary: string, candidate: string): boolean {
+  return candidate === boundary || candidate.startsWith(boundary.endsWith('/') ? boundary : `${boundary}/`);
+}
+
+/** A path inside a service directory, resolved. */
+export interface ServicePath {
+  service: string;
+  /** The path as given, normalized (`./a//b` is `a/b`): what responses report. */
+  relative: string;
+  /** `<root>/<service>/` as messages show it. */
+  shown: string;
+  /** The service directory with links resolved: nothing outside it is touched. */
+  boundary: string;
+  /** The real directory that holds (or, for a new file, will hold) the file; inside `boundary`. */
+  parent: string;
+  /** The file's name in `parent`: never a symbolic link when it was resolved. */
+  name: string;
+  /** What is there now; undefined when the file does not exist yet. */
+  stat: Stats | undefined;
+}
+
+export interface ResolveOptions {
+  /**
+   * Create the service directory and missing parent directories (mode 0755), as a push does.
+   * Without it a missing directory is NOT_FOUND.
+   */
+  create: boolean;
+}
+
+/**
+ * Resolves `input` under `<root>/<service>/`, following links only while they stay inside.
+ * Throws INVALID_ARGUMENT for a path that breaks a rule or leads outside, NOT_FOUND for a
+ * missing directory (unless `create`), FAILED_PRECONDITION when the files root is unusable.
+ */
+export async function resolveServicePath(
+  root: string,
+  service: string,
+  input: string,
+  options: ResolveOptions,
+): Promise<ServicePath> {
+  checkServiceName(service);
+  const shown = serviceDirectoryShown(root, service);
+  const components = checkRelativePath(input, shown);
+  const relative = components.join('/');
+  const leaves = () =>
+    new InvalidArgumentError(
+      `path '${printable(input)}' leaves the service directory: give a path relative to ${shown}`,
+    );
+
+  const boundary = await serviceBoundary(root, service, options.create);
+  let current = boundary;
+  let hops = 0;
+  const queue = [...components];
+  const walked: string[] = [];
+  while (queue.length > 0) {
+    const part = queue.shift() as string;
+    const last = queue.length === 0;
+    const next = path.join(current, part);
+    const soFar = [...walked, part].join('/');
+    const stat = await lstatOrUndefined(next);
+    if (stat === undefined) {
+      if (last) return { service, relative, shown, boundary, parent: current, name: part, stat: undefined };
+      if (!options.create)
+        throw new NotFoundError(`directory '${printable(soFar)}' does not exist in ${shown}`);
+      await makeDirectory(next);
+      queue.unshift(part); // look again: whatever is there now is checked like anything else
+      continue;
+    }
+    if (stat.isSymbolicLink()) {
+      hops += 1;
+      if (hops > MAX_LINK_HOPS) {
+        throw new InvalidArgumentError(
+          `path '${printable(input)}' goes through more than ${MAX_LINK_HOPS} symbolic links`,
+        );
+      }
+      const real = await realpathOrUndefined(next);
+      if (real === undefined) {
+        // A dangling link: refuse it, saying whether it would have led outside.
+        const target = path.resolve(current, await fs.readlink(next));
+        if (!isInside(boundary, target)) throw leaves();
+        if (!last)
+          throw new NotFoundError(`directory '${printable(soFar)}' is a link to nothing in ${shown}`);
+        return { service, relative, shown, boundary, parent: current, name: part, stat };
+      }
+      if (!isInside(boundary, real)) throw leaves();
+      if (real === boundary) {
+        if (last)
+          throw new InvalidArgumentError(
+            `path '${printable(input)}' names the service directory itself: name a file`,
+          );
+        current = boundary;
+      } else if (last) {
+        return {
+          service,
+          relative,
+          shown,
+          boundary,
+          parent: path.dirname(real),
+          name: path.basename(real),
+          stat: await fs.lstat(real),
+        };
+      } else {
+        current = real;
+        const target = await fs.stat(real);
+        if (!target.isDirectory()) throw notADirectory(soFar, shown);
+      }
+      walked.push(part);
+      continue;
+    }
+    if (last) return { service, relative, shown, boundary, parent: current, name: part, stat };
+    if (!stat.isDirectory()) throw notADirectory(soFar, shown);
+    current = next;
+    walked.push(part);
+  }
+  // checkRelativePath never returns an empty list.
+  throw new InvalidArgumentError(`path '${printable(input)}' names no file`);
+}
+
+function notADirectory(soFar: string, shown: string): InvalidArgumentError {
+  return new InvalidArgumentError(
+    `'${printable(soFar)}' in ${shown} is a file, not a directory: choose another path`,
+  );
+}
+
+/** The service directory, links resolved; created (with the files root) when `create`. */
+async function serviceBoundary(root: string, service: string, create: boolean): Promise<string> {
+  const dir = path.join(root, service);
+  if (create) {
+    try {
+      await fs.mkdir(root, { recursive: true, mode: 0o755 });
+    } catch (err) {
+      throw rootProblem(root, err);
+    }
+    await makeDirectory(dir);
+  }
+  try {
+    const real = await fs.realpath(dir);
+    if (!(await fs.stat(real)).isDirectory()) {
+      throw new FailedPreconditionError(
+        `${dir} is not a directory: move it away so the service's files can go there`,
+      );
+    }
+    return real;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') {
+      throw new NotFoundError(
+        `service '${service}' has no directory ${dir}/ on this node: push a file first`,
+      );
+    }
+    throw err;
+  }
+}
+
+function rootProblem(root: string, err: unknown): FailedPreconditionError {
+  return new FailedPreconditionError(
+    `the files root ${root} cannot be created (${errnoCode(err) ?? String(err)}): create it or set files.root in the agent config`,
+    { cause: err },
+  );
+}
+
+/** mkdir with exactly mode 0755 whatever the umask; an existing entry is left for the caller to check. */
+async function makeDirectory(dir: string): Promise<void> {
+  try {
+    await fs.mkdir(dir, { mode: 0o755 });
+  } catch (err) {
+    if (errnoCode(err) === 'EEXIST') return;
+    if (errnoCode(err) === 'ENOSPC') throw diskFull(dir, err);
+    throw err;
+  }
+  await fs.chmod(dir, 0o755);
+}
+
+/** An open directory, checked to be inside the boundary where the kernel has it. */
+export interface OpenDirectory {
+  readonly handle: FileHandle;
+  /** A path to `name` inside this very directory, immune to later renames or swapped links. */
+  entry(name: string): string;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens `target.parent` without following a link in its last component, then reads back where
+ * the open directory really is (`/proc/self/fd/N`): if a link was swapped in along the way
+ * after `resolveServicePath` checked it, the directory is outside and this throws.
+ */
+export async function openDirectory(target: ServicePath): Promise<OpenDirectory> {
+  const handle = await fs.open(
+    target.parent,
+    constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW,
+  );
+  try {
+    const where = await descriptorPath(handle.fd);
+    if (!isInside(target.boundary, where)) {
+      throw new InvalidArgumentError(
+        `path '${printable(target.relative)}' leaves the service directory (a directory was replaced by a link while it was being resolved): give a path relative to ${target.shown}`,
+      );
+    }
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+  const base = `/proc/self/fd/${handle.fd}`;
+  return { handle, entry: (name) => `${base}/${name}`, close: () => handle.close() };
+}
+
+async function descriptorPath(fd: number): Promise<string> {
+  try {
+    return await fs.readlink(`/proc/self/fd/${fd}`);
+  } catch (err) {
+    throw new FailedPreconditionError(
+      `cannot read /proc/self/fd (${errnoCode(err) ?? String(err)}): the agent needs /proc mounted to confine file paths`,
+      { cause: err },
+    );
+  }
+}
+
+export function errnoCode(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+export function diskFull(where: string, cause: unknown): ResourceExhaustedError {
+  return new ResourceExhaustedError(
+    `no space left on the disk holding ${where}: free some space, then retry`,
+    {
+      cause,
+    },
+  );
+}
+
+async function lstatOrUndefined(file: string): Promise<Stats | undefined> {
+  try {
+    return await fs.lstat(file);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+async function realpathOrUndefined(file: string): Promise<string | undefined> {
+  try {
+    return await fs.realpath(file);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}

@@ -1,0 +1,200 @@
+/**
+ * Writing a pushed file atomically: the content goes to a temporary file in the destination's
+ * directory (`.<name>.<random>.tmp`, created exclusively, mode 0600), is hashed on the way,
+ * and replaces the destination with one `rename` only once its size and SHA-256 match the
+ * header. Readers see the old file or the new one, never a mix; a failure, a cancellation or
+ * a killed agent leaves the old file as it was (a killed agent can leave a `.tmp` file behind).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import fs, { type FileHandle } from 'node:fs/promises';
+import { InvalidArgumentError, McpError, ResourceExhaustedError } from '../../core/errors.js';
+import { diskFull, errnoCode, MAX_NAME_BYTES, openDirectory, printable, type ServicePath } from './paths.js';
+
+/** The mode a pushed file gets when the header says 0. */
+export const DEFAULT_FILE_MODE = 0o644;
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+const octal = (mode: number) => `0${mode.toString(8).padStart(3, '0')}`;
+
+/**
+ * The mode to give a pushed file: permission bits only (0 means 0644). Refuses setuid,
+ * setgid and sticky bits and world-writable modes, which a file pushed over the network has no
+ * business carrying.
+ */
+export function checkFileMode(mode: number): number {
+  if (mode === 0) return DEFAULT_FILE_MODE;
+  // 644 typed as a decimal number is the usual slip: say what was probably meant.
+  const hint = /^[0-7]{3,4}$/.test(String(mode))
+    ? ` (did you mean 0${String(mode).padStart(3, '0')}, which is ${Number.parseInt(String(mode), 8)} in decimal?)`
+    : '';
+  if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
+    throw new InvalidArgumentError(
+      `mode ${mode} is not a file mode${hint}: give permission bits, e.g. 420 (0644)`,
+    );
+  }
+  if (mode & 0o7000) {
+    throw new InvalidArgumentError(
+      `mode ${mode} (${octal(mode)}) sets the setuid, setgid or sticky bit${hint}: pushed files get permission bits only, e.g. 493 (0755)`,
+    );
+  }
+  if (mode & 0o002) {
+    throw new InvalidArgumentError(
+      `mode ${mode} (${octal(mode)}) makes the file writable by every user on the node${hint}: use e.g. 420 (0644) or 436 (0664)`,
+    );
+  }
+  return mode;
+}
+
+/** The expected digest, lower-cased; throws INVALID_ARGUMENT unless it is 64 hex digits. */
+export function checkSha256(sha256: string): string {
+  const digest = sha256.toLowerCase();
+  if (!SHA256_HEX.test(digest)) {
+    throw new InvalidArgumentError(
+      sha256 === ''
+        ? 'sha256 is required: give the SHA-256 of the content, 64 lower-case hex digits'
+        : `sha256 '${printable(sha256)}' is not a SHA-256: give 64 lower-case hex digits`,
+    );
+  }
+  return digest;
+}
+
+export interface WriteFileOptions {
+  target: ServicePath;
+  /** Checked with checkFileMode. */
+  mode: number;
+  /** Exact size the content must have. */
+  size: number;
+  /** Expected SHA-256, lower-case hex. */
+  sha256: string;
+  content: AsyncIterable<Uint8Array>;
+  signal: AbortSignal;
+}
+
+export interface WrittenFile {
+  size: number;
+  sha256: string;
+}
+
+/**
+ * Streams `content` into place. Memory stays flat: each chunk is written (and awaited) before
+ * the next one is read, so the sender is held back by the transport's flow control.
+ */
+export async function writeServiceFile(opts: WriteFileOptions): Promise<WrittenFile> {
+  const { target } = opts;
+  const existing = target.stat;
+  if (existing?.isDirectory()) {
+    throw new InvalidArgumentError(
+      `path '${printable(target.relative)}' in ${target.shown} is a directory: name a file`,
+    );
+  }
+  if (existing && !existing.isFile()) {
+    throw new InvalidArgumentError(
+      `path '${printable(target.relative)}' in ${target.shown} is not a regular file: remove it or choose another path`,
+    );
+  }
+  const nothingWritten = 'nothing was written';
+  const dir = await openDirectory(target);
+  const temp = temporaryName(target.name);
+  let file: FileHandle | undefined;
+  let placed = false;
+  try {
+    file = await fs.open(
+      dir.entry(temp),
+      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+      0o600,
+    );
+    const hash = createHash('sha256');
+    let written = 0;
+    for await (const chunk of abortable(opts.content, opts.signal)) {
+      if (written + chunk.byteLength > opts.size) {
+        throw new ResourceExhaustedError(
+          `the content is longer than the ${opts.size} bytes the header announced: ${nothingWritten}; send size equal to the content's length`,
+        );
+      }
+      hash.update(chunk);
+      await writeAll(file, chunk);
+      written += chunk.byteLength;
+    }
+    throwIfAborted(opts.signal);
+    if (written !== opts.size) {
+      throw new InvalidArgumentError(
+        `the content ended after ${written} bytes, the header said ${opts.size}: ${nothingWritten}`,
+      );
+    }
+    const digest = hash.digest('hex');
+    if (digest !== opts.sha256) {
+      throw new InvalidArgumentError(
+        `the content's SHA-256 is ${digest}, the header said ${opts.sha256}: ${nothingWritten}`,
+      );
+    }
+    // A replaced file keeps its owner (a service's config owned by its user stays so). Only
+    // root may give a file away; otherwise the new file belongs to the agent's user.
+    if (existing) await file.chown(existing.uid, existing.gid).catch(() => undefined);
+    await file.chmod(opts.mode);
+    await file.sync();
+    await file.close();
+    file = undefined;
+    await fs.rename(dir.entry(temp), dir.entry(target.name));
+    placed = true;
+    await dir.handle.sync();
+    return { size: written, sha256: digest };
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'ENOSPC' || code === 'EDQUOT') throw diskFull(target.shown, err);
+    throw err;
+  } finally {
+    await file?.close().catch(() => undefined);
+    if (!placed) await fs.unlink(dir.entry(temp)).catch(() => undefined);
+    await dir.close().catch(() => undefined);
+  }
+}
+
+/** `.<name>.<random>.tmp`, or a shorter fixed prefix when that would pass 255 bytes. */
+function temporaryName(name: string): string {
+  const random = randomBytes(6).toString('hex');
+  const full = `.${name}.${random}.tmp`;
+  return Buffer.byteLength(full) <= MAX_NAME_BYTES ? full : `.mcp-push.${random}.tmp`;
+}
+
+async function writeAll(file: FileHandle, chunk: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < chunk.byteLength) {
+    const { bytesWritten } = await file.write(chunk, offset, chunk.byteLength - offset);
+    offset += bytesWritten;
+  }
+}
+
+export function cancelled(): McpError {
+  return new McpError('ABORTED', 'the transfer was cancelled by the client: nothing was written');
+}
+
+function throwIfAborted(signal: AbortSignal): void {
+  if (signal.aborted) throw cancelled();
+}
+
+/**
+ * Iterates `source` until `signal` aborts: a cancelled client stream may never deliver
+ * another message, so each wait races the signal.
+ */
+async function* abortable<T>(source: AsyncIterable<T>, signal: AbortSignal): AsyncGenerator<T> {
+  throwIfAborted(signal);
+  const iterator = source[Symbol.asyncIterator]();
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(cancelled());
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  aborted.catch(() => undefined);
+  try {
+    while (true) {
+      const next = await Promise.race([iterator.next(), aborted]);
+      if (next.done) return;
+      yield next.value;
+      throwIfAborted(signal);
+    }
+  } finally {
+    if (onAbort) signal.removeEventListener('abort', onAbort);
+  }
+}
