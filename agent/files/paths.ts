@@ -4,7 +4,7 @@
  *
  * Two layers:
  * 1. Lexical rules on the path as given (`checkRelativePath`): relative, no `..`, no NUL or
- *    other control characters, no backslashes, no percent-encoded sequences (paths are never
+ *    other control characters (C0, DEL, C1), no backslashes, no percent-encoded sequences (paths are never
  *    URL-decoded, so `%2e%2e%2f` would be a literal name, and is refused as a likely mistake),
  *    components of at most 255 bytes, at most 4096 bytes in all.
  * 2. The filesystem (`resolveServicePath`): the path is walked one component at a time from
@@ -39,9 +39,9 @@ export const MAX_NAME_BYTES = 255;
 const MAX_LINK_HOPS = 40;
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
-const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: escaping control characters is the point
-const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/g;
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/g;
 const PERCENT_ENCODED = /%[0-9a-fA-F]{2}/;
 
 /** The value as it may appear in a message: control characters escaped, long values cut. */
@@ -182,14 +182,22 @@ export async function resolveServicePath(
           `path '${printable(input)}' goes through more than ${MAX_LINK_HOPS} symbolic links`,
         );
       }
-      const real = await realpathOrUndefined(next);
+      const real = await realpathOrUndefined(next).catch((err: unknown) => {
+        if (errnoCode(err) !== 'ELOOP') throw err;
+        throw new InvalidArgumentError(
+          `path '${printable(input)}' runs into a loop of symbolic links at '${printable(soFar)}': fix the links or choose another path`,
+        );
+      });
       if (real === undefined) {
         // A dangling link: refuse it, saying whether it would have led outside.
         const target = path.resolve(current, await fs.readlink(next));
         if (!isInside(boundary, target)) throw leaves();
-        if (!last)
-          throw new NotFoundError(`directory '${printable(soFar)}' is a link to nothing in ${shown}`);
-        return { service, relative, shown, boundary, parent: current, name: part, stat };
+        if (!last || !options.create) {
+          throw new NotFoundError(`'${printable(soFar)}' in ${shown} is a symbolic link to nothing`);
+        }
+        throw new InvalidArgumentError(
+          `'${printable(soFar)}' in ${shown} is a symbolic link to a file that does not exist: remove the link or push to its target`,
+        );
       }
       if (!isInside(boundary, real)) throw leaves();
       if (real === boundary) {
