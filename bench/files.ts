@@ -1,0 +1,153 @@
+/**
+ * PushFile and PullFile throughput over loopback TLS gRPC, and what they cost the agent in
+ * memory. The agent runs as its own process (`dist/agent/main.js server`, so build first);
+ * its resident set is sampled from /proc/<pid>/status every 20 ms, and the kernel's peak
+ * (VmHWM) is reset before each transfer (`/proc/<pid>/clear_refs`), so each row shows the
+ * peak of that transfer alone. Content is a pseudo-random keystream generated in 256 KiB
+ * chunks on the client; its SHA-256 is computed before the push (not timed). The files root
+ * is on the temp dir's disk, and the push includes the agent's fsync.
+ *
+ *   npm run build && npx tsx bench/files.ts [bytes=1073741824]
+ */
+import { createCipheriv, createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { ClientWritableStream, Metadata } from '@grpc/grpc-js';
+import type {
+  McpAgentServiceClient,
+  PullFileResponse,
+  PushFileRequest,
+  PushFileResponse,
+} from '../gen/mcp/v1/mcp.js';
+import { startTestAgent } from '../test/support/agent.js';
+import { machine, table } from './stats.js';
+
+const size = Number(process.argv[2] ?? 1024 ** 3);
+const CHUNK = 256 * 1024;
+const MiB = 1024 * 1024;
+
+function* content(bytes: number): Generator<Buffer> {
+  const cipher = createCipheriv('aes-256-ctr', Buffer.alloc(32, 7), Buffer.alloc(16));
+  const zeros = Buffer.alloc(CHUNK);
+  for (let offset = 0; offset < bytes; offset += CHUNK) {
+    const length = Math.min(CHUNK, bytes - offset);
+    yield cipher.update(length === CHUNK ? zeros : zeros.subarray(0, length));
+  }
+}
+
+/** Peak resident memory of a process while `work` runs, sampled and from the kernel's own peak. */
+async function measured<T>(
+  pid: number,
+  work: () => Promise<T>,
+): Promise<{ result: T; ms: number; sampledPeakKiB: number; hwmKiB: number; beforeKiB: number }> {
+  fs.writeFileSync(`/proc/${pid}/clear_refs`, '5'); // reset VmHWM to the current RSS
+  const beforeKiB = memory(pid).rss;
+  let sampledPeakKiB = beforeKiB;
+  const sampler = setInterval(() => {
+    sampledPeakKiB = Math.max(sampledPeakKiB, memory(pid).rss);
+  }, 20);
+  const started = performance.now();
+  try {
+    const result = await work();
+    return { result, ms: performance.now() - started, sampledPeakKiB, hwmKiB: memory(pid).hwm, beforeKiB };
+  } finally {
+    clearInterval(sampler);
+  }
+}
+
+function memory(pid: number): { rss: number; hwm: number } {
+  const text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (name: string) =>
+    Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? Number.NaN);
+  return { rss: field('VmRSS'), hwm: field('VmHWM') };
+}
+
+async function push(client: McpAgentServiceClient, md: Metadata, sha256: string): Promise<PushFileResponse> {
+  let call!: ClientWritableStream<PushFileRequest>;
+  const result = new Promise<PushFileResponse>((resolve, reject) => {
+    call = client.pushFile(md, (err, res) => (err ? reject(err) : resolve(res as PushFileResponse)));
+  });
+  const write = async (msg: PushFileRequest) => {
+    if (!call.write(msg)) await Promise.race([new Promise((resolve) => call.once('drain', resolve)), result]);
+  };
+  await write({
+    header: { service: 'bench', path: 'data/blob.bin', mode: 0o600, sha256, size, requestId: '' },
+  });
+  for (const chunk of content(size)) await write({ chunk });
+  call.end();
+  return result;
+}
+
+async function pull(
+  client: McpAgentServiceClient,
+  md: Metadata,
+): Promise<{ bytes: number; sha256: string; sent: string }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  let sent = '';
+  for await (const msg of client.pullFile(
+    { service: 'bench', path: 'data/blob.bin' },
+    md,
+  ) as AsyncIterable<PullFileResponse>) {
+    if (msg.chunk) {
+      hash.update(msg.chunk);
+      bytes += msg.chunk.length;
+    }
+    if (msg.sha256) sent = msg.sha256;
+  }
+  return { bytes, sha256: hash.digest('hex'), sent };
+}
+
+async function main(): Promise<void> {
+  if (!fs.existsSync(new URL('../dist/agent/main.js', import.meta.url))) {
+    throw new Error('dist/agent/main.js is missing: run npm run build first');
+  }
+  const hash = createHash('sha256');
+  for (const chunk of content(size)) hash.update(chunk);
+  const sha256 = hash.digest('hex');
+
+  const agent = await startTestAgent({ process: true, files: { max_file_bytes: Math.max(size, 1) } });
+  try {
+    const pid = agent.child?.pid as number;
+    const client = agent.client();
+    const md = await agent.auth({ roles: ['operator'] });
+    const pushed = await measured(pid, () => push(client, md, sha256));
+    if (pushed.result.sha256 !== sha256) throw new Error('push: digest mismatch');
+    const pulled = await measured(pid, () => pull(client, md));
+    if (pulled.result.sha256 !== sha256 || pulled.result.sent !== sha256 || pulled.result.bytes !== size) {
+      throw new Error('pull: content mismatch');
+    }
+    const onDisk = fs.statSync(path.join(agent.filesRoot, 'bench', 'data', 'blob.bin')).size;
+    const row = (name: string, m: Omit<typeof pushed, 'result'>) => [
+      name,
+      `${(size / MiB).toFixed(0)} MiB`,
+      `${(m.ms / 1000).toFixed(2)} s`,
+      `${(size / MiB / (m.ms / 1000)).toFixed(0)} MiB/s`,
+      `${(m.beforeKiB / 1024).toFixed(0)} MiB`,
+      `${(m.hwmKiB / 1024).toFixed(0)} MiB`,
+      `${(m.sampledPeakKiB / 1024).toFixed(0)} MiB`,
+    ];
+    process.stdout.write(
+      `### File transfer through the agent (loopback TLS 1.3 gRPC, chunks of 256 KiB)\n\n${machine()}, ${os.cpus().length} CPUs; ${onDisk} bytes on disk\n\n`,
+    );
+    process.stdout.write(
+      `${table(
+        [
+          'operation',
+          'size',
+          'time',
+          'throughput',
+          'agent RSS before',
+          'agent peak RSS (VmHWM)',
+          'agent peak RSS (sampled)',
+        ],
+        [row('push_file', pushed), row('pull_file', pulled)],
+      )}\n`,
+    );
+  } finally {
+    await agent.stop();
+  }
+}
+
+await main();

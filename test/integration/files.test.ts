@@ -1,0 +1,315 @@
+/**
+ * PushFile and PullFile through the real agent: real TLS gRPC, real tokens, the guard, a temp
+ * files root. The crash test runs the built agent (`dist/agent/main.js server`, so run
+ * `npm run build` first) in a child process and SIGKILLs it in the middle of a push.
+ */
+import { createCipheriv, createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { type ClientWritableStream, type Metadata, type ServiceError, status } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type {
+  McpAgentServiceClient,
+  PullFileRequest,
+  PullFileResponse,
+  PushFileHeader,
+  PushFileRequest,
+  PushFileResponse,
+} from '../../gen/mcp/v1/mcp.js';
+import { startTestAgent, type TestAgent } from '../support/agent.js';
+
+const MiB = 1024 * 1024;
+const repo = new URL('../..', import.meta.url).pathname;
+
+/** Deterministic pseudo-random content (AES-256-CTR keystream), generated a chunk at a time. */
+function* content(size: number, seed: string, chunkBytes = 256 * 1024): Generator<Buffer> {
+  const key = createHash('sha256').update(seed).digest();
+  const cipher = createCipheriv('aes-256-ctr', key, Buffer.alloc(16));
+  const zeros = Buffer.alloc(chunkBytes);
+  for (let offset = 0; offset < size; offset += chunkBytes) {
+    const length = Math.min(chunkBytes, size - offset);
+    yield cipher.update(length === chunkBytes ? zeros : zeros.subarray(0, length));
+  }
+}
+
+function digestOf(chunks: Iterable<Buffer>): string {
+  const hash = createHash('sha256');
+  for (const chunk of chunks) hash.update(chunk);
+  return hash.digest('hex');
+}
+
+interface Push {
+  call: ClientWritableStream<PushFileRequest>;
+  /** Writes one message, waiting while the stream is full; rejects once the call has failed. */
+  write(msg: PushFileRequest): Promise<void>;
+  result: Promise<PushFileResponse>;
+}
+
+function startPush(client: McpAgentServiceClient, md: Metadata): Push {
+  let call!: ClientWritableStream<PushFileRequest>;
+  const result = new Promise<PushFileResponse>((resolve, reject) => {
+    call = client.pushFile(md, (err, res) => (err ? reject(err) : resolve(res as PushFileResponse)));
+  });
+  result.catch(() => undefined);
+  return {
+    call,
+    result,
+    async write(msg) {
+      if (call.write(msg)) return;
+      await Promise.race([new Promise((resolve) => call.once('drain', resolve)), result]);
+    },
+  };
+}
+
+async function push(
+  client: McpAgentServiceClient,
+  md: Metadata,
+  header: Partial<PushFileHeader> & Pick<PushFileHeader, 'path' | 'sha256' | 'size'>,
+  chunks: Iterable<Buffer>,
+): Promise<PushFileResponse> {
+  const p = startPush(client, md);
+  await p.write({ header: { service: 'web', mode: 0, requestId: '', ...header } });
+  let failed = false;
+  p.result.catch(() => {
+    failed = true;
+  });
+  for (const chunk of chunks) {
+    if (failed) break;
+    await p.write({ chunk });
+  }
+  p.call.end();
+  return p.result;
+}
+
+interface Pulled {
+  info: PullFileResponse['info'];
+  size: number;
+  /** SHA-256 of the chunks received. */
+  digest: string;
+  /** The digest the agent sent last. */
+  sha256: string | undefined;
+  chunks: number;
+  content?: Buffer;
+}
+
+async function pull(
+  client: McpAgentServiceClient,
+  md: Metadata,
+  req: PullFileRequest,
+  keep = false,
+): Promise<Pulled> {
+  const hash = createHash('sha256');
+  const kept: Buffer[] = [];
+  const pulled: Pulled = { info: undefined, size: 0, digest: '', sha256: undefined, chunks: 0 };
+  for await (const msg of client.pullFile(req, md) as AsyncIterable<PullFileResponse>) {
+    if (msg.info) pulled.info = msg.info;
+    if (msg.chunk) {
+      hash.update(msg.chunk);
+      pulled.size += msg.chunk.length;
+      pulled.chunks += 1;
+      if (keep) kept.push(msg.chunk);
+    }
+    if (msg.sha256 !== undefined) pulled.sha256 = msg.sha256;
+  }
+  pulled.digest = hash.digest('hex');
+  if (keep) pulled.content = Buffer.concat(kept);
+  return pulled;
+}
+
+function grpcError(err: unknown): ServiceError {
+  expect(err).toBeInstanceOf(Error);
+  return err as ServiceError;
+}
+
+function entries(dir: string): string[] {
+  return fs.existsSync(dir) ? fs.readdirSync(dir).sort() : [];
+}
+
+describe('files through the real agent (in-process, TLS gRPC)', () => {
+  let agent: TestAgent;
+  let client: McpAgentServiceClient;
+  let md: Metadata;
+
+  beforeAll(async () => {
+    agent = await startTestAgent({ files: { max_file_bytes: 200 * MiB } });
+    client = agent.client();
+    md = await agent.auth({ roles: ['operator'] });
+  });
+
+  afterAll(async () => {
+    await agent?.stop();
+  });
+
+  it('pushes and pulls a 100 MB file with matching SHA-256', async () => {
+    const size = 100 * 1000 * 1000;
+    const sha256 = digestOf(content(size, 'round trip'));
+    const pushed = await push(
+      client,
+      md,
+      { path: 'data/blob.bin', sha256, size, mode: 0o640 },
+      content(size, 'round trip'),
+    );
+    expect(pushed).toEqual({ service: 'web', path: 'data/blob.bin', size, sha256, mode: 0o640 });
+    const onDisk = path.join(agent.filesRoot, 'web', 'data', 'blob.bin');
+    expect(fs.statSync(onDisk).size).toBe(size);
+    expect(fs.statSync(onDisk).mode & 0o7777).toBe(0o640);
+
+    const pulled = await pull(client, md, { service: 'web', path: 'data/blob.bin' });
+    expect(pulled.info).toEqual({ size, mode: 0o640 });
+    expect(pulled.size).toBe(size);
+    expect(pulled.digest).toBe(sha256);
+    expect(pulled.sha256).toBe(sha256);
+    expect(pulled.chunks).toBe(Math.ceil(size / 262_144)); // files.chunk_bytes default
+    expect(entries(path.join(agent.filesRoot, 'web', 'data'))).toEqual(['blob.bin']);
+  }, 120_000);
+
+  it('leaves nothing at the destination, and no temp file, when the expected digest is wrong', async () => {
+    const size = 3 * MiB;
+    const wrong = digestOf(content(size, 'something else'));
+    const error = grpcError(
+      await push(
+        client,
+        md,
+        { path: 'wrong/digest.bin', sha256: wrong, size },
+        content(size, 'wrong digest'),
+      ).catch((err: unknown) => err),
+    );
+    expect(error.code).toBe(status.INVALID_ARGUMENT);
+    expect(error.details).toBe(
+      `the content's SHA-256 is ${digestOf(content(size, 'wrong digest'))}, the header said ${wrong}: nothing was written`,
+    );
+    expect(entries(path.join(agent.filesRoot, 'web', 'wrong'))).toEqual([]);
+  });
+
+  it('keeps the old file when a replacement fails its digest', async () => {
+    const old = Buffer.from('listen = 80\n');
+    await push(client, md, { path: 'app.toml', sha256: digestOf([old]), size: old.length }, [old]);
+    const next = Buffer.from('listen = 8080\n');
+    await expect(
+      push(client, md, { path: 'app.toml', sha256: digestOf([old]), size: next.length }, [next]),
+    ).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
+    const pulled = await pull(client, md, { service: 'web', path: 'app.toml' }, true);
+    expect(pulled.content?.toString()).toBe('listen = 80\n');
+    expect(entries(path.join(agent.filesRoot, 'web')).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('refuses a file over files.max_file_bytes with RESOURCE_EXHAUSTED before any content', async () => {
+    const error = grpcError(
+      await push(client, md, { path: 'huge.bin', sha256: 'a'.repeat(64), size: 201 * MiB }, []).catch(
+        (err: unknown) => err,
+      ),
+    );
+    expect(error.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(error.details).toContain("over this node's limit of 209715200 (files.max_file_bytes)");
+  });
+
+  it('refuses hostile paths with the message the caller needs', async () => {
+    const error = grpcError(
+      await push(client, md, { path: '../../etc/cron.d/x', sha256: digestOf([]), size: 0 }, []).catch(
+        (err: unknown) => err,
+      ),
+    );
+    expect(error.code).toBe(status.INVALID_ARGUMENT);
+    expect(error.details).toBe(
+      `path '../../etc/cron.d/x' leaves the service directory: give a path relative to ${agent.filesRoot}/web/`,
+    );
+    fs.symlinkSync('/etc', path.join(agent.filesRoot, 'web', 'etc'));
+    const pullError = grpcError(
+      await pull(client, md, { service: 'web', path: 'etc/passwd' }).catch((err: unknown) => err),
+    );
+    expect(pullError.code).toBe(status.INVALID_ARGUMENT);
+    expect(pullError.details).toContain("path 'etc/passwd' leaves the service directory");
+  });
+
+  it('is NOT_FOUND for a pull of a missing file', async () => {
+    const error = grpcError(
+      await pull(client, md, { service: 'web', path: 'nope.txt' }).catch((err: unknown) => err),
+    );
+    expect(error.code).toBe(status.NOT_FOUND);
+    expect(error.details).toBe(`file 'nope.txt' does not exist in ${agent.filesRoot}/web/: check the path`);
+  });
+
+  it('needs file.push: a viewer is refused before anything is written', async () => {
+    const viewer = await agent.auth({ roles: ['viewer'], subject: 'just-looking' });
+    const body = Buffer.from('x');
+    const error = grpcError(
+      await push(client, viewer, { path: 'viewer.txt', sha256: digestOf([body]), size: 1 }, [body]).catch(
+        (err: unknown) => err,
+      ),
+    );
+    expect(error.code).toBe(status.PERMISSION_DENIED);
+    expect(fs.existsSync(path.join(agent.filesRoot, 'web', 'viewer.txt'))).toBe(false);
+  });
+});
+
+const built = fs.existsSync(path.join(repo, 'dist/agent/main.js'));
+
+describe.skipIf(!built && !process.env.CI)('an agent killed in the middle of a push (child process)', () => {
+  let dataDir: string;
+  let agent: TestAgent | undefined;
+
+  beforeAll(() => {
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcp-files-kill-'));
+  });
+
+  afterAll(async () => {
+    await agent?.stop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('leaves the old file intact and nothing partial under its name', async () => {
+    agent = await startTestAgent({ process: true, dataDir });
+    const client = agent.client();
+    const md = await agent.auth({ roles: ['operator'] });
+    const old = Buffer.from('the old content\n');
+    await push(client, md, { path: 'data/state.bin', sha256: digestOf([old]), size: old.length }, [old]);
+
+    const size = 64 * MiB;
+    const sha256 = digestOf(content(size, 'killed'));
+    const p = startPush(client, md);
+    await p.write({
+      header: { service: 'web', path: 'data/state.bin', mode: 0, sha256, size, requestId: '' },
+    });
+    const dir = path.join(agent.filesRoot, 'web', 'data');
+    const temps = () => entries(dir).filter((f) => f.startsWith('.state.bin.') && f.endsWith('.tmp'));
+    let sent = 0;
+    for (const chunk of content(size, 'killed')) {
+      await p.write({ chunk });
+      sent += chunk.length;
+      if (sent >= 16 * MiB) break;
+    }
+    // Kill once part of the new content is on disk in the temp file.
+    await waitFor(() => temps().some((f) => fs.statSync(path.join(dir, f)).size >= 4 * MiB), 20_000);
+    const child = agent.child!;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+    const error = grpcError(await p.result.catch((err: unknown) => err));
+    expect([status.UNAVAILABLE, status.CANCELLED, status.INTERNAL]).toContain(error.code);
+
+    expect(fs.readFileSync(path.join(dir, 'state.bin'))).toEqual(old);
+    // Only the destination under its own name; the killed push can leave its hidden temp file.
+    expect(entries(dir).filter((f) => !temps().includes(f))).toEqual(['state.bin']);
+
+    // A restarted agent serves the old content.
+    agent = await startTestAgent({ process: true, dataDir });
+    const again = agent.client();
+    const pulled = await pull(
+      again,
+      await agent.auth({ roles: ['operator'] }),
+      { service: 'web', path: 'data/state.bin' },
+      true,
+    );
+    expect(pulled.content).toEqual(old);
+    expect(pulled.sha256).toBe(digestOf([old]));
+  }, 120_000);
+});
+
+async function waitFor(condition: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
