@@ -98,11 +98,14 @@ async function pull(
   md: Metadata,
   req: PullFileRequest,
   keep = false,
+  deadlineSeconds = 60,
 ): Promise<Pulled> {
   const hash = createHash('sha256');
   const kept: Buffer[] = [];
   const pulled: Pulled = { info: undefined, size: 0, digest: '', sha256: undefined, chunks: 0 };
-  for await (const msg of client.pullFile(req, md) as AsyncIterable<PullFileResponse>) {
+  // A deadline, so a stream that never gets its status fails here instead of hanging.
+  const call = client.pullFile(req, md, { deadline: Date.now() + deadlineSeconds * 1000 });
+  for await (const msg of call as AsyncIterable<PullFileResponse>) {
     if (msg.info) pulled.info = msg.info;
     if (msg.chunk) {
       hash.update(msg.chunk);
@@ -216,7 +219,7 @@ describe('files through the real agent (in-process, TLS gRPC)', () => {
     );
     fs.symlinkSync('/etc', path.join(agent.filesRoot, 'web', 'etc'));
     const pullError = grpcError(
-      await pull(client, md, { service: 'web', path: 'etc/passwd' }).catch((err: unknown) => err),
+      await pull(client, md, { service: 'web', path: 'etc/passwd' }, false, 10).catch((err: unknown) => err),
     );
     expect(pullError.code).toBe(status.INVALID_ARGUMENT);
     expect(pullError.details).toContain("path 'etc/passwd' leaves the service directory");
@@ -224,7 +227,7 @@ describe('files through the real agent (in-process, TLS gRPC)', () => {
 
   it('is NOT_FOUND for a pull of a missing file', async () => {
     const error = grpcError(
-      await pull(client, md, { service: 'web', path: 'nope.txt' }).catch((err: unknown) => err),
+      await pull(client, md, { service: 'web', path: 'nope.txt' }, false, 10).catch((err: unknown) => err),
     );
     expect(error.code).toBe(status.NOT_FOUND);
     expect(error.details).toBe(`file 'nope.txt' does not exist in ${agent.filesRoot}/web/: check the path`);
