@@ -97,6 +97,9 @@ function servicesTable(rows: Row[]): string {
   return table(['node', 'service', 'component', 'desired', 'observed', 'version'], rows);
 }
 
+/** Unmanaged containers named in the text per node; the structured result has them all. */
+const UNMANAGED_SHOWN = 8;
+
 function liveCheck(answers: readonly { node: string; response: pb.LiveCheckResponse }[]): string {
   const out = [servicesTable(answers.flatMap((a) => serviceRows(a.node, a.response.services)))];
   for (const { node, response } of answers) {
@@ -105,9 +108,13 @@ function liveCheck(answers: readonly { node: string; response: pb.LiveCheckRespo
         `changed on ${node}: ${c.service}/${c.component} ${observed(c.previousState)} -> ${observed(c.observedState)}`,
       );
     }
-    for (const u of response.unmanaged) {
+    if (response.unmanaged.length > 0) {
+      const shown = response.unmanaged
+        .slice(0, UNMANAGED_SHOWN)
+        .map((u) => `${u.name} (${observed(u.observedState)})`);
+      const more = response.unmanaged.length - shown.length;
       out.push(
-        `unmanaged on ${node}: ${u.name} (${u.image}, ${observed(u.observedState)}): adopt_containers can take it under management`,
+        `unmanaged on ${node} (${response.unmanaged.length}): ${shown.join(', ')}${more > 0 ? `, and ${more} more` : ''}; adopt_containers takes a service's containers under management`,
       );
     }
   }

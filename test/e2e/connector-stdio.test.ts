@@ -84,10 +84,12 @@ describe('mcp-connector over stdio', () => {
   });
 
   it('says where to write a definition when neither a file nor the agent knows the service', async () => {
-    const result = await admin.client.callTool({
-      name: 'deploy',
-      arguments: { service: 'nothing-here', node: 'node1' },
-    });
+    // A refused deploy must come back at once, not at its 900 s deadline.
+    const result = await admin.client.callTool(
+      { name: 'deploy', arguments: { service: 'nothing-here', node: 'node1' } },
+      undefined,
+      { timeout: 20_000 },
+    );
     expect(result.isError).toBe(true);
     const text = resultText(result);
     expect(text).toMatch(/^NOT_FOUND: /);
