@@ -4,6 +4,7 @@
  * the secure ones; the file must name at least one trusted issuer, since every call to the
  * agent is authenticated. Relative paths are taken from the config file's directory.
  */
+
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import {
@@ -11,6 +12,7 @@ import {
   type Env,
   type EnvOverride,
   hostPortSchema,
+  listenAddressSchema,
   nameSchema,
   parseTomlDocument,
   parseWithSchema,
@@ -19,6 +21,7 @@ import {
   resolveConfigPath,
   secureUrlSchema,
 } from '../core/config-env.js';
+import { builtInRoles } from './auth/rbac.js';
 
 // --- trusted issuers (shared with the connector's HTTP mode) -------------------------------
 
@@ -307,7 +310,7 @@ const seconds = (min: number, max: number, fallback: number) => z.int().min(min)
 
 const serverSchema = z.strictObject(
   {
-    listen: hostPortSchema.default('127.0.0.1:7443'),
+    listen: listenAddressSchema.default('127.0.0.1:7443'),
     tls_cert: z.string({ error: requiredFor('the PEM certificate the agent presents to clients') }).min(1),
     tls_key: z.string({ error: requiredFor("the PEM private key of the agent's certificate") }).min(1),
     client_ca: pathSchema.optional(),
@@ -409,6 +412,8 @@ function checkRbacReferences(
     }
     roleNames.add(role.name);
   });
+  // Built-in roles may be bound without being declared; a declared one of the same name replaces it.
+  for (const role of builtInRoles) roleNames.add(role.name);
   const issuerIds = issuers.map(issuerId);
   rbac.bindings.forEach((binding, index) => {
     if (issuerIds.length > 0 && !issuerIds.includes(binding.issuer)) {

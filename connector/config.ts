@@ -19,6 +19,7 @@ import {
   type EnvOverride,
   expandHome,
   hostPortSchema,
+  listenAddressSchema,
   nameSchema,
   parseTomlDocument,
   parseWithSchema,
@@ -169,7 +170,7 @@ const connectorConfigInput = z
       .prefault({}),
     http: z
       .strictObject({
-        listen: hostPortSchema.default('127.0.0.1:8787'),
+        listen: listenAddressSchema.default('127.0.0.1:8787'),
         resource: secureUrlSchema.optional(),
         allowed_origins: z.array(originSchema).default([]),
         issuers: z.array(trustedIssuerSchema).default([]),

@@ -64,7 +64,7 @@ export interface RunningHttpServer {
 
 /** Refuses an exposed endpoint without TLS or without caller authentication. */
 export function checkExposure(listen: string, tls: boolean, auth: boolean): void {
-  const { host } = parseHostPort(listen);
+  const { host } = parseHostPort(listen, { listen: true });
   if (isLoopbackHost(host)) return;
   const missing = [
     !tls && 'TLS (--tls-cert and --tls-key)',
@@ -125,7 +125,7 @@ interface Session {
 type AuthedRequest = IncomingMessage & { auth?: AuthInfo };
 
 export async function startHttpServer(opts: HttpServerOptions): Promise<RunningHttpServer> {
-  const { host, port } = parseHostPort(opts.listen);
+  const { host, port } = parseHostPort(opts.listen, { listen: true });
   checkExposure(opts.listen, opts.tls !== undefined, opts.auth !== undefined);
   const loopback = isLoopbackHost(host);
   const authenticator = opts.auth

@@ -249,10 +249,11 @@ export interface HostPort {
 }
 
 /** Parses `host:port` or `[ipv6]:port`; throws InvalidArgumentError. */
-export function parseHostPort(text: string): HostPort {
+/** `host:port`; with `listen`, port 0 is allowed and means "any free port" (the log says which). */
+export function parseHostPort(text: string, opts: { listen?: boolean } = {}): HostPort {
   const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):([0-9]{1,5})$/.exec(text);
   const port = Number(match?.[3]);
-  if (!match || port < 1 || port > 65535) {
+  if (!match || port < (opts.listen ? 0 : 1) || port > 65535) {
     throw new InvalidArgumentError(
       `"${text}" is not an address: expected host:port or [ipv6]:port, for example 127.0.0.1:7443`,
     );
@@ -269,6 +270,15 @@ export function isLoopbackHost(host: string): boolean {
 export const hostPortSchema = z.string().superRefine((value, ctx) => {
   try {
     parseHostPort(value);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+  }
+});
+
+/** An address to listen on: like hostPortSchema, and port 0 picks a free port. */
+export const listenAddressSchema = z.string().superRefine((value, ctx) => {
+  try {
+    parseHostPort(value, { listen: true });
   } catch (err) {
     ctx.addIssue({ code: 'custom', message: (err as Error).message });
   }

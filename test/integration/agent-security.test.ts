@@ -72,7 +72,18 @@ async function auditPages(agent: TestAgent, filter: Record<string, unknown>) {
   do {
     const page: QueryAuditResponse = await unary(
       client.queryAudit.bind(client),
-      { subject: '', rpc: '', service: '', decision: 0, outcome: 0, pageSize: 500, pageToken, ...filter },
+      {
+        since: undefined,
+        until: undefined,
+        subject: '',
+        rpc: '',
+        service: '',
+        decision: 0,
+        outcome: 0,
+        pageSize: 500,
+        pageToken,
+        ...filter,
+      },
       md,
     );
     records.push(...page.records);
@@ -298,6 +309,9 @@ describe('the audit log', () => {
       .all() as Array<{ name: string }>) {
       db.exec(`DROP TRIGGER "${t.name}"`);
     }
+    const original = db.prepare('SELECT subject FROM audit_log WHERE seq = 42').get() as {
+      subject: string | null;
+    };
     db.prepare("UPDATE audit_log SET subject = 'someone-else' WHERE seq = 42").run();
     db.close();
     let result = verify();
@@ -305,7 +319,7 @@ describe('the audit log', () => {
     expect(result.out).toMatch(/BROKEN at record 42/);
 
     const db2 = new Database(agent.database);
-    db2.prepare("UPDATE audit_log SET subject = 'load' WHERE seq = 42").run(); // undo the edit
+    db2.prepare('UPDATE audit_log SET subject = ? WHERE seq = 42').run(original.subject); // undo the edit
     db2.prepare('DELETE FROM audit_log WHERE seq = 77').run();
     db2.close();
     result = verify();

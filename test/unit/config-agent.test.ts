@@ -318,12 +318,12 @@ permissions = ["service.list"]
 [[rbac.bindings]]
 issuer = "https://other.example"
 subject = "alice"
-roles = ["viewer", "admin"]
+roles = ["viewer", "deployer"]
 `);
     expect(message).toMatch(
       /rbac\.bindings\[0\]\.issuer: "https:\/\/other\.example" is not a configured issuer/,
     );
-    expect(message).toMatch(/rbac\.bindings\[0\]\.roles\[1\]: role "admin" is not defined/);
+    expect(message).toMatch(/rbac\.bindings\[0\]\.roles\[1\]: role "deployer" is not defined/);
   });
 
   it('reads roles and bindings', () => {
