@@ -176,25 +176,33 @@ function throwIfAborted(signal: AbortSignal): void {
 
 /**
  * Iterates `source` until `signal` aborts: a cancelled client stream may never deliver
- * another message, so each wait races the signal.
+ * another message, so each wait also listens for the abort. The listener lives for one wait
+ * only: racing every `next()` against one long-lived promise would keep every chunk
+ * reachable from that promise until the transfer ends.
  */
 async function* abortable<T>(source: AsyncIterable<T>, signal: AbortSignal): AsyncGenerator<T> {
-  throwIfAborted(signal);
   const iterator = source[Symbol.asyncIterator]();
-  let onAbort: (() => void) | undefined;
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(cancelled());
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-  aborted.catch(() => undefined);
-  try {
-    while (true) {
-      const next = await Promise.race([iterator.next(), aborted]);
-      if (next.done) return;
-      yield next.value;
-      throwIfAborted(signal);
-    }
-  } finally {
-    if (onAbort) signal.removeEventListener('abort', onAbort);
+  while (true) {
+    throwIfAborted(signal);
+    const next = await nextOrAbort(iterator, signal);
+    if (next.done) return;
+    yield next.value;
   }
+}
+
+function nextOrAbort<T>(iterator: AsyncIterator<T>, signal: AbortSignal): Promise<IteratorResult<T>> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(cancelled());
+    signal.addEventListener('abort', onAbort, { once: true });
+    iterator.next().then(
+      (result) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(result);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
 }
