@@ -11,6 +11,7 @@ import {
   type ChannelCredentials,
   type ClientReadableStream,
   type ClientUnaryCall,
+  type ClientWritableStream,
   credentials,
   Metadata,
   type MethodDefinition,
@@ -32,15 +33,17 @@ export interface Codec<T> {
 }
 
 /**
- * How a tool reaches its RPC: the grpc-js method, the request codec (tool arguments are the
- * request's ProtoJSON) and the codec of what the tool returns. Deploy returns the `result`
- * of its stream, so its output is a DeployResult, not a DeployResponse.
+ * How a tool reaches its RPC: the grpc-js method, the request codec and the codec of what the
+ * tool returns. For most tools the arguments are the request's ProtoJSON and the output is the
+ * response; Deploy returns the `result` of its stream, and the file tools take and return
+ * their own tool messages, assembled from the streams in file-transfer.ts.
  */
 export interface RpcBinding {
   readonly rpc: string;
   readonly method: MethodDefinition<unknown, unknown>;
   readonly request: Codec<unknown>;
   readonly output: Codec<unknown>;
+  readonly requestStream: boolean;
   readonly responseStream: boolean;
 }
 
@@ -49,6 +52,12 @@ const methods = McpAgentServiceService as unknown as Record<
   string,
   MethodDefinition<unknown, unknown> | undefined
 >;
+
+/** Tools whose output is not their RPC's response message. */
+const TOOL_OUTPUT: Readonly<Record<string, string>> = {
+  Deploy: 'DeployResult',
+  PullFile: 'PullFileToolOutput',
+};
 
 function codec(name: string): Codec<unknown> {
   const found = codecs[name];
@@ -60,15 +69,15 @@ function codec(name: string): Codec<unknown> {
 /** Built once from the generated RPC table, so a tool without its generated types fails at start-up. */
 const bindings: ReadonlyMap<string, RpcBinding> = new Map(
   rpcs.flatMap((entry) => {
-    if (entry.tool === null || entry.requestStream) return []; // client streams (push_file) are not bound yet
+    if (entry.tool === null) return [];
     const method = methods[entry.method];
     if (!method) throw new Error(`gen/mcp/v1/mcp.ts has no method ${entry.method}: run npm run gen`);
-    const output = entry.rpc === 'Deploy' ? 'DeployResult' : `${entry.rpc}Response`;
     const binding: RpcBinding = {
       rpc: entry.rpc,
       method,
       request: codec(`${entry.rpc}Request`),
-      output: codec(output),
+      output: codec(TOOL_OUTPUT[entry.rpc] ?? `${entry.rpc}Response`),
+      requestStream: entry.requestStream,
       responseStream: entry.responseStream,
     };
     return [[entry.tool, binding] as const];
@@ -223,6 +232,60 @@ export class AgentConnection {
         detach();
         if (!failed) pending.then(() => resolve());
       });
+    });
+  }
+
+  /**
+   * A client-streaming call: `write` sends the messages (awaiting each `send` respects
+   * backpressure); the agent's one response is returned.
+   */
+  clientStream(
+    binding: RpcBinding,
+    settings: CallSettings,
+    write: (send: (message: unknown) => Promise<void>) => Promise<void>,
+  ): Promise<unknown> {
+    const deadline = Date.now() + settings.timeoutSeconds * 1000;
+    return new Promise((resolve, reject) => {
+      const ended = () =>
+        new McpError('ABORTED', `${settings.tool} on ${this.node.name} ended before its content was sent`);
+      let settled = false;
+      /** A send waiting for the stream to drain; failed when the call ends first. */
+      let waiting: ((err?: Error) => void) | undefined;
+      const settle = (fn: () => void) => {
+        if (settled) return;
+        settled = true;
+        detach();
+        waiting?.(ended());
+        fn();
+      };
+      const call: ClientWritableStream<unknown> = this.client.makeClientStreamRequest(
+        binding.method.path,
+        binding.method.requestSerialize,
+        binding.method.responseDeserialize,
+        this.metadata(settings.token),
+        { deadline },
+        (err: ServiceError | null, response?: unknown) =>
+          settle(() => (err ? reject(this.toError(err, settings)) : resolve(response))),
+      );
+      const detach = cancelOnAbort(call, settings.signal);
+      const send = (message: unknown) =>
+        new Promise<void>((done, fail) => {
+          if (settled) return fail(ended());
+          if (call.write(message)) return done();
+          waiting = (err) => {
+            waiting = undefined;
+            if (err) fail(err);
+            else done();
+          };
+          call.once('drain', () => waiting?.());
+        });
+      write(send).then(
+        () => call.end(),
+        (err) => {
+          call.cancel();
+          settle(() => reject(err));
+        },
+      );
     });
   }
 

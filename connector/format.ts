@@ -72,6 +72,10 @@ function formatResponses(tool: string, answers: readonly NodeAnswer[]): string {
       return answers.map((a) => sync(a.node, a.response as pb.SyncDesiredStateResponse)).join('\n\n');
     case 'adopt_containers':
       return answers.map((a) => adopt(a.node, a.response as pb.AdoptContainersResponse)).join('\n\n');
+    case 'push_file':
+      return answers.map((a) => pushed(a.node, a.response as pb.PushFileResponse)).join('\n\n');
+    case 'pull_file':
+      return answers.map((a) => pulled(a.node, a.response as pb.PullFileToolOutput)).join('\n\n');
     default:
       return `${tool}: ${answers.map((a) => a.node).join(', ')} answered`;
   }
@@ -261,6 +265,22 @@ function adopt(node: string, r: pb.AdoptContainersResponse): string {
       ]),
     ),
   ].join('\n');
+}
+
+function pushed(node: string, r: pb.PushFileResponse): string {
+  return `wrote ${r.path} of ${r.service} on ${node}: ${bytes(r.size)}, mode ${octal(r.mode)}, sha256 ${r.sha256}`;
+}
+
+/** The header line, then the text itself when it came back inline (that is what the caller asked for). */
+function pulled(node: string, r: pb.PullFileToolOutput): string {
+  const head = `read ${r.path} of ${r.service} on ${node}: ${bytes(r.size)}, mode ${octal(r.mode)}, sha256 ${r.sha256}`;
+  if (r.localPath) return `${head}\nsaved to ${r.localPath}`;
+  if (r.contentBase64) return `${head}\nbinary content: base64 in contentBase64`;
+  return `${head}\n${r.content}`;
+}
+
+function octal(mode: number): string {
+  return `0${(mode & 0o7777).toString(8)}`;
 }
 
 function bytes(n: number): string {

@@ -167,6 +167,7 @@ async function run(options: ConnectorOptions, log: Logger): Promise<() => Promis
     // In authenticated HTTP mode the caller's token goes on; otherwise the connector's own.
     bearerFor: async (authInfo) => authInfo?.token ?? ownToken.token(),
     servicesDir: config.servicesDir,
+    localDir: config.files.localDir,
     version,
     log,
   });

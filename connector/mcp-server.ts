@@ -42,6 +42,8 @@ export interface ConnectorToolsOptions {
    */
   bearerFor(authInfo: AuthInfo | undefined): Promise<string>;
   servicesDir: string;
+  /** `[files] local_dir`, named in the instructions. */
+  localDir: string;
   version: string;
   log: Logger;
 }
@@ -72,7 +74,7 @@ export class ConnectorTools {
       { name: SERVER_NAME, title: 'mcp fleet connector', version: this.opts.version },
       {
         capabilities: { tools: {}, logging: {} },
-        instructions: instructions(this.opts.servicesDir, this.opts.tools),
+        instructions: instructions(this.opts),
       },
     );
     // The SDK keeps levels per session only for sendLoggingMessage; messages here go out
@@ -220,7 +222,11 @@ class ProgressReporter {
 }
 
 /** What a model needs to know to use the tools together. */
-export function instructions(servicesDir: string, tools: readonly ToolDefinition[]): string {
+export function instructions({
+  servicesDir,
+  localDir,
+  tools,
+}: Pick<ConnectorToolsOptions, 'servicesDir' | 'localDir' | 'tools'>): string {
   const names = (pick: (t: ToolDefinition) => boolean) =>
     tools
       .filter(pick)
@@ -233,6 +239,7 @@ export function instructions(servicesDir: string, tools: readonly ToolDefinition
     `Destructive (they replace or interrupt running containers): ${names((t) => t.annotations.destructiveHint)}. Confirm with the user before calling them. Other writes: ${names((t) => !t.annotations.readOnlyHint && !t.annotations.destructiveHint)}.`,
     'Every write carries a requestId; one is generated when you leave it out and shown in the result. Retrying a write with the same requestId is safe: the agent returns the first result instead of acting twice.',
     'A write that times out or loses its connection has an unknown outcome: it may have completed. Check with service_status, then retry with the same requestId if needed; never retry with a new requestId just because of a timeout.',
+    `push_file and pull_file move one file under /srv/<service>/ on the node: content inline (text, or base64 for binary) or through files in ${localDir}, the only local directory they use.`,
     "Errors read CODE: message. PERMISSION_DENIED names the permission the caller lacks: ask an operator to grant it instead of retrying. UNAVAILABLE means the node's agent could not be reached.",
   ].join('\n\n');
 }

@@ -20,6 +20,7 @@ import {
   locateDefinition,
   setDefinitionActive,
 } from './definitions.js';
+import { LocalDirectory, pullFile, pushFile } from './file-transfer.js';
 
 /** Tool arguments after schema validation. */
 export type ToolArguments = Record<string, unknown>;
@@ -61,6 +62,8 @@ export class Router {
     const { node, ...fields } = args;
     const explicitNode = typeof node === 'string' ? node : undefined;
     if (tool.fanOut) return this.fanOut(tool, fields, explicitNode, ctx);
+    if (tool.name === 'push_file' || tool.name === 'pull_file')
+      return this.transfer(tool, fields, explicitNode, ctx);
 
     const requestId =
       typeof fields.requestId === 'string' && fields.requestId !== '' ? fields.requestId : randomUUID();
@@ -211,6 +214,28 @@ export class Router {
       }
     }
     return { answers: [{ node: target.name, response }], notes, requestId: fields.requestId };
+  }
+
+  /** push_file and pull_file: one file of one service, on the node that runs it. */
+  private async transfer(
+    tool: ToolDefinition,
+    fields: ToolArguments,
+    explicitNode: string | undefined,
+    ctx: RouteContext,
+  ): Promise<RoutedCall> {
+    const service = typeof fields.service === 'string' ? fields.service : '';
+    const located =
+      explicitNode === undefined ? await locateDefinition(this.config.servicesDir, service) : undefined;
+    const target = await this.writeNode(service, explicitNode, located);
+    const agent = this.pool.connection(target.name);
+    const binding = rpcBinding(tool.name);
+    const settings = await this.settings(tool, ctx);
+    const local = new LocalDirectory(this.config.files.localDir);
+    const response =
+      tool.name === 'push_file'
+        ? await pushFile(agent, binding, fields, settings, local)
+        : await pullFile(agent, binding, fields, settings, local, this.config.files.inlineMaxBytes);
+    return { answers: [{ node: target.name, response }], notes: [] };
   }
 
   /** Sync goes to one node: the one all the given services are defined on, unless `node` says otherwise. */

@@ -7,11 +7,11 @@ import { InvalidArgumentError } from '../core/errors.js';
 import { tools as allTools, type ToolDefinition } from '../tools.generated.js';
 
 /**
- * Tools in the contract that the connector does not publish yet. push_file and pull_file
- * stream file content through the connector's local directory; their agent handlers and
- * the connector's side of the transfer come later. Remove a name here once it works end to end.
+ * Tools in the contract that the connector does not publish yet, each with why. Empty now:
+ * every RPC is served. Add a name here (with its reason) to hold a new tool back until the
+ * agent and the connector both serve it end to end.
  */
-export const UNAVAILABLE_TOOLS: ReadonlySet<string> = new Set(['push_file', 'pull_file']);
+export const UNAVAILABLE_TOOLS: ReadonlySet<string> = new Set<string>([]);
 
 export interface ToolSwitches {
   /** Only tools whose annotations say readOnlyHint. */

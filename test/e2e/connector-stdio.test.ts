@@ -3,6 +3,8 @@
  * by a real SDK Client, talking to two real agents (TLS gRPC, real tokens, real podman).
  * Run `npm run build` first (`npm test` does).
  */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { Progress } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -132,6 +134,61 @@ describe('mcp-connector over stdio', () => {
     // node2 does not know the service: its entry says so, and the call is still a result.
     expect(entries.find((n) => n.node === 'node2')?.error?.code).toBe('NOT_FOUND');
     expect(status.isError).toBeFalsy();
+  });
+
+  it('pushes a file to a service and pulls it back, inline and through the local directory', async () => {
+    const push = await admin.client.callTool({
+      name: 'push_file',
+      arguments: { service, node: 'node1', path: 'config/app.toml', content: 'port = 8080\n', mode: 0o600 },
+    });
+    expect(push.isError, resultText(push)).toBeFalsy();
+    expect(push.structuredContent).toMatchObject({
+      node: 'node1',
+      service,
+      path: 'config/app.toml',
+      size: 12,
+      mode: 0o600,
+    });
+    expect(readFileSync(join(node1.filesRoot, service, 'config/app.toml'), 'utf8')).toBe('port = 8080\n');
+
+    const pull = await admin.client.callTool({
+      name: 'pull_file',
+      arguments: { service, node: 'node1', path: 'config/app.toml' },
+    });
+    expect(pull.isError, resultText(pull)).toBeFalsy();
+    expect(pull.structuredContent).toMatchObject({ content: 'port = 8080\n', size: 12 });
+    expect(resultText(pull)).toContain('port = 8080');
+
+    const binary = Buffer.from([0, 1, 2, 255, 254]);
+    mkdirSync(files.localDir, { recursive: true });
+    writeFileSync(join(files.localDir, 'blob.bin'), binary);
+    const up = await admin.client.callTool({
+      name: 'push_file',
+      arguments: { service, node: 'node1', path: 'data/blob.bin', localPath: 'blob.bin' },
+    });
+    expect(up.isError, resultText(up)).toBeFalsy();
+    const down = await admin.client.callTool({
+      name: 'pull_file',
+      arguments: { service, node: 'node1', path: 'data/blob.bin', localPath: 'copies/blob.bin' },
+    });
+    expect(down.isError, resultText(down)).toBeFalsy();
+    expect(readFileSync(join(files.localDir, 'copies/blob.bin'))).toEqual(binary);
+    const inline = await admin.client.callTool({
+      name: 'pull_file',
+      arguments: { service, node: 'node1', path: 'data/blob.bin' },
+    });
+    expect((inline.structuredContent as { contentBase64: string }).contentBase64).toBe(
+      binary.toString('base64'),
+    );
+  });
+
+  it('keeps the file tools inside the local directory', async () => {
+    const result = await admin.client.callTool({
+      name: 'push_file',
+      arguments: { service, node: 'node1', path: 'stolen', localPath: '../connector.toml' },
+    });
+    expect(result.isError).toBe(true);
+    expect(resultText(result)).toMatch(/^INVALID_ARGUMENT: path '\.\.\/connector\.toml'/);
   });
 
   it('reports a stopped agent in its own entry while the other answers', async () => {

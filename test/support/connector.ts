@@ -33,6 +33,8 @@ export interface TestNode {
 
 export interface ConnectorFiles {
   dir: string;
+  /** `[files] local_dir`: what push_file may read and pull_file may write. */
+  localDir: string;
   configFile: string;
   servicesDir: string;
   remove(): void;
@@ -46,7 +48,16 @@ export function writeConnectorConfig(nodes: readonly TestNode[], extra = ''): Co
   const dir = mkdtempSync(join(tmpdir(), 'mcp-connector-'));
   const servicesDir = join(dir, 'services');
   mkdirSync(servicesDir);
-  const lines = [`services_dir = "${servicesDir}"`, '', '[auth]', `token_file = "${join(dir, 'token')}"`, ''];
+  const lines = [
+    `services_dir = "${servicesDir}"`,
+    '',
+    '[auth]',
+    `token_file = "${join(dir, 'token')}"`,
+    '',
+    '[files]',
+    `local_dir = "${join(dir, 'files')}"`,
+    '',
+  ];
   for (const node of nodes) {
     lines.push('[[nodes]]', `name = "${node.name}"`, `address = "${node.address}"`);
     if (node.caPem) {
@@ -59,7 +70,13 @@ export function writeConnectorConfig(nodes: readonly TestNode[], extra = ''): Co
   }
   const configFile = join(dir, 'connector.toml');
   writeFileSync(configFile, `${lines.join('\n')}\n${extra}`);
-  return { dir, configFile, servicesDir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+  return {
+    dir,
+    localDir: join(dir, 'files'),
+    configFile,
+    servicesDir,
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }
 
 /** Writes `<servicesDir>/<name>.toml`. */
@@ -94,6 +111,7 @@ export async function connectInProcess(
     router: new Router(config, pool, silentLogger),
     bearerFor: async (authInfo) => authInfo?.token ?? ownToken.token(),
     servicesDir: config.servicesDir,
+    localDir: config.files.localDir,
     version: 'test',
     log: silentLogger,
   });

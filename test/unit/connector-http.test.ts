@@ -48,6 +48,7 @@ function tools(): ConnectorTools {
       return authInfo?.token ?? 'none';
     },
     servicesDir: config.servicesDir,
+    localDir: config.files.localDir,
     version: 'test',
     log: silentLogger,
   });

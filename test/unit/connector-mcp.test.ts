@@ -49,7 +49,6 @@ describe('tools/list', () => {
     const { tools } = await connector.client.listTools();
     const expected = contractTools.filter((t) => !UNAVAILABLE_TOOLS.has(t.name));
     expect(tools.map((t) => t.name)).toEqual(expected.map((t) => t.name));
-    expect(tools.map((t) => t.name)).not.toContain('push_file');
     for (const t of expected) {
       const listed = tools.find((x) => x.name === t.name);
       expect(listed?.title).toBe(t.title);
@@ -177,7 +176,7 @@ describe('safety switches', () => {
     try {
       const { tools } = await ro.client.listTools();
       expect(tools.map((t) => t.name).sort()).toEqual(
-        ['list_services', 'live_check', 'node_status', 'query_audit', 'service_status'].sort(),
+        ['list_services', 'live_check', 'node_status', 'pull_file', 'query_audit', 'service_status'].sort(),
       );
       const err = await ro.client
         .callTool({ name: 'deploy', arguments: { service: 'web' } })
