@@ -126,6 +126,8 @@ export interface ServicePath {
   name: string;
   /** What is there now; undefined when the file does not exist yet. */
   stat: Stats | undefined;
+  /** Directories this resolution created (`create`), in creation order: a failed push removes them. */
+  created: string[];
 }
 
 export interface ResolveOptions {
@@ -156,81 +158,109 @@ export async function resolveServicePath(
       `path '${printable(input)}' leaves the service directory: give a path relative to ${shown}`,
     );
 
-  const boundary = await serviceBoundary(root, service, options.create);
-  let current = boundary;
-  let hops = 0;
-  const queue = [...components];
-  const walked: string[] = [];
-  while (queue.length > 0) {
-    const part = queue.shift() as string;
-    const last = queue.length === 0;
-    const next = path.join(current, part);
-    const soFar = [...walked, part].join('/');
-    const stat = await lstatOrUndefined(next);
-    if (stat === undefined) {
-      if (last) return { service, relative, shown, boundary, parent: current, name: part, stat: undefined };
-      if (!options.create)
-        throw new NotFoundError(`directory '${printable(soFar)}' does not exist in ${shown}`);
-      await makeDirectory(next);
-      queue.unshift(part); // look again: whatever is there now is checked like anything else
-      continue;
-    }
-    if (stat.isSymbolicLink()) {
-      hops += 1;
-      if (hops > MAX_LINK_HOPS) {
-        throw new InvalidArgumentError(
-          `path '${printable(input)}' goes through more than ${MAX_LINK_HOPS} symbolic links`,
-        );
-      }
-      const real = await realpathOrUndefined(next).catch((err: unknown) => {
-        if (errnoCode(err) !== 'ELOOP') throw err;
-        throw new InvalidArgumentError(
-          `path '${printable(input)}' runs into a loop of symbolic links at '${printable(soFar)}': fix the links or choose another path`,
-        );
-      });
-      if (real === undefined) {
-        // A dangling link: refuse it, saying whether it would have led outside.
-        const target = path.resolve(current, await fs.readlink(next));
-        if (!isInside(boundary, target)) throw leaves();
-        if (!last || !options.create) {
-          throw new NotFoundError(`'${printable(soFar)}' in ${shown} is a symbolic link to nothing`);
-        }
-        throw new InvalidArgumentError(
-          `'${printable(soFar)}' in ${shown} is a symbolic link to a file that does not exist: remove the link or push to its target`,
-        );
-      }
-      if (!isInside(boundary, real)) throw leaves();
-      if (real === boundary) {
-        if (last)
-          throw new InvalidArgumentError(
-            `path '${printable(input)}' names the service directory itself: name a file`,
-          );
-        current = boundary;
-      } else if (last) {
-        return {
-          service,
-          relative,
-          shown,
-          boundary,
-          parent: path.dirname(real),
-          name: path.basename(real),
-          stat: await fs.lstat(real),
-        };
-      } else {
-        current = real;
-        const target = await fs.stat(real);
-        if (!target.isDirectory()) throw notADirectory(soFar, shown);
-      }
-      walked.push(part);
-      continue;
-    }
-    if (last) return { service, relative, shown, boundary, parent: current, name: part, stat };
-    if (!stat.isDirectory()) throw notADirectory(soFar, shown);
-    current = next;
-    walked.push(part);
+  const created: string[] = [];
+  try {
+    return await walk();
+  } catch (err) {
+    await removeCreatedDirectories(created);
+    throw err;
   }
-  // checkRelativePath never returns an empty list.
-  throw new InvalidArgumentError(`path '${printable(input)}' names no file`);
+
+  async function walk(): Promise<ServicePath> {
+    const boundary = await serviceBoundary(root, service, options.create, created);
+    let current = boundary;
+    let hops = 0;
+    const queue = [...components];
+    const walked: string[] = [];
+    while (queue.length > 0) {
+      const part = queue.shift() as string;
+      const last = queue.length === 0;
+      const next = path.join(current, part);
+      const soFar = [...walked, part].join('/');
+      const stat = await lstatOrUndefined(next);
+      if (stat === undefined) {
+        if (last)
+          return {
+            service,
+            relative,
+            shown,
+            boundary,
+            parent: current,
+            name: part,
+            stat: undefined,
+            created,
+          };
+        if (!options.create)
+          throw new NotFoundError(`directory '${printable(soFar)}' does not exist in ${shown}`);
+        if (await makeDirectory(next)) created.push(next);
+        queue.unshift(part); // look again: whatever is there now is checked like anything else
+        continue;
+      }
+      if (stat.isSymbolicLink()) {
+        hops += 1;
+        if (hops > MAX_LINK_HOPS) {
+          throw new InvalidArgumentError(
+            `path '${printable(input)}' goes through more than ${MAX_LINK_HOPS} symbolic links`,
+          );
+        }
+        const real = await realpathOrUndefined(next).catch((err: unknown) => {
+          if (errnoCode(err) !== 'ELOOP') throw err;
+          throw new InvalidArgumentError(
+            `path '${printable(input)}' runs into a loop of symbolic links at '${printable(soFar)}': fix the links or choose another path`,
+          );
+        });
+        if (real === undefined) {
+          // A dangling link: refuse it, saying whether it would have led outside.
+          const target = path.resolve(current, await fs.readlink(next));
+          if (!isInside(boundary, target)) throw leaves();
+          if (!last || !options.create) {
+            throw new NotFoundError(`'${printable(soFar)}' in ${shown} is a symbolic link to nothing`);
+          }
+          throw new InvalidArgumentError(
+            `'${printable(soFar)}' in ${shown} is a symbolic link to a file that does not exist: remove the link or push to its target`,
+          );
+        }
+        if (!isInside(boundary, real)) throw leaves();
+        if (real === boundary) {
+          if (last)
+            throw new InvalidArgumentError(
+              `path '${printable(input)}' names the service directory itself: name a file`,
+            );
+          current = boundary;
+        } else if (last) {
+          return {
+            service,
+            relative,
+            shown,
+            boundary,
+            parent: path.dirname(real),
+            name: path.basename(real),
+            stat: await fs.lstat(real),
+            created,
+          };
+        } else {
+          current = real;
+          const target = await fs.stat(real);
+          if (!target.isDirectory()) throw notADirectory(soFar, shown);
+        }
+        walked.push(part);
+        continue;
+      }
+      if (last) return { service, relative, shown, boundary, parent: current, name: part, stat, created };
+      if (!stat.isDirectory()) throw notADirectory(soFar, shown);
+      current = next;
+      walked.push(part);
+    }
+    // checkRelativePath never returns an empty list.
+    throw new InvalidArgumentError(`path '${printable(input)}' names no file`);
+  }
+}
+
+/** Removes directories a resolution created, deepest first, as long as they are still empty. */
+export async function removeCreatedDirectories(created: readonly string[]): Promise<void> {
+  for (const dir of [...created].reverse()) {
+    await fs.rmdir(dir).catch(() => undefined);
+  }
 }
 
 function notADirectory(soFar: string, shown: string): InvalidArgumentError {
@@ -240,7 +270,12 @@ function notADirectory(soFar: string, shown: string): InvalidArgumentError {
 }
 
 /** The service directory, links resolved; created (with the files root) when `create`. */
-async function serviceBoundary(root: string, service: string, create: boolean): Promise<string> {
+async function serviceBoundary(
+  root: string,
+  service: string,
+  create: boolean,
+  created: string[],
+): Promise<string> {
   const dir = path.join(root, service);
   if (create) {
     try {
@@ -248,7 +283,7 @@ async function serviceBoundary(root: string, service: string, create: boolean): 
     } catch (err) {
       throw rootProblem(root, err);
     }
-    await makeDirectory(dir);
+    if (await makeDirectory(dir)) created.push(dir);
   }
   try {
     const real = await fs.realpath(dir);
@@ -275,16 +310,20 @@ function rootProblem(root: string, err: unknown): FailedPreconditionError {
   );
 }
 
-/** mkdir with exactly mode 0755 whatever the umask; an existing entry is left for the caller to check. */
-async function makeDirectory(dir: string): Promise<void> {
+/**
+ * mkdir with exactly mode 0755 whatever the umask. False when something already has that
+ * name: the caller checks what it is.
+ */
+async function makeDirectory(dir: string): Promise<boolean> {
   try {
     await fs.mkdir(dir, { mode: 0o755 });
   } catch (err) {
-    if (errnoCode(err) === 'EEXIST') return;
+    if (errnoCode(err) === 'EEXIST') return false;
     if (errnoCode(err) === 'ENOSPC') throw diskFull(dir, err);
     throw err;
   }
   await fs.chmod(dir, 0o755);
+  return true;
 }
 
 /** An open directory, checked to be inside the boundary where the kernel has it. */

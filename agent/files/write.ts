@@ -9,7 +9,15 @@ import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 import { InvalidArgumentError, McpError, ResourceExhaustedError } from '../../core/errors.js';
-import { diskFull, errnoCode, MAX_NAME_BYTES, openDirectory, printable, type ServicePath } from './paths.js';
+import {
+  diskFull,
+  errnoCode,
+  MAX_NAME_BYTES,
+  openDirectory,
+  printable,
+  removeCreatedDirectories,
+  type ServicePath,
+} from './paths.js';
 
 /** The mode a pushed file gets when the header says 0. */
 export const DEFAULT_FILE_MODE = 0o644;
@@ -148,6 +156,8 @@ export async function writeServiceFile(opts: WriteFileOptions): Promise<WrittenF
     await file?.close().catch(() => undefined);
     if (!placed) await fs.unlink(dir.entry(temp)).catch(() => undefined);
     await dir.close().catch(() => undefined);
+    // "Nothing was written" includes the directories made for this push.
+    if (!placed) await removeCreatedDirectories(target.created);
   }
 }
 

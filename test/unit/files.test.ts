@@ -130,7 +130,8 @@ describe('push', () => {
     const error = await rejection(push('content', { sha256: 'a'.repeat(64) }));
     expect(error.code).toBe('INVALID_ARGUMENT');
     expect(fs.existsSync(destination())).toBe(false);
-    expect(filesIn(path.join(root, 'web', 'conf'))).toEqual([]);
+    // The directories made for the push go too: nothing was written.
+    expect(fs.readdirSync(root)).toEqual([]);
   });
 
   it('accepts an upper-case digest and an empty file', async () => {
@@ -144,7 +145,7 @@ describe('push', () => {
     const error = await rejection(push('12345', { size: 3 }));
     expect(error.code).toBe('RESOURCE_EXHAUSTED');
     expect(error.message).toContain('longer than the 3 bytes the header announced');
-    expect(filesIn(path.join(root, 'web', 'conf'))).toEqual([]);
+    expect(fs.readdirSync(root)).toEqual([]);
   });
 
   it('refuses fewer bytes than the header said', async () => {
@@ -191,7 +192,13 @@ describe('push', () => {
     })();
     const error = await rejection(handlers.pushFile(header('xx'), rest, context()));
     expect(error.message).toContain('a push has one header');
-    expect(filesIn(path.join(root, 'web', 'conf'))).toEqual([]);
+    expect(fs.readdirSync(root)).toEqual([]);
+  });
+
+  it('keeps directories that were there before a failed push', async () => {
+    await push('x', { path: 'conf/other.toml' });
+    await rejection(push('content', { path: 'conf/new/deeper/app.toml', sha256: 'a'.repeat(64) }));
+    expect(filesIn(path.join(root, 'web'))).toEqual(['conf', 'conf/other.toml']);
   });
 
   it('refuses to replace a directory', async () => {
