@@ -182,6 +182,21 @@ describe('mcp-connector over stdio', () => {
     );
   });
 
+  it('asks for localPath when a pulled file is too large to return inline', async () => {
+    const big = 'x'.repeat(300_000);
+    const push = await admin.client.callTool({
+      name: 'push_file',
+      arguments: { service, node: 'node1', path: 'big.txt', content: big },
+    });
+    expect(push.isError, resultText(push)).toBeFalsy();
+    const pull = await admin.client.callTool({
+      name: 'pull_file',
+      arguments: { service, node: 'node1', path: 'big.txt' },
+    });
+    expect(pull.isError).toBe(true);
+    expect(resultText(pull)).toMatch(/^RESOURCE_EXHAUSTED: big\.txt is 300000 bytes, .*give localPath/);
+  });
+
   it('keeps the file tools inside the local directory', async () => {
     const result = await admin.client.callTool({
       name: 'push_file',
