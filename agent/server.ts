@@ -366,8 +366,9 @@ export function buildServiceImplementation(opts: AgentServerOptions): UntypedSer
             (req, ctx) => h(req, ctx, (msg) => writeWithBackpressure(call, msg)),
           )
           .then(() => call.end())
+          // grpc-js sends a server stream's status on 'error'; destroy() would leave the client waiting.
           .catch((err) =>
-            call.destroy(Object.assign(new Error(toMcpError(err).message), toStatusObject(err))),
+            call.emit('error', Object.assign(new Error(toMcpError(err).message), toStatusObject(err))),
           );
       };
     } else if (entry.requestStream && !entry.responseStream) {
