@@ -14,6 +14,7 @@ import { createHandlers } from './handlers/index.js';
 import { startMonitor } from './monitor/index.js';
 import { createRuntime } from './runtime/index.js';
 import { type AgentHandlers, startAgentServer } from './server.js';
+import { ServiceLocks } from './service-locks.js';
 import { AGENT_VERSION } from './version.js';
 
 export interface RunningAgent {
@@ -58,7 +59,10 @@ export async function startAgent(config: AgentConfig, opts: StartAgentOptions = 
   try {
     const runtime = createRuntime(config.containerRuntime, config.runtimePath);
     const deps = { config, registry, runtime, log, startedAt, agentVersion: AGENT_VERSION };
-    const handlers = { ...createHandlers(deps), ...opts.handlers };
+    // One set of per-service locks: handlers write under them, the monitor skips a locked
+    // service, so a container being replaced by a deploy is not reported as missing.
+    const locks = new ServiceLocks();
+    const handlers = { ...createHandlers(deps, { locks }), ...opts.handlers };
     const server = await startAgentServer({
       node: config.nodeName,
       listen: config.server.listen,
@@ -69,7 +73,9 @@ export async function startAgent(config: AgentConfig, opts: StartAgentOptions = 
       handlers,
       log,
     });
-    const monitor = config.monitor.enabled ? startMonitor({ config, registry, runtime, log }) : undefined;
+    const monitor = config.monitor.enabled
+      ? startMonitor({ config, registry, runtime, log, isBusy: (service) => locks.isLocked(service) })
+      : undefined;
     log.info('agent started', {
       listen: config.server.listen,
       port: server.port,

@@ -5,7 +5,7 @@
  * call to the right node. stdout carries only the MCP protocol in stdio mode; logs go to
  * stderr as JSON lines.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -20,6 +20,7 @@ import {
   requireHttpSettings,
 } from './config.js';
 import { type HttpAuth, startHttpServer } from './http.js';
+import { localFleetHome, startLocalFleet } from './local-fleet.js';
 import { ConnectorTools } from './mcp-server.js';
 import { Router } from './routing.js';
 import { createBearerSource } from './tokens.js';
@@ -28,6 +29,10 @@ import { selectTools } from './tool-selection.js';
 const USAGE = `usage: mcp-connector [options]
 
 Publishes the fleet's operations as Model Context Protocol tools. Stdio by default.
+
+With no config (no --config, no $MCP_CONFIG, no ~/.config/mcp/connector.toml) it runs a
+complete single-node setup on this machine: an agent on loopback with its own CA and token
+issuer, state under $MCP_HOME (default ~/.local/state/mcp).
 
 options:
   --config FILE         connector config (default $MCP_CONFIG, else ~/.config/mcp/connector.toml)
@@ -48,6 +53,8 @@ class UsageError extends Error {}
 
 export interface ConnectorOptions {
   config: string;
+  /** No config anywhere: run the embedded single-node setup in this directory. */
+  localHome?: string;
   http?: string;
   stateless: boolean;
   tlsCert?: string;
@@ -91,8 +98,11 @@ export function parseCommandLine(
   }
   if (values.stateless && values.http === undefined)
     throw new UsageError('--stateless is for HTTP mode: add --http');
+  const config = values.config ?? defaultConnectorConfigPath(env);
+  const noConfig = values.config === undefined && !env.MCP_CONFIG && !existsSync(config);
   return {
-    config: values.config ?? defaultConnectorConfigPath(env),
+    config,
+    localHome: noConfig ? localFleetHome(env) : undefined,
     http: values.http,
     stateless: values.stateless ?? false,
     tlsCert: values['tls-cert'],
@@ -151,14 +161,15 @@ function httpAuth(config: ConnectorConfig): HttpAuth | undefined {
 }
 
 async function run(options: ConnectorOptions, log: Logger): Promise<() => Promise<void>> {
-  const config = await loadConnectorConfig(options.config);
+  const local = options.localHome ? await startLocalFleet(options.localHome, log) : undefined;
+  const config = local?.config ?? (await loadConnectorConfig(options.config));
   const tools = selectTools({
     readOnly: options.readOnly,
     only: options.tools,
     disable: options.disableTools,
   });
   const pool = new AgentPool(config.nodes, { log });
-  const ownToken = createBearerSource(config);
+  const ownToken = local?.bearer ?? createBearerSource(config);
   const router = new Router(config, pool, log);
   const version = packageVersion();
   const connectorTools = new ConnectorTools({
@@ -197,6 +208,7 @@ async function run(options: ConnectorOptions, log: Logger): Promise<() => Promis
     return async () => {
       await http.close();
       pool.close();
+      await local?.stop();
     };
   }
 
@@ -208,13 +220,15 @@ async function run(options: ConnectorOptions, log: Logger): Promise<() => Promis
   await server.connect(transport);
   // The client closing stdin ends the session, and the process with it.
   process.stdin.on('end', () => void server.close());
-  closed.then(() => {
+  closed.then(async () => {
     pool.close();
+    await local?.stop();
     process.exit(0);
   });
   return async () => {
     await server.close();
     pool.close();
+    await local?.stop();
   };
 }
 
