@@ -6,6 +6,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { createLogger, type Logger } from '../core/log.js';
+import { PACKAGE_VERSION } from '../core/version.js';
 import { openRegistry, type Registry } from '../registry/db.js';
 import { callerIssuerOf, createAuthenticator } from './auth/authenticator.js';
 import { Rbac } from './auth/rbac.js';
@@ -15,7 +16,6 @@ import { startMonitor } from './monitor/index.js';
 import { createRuntime } from './runtime/index.js';
 import { type AgentHandlers, startAgentServer } from './server.js';
 import { ServiceLocks } from './service-locks.js';
-import { AGENT_VERSION } from './version.js';
 
 export interface RunningAgent {
   readonly port: number;
@@ -58,7 +58,7 @@ export async function startAgent(config: AgentConfig, opts: StartAgentOptions = 
   const registry = openRegistry(config.database);
   try {
     const runtime = createRuntime(config.containerRuntime, config.runtimePath);
-    const deps = { config, registry, runtime, log, startedAt, agentVersion: AGENT_VERSION };
+    const deps = { config, registry, runtime, log, startedAt, agentVersion: PACKAGE_VERSION };
     // One set of per-service locks: handlers write under them, the monitor skips a locked
     // service, so a container being replaced by a deploy is not reported as missing.
     const locks = new ServiceLocks();
@@ -82,7 +82,7 @@ export async function startAgent(config: AgentConfig, opts: StartAgentOptions = 
       database: config.database,
       runtime: config.containerRuntime,
       monitor: Boolean(monitor),
-      version: AGENT_VERSION,
+      version: PACKAGE_VERSION,
     });
     let stopping: Promise<void> | undefined;
     return {

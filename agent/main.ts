@@ -10,15 +10,15 @@
  */
 import { parseArgs } from 'node:util';
 import { McpError } from '../core/errors.js';
+import { PACKAGE_VERSION } from '../core/version.js';
 import { openRegistry } from '../registry/db.js';
 import { startAgent } from './agent.js';
 import { type AgentConfig, loadAgentConfig } from './config.js';
 import { restoreSnapshot, snapshotRegistry } from './snapshot.js';
-import { AGENT_VERSION } from './version.js';
 
 const DEFAULT_CONFIG = '/etc/mcp-agent/agent.toml';
 
-const USAGE = `mcp-agent ${AGENT_VERSION}: the mcp node agent
+const USAGE = `mcp-agent ${PACKAGE_VERSION}: the mcp node agent
 
 Usage:
   mcp-agent server   [--config FILE]                      serve gRPC over TLS (run by systemd)
@@ -104,7 +104,7 @@ async function main(argv: string[]): Promise<number> {
     },
   });
   if (values.version) {
-    process.stdout.write(`${AGENT_VERSION}\n`);
+    process.stdout.write(`${PACKAGE_VERSION}\n`);
     return 0;
   }
   const [command, sub] = positionals;

@@ -5,25 +5,21 @@
  * call to the right node. stdout carries only the MCP protocol in stdio mode; logs go to
  * stderr as JSON lines.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { McpError, toMcpError } from '../core/errors.js';
 import { createLogger, type Logger, type LogLevel } from '../core/log.js';
-import { AgentPool } from './agent-client.js';
+import { PACKAGE_VERSION } from '../core/version.js';
 import {
   type ConnectorConfig,
   defaultConnectorConfigPath,
   loadConnectorConfig,
   requireHttpSettings,
 } from './config.js';
+import { startConnector } from './connector.js';
 import { type HttpAuth, startHttpServer } from './http.js';
-import { localFleetHome, startLocalFleet } from './local-fleet.js';
-import { ConnectorTools } from './mcp-server.js';
-import { Router } from './routing.js';
-import { createBearerSource } from './tokens.js';
+import { localFleetHome } from './local-fleet.js';
 import { selectTools } from './tool-selection.js';
 
 const USAGE = `usage: mcp-connector [options]
@@ -135,24 +131,6 @@ function parse(args: string[]) {
   });
 }
 
-/** The package version, from the package.json above this file (source or dist). */
-function packageVersion(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 4; i++) {
-    try {
-      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
-        name?: string;
-        version?: string;
-      };
-      if (pkg.name === 'mcp-fleet' && pkg.version) return pkg.version;
-    } catch {
-      // not here; look one level up
-    }
-    dir = dirname(dir);
-  }
-  return '0.0.0';
-}
-
 /** Caller authentication for HTTP mode, when the config has any of it (then it must be complete). */
 function httpAuth(config: ConnectorConfig): HttpAuth | undefined {
   if (config.http.resource === undefined && config.http.issuers.length === 0) return undefined;
@@ -161,36 +139,18 @@ function httpAuth(config: ConnectorConfig): HttpAuth | undefined {
 }
 
 async function run(options: ConnectorOptions, log: Logger): Promise<() => Promise<void>> {
-  const local = options.localHome ? await startLocalFleet(options.localHome, log) : undefined;
-  const config = local?.config ?? (await loadConnectorConfig(options.config));
   const tools = selectTools({
     readOnly: options.readOnly,
     only: options.tools,
     disable: options.disableTools,
   });
-  const pool = new AgentPool(config.nodes, { log });
-  const ownToken = local?.bearer ?? createBearerSource(config);
-  const router = new Router(config, pool, log);
-  const version = packageVersion();
-  const connectorTools = new ConnectorTools({
+  const connector = await startConnector({
+    configFile: options.config,
+    localHome: options.localHome,
     tools,
-    router,
-    // In authenticated HTTP mode the caller's token goes on; otherwise the connector's own.
-    bearerFor: async (authInfo) => authInfo?.token ?? ownToken.token(),
-    servicesDir: config.servicesDir,
-    localDir: config.files.localDir,
-    version,
     log,
   });
-  log.info('mcp-connector starting', {
-    version,
-    config: config.configFile,
-    nodes: config.nodes.map((n) => `${n.name}=${n.address}`),
-    tools: tools.map((t) => t.name),
-    token: ownToken.description,
-  });
-  if (config.nodes.length === 0)
-    log.warn(`no [[nodes]] in ${config.configFile}: every tool call will fail until one is added`);
+  const { config, tools: connectorTools } = connector;
 
   if (options.http !== undefined) {
     const http = await startHttpServer({
@@ -207,8 +167,7 @@ async function run(options: ConnectorOptions, log: Logger): Promise<() => Promis
     });
     return async () => {
       await http.close();
-      pool.close();
-      await local?.stop();
+      await connector.close();
     };
   }
 
@@ -221,14 +180,12 @@ async function run(options: ConnectorOptions, log: Logger): Promise<() => Promis
   // The client closing stdin ends the session, and the process with it.
   process.stdin.on('end', () => void server.close());
   closed.then(async () => {
-    pool.close();
-    await local?.stop();
+    await connector.close();
     process.exit(0);
   });
   return async () => {
     await server.close();
-    pool.close();
-    await local?.stop();
+    await connector.close();
   };
 }
 
@@ -245,7 +202,7 @@ async function main(): Promise<void> {
     return;
   }
   if (options === 'version') {
-    process.stdout.write(`${packageVersion()}\n`);
+    process.stdout.write(`${PACKAGE_VERSION}\n`);
     return;
   }
   const log = createLogger({

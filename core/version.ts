@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The package version, read from the nearest package.json (source tree and dist/ differ in depth). */
+/** The package version, from the nearest package.json (the source tree and dist/ differ in depth). */
 function packageVersion(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 4; i++) {
@@ -13,4 +13,4 @@ function packageVersion(): string {
   return '0.0.0';
 }
 
-export const AGENT_VERSION = packageVersion();
+export const PACKAGE_VERSION = packageVersion();

@@ -3,11 +3,12 @@
  * single-node setup (agent on loopback, own CA and issuer) and a real MCP client drives it,
  * against real podman.
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnStdioConnector } from '../support/connector.js';
+import { REPO, spawnStdioConnector } from '../support/connector.js';
 import { removeContainers, requireTestbed, type Testbed, uniqueName } from '../support/testbed.js';
 
 const bed = await requireTestbed();
@@ -78,5 +79,30 @@ describe.skipIf(!bed)('mcp-connector with no config: the local single-node setup
     } finally {
       await close();
     }
+  });
+
+  it('answers the mcp CLI with the same tools, validation and tables', () => {
+    const cli = (...args: string[]) => {
+      try {
+        const out = execFileSync(process.execPath, [join(REPO, 'dist/connector/cli.js'), ...args], {
+          env: { PATH: process.env.PATH ?? '', MCP_HOME: home, HOME: home },
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        return { code: 0, out };
+      } catch (err) {
+        const e = err as { status: number; stdout: string; stderr: string };
+        return { code: e.status, out: e.stdout + e.stderr };
+      }
+    };
+    const listed = cli('service_status', `service=${service}`);
+    expect(listed.code).toBe(0);
+    expect(listed.out).toMatch(new RegExp(`${service}.*running`));
+    const missing = cli('stop_service');
+    expect(missing.code).toBe(1);
+    expect(missing.out).toMatch(/service: required property missing/);
+    const unknown = cli('explode');
+    expect(unknown.code).toBe(64);
+    expect(unknown.out).toMatch(/unknown operation 'explode'/);
   });
 });
