@@ -329,6 +329,58 @@ describe.skipIf(!bed)('deploy (real agent, real podman, local registry)', () => 
     expect(status.events.filter((e) => e.kind === 'deployed')).toHaveLength(1);
   });
 
+  it('finishes a deploy whose client gave up, and gives its result to the retry with the same request id', async () => {
+    const service = `${base}-slow`;
+    // Plain `sleep` as PID 1 ignores SIGTERM: replacing it waits out the whole stop timeout.
+    const spec: ServiceSpec = {
+      name: service,
+      components: [component('app', bed!.imageV1, { cmd: ['/bin/sleep', '3600'] })],
+    };
+    await deploy(client, { spec }, md);
+    const original = (await podmanInspect(`${service}-app`)).Id;
+
+    const requestId = `${base}-slow-1`;
+    const timedOut = await grpcError(timedDeploy(client, { spec, requestId }, md, 2_000));
+    expect(timedOut.code).toBe(status.DEADLINE_EXCEEDED);
+    const retry = await deploy(client, { spec, requestId }, md);
+    expect(retry.progress).toEqual([]);
+    expect(retry.result.replayed).toBe(true);
+    expect(retry.result.components.map((c) => [c.component, c.ok, c.observedState])).toEqual([
+      ['app', true, ObservedState.OBSERVED_STATE_RUNNING],
+    ]);
+    expect((await podmanInspect(`${service}-app`)).Id).not.toBe(original);
+    const events = (await unary(client.getServiceStatus.bind(client), { service, eventLimit: 0 }, md)).events;
+    expect(events.filter((e) => e.kind === 'deployed')).toHaveLength(2); // the first deploy and the one that timed out
+  }, 60_000);
+
+  it('records but does not start the components of an inactive service; start runs them', async () => {
+    const service = `${base}-idle`;
+    const { progress, result } = await deploy(
+      client,
+      { spec: { name: service, active: false, components: [component('app', bed!.imageV1)] } },
+      md,
+    );
+    expect(result.components).toEqual([
+      expect.objectContaining({
+        ok: true,
+        desiredState: DesiredState.DESIRED_STATE_STOPPED,
+        observedState: ObservedState.OBSERVED_STATE_MISSING,
+      }),
+    ]);
+    expect(progress.map((p) => p.step)).toEqual(['pull', 'done']);
+    expect(progress.at(-1)?.message).toMatch(/desired stopped, so it was not started: start_service runs/);
+    expect(await containerExists(`${service}-app`)).toBe(false);
+
+    const started = await unary(
+      client.startService.bind(client),
+      { service, component: '', requestId: '' },
+      md,
+    );
+    expect(started.components.map((c) => [c.ok, c.observedState])).toEqual([
+      [true, ObservedState.OBSERVED_STATE_RUNNING],
+    ]);
+  });
+
   describe('bad input changes nothing', () => {
     const bad = `${base}-bad`;
     let before: Awaited<ReturnType<typeof listServices>>;
