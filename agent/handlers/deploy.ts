@@ -22,8 +22,7 @@ import type { ComponentRecord, ServiceRecord } from '../../registry/services.js'
 import { desiredStateToProto, type ObservedStateName, observedStateToProto } from '../../registry/states.js';
 import type { ContainerDetails, ContainerSummary, RunSpec } from '../runtime/index.js';
 import type { CallContext, ServerStreamHandler } from '../server.js';
-import type { ServiceLocks } from '../service-locks.js';
-import { writeOnce } from '../service-locks.js';
+import { type ServiceLocks, writeOnce } from '../service-locks.js';
 import type { HandlerDeps } from './deps.js';
 
 /**
