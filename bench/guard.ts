@@ -9,9 +9,9 @@
  *   npx tsx bench/guard.ts [calls=2000] [concurrency=32]
  */
 import { credentials, type Metadata, Server, ServerCredentials } from '@grpc/grpc-js';
+import { issueCertificate } from '../agent/certs.js';
 import { McpAgentServiceClient, McpAgentServiceService, type NodeStatusResponse } from '../gen/mcp/v1/mcp.js';
 import { startTestAgent, testCa, unary } from '../test/support/agent.js';
-import { issueCertificate } from '../agent/certs.js';
 import { machine, ms, summary, table } from './stats.js';
 
 const calls = Number(process.argv[2] ?? 2000);
@@ -39,13 +39,18 @@ async function baselineServer(): Promise<{ address: string; stop: () => void }> 
   const cert = await issueCertificate(ca, { commonName: 'baseline', ipAddresses: ['127.0.0.1'] });
   const server = new Server();
   const handlers = Object.fromEntries(
-    Object.keys(McpAgentServiceService).map((k) => [k, (_c: unknown, cb: (e: null, r: unknown) => void) => cb(null, constant)]),
+    Object.keys(McpAgentServiceService).map((k) => [
+      k,
+      (_c: unknown, cb: (e: null, r: unknown) => void) => cb(null, constant),
+    ]),
   );
   server.addService(McpAgentServiceService, handlers);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(
       '127.0.0.1:0',
-      ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(cert.certPem), private_key: Buffer.from(cert.keyPem) }]),
+      ServerCredentials.createSsl(null, [
+        { cert_chain: Buffer.from(cert.certPem), private_key: Buffer.from(cert.keyPem) },
+      ]),
       (err, p) => (err ? reject(err) : resolve(p)),
     ),
   );
@@ -103,10 +108,14 @@ if (base && full) {
     `${(full.rate / base.rate).toFixed(2)}× the baseline rate`,
   ]);
 }
-console.log(`\n### Guard cost (${machine()}; ${calls} calls, ${concurrency} concurrent; latency from sequential calls)\n`);
+console.log(
+  `\n### Guard cost (${machine()}; ${calls} calls, ${concurrency} concurrent; latency from sequential calls)\n`,
+);
 console.log(table(['server', 'p50 latency', 'p99 latency', `throughput (${concurrency} concurrent)`], rows));
 const audited = agent.registry?.audit.verifyChain();
-console.log(`\naudit chain after the run: ${audited?.ok ? `OK, ${audited.count} rows` : JSON.stringify(audited)}`);
+console.log(
+  `\naudit chain after the run: ${audited?.ok ? `OK, ${audited.count} rows` : JSON.stringify(audited)}`,
+);
 plain.close();
 baseline.stop();
 await agent.stop();
