@@ -11,7 +11,6 @@ import {
   applyEnvOverrides,
   type Env,
   type EnvOverride,
-  hostPortSchema,
   listenAddressSchema,
   nameSchema,
   parseTomlDocument,

@@ -11,12 +11,7 @@ import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import { McpError, toMcpError } from '../core/errors.js';
 import { createLogger, type Logger, type LogLevel } from '../core/log.js';
 import { PACKAGE_VERSION } from '../core/version.js';
-import {
-  type ConnectorConfig,
-  defaultConnectorConfigPath,
-  loadConnectorConfig,
-  requireHttpSettings,
-} from './config.js';
+import { type ConnectorConfig, defaultConnectorConfigPath, requireHttpSettings } from './config.js';
 import { startConnector } from './connector.js';
 import { type HttpAuth, startHttpServer } from './http.js';
 import { localFleetHome } from './local-fleet.js';
