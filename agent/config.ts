@@ -20,25 +20,10 @@ import {
   resolveConfigPath,
   secureUrlSchema,
 } from '../core/config-env.js';
+import { DEFAULT_ALGORITHMS, SUPPORTED_ALGORITHMS } from './auth/jwt.js';
 import { builtInRoles } from './auth/rbac.js';
 
 // --- trusted issuers (shared with the connector's HTTP mode) -------------------------------
-
-/** Asymmetric JWS algorithms a trusted issuer may sign with. */
-export const SUPPORTED_ALGORITHMS = [
-  'RS256',
-  'RS384',
-  'RS512',
-  'PS256',
-  'PS384',
-  'PS512',
-  'ES256',
-  'ES384',
-  'ES512',
-  'EdDSA',
-  'Ed25519',
-] as const;
-export const DEFAULT_ALGORITHMS = ['RS256', 'ES256', 'EdDSA'];
 
 export interface JwtIssuerConfig {
   type: 'jwt';
@@ -114,7 +99,10 @@ const jwtIssuerInput = z
     discovery: z.boolean().default(false),
     key_file: pathSchema.optional(),
     audience: audienceSchema(AUDIENCE_REQUIRED),
-    algorithms: z.array(algorithmSchema).min(1).default(DEFAULT_ALGORITHMS),
+    algorithms: z
+      .array(algorithmSchema)
+      .min(1)
+      .default([...DEFAULT_ALGORITHMS]),
     clock_tolerance_seconds: z.int().min(0).max(300).default(60),
     subject_claim: z.enum(['sub', 'azp', 'client_id']).default('sub'),
     roles_claim: z

@@ -64,7 +64,7 @@ export interface JwtIssuerOptions {
 export const DEFAULT_ALGORITHMS: readonly string[] = ['RS256', 'ES256', 'EdDSA'];
 
 /** Asymmetric JWS algorithms jose verifies. Symmetric ones would make the verifier a signer. */
-const ASYMMETRIC_ALGORITHMS = new Set([
+export const SUPPORTED_ALGORITHMS = [
   'RS256',
   'RS384',
   'RS512',
@@ -76,7 +76,8 @@ const ASYMMETRIC_ALGORITHMS = new Set([
   'ES512',
   'EdDSA',
   'Ed25519',
-]);
+] as const;
+const ASYMMETRIC_ALGORITHMS = new Set<string>(SUPPORTED_ALGORITHMS);
 
 const MAX_CLOCK_TOLERANCE_SECONDS = 300;
 

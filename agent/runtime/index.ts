@@ -15,7 +15,7 @@ export type {
   RuntimeKind,
   StopOptions,
 } from './runtime.js';
-export { observedStateName, toObservedState } from './runtime.js';
+export { observedStateName } from './runtime.js';
 
 /**
  * The runtime of that kind, calling the binary at `path` (default: `podman` or `docker`

@@ -3,19 +3,11 @@
  * implemented over a runtime's CLI (podman, or the docker CLI). Everything here is shape;
  * the one implementation lives in cli.ts with a dialect per runtime (podman.ts, docker.ts).
  */
-import { ObservedState } from '../../gen/mcp/v1/mcp.js';
+import type { ObservedStateName } from '../../registry/states.js';
+
+export type { ObservedStateName };
 
 export type RuntimeKind = 'podman' | 'docker';
-
-/** The proto's ObservedState as the lower-case word the runtime layer reports. */
-export type ObservedStateName =
-  | 'running'
-  | 'exited'
-  | 'created'
-  | 'paused'
-  | 'restarting'
-  | 'missing'
-  | 'unknown';
 
 /**
  * What to run: a container name plus the fields of a `ComponentSpec` (a generated
@@ -132,19 +124,4 @@ export function observedStateName(runtimeState: string): ObservedStateName {
       // `stopping`, `removing` and anything new: transient or unknown, say so rather than guess.
       return 'unknown';
   }
-}
-
-const OBSERVED_STATE: Record<ObservedStateName, ObservedState> = {
-  running: ObservedState.OBSERVED_STATE_RUNNING,
-  exited: ObservedState.OBSERVED_STATE_EXITED,
-  created: ObservedState.OBSERVED_STATE_CREATED,
-  paused: ObservedState.OBSERVED_STATE_PAUSED,
-  restarting: ObservedState.OBSERVED_STATE_RESTARTING,
-  missing: ObservedState.OBSERVED_STATE_MISSING,
-  unknown: ObservedState.OBSERVED_STATE_UNKNOWN,
-};
-
-/** The proto enum value for an ObservedStateName. */
-export function toObservedState(name: ObservedStateName): ObservedState {
-  return OBSERVED_STATE[name];
 }
