@@ -82,7 +82,7 @@ function auditExport(config: AgentConfig, since: string | undefined, format: str
   }
   const registry = openRegistry(config.database, { readonly: true });
   try {
-    const count = registry.audit.exportJsonl(sinceDate, (line) => process.stdout.write(`${line}\n`));
+    const count = registry.audit.exportJsonl(sinceDate, (line) => process.stdout.write(line));
     process.stderr.write(`exported ${count} audit rows\n`);
     return 0;
   } finally {
@@ -151,7 +151,8 @@ async function main(argv: string[]): Promise<number> {
 
 main(process.argv.slice(2)).then(
   (code) => {
-    if (code >= 0) process.exit(code);
+    // Exit once stdout has drained: output to a pipe is written asynchronously.
+    if (code >= 0) process.stdout.write('', () => process.exit(code));
   },
   (err: unknown) => {
     if (err instanceof UsageError || (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {

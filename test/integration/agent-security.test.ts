@@ -22,6 +22,7 @@ import {
   McpAgentServiceClient,
   type QueryAuditResponse,
 } from '../../gen/mcp/v1/mcp.js';
+import { type AuditRow, auditRowHash, GENESIS_HASH } from '../../registry/audit.js';
 import { bearer, startTestAgent, type TestAgent, unary } from '../support/agent.js';
 import { type MciasStandIn, startMciasStandIn } from '../support/mcias.js';
 import { startOidcProvider, type TestOidcProvider } from '../support/oidc.js';
@@ -299,6 +300,35 @@ describe('the audit log', () => {
     const result = verify();
     expect(result.code).toBe(0);
     expect(result.out).toMatch(/audit chain OK/);
+  });
+
+  it('exports the log as JSON lines whose hashes chain, from a given time', () => {
+    const cli = (...args: string[]) =>
+      execFileSync(
+        process.execPath,
+        [join(root, 'dist/agent/main.js'), 'audit', 'export', '--config', agent.configFile, ...args],
+        {
+          encoding: 'utf8',
+          maxBuffer: 64 * 1024 * 1024,
+          stdio: ['ignore', 'pipe', 'ignore'],
+        },
+      );
+    const rows = cli()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as AuditRow);
+    expect(rows.length).toBeGreaterThanOrEqual(2000);
+    let prev = GENESIS_HASH;
+    for (const row of rows) {
+      expect(row.prev_hash).toBe(prev);
+      expect(auditRowHash(row.prev_hash, row)).toBe(row.hash);
+      prev = row.hash;
+    }
+    const middle = rows[Math.floor(rows.length / 2)] as AuditRow;
+    const later = cli('--since', middle.time).split('\n').filter(Boolean);
+    expect(later.length).toBeLessThan(rows.length);
+    expect(later.length).toBeGreaterThan(0);
+    expect(() => cli('--since', 'yesterday')).toThrow();
   });
 
   it('names the first record edited or deleted behind its back', async () => {
