@@ -22,7 +22,7 @@
 import type { Logger } from '../../core/log.js';
 import type { Registry } from '../../registry/db.js';
 import type { AgentConfig } from '../config.js';
-import { isInDesiredState, reconcile } from '../handlers/observe.js';
+import { isInDesiredState, reconcile } from '../reconcile.js';
 import type { ContainerRuntime } from '../runtime/index.js';
 import { type Alert, inCooldown, recordAlert, runAlertCommand } from './alerts.js';
 
