@@ -106,6 +106,24 @@ export class LocalDirectory {
 
 type FileToolArguments = Record<string, unknown>;
 
+/** Bytes moved so far, of `total`. */
+export type TransferProgress = (bytes: number, total: number) => Promise<void>;
+
+/**
+ * Reports a transfer at most every twentieth of its size (and at least every MiB apart), and
+ * at its end, so a large file gives a steady trickle of notifications rather than one per chunk.
+ */
+function throttled(report: TransferProgress | undefined): (bytes: number, total: number) => Promise<void> {
+  let last = 0;
+  return async (bytes, total) => {
+    if (!report) return;
+    const step = Math.max(1024 * 1024, total / 20);
+    if (bytes - last < step && bytes !== total) return;
+    last = bytes;
+    await report(bytes, total);
+  };
+}
+
 /** push_file: the content (inline or from the local directory), hashed, then streamed after its header. */
 export async function pushFile(
   agent: AgentConnection,
@@ -113,6 +131,7 @@ export async function pushFile(
   fields: FileToolArguments,
   settings: CallSettings,
   local: LocalDirectory,
+  onTransfer?: TransferProgress,
 ): Promise<pb.PushFileResponse> {
   const input = pb.PushFileToolInput.fromJSON(fields);
   const sources = (['content', 'contentBase64', 'localPath'] as const).filter(
@@ -151,9 +170,15 @@ export async function pushFile(
     size,
     requestId: randomUUID(),
   };
+  const progress = throttled(onTransfer);
   const response = await agent.clientStream(binding, settings, async (send) => {
     await send(pb.PushFileRequest.fromPartial({ header }));
-    for await (const chunk of chunks()) await send(pb.PushFileRequest.fromPartial({ chunk }));
+    let sent = 0;
+    for await (const chunk of chunks()) {
+      await send(pb.PushFileRequest.fromPartial({ chunk }));
+      sent += chunk.byteLength;
+      await progress(sent, size);
+    }
   });
   return response as pb.PushFileResponse;
 }
@@ -166,6 +191,7 @@ export async function pullFile(
   settings: CallSettings,
   local: LocalDirectory,
   inlineMaxBytes: number,
+  onTransfer?: TransferProgress,
 ): Promise<pb.PullFileToolOutput> {
   const input = pb.PullFileToolInput.fromJSON(fields);
   const target = input.localPath ? await local.fileToWrite(input.localPath) : undefined;
@@ -179,6 +205,7 @@ export async function pullFile(
   const inline: Buffer[] = [];
   let received = 0;
   let sentDigest: string | undefined;
+  const progress = throttled(onTransfer);
   try {
     const request = pb.PullFileRequest.fromPartial({ service: input.service, path: input.path });
     await agent.stream(binding, request, settings, async (message) => {
@@ -196,6 +223,7 @@ export async function pullFile(
         hash.update(part.chunk);
         if (handle) await handle.write(part.chunk);
         else inline.push(Buffer.from(part.chunk));
+        await progress(received, output.size);
       } else if (part.sha256) {
         sentDigest = part.sha256;
       }

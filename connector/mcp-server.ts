@@ -128,6 +128,15 @@ export class ConnectorTools {
               })
               .catch(() => {});
           },
+          onTransfer: async (bytes, total) => {
+            if (progressToken === undefined) return;
+            await extra
+              .sendNotification({
+                method: 'notifications/progress',
+                params: { progressToken, progress: bytes, total, message: `${bytes} of ${total} bytes` },
+              })
+              .catch(() => {});
+          },
         });
         for (const a of routed.answers)
           if (a.error) await notify('warning', `${tool.name}: ${a.node}: ${errorText(a.error)}`);

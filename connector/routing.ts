@@ -20,7 +20,7 @@ import {
   locateDefinition,
   setDefinitionActive,
 } from './definitions.js';
-import { LocalDirectory, pullFile, pushFile } from './file-transfer.js';
+import { LocalDirectory, pullFile, pushFile, type TransferProgress } from './file-transfer.js';
 
 /** Tool arguments after schema validation. */
 export type ToolArguments = Record<string, unknown>;
@@ -33,6 +33,8 @@ export interface RouteContext {
   signal: AbortSignal;
   /** Receives deploy progress; absent when the client asked for none. */
   onProgress?: (progress: pb.DeployProgress) => Promise<void>;
+  /** Receives file transfer progress in bytes (push_file, pull_file). */
+  onTransfer?: TransferProgress;
 }
 
 /** One node's answer: its response (a message of the tool's output type) or its error. */
@@ -233,8 +235,16 @@ export class Router {
     const local = new LocalDirectory(this.config.files.localDir);
     const response =
       tool.name === 'push_file'
-        ? await pushFile(agent, binding, fields, settings, local)
-        : await pullFile(agent, binding, fields, settings, local, this.config.files.inlineMaxBytes);
+        ? await pushFile(agent, binding, fields, settings, local, ctx.onTransfer)
+        : await pullFile(
+            agent,
+            binding,
+            fields,
+            settings,
+            local,
+            this.config.files.inlineMaxBytes,
+            ctx.onTransfer,
+          );
     return { answers: [{ node: target.name, response }], notes: [] };
   }
 

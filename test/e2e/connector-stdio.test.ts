@@ -182,6 +182,27 @@ describe('mcp-connector over stdio', () => {
     );
   });
 
+  it('reports byte progress while pushing and pulling a large file', async () => {
+    mkdirSync(files.localDir, { recursive: true });
+    const size = 8 * 1024 * 1024;
+    writeFileSync(join(files.localDir, 'large.bin'), Buffer.alloc(size, 7));
+    for (const [name, args] of [
+      ['push_file', { service, node: 'node1', path: 'large.bin', localPath: 'large.bin' }],
+      ['pull_file', { service, node: 'node1', path: 'large.bin', localPath: 'copies/large.bin' }],
+    ] as const) {
+      const seen: Array<{ progress: number; total?: number }> = [];
+      const result = await admin.client.callTool({ name, arguments: args }, undefined, {
+        onprogress: (p) => seen.push(p),
+      });
+      expect(result.isError, resultText(result)).toBeFalsy();
+      // At least one: a notification sharing a chunk with the response can be dropped (SDK #2580).
+      expect(seen.length, name).toBeGreaterThan(0);
+      for (const p of seen) expect(p.total).toBe(size);
+      expect(seen.map((p) => p.progress)).toEqual([...seen.map((p) => p.progress)].sort((a, b) => a - b));
+    }
+    expect(readFileSync(join(files.localDir, 'copies/large.bin')).equals(Buffer.alloc(size, 7))).toBe(true);
+  });
+
   it('asks for localPath when a pulled file is too large to return inline', async () => {
     const big = 'x'.repeat(300_000);
     const push = await admin.client.callTool({
