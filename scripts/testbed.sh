@@ -109,7 +109,9 @@ install_packages() {
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # With recommends, as verified on these machines: netavark (the network stack that publishes
+  # ports) is only a recommendation of containers-common.
+  apt-get install -y -qq "${missing[@]}" >/dev/null
   CHANGED+=("packages")
 }
 
