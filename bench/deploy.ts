@@ -10,13 +10,13 @@
  *
  *   npx tsx bench/deploy.ts [runs=5]
  */
-import type { ComponentSpec, ServiceSpec } from '../gen/mcp/v1/mcp.js';
+import type { ServiceSpec } from '../gen/mcp/v1/mcp.js';
 import { deploy, startTestAgent } from '../test/support/agent.js';
+import { serviceSpec, sleeper } from '../test/support/specs.js';
 import { removeContainers, requireTestbed, uniqueName } from '../test/support/testbed.js';
 import { machine, ms, summary, table } from './stats.js';
 
 const runs = Number(process.argv[2] ?? 5);
-const SLEEPER = ['/bin/sh', '-c', 'trap "exit 0" TERM; sleep 3600 & wait'];
 
 const bed = await requireTestbed();
 if (!bed) throw new Error('the podman test bed is missing: run scripts/testbed.sh as root');
@@ -26,21 +26,9 @@ const agent = await startTestAgent();
 try {
   const client = agent.client();
   const md = await agent.auth({ subject: 'bench', roles: ['operator'] });
-  const component = (name: string): ComponentSpec => ({
-    name,
-    image: bed.imageV1,
-    network: '',
-    user: '',
-    restart: '',
-    ports: [],
-    volumes: [],
-    cmd: SLEEPER,
-    env: { ROLE: name },
-  });
-  const spec = (name: string): ServiceSpec => ({
-    name,
-    components: [component('web'), component('worker'), component('cache')],
-  });
+  const component = (name: string) => sleeper(name, bed.imageV1, { env: { ROLE: name } });
+  const spec = (name: string) =>
+    serviceSpec(name, [component('web'), component('worker'), component('cache')]);
   const timed = async (service: ServiceSpec) => {
     const t0 = performance.now();
     const { result } = await deploy(client, { spec: service }, md);

@@ -10,14 +10,13 @@
  *   npx tsx bench/livecheck.ts [iterations=40] [services=5]
  */
 import { execa } from 'execa';
-import type { ComponentSpec } from '../gen/mcp/v1/mcp.js';
 import { deploy, startTestAgent, unary } from '../test/support/agent.js';
+import { serviceSpec, sleeper } from '../test/support/specs.js';
 import { removeContainers, requireTestbed, uniqueName } from '../test/support/testbed.js';
 import { machine, ms, summary, table } from './stats.js';
 
 const iterations = Number(process.argv[2] ?? 40);
 const serviceCount = Number(process.argv[3] ?? 5);
-const SLEEPER = ['/bin/sh', '-c', 'trap "exit 0" TERM; sleep 3600 & wait'];
 
 const bed = await requireTestbed();
 if (!bed) throw new Error('the podman test bed is missing: run scripts/testbed.sh as root');
@@ -27,23 +26,9 @@ const agent = await startTestAgent();
 try {
   const client = agent.client();
   const md = await agent.auth({ subject: 'bench', roles: ['operator', 'viewer'] });
-  const component = (name: string): ComponentSpec => ({
-    name,
-    image: bed.imageV1,
-    network: '',
-    user: '',
-    restart: '',
-    ports: [],
-    volumes: [],
-    cmd: SLEEPER,
-    env: {},
-  });
   for (let i = 0; i < serviceCount; i++) {
-    await deploy(
-      client,
-      { spec: { name: `${prefix}-${i}`, components: [component('app'), component('side')] } },
-      md,
-    );
+    const components = [sleeper('app', bed.imageV1), sleeper('side', bed.imageV1)];
+    await deploy(client, { spec: serviceSpec(`${prefix}-${i}`, components) }, md);
   }
   const containers = (await execa('podman', ['ps', '-a', '--format', 'json'])).stdout;
   const containerCount = (JSON.parse(containers) as unknown[]).length;

@@ -9,6 +9,7 @@ import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { DeployResponse } from '../../gen/mcp/v1/mcp.js';
 import { startTestAgent, type TestAgent } from '../support/agent.js';
+import { component, serviceSpec } from '../support/specs.js';
 import { removeContainers, requireTestbed, uniqueName } from '../support/testbed.js';
 
 const bed = await requireTestbed();
@@ -29,34 +30,14 @@ describe.skipIf(!bed)('mcp-agent server shutdown', () => {
     const client = agent.client();
     const call = client.deploy(
       {
-        spec: {
-          name: service,
-          active: true,
-          components: [
-            {
-              name: 'a',
-              image: bed!.imageV1,
-              network: '',
-              user: '',
-              restart: '',
-              ports: [],
-              volumes: [],
-              cmd: ['/bin/sleep', '600'],
-              env: {},
-            },
-            {
-              name: 'b',
-              image: bed!.imageV2,
-              network: '',
-              user: '',
-              restart: '',
-              ports: [],
-              volumes: [],
-              cmd: ['/bin/sleep', '600'],
-              env: {},
-            },
+        spec: serviceSpec(
+          service,
+          [
+            component('a', { image: bed!.imageV1, cmd: ['/bin/sleep', '600'] }),
+            component('b', { image: bed!.imageV2, cmd: ['/bin/sleep', '600'] }),
           ],
-        },
+          true,
+        ),
         service: '',
         component: '',
         requestId: '',

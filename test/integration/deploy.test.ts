@@ -18,7 +18,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   AuditDecision,
   AuditOutcome,
-  type ComponentSpec,
   type DeployProgress,
   type DeployRequest,
   type DeployResponse,
@@ -29,27 +28,10 @@ import {
   type ServiceSpec,
 } from '../../gen/mcp/v1/mcp.js';
 import { deploy, startTestAgent, type TestAgent, unary } from '../support/agent.js';
+import { SLEEPER, sleeper } from '../support/specs.js';
 import { freePort, removeContainers, requireTestbed, uniqueName } from '../support/testbed.js';
 
 const bed = await requireTestbed();
-
-/** A process that ends on SIGTERM, so a stop is quick but still graceful. */
-const SLEEPER = ['/bin/sh', '-c', 'trap "exit 0" TERM; sleep 3600 & wait'];
-
-function component(name: string, image: string, overrides: Partial<ComponentSpec> = {}): ComponentSpec {
-  return {
-    name,
-    image,
-    network: '',
-    user: '',
-    restart: '',
-    ports: [],
-    volumes: [],
-    cmd: SLEEPER,
-    env: {},
-    ...overrides,
-  };
-}
 
 interface InspectedContainer {
   Id: string;
@@ -126,14 +108,14 @@ describe.skipIf(!bed)('deploy (real agent, real podman, local registry)', () => 
     webSpec = {
       name: web,
       components: [
-        component('web', bed!.imageV1, {
+        sleeper('web', bed!.imageV1, {
           cmd: ['/bin/httpd', '-f', '-p', '8080'],
           ports: [`127.0.0.1:${port}:8080`],
           volumes: [`${hostDir}:/data:ro`],
           env: { GREETING: 'hello world' },
           user: '65534:65534',
         }),
-        component('worker', bed!.imageV1, { env: { ROLE: 'worker' } }),
+        sleeper('worker', bed!.imageV1, { env: { ROLE: 'worker' } }),
       ],
     };
   });
@@ -258,15 +240,15 @@ describe.skipIf(!bed)('deploy (real agent, real podman, local registry)', () => 
 
   it('fails a component whose image cannot be pulled with the runtime message, and deploys the others', async () => {
     const service = `${base}-pull`;
-    const good = component('good', bed!.imageV1);
-    await deploy(client, { spec: { name: service, components: [good, component('bad', bed!.imageV1)] } }, md);
+    const good = sleeper('good', bed!.imageV1);
+    await deploy(client, { spec: { name: service, components: [good, sleeper('bad', bed!.imageV1)] } }, md);
     const badBefore = await podmanInspect(`${service}-bad`);
     const goodBefore = await podmanInspect(`${service}-good`);
 
     const missing = `${bed!.registry}/bb:no-such-tag`;
     const { progress, result } = await deploy(
       client,
-      { spec: { name: service, components: [component('bad', missing), good] } },
+      { spec: { name: service, components: [sleeper('bad', missing), good] } },
       md,
     );
     const [bad, goodResult] = result.components;
@@ -299,7 +281,7 @@ describe.skipIf(!bed)('deploy (real agent, real podman, local registry)', () => 
 
   it('runs two concurrent deploys of one service one after the other', async () => {
     const service = `${base}-conc`;
-    const spec: ServiceSpec = { name: service, components: [component('app', bed!.imageV1)] };
+    const spec: ServiceSpec = { name: service, components: [sleeper('app', bed!.imageV1)] };
     const [a, b] = await Promise.all([
       timedDeploy(client, { spec, requestId: `${base}-conc-a` }, md),
       timedDeploy(client, { spec, requestId: `${base}-conc-b` }, md),
@@ -318,7 +300,7 @@ describe.skipIf(!bed)('deploy (real agent, real podman, local registry)', () => 
 
   it('returns the first result for a retried deploy with the same request id, without acting', async () => {
     const service = `${base}-retry`;
-    const spec: ServiceSpec = { name: service, components: [component('app', bed!.imageV1)] };
+    const spec: ServiceSpec = { name: service, components: [sleeper('app', bed!.imageV1)] };
     const first = await deploy(client, { spec, requestId: `${base}-retry-1` }, md);
     const id = (await podmanInspect(`${service}-app`)).Id;
     const retry = await deploy(client, { spec, requestId: `${base}-retry-1` }, md);
@@ -334,7 +316,7 @@ describe.skipIf(!bed)('deploy (real agent, real podman, local registry)', () => 
     // Plain `sleep` as PID 1 ignores SIGTERM: replacing it waits out the whole stop timeout.
     const spec: ServiceSpec = {
       name: service,
-      components: [component('app', bed!.imageV1, { cmd: ['/bin/sleep', '3600'] })],
+      components: [sleeper('app', bed!.imageV1, { cmd: ['/bin/sleep', '3600'] })],
     };
     await deploy(client, { spec }, md);
     const original = (await podmanInspect(`${service}-app`)).Id;
@@ -357,7 +339,7 @@ describe.skipIf(!bed)('deploy (real agent, real podman, local registry)', () => 
     const service = `${base}-idle`;
     const { progress, result } = await deploy(
       client,
-      { spec: { name: service, active: false, components: [component('app', bed!.imageV1)] } },
+      { spec: { name: service, active: false, components: [sleeper('app', bed!.imageV1)] } },
       md,
     );
     expect(result.components).toEqual([
@@ -392,22 +374,22 @@ describe.skipIf(!bed)('deploy (real agent, real podman, local registry)', () => 
     it.each([
       [
         'an empty image',
-        { name: bad, components: [component('app', '')] },
+        { name: bad, components: [sleeper('app', '')] },
         /components\[0\]\.image: required: give an image reference/,
       ],
       [
         'a malformed port mapping',
-        { name: bad, components: [component('app', 'x:v1', { ports: ['127.0.0.1:80'] })] },
+        { name: bad, components: [sleeper('app', 'x:v1', { ports: ['127.0.0.1:80'] })] },
         /components\[0\]\.ports\[0\]: "127\.0\.0\.1:80": .*expected \[host_ip:\]host_port:container_port/,
       ],
       [
         'a service name with shell metacharacters',
-        { name: `${bad};rm`, components: [component('app', 'x:v1')] },
+        { name: `${bad};rm`, components: [sleeper('app', 'x:v1')] },
         /name: ".*;rm" is not a valid name/,
       ],
       [
         'an image with shell metacharacters',
-        { name: bad, components: [component('app', 'x:v1;reboot')] },
+        { name: bad, components: [sleeper('app', 'x:v1;reboot')] },
         /image: "x:v1;reboot" contains shell metacharacters/,
       ],
     ])('%s: INVALID_ARGUMENT', async (_what, spec, message) => {

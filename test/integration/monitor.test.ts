@@ -13,14 +13,10 @@ import path from 'node:path';
 import type { Metadata } from '@grpc/grpc-js';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type {
-  ComponentSpec,
-  Event,
-  GetServiceStatusResponse,
-  McpAgentServiceClient,
-} from '../../gen/mcp/v1/mcp.js';
+import type { Event, GetServiceStatusResponse, McpAgentServiceClient } from '../../gen/mcp/v1/mcp.js';
 import { ObservedState } from '../../gen/mcp/v1/mcp.js';
 import { deploy, startTestAgent, type TestAgent, unary } from '../support/agent.js';
+import { sleeper } from '../support/specs.js';
 import { removeContainers, requireTestbed, uniqueName } from '../support/testbed.js';
 
 const bed = await requireTestbed();
@@ -29,8 +25,6 @@ const built = fs.existsSync(path.join(repo, 'dist/agent/main.js'));
 if (!built && process.env.CI) throw new Error('dist/agent/main.js is missing: run npm run build first');
 
 const INTERVAL_SECONDS = 1;
-/** A process that ends on SIGTERM, so stops are quick. */
-const SLEEPER = ['/bin/sh', '-c', 'trap "exit 0" TERM; sleep 3600 & wait'];
 
 describe.skipIf(!bed || !built)('the monitor in a real agent process, real podman', () => {
   const service = uniqueName('mcpt-mon');
@@ -50,17 +44,7 @@ describe.skipIf(!bed || !built)('the monitor in a real agent process, real podma
     });
 
     const deployer = await startTestAgent({ process: true, dataDir });
-    const web: ComponentSpec = {
-      name: 'web',
-      image: bed!.imageV1,
-      network: '',
-      user: '',
-      restart: '',
-      ports: [],
-      volumes: [],
-      cmd: SLEEPER,
-      env: {},
-    };
+    const web = sleeper('web', bed!.imageV1);
     const { result } = await deploy(
       deployer.client(),
       { spec: { name: service, active: true, components: [web] } },

@@ -12,7 +12,6 @@ import { type Metadata, status } from '@grpc/grpc-js';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  type ComponentSpec,
   DesiredState,
   type McpAgentServiceClient,
   ObservedState,
@@ -20,27 +19,10 @@ import {
   type ServiceSpec,
 } from '../../gen/mcp/v1/mcp.js';
 import { deploy, startTestAgent, type TestAgent, unary } from '../support/agent.js';
+import { SLEEPER, serviceSpec, sleeper } from '../support/specs.js';
 import { freePort, removeContainers, requireTestbed, uniqueName } from '../support/testbed.js';
 
 const bed = await requireTestbed();
-
-/** A process that ends on SIGTERM, so a stop is quick but still graceful. */
-const SLEEPER = ['/bin/sh', '-c', 'trap "exit 0" TERM; sleep 3600 & wait'];
-
-function component(name: string, overrides: Partial<ComponentSpec> = {}): ComponentSpec {
-  return {
-    name,
-    image: bed?.imageV1 ?? '',
-    network: '',
-    user: '',
-    restart: '',
-    ports: [],
-    volumes: [],
-    cmd: SLEEPER,
-    env: {},
-    ...overrides,
-  };
-}
 
 interface InspectedContainer {
   Id: string;
@@ -121,7 +103,7 @@ describe.skipIf(!bed)('service operations (real agent, real podman)', () => {
     md = await agent.auth({ subject: 'operator-1', roles: ['operator', 'viewer'] });
     const { result } = await deploy(
       client,
-      { spec: { name: life, components: [component('app'), component('sidecar')] } },
+      { spec: { name: life, components: [sleeper('app', bed!.imageV1), sleeper('sidecar', bed!.imageV1)] } },
       md,
     );
     expect(result.components.every((c) => c.ok)).toBe(true);
@@ -375,11 +357,7 @@ describe.skipIf(!bed)('service operations (real agent, real podman)', () => {
 
   describe('sync', () => {
     const declared = `${base}-decl`;
-    const definition = (active?: boolean): ServiceSpec => ({
-      name: declared,
-      active,
-      components: [component('app')],
-    });
+    const definition = (active?: boolean) => serviceSpec(declared, [sleeper('app', bed!.imageV1)], active);
 
     beforeAll(async () => {
       await podmanRun(`${declared}-stray`);
@@ -431,7 +409,7 @@ describe.skipIf(!bed)('service operations (real agent, real podman)', () => {
       const err = await grpcError(
         call.sync([
           definition(true),
-          { name: `${base}-other`, components: [component('app', { ports: ['http'] })] },
+          { name: `${base}-other`, components: [sleeper('app', bed!.imageV1, { ports: ['http'] })] },
         ]),
       );
       expect(err.code).toBe(status.INVALID_ARGUMENT);

@@ -9,14 +9,10 @@ import path from 'node:path';
 import type { Metadata } from '@grpc/grpc-js';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type {
-  ComponentSpec,
-  ListServicesResponse,
-  McpAgentServiceClient,
-  ServiceSpec,
-} from '../../gen/mcp/v1/mcp.js';
+import type { ListServicesResponse, McpAgentServiceClient, ServiceSpec } from '../../gen/mcp/v1/mcp.js';
 import { openRegistry } from '../../registry/db.js';
 import { startTestAgent, type TestAgent, unary } from '../support/agent.js';
+import { component, serviceSpec } from '../support/specs.js';
 
 const repo = new URL('../..', import.meta.url).pathname;
 const main = path.join(repo, 'dist/agent/main.js');
@@ -26,18 +22,7 @@ if (!built && process.env.CI) throw new Error('dist/agent/main.js is missing: ru
 const OURS = ['blog', 'later', 'shop'];
 
 function spec(name: string): ServiceSpec {
-  const component: ComponentSpec = {
-    name: 'app',
-    image: '127.0.0.1:5000/bb:v1',
-    network: '',
-    user: '',
-    restart: '',
-    ports: [],
-    volumes: [],
-    cmd: [],
-    env: { MODE: name },
-  };
-  return { name, active: true, components: [component] };
+  return serviceSpec(name, [component('app', { image: '127.0.0.1:5000/bb:v1', env: { MODE: name } })], true);
 }
 
 describe.skipIf(!built)('snapshot and restore of a real agent registry', () => {

@@ -17,6 +17,7 @@ import {
   writeDefinition,
 } from '../../connector/definitions.js';
 import { InvalidArgumentError } from '../../core/errors.js';
+import { ComponentSpec } from '../../gen/mcp/v1/mcp.js';
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'definitions');
 
@@ -42,17 +43,15 @@ function webDefinition(): ServiceDefinition {
     node: 'node1',
     active: true,
     components: [
-      {
+      ComponentSpec.fromPartial({
         name: 'app',
         image: '127.0.0.1:5000/bb:v1',
-        network: '',
-        user: '',
         restart: 'unless-stopped',
         ports: ['127.0.0.1:18080:80'],
         volumes: ['/srv/web/data:/data'],
         cmd: ['/bin/httpd', '-f', '-p', '80'],
         env: { KEY: 'value' },
-      },
+      }),
     ],
   };
 }

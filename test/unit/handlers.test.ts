@@ -21,14 +21,13 @@ import { McpError } from '../../core/errors.js';
 import { silentLogger } from '../../core/log.js';
 import { assertValidServiceSpec } from '../../core/spec.js';
 import {
-  type ComponentSpec,
   type DeployResponse,
   DesiredState,
   ObservedState,
-  type ServiceSpec,
   StopServiceResponse,
 } from '../../gen/mcp/v1/mcp.js';
 import { openRegistry, type Registry } from '../../registry/db.js';
+import { component, serviceSpec } from '../support/specs.js';
 
 let dir: string;
 let registry: Registry;
@@ -42,25 +41,6 @@ afterEach(() => {
   registry.close();
   fs.rmSync(dir, { recursive: true, force: true });
 });
-
-function component(name: string, overrides: Partial<ComponentSpec> = {}): ComponentSpec {
-  return {
-    name,
-    image: `registry.example:5000/${name}:v1`,
-    network: '',
-    user: '',
-    restart: '',
-    ports: [],
-    volumes: [],
-    cmd: [],
-    env: {},
-    ...overrides,
-  };
-}
-
-function spec(name: string, components: ComponentSpec[], active?: boolean): ServiceSpec {
-  return { name, active, components };
-}
 
 function context(overrides: Partial<CallContext> = {}): CallContext {
   return {
@@ -262,7 +242,7 @@ describe('drift', () => {
   });
 
   it('lists only managed components out of their desired state', () => {
-    registry.services.upsert(spec('shop', [component('web'), component('db'), component('cache')]));
+    registry.services.upsert(serviceSpec('shop', [component('web'), component('db'), component('cache')]));
     registry.services.upsertComponent('shop', component('stray'), { desiredState: 'ignore' });
     registry.services.setObservedState('shop', 'web', { state: 'running' });
     registry.services.setObservedState('shop', 'db', { state: 'exited' });
@@ -289,8 +269,8 @@ function container(
 
 describe('reconciling a listing with the registry', () => {
   beforeEach(() => {
-    registry.services.upsert(spec('shop', [component('web'), component('db')]));
-    registry.services.upsert(spec('mc-proxy', [component('web')]));
+    registry.services.upsert(serviceSpec('shop', [component('web'), component('db')]));
+    registry.services.upsert(serviceSpec('mc-proxy', [component('web')]));
   });
 
   it('records each change of observed state once, as an event, and missing containers as missing', () => {
@@ -375,7 +355,7 @@ describe('adoption reads a spec back from the runtime', () => {
       cmd: ['/bin/httpd', '-f'],
       env: { GREETING: 'hi' },
     });
-    expect(() => assertValidServiceSpec(spec('shop', [adopted]))).not.toThrow();
+    expect(() => assertValidServiceSpec(serviceSpec('shop', [adopted]))).not.toThrow();
   });
 
   it('keeps a named network and a restart policy', () => {
@@ -385,7 +365,7 @@ describe('adoption reads a spec back from the runtime', () => {
 });
 
 describe('deploy request checks', () => {
-  const valid = spec('shop', [component('web')]);
+  const valid = serviceSpec('shop', [component('web')]);
 
   it.each([
     [
@@ -395,17 +375,17 @@ describe('deploy request checks', () => {
     ],
     [{ spec: undefined, service: '', component: '' }, 'INVALID_ARGUMENT', /give spec .* or service/],
     [
-      { spec: spec('shop', [component('web', { image: '' })]), service: '', component: '' },
+      { spec: serviceSpec('shop', [component('web', { image: '' })]), service: '', component: '' },
       'INVALID_ARGUMENT',
       /components\[0\]\.image: required/,
     ],
     [
-      { spec: spec('shop', [component('web', { ports: ['8080'] })]), service: '', component: '' },
+      { spec: serviceSpec('shop', [component('web', { ports: ['8080'] })]), service: '', component: '' },
       'INVALID_ARGUMENT',
       /components\[0\]\.ports\[0\]: "8080": a host port and a container port are both required/,
     ],
     [
-      { spec: spec('shop;rm -rf', [component('web')]), service: '', component: '' },
+      { spec: serviceSpec('shop;rm -rf', [component('web')]), service: '', component: '' },
       'INVALID_ARGUMENT',
       /name: ".*" is not a valid name/,
     ],
@@ -463,7 +443,7 @@ audience = "mcp"
     const sent: DeployResponse[] = [];
     const err = await rejection(
       handlers().deploy(
-        { spec: spec('shop', [component('web')]), service: '', component: '', requestId: 'r1' },
+        { spec: serviceSpec('shop', [component('web')]), service: '', component: '', requestId: 'r1' },
         context(),
         async (m) => {
           sent.push(m);
@@ -477,7 +457,7 @@ audience = "mcp"
   });
 
   it('fails stop, live check and node status the same way, and changes no desired state', async () => {
-    registry.services.upsert(spec('shop', [component('web')]));
+    registry.services.upsert(serviceSpec('shop', [component('web')]));
     const h = handlers();
     const calls = [
       () => h.stopService({ service: 'shop', component: '', requestId: '' }, context()),
@@ -492,7 +472,7 @@ audience = "mcp"
   });
 
   it('still answers from the registry for list and status', async () => {
-    registry.services.upsert(spec('shop', [component('web')]));
+    registry.services.upsert(serviceSpec('shop', [component('web')]));
     const h = handlers();
     const list = await h.listServices({ desiredState: DesiredState.DESIRED_STATE_UNSPECIFIED }, context());
     expect(list.services.map((s) => s.name)).toEqual(['shop']);
@@ -506,8 +486,8 @@ audience = "mcp"
   });
 
   it('filters the list by the caller scope', async () => {
-    registry.services.upsert(spec('shop', [component('web')]));
-    registry.services.upsert(spec('blog', [component('web')]));
+    registry.services.upsert(serviceSpec('shop', [component('web')]));
+    registry.services.upsert(serviceSpec('blog', [component('web')]));
     const scope = { all: false, allows: (s: string) => s === 'blog' };
     const list = await handlers().listServices(
       { desiredState: DesiredState.DESIRED_STATE_UNSPECIFIED },

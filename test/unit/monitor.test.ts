@@ -12,9 +12,9 @@ import type { AgentConfig } from '../../agent/config.js';
 import { createMonitor, type Monitor, type MonitorOptions, startMonitor } from '../../agent/monitor/index.js';
 import type { ContainerSummary, ObservedStateName } from '../../agent/runtime/index.js';
 import { createLogger, type Logger } from '../../core/log.js';
-import type { ComponentSpec } from '../../gen/mcp/v1/mcp.js';
 import { openRegistry, type Registry } from '../../registry/db.js';
 import { TRANSITION_EVENT_KIND } from '../../registry/events.js';
+import { component, serviceSpec } from '../support/specs.js';
 
 let dir: string;
 let registry: Registry;
@@ -24,6 +24,8 @@ let logLines: Record<string, unknown>[];
 let log: Logger;
 let clock: number;
 const start = Date.now();
+/** The image of every component and of every container the fake runtime lists. */
+const image = 'registry.example:5000/app:v7';
 
 /** A fake runtime: `list()` returns `containers`, or throws `failure` when set, after `delayMs`. */
 class FakeRuntime {
@@ -43,7 +45,7 @@ class FakeRuntime {
       .map(([name, state]) => ({
         name,
         id: `id-${name}`,
-        image: 'registry.example:5000/app:v7',
+        image,
         state,
         command: ['/bin/sleep', '3600'],
       }));
@@ -65,7 +67,9 @@ beforeEach(() => {
   log = createLogger({ level: 'debug', write: (line) => logLines.push(JSON.parse(line)) });
   clock = start;
   runtime = new FakeRuntime();
-  registry.services.upsert({ name: 'shop', active: true, components: [component('web'), component('db')] });
+  registry.services.upsert(
+    serviceSpec('shop', [component('web', { image }), component('db', { image })], true),
+  );
 });
 
 afterEach(async () => {
@@ -73,20 +77,6 @@ afterEach(async () => {
   registry.close();
   fs.rmSync(dir, { recursive: true, force: true });
 });
-
-function component(name: string): ComponentSpec {
-  return {
-    name,
-    image: 'registry.example:5000/app:v7',
-    network: '',
-    user: '',
-    restart: '',
-    ports: [],
-    volumes: [],
-    cmd: [],
-    env: {},
-  };
-}
 
 function settings(overrides: Partial<AgentConfig['monitor']> = {}): AgentConfig['monitor'] {
   return {

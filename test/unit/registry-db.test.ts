@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { McpError } from '../../core/errors.js';
 import { openRegistry, type Registry } from '../../registry/db.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from '../../registry/migrations.js';
+import { component, serviceSpec } from '../support/specs.js';
 
 let dir: string;
 let file: string;
@@ -27,23 +28,7 @@ afterEach(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-const spec = {
-  name: 'web',
-  active: true,
-  components: [
-    {
-      name: 'web',
-      image: 'bb:v1',
-      network: '',
-      user: '',
-      restart: '',
-      ports: [],
-      volumes: [],
-      cmd: [],
-      env: {},
-    },
-  ],
-};
+const spec = serviceSpec('web', [component('web', { image: 'bb:v1' })], true);
 
 describe('opening the registry', () => {
   it('applies every migration once and records it', () => {

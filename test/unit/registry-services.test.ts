@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { InvalidArgumentError, NotFoundError } from '../../core/errors.js';
-import { type ComponentSpec, DesiredState, ObservedState, type ServiceSpec } from '../../gen/mcp/v1/mcp.js';
+import { DesiredState, ObservedState, type ServiceSpec } from '../../gen/mcp/v1/mcp.js';
 import { openRegistry, type Registry } from '../../registry/db.js';
 import { containerName, toServiceInfo, toServiceSpec } from '../../registry/services.js';
 import {
@@ -12,6 +12,7 @@ import {
   observedStateFromProto,
   observedStateToProto,
 } from '../../registry/states.js';
+import { component, serviceSpec } from '../support/specs.js';
 
 let dir: string;
 let registry: Registry;
@@ -26,25 +27,6 @@ afterEach(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-function component(name: string, overrides: Partial<ComponentSpec> = {}): ComponentSpec {
-  return {
-    name,
-    image: `registry.example:5000/${name}:v1`,
-    network: '',
-    user: '',
-    restart: '',
-    ports: [],
-    volumes: [],
-    cmd: [],
-    env: {},
-    ...overrides,
-  };
-}
-
-function service(name: string, components: ComponentSpec[], active?: boolean): ServiceSpec {
-  return { name, active, components };
-}
-
 const fullWeb = component('web', {
   network: 'backend',
   user: '1000:1000',
@@ -57,7 +39,7 @@ const fullWeb = component('web', {
 
 describe('services and components', () => {
   it('records a new service with every field of its spec and reads it back', () => {
-    const result = registry.services.upsert(service('shop', [fullWeb, component('db')]));
+    const result = registry.services.upsert(serviceSpec('shop', [fullWeb, component('db')]));
     expect(result).toEqual({ service: 'shop', change: 'created', details: ['web: added', 'db: added'] });
 
     const shop = registry.services.get('shop');
@@ -88,15 +70,17 @@ describe('services and components', () => {
 
   it('keeps the order of cmd arguments, ports and volumes', () => {
     const args = ['z', 'a', 'm', '--flag', 'a', '0', '10', '9'];
-    registry.services.upsert(service('app', [component('app', { cmd: args, ports: ['3:3', '1:1', '2:2'] })]));
+    registry.services.upsert(
+      serviceSpec('app', [component('app', { cmd: args, ports: ['3:3', '1:1', '2:2'] })]),
+    );
     const app = registry.services.getComponent('app', 'app');
     expect(app?.cmd).toEqual(args);
     expect(app?.ports).toEqual(['3:3', '1:1', '2:2']);
   });
 
   it('names a lone component named like its service after the service alone', () => {
-    registry.services.upsert(service('mc-proxy', [component('mc-proxy')]));
-    registry.services.upsert(service('shop', [component('shop'), component('worker')]));
+    registry.services.upsert(serviceSpec('mc-proxy', [component('mc-proxy')]));
+    registry.services.upsert(serviceSpec('shop', [component('shop'), component('worker')]));
     expect(registry.services.getComponent('mc-proxy', 'mc-proxy')?.container).toBe('mc-proxy');
     expect(registry.services.getComponent('shop', 'shop')?.container).toBe('shop-shop');
     expect(containerName('a', 'b', 1)).toBe('a-b');
@@ -113,16 +97,16 @@ describe('services and components', () => {
   });
 
   it('refuses a component whose container name another component already uses', () => {
-    registry.services.upsert(service('a-b', [component('a-b')]));
-    expect(() => registry.services.upsert(service('a', [component('b'), component('c')]))).toThrow(
+    registry.services.upsert(serviceSpec('a-b', [component('a-b')]));
+    expect(() => registry.services.upsert(serviceSpec('a', [component('b'), component('c')]))).toThrow(
       /container 'a-b'.*already a-b\/a-b/,
     );
     expect(registry.services.get('a')).toBeUndefined();
   });
 
   it('reports an unchanged definition as unchanged and a changed one field by field', () => {
-    registry.services.upsert(service('shop', [fullWeb, component('db')]));
-    expect(registry.services.upsert(service('shop', [fullWeb, component('db')]))).toEqual({
+    registry.services.upsert(serviceSpec('shop', [fullWeb, component('db')]));
+    expect(registry.services.upsert(serviceSpec('shop', [fullWeb, component('db')]))).toEqual({
       service: 'shop',
       change: 'unchanged',
       details: [],
@@ -134,7 +118,7 @@ describe('services and components', () => {
       cmd: ['/bin/httpd', '-f'],
       env: { LOG_LEVEL: 'info', TZ: 'UTC' },
     };
-    const result = registry.services.upsert(service('shop', [changed, component('db')], false));
+    const result = registry.services.upsert(serviceSpec('shop', [changed, component('db')], false));
     expect(result.change).toBe('updated');
     expect(result.details).toEqual([
       'active: true -> false',
@@ -153,8 +137,8 @@ describe('services and components', () => {
   });
 
   it('is additive by default and removes unlisted components only when asked', () => {
-    registry.services.upsert(service('shop', [component('web'), component('db')]));
-    const additive = registry.services.upsert(service('shop', [component('web'), component('cache')]));
+    registry.services.upsert(serviceSpec('shop', [component('web'), component('db')]));
+    const additive = registry.services.upsert(serviceSpec('shop', [component('web'), component('cache')]));
     expect(additive.details).toEqual(['cache: added']);
     expect(
       registry.services
@@ -163,26 +147,26 @@ describe('services and components', () => {
         .sort(),
     ).toEqual(['cache', 'db', 'web']);
 
-    const pruned = registry.services.upsert(service('shop', [component('web')]), { prune: true });
+    const pruned = registry.services.upsert(serviceSpec('shop', [component('web')]), { prune: true });
     expect(pruned.details.sort()).toEqual(['cache: removed', 'db: removed']);
     expect(registry.services.get('shop')?.components.map((c) => c.name)).toEqual(['web']);
   });
 
   it('rejects invalid specs before writing anything', () => {
     const bad: ServiceSpec[] = [
-      service('Shop', [component('web')]),
-      service('shop', []),
-      service('shop', [component('web'), component('web')]),
-      service('shop', [component('web', { image: '' })]),
-      service('shop', [component('-web')]),
-      service('x'.repeat(64), [component('web')]),
+      serviceSpec('Shop', [component('web')]),
+      serviceSpec('shop', []),
+      serviceSpec('shop', [component('web'), component('web')]),
+      serviceSpec('shop', [component('web', { image: '' })]),
+      serviceSpec('shop', [component('-web')]),
+      serviceSpec('x'.repeat(64), [component('web')]),
     ];
     for (const spec of bad) expect(() => registry.services.upsert(spec)).toThrow(InvalidArgumentError);
     expect(registry.services.names()).toEqual([]);
   });
 
   it('enforces one component per (service, name) in the schema itself', () => {
-    registry.services.upsert(service('shop', [component('web')]));
+    registry.services.upsert(serviceSpec('shop', [component('web')]));
     const insert = registry.db.prepare(
       `INSERT INTO components (service, name, position, image, desired_state, container, created_at, updated_at)
        VALUES ('shop', 'web', 1, 'x:v1', 'running', ?, 'now', 'now')`,
@@ -199,8 +183,8 @@ describe('services and components', () => {
   });
 
   it('deleting a service deletes its components and their ports, volumes, cmd and env', () => {
-    registry.services.upsert(service('shop', [fullWeb]));
-    registry.services.upsert(service('other', [component('other', { cmd: ['x'], env: { A: '1' } })]));
+    registry.services.upsert(serviceSpec('shop', [fullWeb]));
+    registry.services.upsert(serviceSpec('other', [component('other', { cmd: ['x'], env: { A: '1' } })]));
     expect(registry.services.delete('shop')).toBe(true);
     expect(registry.services.delete('shop')).toBe(false);
     expect(registry.services.get('shop')).toBeUndefined();
@@ -218,7 +202,7 @@ describe('services and components', () => {
   });
 
   it('adds, updates and deletes a single component', () => {
-    registry.services.upsert(service('shop', [component('web')], false));
+    registry.services.upsert(serviceSpec('shop', [component('web')], false));
     const added = registry.services.upsertComponent('shop', component('worker', { cmd: ['work'] }));
     expect(added).toEqual({ service: 'shop', change: 'updated', details: ['worker: added'] });
     const worker = registry.services.getComponent('shop', 'worker');
@@ -243,7 +227,7 @@ describe('services and components', () => {
   });
 
   it('sets the desired state of a whole service or of one component', () => {
-    registry.services.upsert(service('shop', [component('web'), component('db')]));
+    registry.services.upsert(serviceSpec('shop', [component('web'), component('db')]));
     registry.services.setDesiredState('shop', 'stopped', 'db');
     expect(registry.services.get('shop')?.components.map((c) => c.desiredState)).toEqual([
       'running',
@@ -263,7 +247,7 @@ describe('services and components', () => {
   });
 
   it('records observed state and returns the state it replaces', () => {
-    registry.services.upsert(service('shop', [component('web')]));
+    registry.services.upsert(serviceSpec('shop', [component('web')]));
     const startedAt = new Date('2026-01-02T03:04:05.678Z');
     const first = registry.services.setObservedState('shop', 'web', {
       state: 'running',
@@ -284,9 +268,9 @@ describe('services and components', () => {
   });
 
   it('lists services by name, optionally only components with a desired state', () => {
-    registry.services.upsert(service('zeta', [component('a'), component('b')]));
-    registry.services.upsert(service('alpha', [component('a')], false));
-    registry.services.upsert(service('mid', [component('x')]), { desiredState: 'ignore' });
+    registry.services.upsert(serviceSpec('zeta', [component('a'), component('b')]));
+    registry.services.upsert(serviceSpec('alpha', [component('a')], false));
+    registry.services.upsert(serviceSpec('mid', [component('x')]), { desiredState: 'ignore' });
     registry.services.setDesiredState('zeta', 'stopped', 'b');
 
     expect(registry.services.names()).toEqual(['alpha', 'mid', 'zeta']);
@@ -300,7 +284,7 @@ describe('services and components', () => {
   });
 
   it('converts records and states to the generated proto types', () => {
-    registry.services.upsert(service('shop', [component('web')]));
+    registry.services.upsert(serviceSpec('shop', [component('web')]));
     registry.services.setObservedState('shop', 'web', { state: 'restarting' });
     const info = toServiceInfo(registry.services.require('shop'));
     expect(info.components[0]).toMatchObject({

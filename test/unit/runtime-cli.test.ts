@@ -15,6 +15,7 @@ import {
 import { parsePodmanPs } from '../../agent/runtime/podman.js';
 import { observedStateName } from '../../agent/runtime/runtime.js';
 import { InvalidArgumentError } from '../../core/errors.js';
+import { ComponentSpec } from '../../gen/mcp/v1/mcp.js';
 
 describe('runArgs', () => {
   it('turns a component spec into one run command, values in --flag=value form', () => {
@@ -57,17 +58,7 @@ describe('runArgs', () => {
   });
 
   it('accepts a generated ComponentSpec with the container name', () => {
-    const spec = {
-      name: 'web',
-      image: 'img:v1',
-      network: '',
-      user: '',
-      restart: '',
-      ports: [],
-      volumes: [],
-      cmd: [],
-      env: {},
-    };
+    const spec = ComponentSpec.fromPartial({ name: 'web', image: 'img:v1' });
     expect(runArgs(spec)).toEqual(['run', '--detach', '--name=web', 'img:v1']);
   });
 

@@ -11,8 +11,8 @@ import Database from 'better-sqlite3';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { listSnapshots, restoreSnapshot, snapshotRegistry } from '../../agent/snapshot.js';
-import type { ComponentSpec } from '../../gen/mcp/v1/mcp.js';
 import { openRegistry, type Registry } from '../../registry/db.js';
+import { component, serviceSpec } from '../support/specs.js';
 
 let dir: string;
 let database: string;
@@ -24,8 +24,9 @@ beforeEach(() => {
   database = path.join(dir, 'registry.db');
   backups = path.join(dir, 'backups');
   registry = openRegistry(database);
-  registry.services.upsert({ name: 'shop', active: true, components: [component('web'), component('db')] });
-  registry.services.upsert({ name: 'blog', active: false, components: [component('blog')] });
+  const fields = { image: 'registry.example:5000/app:v1', env: { A: '1' } };
+  registry.services.upsert(serviceSpec('shop', [component('web', fields), component('db', fields)], true));
+  registry.services.upsert(serviceSpec('blog', [component('blog', fields)], false));
   for (let i = 0; i < 5; i += 1) {
     const { callId } = registry.audit.appendCall({
       node: 'node1',
@@ -41,20 +42,6 @@ afterEach(() => {
   if (registry.db.open) registry.close();
   fs.rmSync(dir, { recursive: true, force: true });
 });
-
-function component(name: string): ComponentSpec {
-  return {
-    name,
-    image: 'registry.example:5000/app:v1',
-    network: '',
-    user: '',
-    restart: '',
-    ports: [],
-    volumes: [],
-    cmd: [],
-    env: { A: '1' },
-  };
-}
 
 const at = (iso: string) => () => new Date(iso);
 

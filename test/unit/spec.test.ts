@@ -7,21 +7,10 @@ import {
   parseVolumeMapping,
   validateServiceSpec,
 } from '../../core/spec.js';
-import type { ComponentSpec, ServiceSpec } from '../../gen/mcp/v1/mcp.js';
+import { ComponentSpec, type ServiceSpec } from '../../gen/mcp/v1/mcp.js';
 
 function component(overrides: Partial<ComponentSpec> = {}): ComponentSpec {
-  return {
-    name: 'app',
-    image: '127.0.0.1:5000/bb:v1',
-    network: '',
-    user: '',
-    restart: '',
-    ports: [],
-    volumes: [],
-    cmd: [],
-    env: {},
-    ...overrides,
-  };
+  return ComponentSpec.fromPartial({ name: 'app', image: '127.0.0.1:5000/bb:v1', ...overrides });
 }
 
 function spec(...components: ComponentSpec[]): ServiceSpec {
