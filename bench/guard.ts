@@ -10,29 +10,18 @@
  */
 import { credentials, type Metadata, Server, ServerCredentials } from '@grpc/grpc-js';
 import { issueCertificate } from '../agent/certs.js';
-import { McpAgentServiceClient, McpAgentServiceService, type NodeStatusResponse } from '../gen/mcp/v1/mcp.js';
+import { McpAgentServiceClient, McpAgentServiceService, NodeStatusResponse } from '../gen/mcp/v1/mcp.js';
 import { startTestAgent, testCa, unary } from '../test/support/agent.js';
 import { machine, ms, summary, table } from './stats.js';
 
 const calls = Number(process.argv[2] ?? 2000);
 const concurrency = Number(process.argv[3] ?? 32);
 
-const constant: NodeStatusResponse = {
+const constant = NodeStatusResponse.fromPartial({
   node: 'bench',
   runtime: 'podman',
   runtimeVersion: '4.3.1',
-  agentVersion: '0',
-  services: 0,
-  components: 0,
-  running: 0,
-  disk: undefined,
-  memoryTotalBytes: 0,
-  memoryAvailableBytes: 0,
-  loadAverage: [],
-  cpus: 0,
-  uptimeSeconds: 0,
-  agentUptimeSeconds: 0,
-};
+});
 
 async function baselineServer(): Promise<{ address: string; stop: () => void }> {
   const ca = await testCa();

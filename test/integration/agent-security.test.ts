@@ -15,11 +15,11 @@ import { base64url, generateKeyPair, importJWK, type JWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCertificateAuthority } from '../../agent/certs.js';
 import { UnauthenticatedError } from '../../core/errors.js';
-import type { NodeStatusResponse } from '../../gen/mcp/v1/mcp.js';
 import {
   AuditDecision,
   AuditOutcome,
   McpAgentServiceClient,
+  NodeStatusResponse,
   type QueryAuditResponse,
 } from '../../gen/mcp/v1/mcp.js';
 import { type AuditRow, auditRowHash, GENESIS_HASH } from '../../registry/audit.js';
@@ -35,22 +35,7 @@ function countingNodeStatus() {
   const counter = { calls: 0 };
   const handler = async (): Promise<NodeStatusResponse> => {
     counter.calls += 1;
-    return {
-      node: 'node1',
-      runtime: 'podman',
-      runtimeVersion: '',
-      agentVersion: '',
-      services: 0,
-      components: 0,
-      running: 0,
-      disk: undefined,
-      memoryTotalBytes: 0,
-      memoryAvailableBytes: 0,
-      loadAverage: [],
-      cpus: 0,
-      uptimeSeconds: 0,
-      agentUptimeSeconds: 0,
-    };
+    return NodeStatusResponse.fromPartial({ node: 'node1', runtime: 'podman' });
   };
   return { counter, handler };
 }

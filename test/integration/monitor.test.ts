@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Event, GetServiceStatusResponse, McpAgentServiceClient } from '../../gen/mcp/v1/mcp.js';
 import { ObservedState } from '../../gen/mcp/v1/mcp.js';
 import { deploy, startTestAgent, type TestAgent, unary } from '../support/agent.js';
+import { type AlertRecorder, alertRecorder } from '../support/alerts.js';
 import { sleeper } from '../support/specs.js';
 import { removeContainers, requireTestbed, uniqueName } from '../support/testbed.js';
 
@@ -30,18 +31,14 @@ describe.skipIf(!bed || !built)('the monitor in a real agent process, real podma
   const service = uniqueName('mcpt-mon');
   const container = `${service}-web`;
   let dataDir: string;
-  let alertsFile: string;
+  let recorder: AlertRecorder;
   let agent: TestAgent | undefined;
   let client: McpAgentServiceClient;
   let md: Metadata;
 
   beforeAll(async () => {
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcp-monitor-it-'));
-    alertsFile = path.join(dataDir, 'alerts.log');
-    const script = path.join(dataDir, 'alert.sh');
-    fs.writeFileSync(script, '#!/bin/sh\nenv | grep "^MCP_" | sort >> "$1"\necho --- >> "$1"\n', {
-      mode: 0o755,
-    });
+    recorder = alertRecorder(dataDir);
 
     const deployer = await startTestAgent({ process: true, dataDir });
     const web = sleeper('web', bed!.imageV1);
@@ -62,7 +59,7 @@ describe.skipIf(!bed || !built)('the monitor in a real agent process, real podma
         flap_threshold: 3,
         flap_window_seconds: 600,
         cooldown_seconds: 600,
-        alert_command: ['/bin/sh', script, alertsFile],
+        alert_command: recorder.command,
         alert_timeout_seconds: 5,
       },
     });
@@ -96,20 +93,7 @@ describe.skipIf(!bed || !built)('the monitor in a real agent process, real podma
   }
 
   function alerts(type?: string): Record<string, string>[] {
-    if (!fs.existsSync(alertsFile)) return [];
-    return fs
-      .readFileSync(alertsFile, 'utf8')
-      .split('---\n')
-      .filter((block) => block.trim() !== '')
-      .map((block) =>
-        Object.fromEntries(
-          block
-            .trim()
-            .split('\n')
-            .map((line) => line.split(/=(.*)/s).slice(0, 2)),
-        ),
-      )
-      .filter((alert) => type === undefined || alert.MCP_ALERT_TYPE === type);
+    return recorder.alerts().filter((alert) => type === undefined || alert.MCP_ALERT_TYPE === type);
   }
 
   it('detects a container killed outside the agent within two intervals, records it and alerts once', async () => {

@@ -14,12 +14,12 @@ import type { ContainerSummary, ObservedStateName } from '../../agent/runtime/in
 import { createLogger, type Logger } from '../../core/log.js';
 import { openRegistry, type Registry } from '../../registry/db.js';
 import { TRANSITION_EVENT_KIND } from '../../registry/events.js';
+import { type AlertRecorder, alertRecorder } from '../support/alerts.js';
 import { component, serviceSpec } from '../support/specs.js';
 
 let dir: string;
 let registry: Registry;
-let alertsFile: string;
-let script: string;
+let recorder: AlertRecorder;
 let logLines: Record<string, unknown>[];
 let log: Logger;
 let clock: number;
@@ -58,11 +58,7 @@ const monitors: Monitor[] = [];
 beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcp-monitor-'));
   registry = openRegistry(path.join(dir, 'registry.db'));
-  alertsFile = path.join(dir, 'alerts.log');
-  script = path.join(dir, 'alert.sh');
-  fs.writeFileSync(script, '#!/bin/sh\nenv | grep "^MCP_" | sort >> "$1"\necho --- >> "$1"\n', {
-    mode: 0o755,
-  });
+  recorder = alertRecorder(dir);
   logLines = [];
   log = createLogger({ level: 'debug', write: (line) => logLines.push(JSON.parse(line)) });
   clock = start;
@@ -86,7 +82,7 @@ function settings(overrides: Partial<AgentConfig['monitor']> = {}): AgentConfig[
     flapWindowSeconds: 600,
     cooldownSeconds: 900,
     eventRetentionDays: 30,
-    alertCommand: ['/bin/sh', script, alertsFile],
+    alertCommand: recorder.command,
     alertTimeoutSeconds: 10,
     ...overrides,
   };
@@ -112,22 +108,7 @@ const advance = (seconds: number) => {
   clock += seconds * 1000;
 };
 
-/** The alerts the script received, each as its MCP_* variables. */
-function alerts(): Record<string, string>[] {
-  if (!fs.existsSync(alertsFile)) return [];
-  return fs
-    .readFileSync(alertsFile, 'utf8')
-    .split('---\n')
-    .filter((block) => block.trim() !== '')
-    .map((block) =>
-      Object.fromEntries(
-        block
-          .trim()
-          .split('\n')
-          .map((line) => line.split(/=(.*)/s).slice(0, 2)),
-      ),
-    );
-}
+const alerts = () => recorder.alerts();
 
 const observed = (name: string) => registry.services.getComponent('shop', name)?.observedState;
 
