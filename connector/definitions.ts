@@ -21,19 +21,10 @@ import {
   formatSpecIssues,
   validateServiceSpec,
 } from '../core/spec.js';
-import type { ServiceSpec } from '../gen/mcp/v1/mcp.js';
+import type { ComponentSpec, ServiceSpec } from '../gen/mcp/v1/mcp.js';
 
-export interface ComponentDefinition {
-  name: string;
-  image: string;
-  network: string;
-  user: string;
-  restart: string;
-  ports: string[];
-  volumes: string[];
-  cmd: string[];
-  env: Record<string, string>;
-}
+/** A component in a definition file: exactly the contract's ComponentSpec. */
+export type ComponentDefinition = ComponentSpec;
 
 export interface ServiceDefinition {
   name: string;

@@ -14,19 +14,11 @@ import {
 } from './states.js';
 import { writeTransaction } from './transaction.js';
 
-export interface ComponentRecord {
+/** A component's recorded spec (the contract's ComponentSpec) and what the agent knows of it. */
+export interface ComponentRecord extends ComponentSpec {
   service: string;
-  name: string;
-  image: string;
   /** Version (image tag) the runtime reported as deployed; '' until observed. */
   version: string;
-  network: string;
-  user: string;
-  restart: string;
-  ports: string[];
-  volumes: string[];
-  cmd: string[];
-  env: Record<string, string>;
   desiredState: DesiredStateName;
   /** `undefined` until the runtime has been asked. */
   observedState: ObservedStateName | undefined;

@@ -121,12 +121,29 @@ export function recordObservation(
   return { record, previous };
 }
 
-/** Inspects a component's container after an operation, tolerating a runtime that fails to answer. */
-export async function inspectQuietly(
+/**
+ * After a component operation failed: records what the runtime shows now (the old container
+ * after a failed pull, nothing after a failed run, ...; a runtime that does not answer counts
+ * as no container) and a `<kind>` event carrying the error. Returns the record as it is now.
+ */
+export async function recordFailure(
   sc: ServiceContext,
-  container: string,
-): Promise<ContainerDetails | undefined> {
-  return sc.deps.runtime.inspect(container).catch(() => undefined);
+  component: ComponentRecord,
+  before: ObservedStateName | undefined,
+  kind: string,
+  err: McpError,
+): Promise<ComponentRecord> {
+  const now = await sc.deps.runtime.inspect(component.container).catch(() => undefined);
+  const { record } = recordObservation(sc, component, now);
+  sc.deps.registry.events.record({
+    service: component.service,
+    component: component.name,
+    kind,
+    previousState: before,
+    observedState: record.observedState ?? 'missing',
+    message: err.message,
+  });
+  return record;
 }
 
 export function componentResult(component: ComponentRecord, error?: string): ComponentResult {
@@ -317,16 +334,7 @@ async function deployComponent(
     return { ok: true, message, result: componentResult(record) };
   } catch (err) {
     if (!isComponentFailure(err)) throw err;
-    // Record what is there now: the old container (a failed pull), nothing (a failed run), ...
-    const { record } = recordObservation(sc, component, await inspectQuietly(sc, container));
-    registry.events.record({
-      service,
-      component: name,
-      kind: 'deploy_failed',
-      previousState: before,
-      observedState: record.observedState ?? 'missing',
-      message: err.message,
-    });
+    const record = await recordFailure(sc, component, before, 'deploy_failed', err);
     return { ok: false, message: err.message, result: componentResult(record, err.message) };
   }
 }

@@ -30,10 +30,10 @@ import type { CallContext, UnaryHandler } from '../server.js';
 import { type MessageCodec, writeOnce } from '../service-locks.js';
 import {
   componentResult,
-  inspectQuietly,
   isComponentFailure,
   isLive,
   notRunningMessage,
+  recordFailure,
   recordObservation,
   requireComponent,
   requireManaged,
@@ -153,15 +153,7 @@ async function act(
     return componentResult(record);
   } catch (err) {
     if (!isComponentFailure(err)) throw err;
-    const { record } = recordObservation(sc, component, await inspectQuietly(sc, container));
-    registry.events.record({
-      service,
-      component: name,
-      kind: `${operation}_failed`,
-      previousState: before,
-      observedState: record.observedState ?? 'missing',
-      message: err.message,
-    });
+    const record = await recordFailure(sc, component, before, `${operation}_failed`, err);
     return componentResult(record, err.message);
   }
 }
