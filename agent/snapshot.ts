@@ -39,7 +39,18 @@ export interface SnapshotResult {
   /** The snapshot written. */
   file: string;
   bytes: number;
-  /** Older snapshots removed to keep `keep`. */
+  /** Mode 0600 and on disk before the file is put into place. */
+async function makePrivateAndDurable(file: string): Promise<void> {
+  const handle = await fs.open(file, 'r+');
+  try {
+    await handle.chmod(0o600);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Older snapshots removed to keep `keep`. */
   removed: string[];
 }
 
@@ -57,13 +68,7 @@ export async function snapshotRegistry(options: SnapshotOptions): Promise<Snapsh
   await (await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600)).close();
   try {
     registry.db.prepare('VACUUM INTO ?').run(temp);
-    const handle = await fs.open(temp, 'r+');
-    try {
-      await handle.chmod(0o600);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await makePrivateAndDurable(temp);
     try {
       await fs.link(temp, file); // never replaces: two snapshots in the same millisecond fail loudly
     } catch (err) {
@@ -128,13 +133,7 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
   const temp = path.join(dir, `.${path.basename(database)}.restore-${stamp}.tmp`);
   await fs.copyFile(snapshot, temp, constants.COPYFILE_EXCL);
   try {
-    const handle = await fs.open(temp, 'r+');
-    try {
-      await handle.chmod(0o600);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await makePrivateAndDurable(temp);
     let previous: string | undefined;
     if (await exists(database)) {
       previous = `${database}.before-restore-${stamp}`;
