@@ -39,7 +39,11 @@ export interface SnapshotResult {
   /** The snapshot written. */
   file: string;
   bytes: number;
-  /** Mode 0600 and on disk before the file is put into place. */
+  /** Older snapshots removed to keep `keep`. */
+  removed: string[];
+}
+
+/** Mode 0600 and on disk before the file is put into place. */
 async function makePrivateAndDurable(file: string): Promise<void> {
   const handle = await fs.open(file, 'r+');
   try {
@@ -48,10 +52,6 @@ async function makePrivateAndDurable(file: string): Promise<void> {
   } finally {
     await handle.close();
   }
-}
-
-/** Older snapshots removed to keep `keep`. */
-  removed: string[];
 }
 
 export async function snapshotRegistry(options: SnapshotOptions): Promise<SnapshotResult> {
