@@ -79,32 +79,12 @@ export function checkExposure(listen: string, tls: boolean, auth: boolean): void
 
 /** The connector's issuers as the agent's authenticator takes them, all with the resource as audience. */
 export function httpIssuers(auth: HttpAuth): TrustedIssuer[] {
-  return auth.issuers.map((issuer): TrustedIssuer => {
-    if (issuer.type === 'mcias') {
-      return {
-        type: 'mcias',
-        name: issuer.name,
-        serverUrl: issuer.serverUrl,
-        caFile: issuer.caFile,
-        cacheSeconds: issuer.cacheSeconds,
-      };
-    }
-    return {
-      type: 'jwt',
-      issuer: issuer.issuer,
-      jwksUri: issuer.jwksUri,
-      discovery: issuer.discovery,
-      keyFile: issuer.keyFile,
-      // One protected resource, one audience: whatever else the issuer entry lists.
-      audience: auth.resource,
-      algorithms: issuer.algorithms,
-      clockToleranceSeconds: issuer.clockToleranceSeconds,
-      subjectClaim: issuer.subjectClaim,
-      rolesClaim: issuer.rolesClaim,
-      typ: issuer.typ,
-      caFile: issuer.caFile,
-    };
-  });
+  // One protected resource, one audience: whatever else an issuer entry lists. MCIAS answers
+  // carry no audience to check, so theirs is dropped.
+  return auth.issuers.map(
+    (issuer): TrustedIssuer =>
+      issuer.type === 'mcias' ? { ...issuer, audience: undefined } : { ...issuer, audience: auth.resource },
+  );
 }
 
 /** RFC 9728 §3.1: the metadata URL inserts the well-known path between the host and the resource's path. */
