@@ -5,12 +5,13 @@
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { callerIssuerOf, createAuthenticator } from '../core/auth/authenticator.js';
+import { issuerId } from '../core/auth/issuers.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { PACKAGE_VERSION } from '../core/version.js';
 import { openRegistry, type Registry } from '../registry/db.js';
-import { callerIssuerOf, createAuthenticator } from './auth/authenticator.js';
 import { Rbac } from './auth/rbac.js';
-import { type AgentConfig, issuerId } from './config.js';
+import type { AgentConfig } from './config.js';
 import { createHandlers } from './handlers/index.js';
 import { startMonitor } from './monitor/index.js';
 import { createRuntime } from './runtime/index.js';

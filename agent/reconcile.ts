@@ -11,16 +11,16 @@
  * - a component never observed yet has no drift: nothing is known to differ.
  */
 import { imageVersion } from '../core/spec.js';
-import type { Drift } from '../gen/mcp/v1/mcp.js';
-import type { Registry } from '../registry/db.js';
-import { TRANSITION_EVENT_KIND } from '../registry/events.js';
-import type { ServiceRecord } from '../registry/services.js';
 import {
   type DesiredStateName,
   desiredStateToProto,
   type ObservedStateName,
   observedStateToProto,
-} from '../registry/states.js';
+} from '../core/states.js';
+import type { Drift } from '../gen/mcp/v1/mcp.js';
+import type { Registry } from '../registry/db.js';
+import { TRANSITION_EVENT_KIND } from '../registry/events.js';
+import type { ServiceRecord } from '../registry/services.js';
 import { type ContainerSummary, splitContainerName } from './runtime/index.js';
 
 /** The rule above. undefined: nothing to compare (not managed, or never observed). */

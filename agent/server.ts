@@ -20,14 +20,14 @@ import {
   type sendUnaryData,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
+import type { Caller } from '../core/auth/caller.js';
 import { InvalidArgumentError, toMcpError, UnauthenticatedError, UnavailableError } from '../core/errors.js';
+import { toStatusObject } from '../core/grpc-status.js';
 import type { Logger } from '../core/log.js';
 import * as pb from '../gen/mcp/v1/mcp.js';
 import { type McpAgentServiceServer, McpAgentServiceService } from '../gen/mcp/v1/mcp.js';
 import type { AuditCall, AuditLog, AuditOutcomeInput } from '../registry/audit.js';
 import { type RpcEntry, type RpcName, rpcs } from '../tools.generated.js';
-import type { Caller } from './auth/caller.js';
-import { toStatusObject } from './grpc-status.js';
 
 /** What a handler knows about the call it serves. */
 export interface CallContext {

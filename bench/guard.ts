@@ -9,7 +9,7 @@
  *   npx tsx bench/guard.ts [calls=2000] [concurrency=32]
  */
 import { credentials, type Metadata, Server, ServerCredentials } from '@grpc/grpc-js';
-import { issueCertificate } from '../agent/certs.js';
+import { issueCertificate } from '../connector/certs.js';
 import { McpAgentServiceClient, McpAgentServiceService, NodeStatusResponse } from '../gen/mcp/v1/mcp.js';
 import { startTestAgent, testCa, unary } from '../test/support/agent.js';
 import { machine, ms, summary, table } from './stats.js';

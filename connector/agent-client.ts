@@ -18,8 +18,8 @@ import {
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
-import { fromGrpcError } from '../agent/grpc-status.js';
 import { FailedPreconditionError, McpError } from '../core/errors.js';
+import { fromGrpcError } from '../core/grpc-status.js';
 import type { Logger } from '../core/log.js';
 import * as pb from '../gen/mcp/v1/mcp.js';
 import { McpAgentServiceClient, McpAgentServiceService } from '../gen/mcp/v1/mcp.js';

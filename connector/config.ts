@@ -12,7 +12,7 @@ import {
   resolveIssuerPaths,
   type TrustedIssuerConfig,
   trustedIssuerSchema,
-} from '../agent/config.js';
+} from '../core/auth/issuers.js';
 import {
   applyEnvOverrides,
   type Env,
@@ -23,6 +23,7 @@ import {
   nameSchema,
   parseTomlDocument,
   parseWithSchema,
+  pathSchema,
   readConfigText,
   requiredString,
   resolveConfigPath,
@@ -99,8 +100,6 @@ const DEFAULT_CONFIG_FILE = '~/.config/mcp/connector.toml';
 export function defaultConnectorConfigPath(env: Env = process.env): string {
   return resolve(expandHome(env.MCP_CONFIG || DEFAULT_CONFIG_FILE, env));
 }
-
-const pathSchema = requiredString('give a file path');
 
 const nodeSchema = z.strictObject({
   name: nameSchema,

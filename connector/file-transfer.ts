@@ -12,7 +12,6 @@ import { createHash, randomUUID } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { checkRelativePath, isInside } from '../agent/files/paths.js';
 import {
   FailedPreconditionError,
   InvalidArgumentError,
@@ -20,6 +19,7 @@ import {
   NotFoundError,
   ResourceExhaustedError,
 } from '../core/errors.js';
+import { checkRelativePath, isInside } from '../core/paths.js';
 import * as pb from '../gen/mcp/v1/mcp.js';
 import type { AgentConnection, CallSettings, RpcBinding } from './agent-client.js';
 

@@ -21,9 +21,9 @@ import { join } from 'node:path';
 import { exportJWK, generateKeyPair, importJWK, type JWK, SignJWT } from 'jose';
 import { stringify } from 'smol-toml';
 import { type RunningAgent, startAgent } from '../agent/agent.js';
-import { createCertificateAuthority, issueCertificate } from '../agent/certs.js';
 import { loadAgentConfig } from '../agent/config.js';
 import type { Logger } from '../core/log.js';
+import { createCertificateAuthority, issueCertificate } from './certs.js';
 import { type ConnectorConfig, parseConnectorConfig } from './config.js';
 import type { BearerSource } from './tokens.js';
 

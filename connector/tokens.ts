@@ -18,9 +18,10 @@ import {
   IDENTITY_REQUEST_TIMEOUT_MS,
   type IdentityFetch,
   parseIdentityUrl,
-} from '../agent/auth/http.js';
+} from '../core/auth/http.js';
 import type { Env } from '../core/config-env.js';
 import { McpError, UnavailableError } from '../core/errors.js';
+import { isRecord } from '../core/text.js';
 import type { ClientCredentialsConfig, ConnectorConfig } from './config.js';
 
 /** Renew a cached token this long before it expires. */
@@ -225,8 +226,4 @@ export class ClientCredentialsSource implements BearerSource {
 
 function formEncode(value: string): string {
   return encodeURIComponent(value).replace(/%20/g, '+');
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -316,3 +316,6 @@ export function checkedString(check: (value: string) => string | undefined) {
 
 /** A service, component or node name (core/spec.ts NAME_PATTERN). */
 export const nameSchema = checkedString(checkName);
+
+/** A file path: relative ones are taken from the config file's directory. */
+export const pathSchema = requiredString('give a file path');

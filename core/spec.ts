@@ -8,6 +8,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import type { ComponentSpec, ServiceSpec } from '../gen/mcp/v1/mcp.js';
 import { InvalidArgumentError } from './errors.js';
+import { printable } from './text.js';
 
 /** Service, component and node names: they become container names and DNS-like labels. */
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9-]*$/;
@@ -329,13 +330,4 @@ function problemOf(check: () => unknown): string | undefined {
     if (err instanceof InvalidArgumentError) return err.message;
     throw err;
   }
-}
-
-// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
-const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/g;
-
-/** The value as it may safely appear in a message: control characters escaped, long values cut. */
-function printable(value: string): string {
-  const shown = value.length > 100 ? `${value.slice(0, 100)}...` : value;
-  return shown.replace(CONTROL_CHARACTERS, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }

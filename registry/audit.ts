@@ -14,13 +14,13 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { InvalidArgumentError, McpError, NotFoundError } from '../core/errors.js';
-import type { AuditRecord } from '../gen/mcp/v1/mcp.js';
 import {
   type AuditDecisionName,
   type AuditOutcomeName,
   auditDecisionToProto,
   auditOutcomeToProto,
-} from './states.js';
+} from '../core/states.js';
+import type { AuditRecord } from '../gen/mcp/v1/mcp.js';
 import { writeTransaction } from './transaction.js';
 
 /** prev_hash of the first record. */

@@ -5,8 +5,8 @@
  */
 import type Database from 'better-sqlite3';
 import { InvalidArgumentError } from '../core/errors.js';
+import { type ObservedStateName, observedStateToProto } from '../core/states.js';
 import type { Event } from '../gen/mcp/v1/mcp.js';
-import { type ObservedStateName, observedStateToProto } from './states.js';
 
 /** Kind of the event recorded when a component's observed state changes. */
 export const TRANSITION_EVENT_KIND = 'observed_state';

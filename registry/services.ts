@@ -5,13 +5,13 @@
  */
 import type Database from 'better-sqlite3';
 import { InvalidArgumentError, NotFoundError } from '../core/errors.js';
-import type { ComponentInfo, ComponentSpec, ServiceInfo, ServiceSpec } from '../gen/mcp/v1/mcp.js';
 import {
   type DesiredStateName,
   desiredStateToProto,
   type ObservedStateName,
   observedStateToProto,
-} from './states.js';
+} from '../core/states.js';
+import type { ComponentInfo, ComponentSpec, ServiceInfo, ServiceSpec } from '../gen/mcp/v1/mcp.js';
 import { writeTransaction } from './transaction.js';
 
 /** A component's recorded spec (the contract's ComponentSpec) and what the agent knows of it. */

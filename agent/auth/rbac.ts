@@ -14,10 +14,10 @@
  * every one covered.
  */
 import picomatch from 'picomatch';
+import type { Caller } from '../../core/auth/caller.js';
+import { AuthConfigError } from '../../core/auth/errors.js';
 import { PermissionDeniedError } from '../../core/errors.js';
 import { type Permission, permissions } from '../../tools.generated.js';
-import type { Caller } from './caller.js';
-import { AuthConfigError } from './errors.js';
 
 export interface RoleDefinition {
   name: string;

@@ -3,10 +3,7 @@
  * never reaches anything outside it.
  *
  * Two layers:
- * 1. Lexical rules on the path as given (`checkRelativePath`): relative, no `..`, no NUL or
- *    other control characters (C0, DEL, C1), no backslashes, no percent-encoded sequences (paths are never
- *    URL-decoded, so `%2e%2e%2f` would be a literal name, and is refused as a likely mistake),
- *    components of at most 255 bytes, at most 4096 bytes in all.
+ * 1. Lexical rules on the path as given (`checkRelativePath` in `core/paths.ts`).
  * 2. The filesystem (`resolveServicePath`): the path is walked one component at a time from
  *    the service directory; every symbolic link met on the way (a parent or the file itself)
  *    is resolved with `realpath` and must land inside the service directory. Links that stay
@@ -29,87 +26,11 @@ import {
   NotFoundError,
   ResourceExhaustedError,
 } from '../../core/errors.js';
-import { checkName } from '../../core/spec.js';
+import { checkRelativePath, checkServiceName, isInside, serviceDirectoryShown } from '../../core/paths.js';
+import { printable } from '../../core/text.js';
 
-/** Longest path accepted, in bytes (Linux PATH_MAX). */
-export const MAX_PATH_BYTES = 4096;
-/** Longest path component accepted, in bytes (Linux NAME_MAX). */
-export const MAX_NAME_BYTES = 255;
 /** Symbolic links followed while resolving one path, as Linux's own limit. */
 const MAX_LINK_HOPS = 40;
-
-// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
-const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
-// biome-ignore lint/suspicious/noControlCharactersInRegex: escaping control characters is the point
-const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/g;
-const PERCENT_ENCODED = /%[0-9a-fA-F]{2}/;
-
-/** The value as it may appear in a message: control characters escaped, long values cut. */
-export function printable(value: string): string {
-  const shown = value.length > 100 ? `${value.slice(0, 100)}...` : value;
-  return shown.replace(CONTROL_CHARACTERS, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
-}
-
-/** `<root>/<service>/`, as messages show it. */
-export function serviceDirectoryShown(root: string, service: string): string {
-  return `${path.join(root, service)}/`;
-}
-
-/** Throws INVALID_ARGUMENT unless `service` is a valid service name (it becomes a directory name). */
-export function checkServiceName(service: string): void {
-  const problem = checkName(service);
-  if (problem) throw new InvalidArgumentError(`service name: ${problem}`);
-}
-
-/**
- * Checks a path relative to a service directory by its text alone and returns its components
- * (`.` and repeated slashes dropped). Throws INVALID_ARGUMENT saying what is wrong; `where`
- * is the service directory as messages show it.
- */
-export function checkRelativePath(input: string, where: string): string[] {
-  const refuse = (problem: string, advice = `give a path relative to ${where}`) =>
-    new InvalidArgumentError(`path '${printable(input)}' ${problem}: ${advice}`);
-  if (input === '') {
-    throw new InvalidArgumentError(
-      `path is empty: give a file path relative to ${where}, e.g. config/app.toml`,
-    );
-  }
-  if (input.includes('\0')) throw refuse('contains a NUL byte');
-  if (CONTROL_CHARACTER.test(input)) throw refuse('contains a control character', 'rename the file');
-  if (Buffer.byteLength(input) > MAX_PATH_BYTES) {
-    throw refuse(`is ${Buffer.byteLength(input)} bytes long`, `use at most ${MAX_PATH_BYTES} bytes`);
-  }
-  if (input.startsWith('/')) throw refuse('is absolute, so it leaves the service directory');
-  if (input.includes('\\')) throw refuse('contains a backslash', "separate directories with '/'");
-  const encoded = PERCENT_ENCODED.exec(input);
-  if (encoded) {
-    throw refuse(
-      `contains the percent-encoded sequence '${encoded[0]}'`,
-      'paths are not URL-decoded: give the name exactly as it is on disk',
-    );
-  }
-  const parts = input.split('/');
-  if (parts.includes('..')) throw refuse('leaves the service directory');
-  const last = parts[parts.length - 1];
-  if (last === '' || last === '.') {
-    throw refuse('names a directory', 'name a file, e.g. config/app.toml');
-  }
-  const components = parts.filter((part) => part !== '' && part !== '.');
-  for (const part of components) {
-    if (Buffer.byteLength(part) > MAX_NAME_BYTES) {
-      throw refuse(
-        `has a component of ${Buffer.byteLength(part)} bytes`,
-        `use names of at most ${MAX_NAME_BYTES} bytes`,
-      );
-    }
-  }
-  return components;
-}
-
-/** True when `candidate` is `boundary` or below it. Both must be absolute and normalized. */
-export function isInside(boundary: string, candidate: string): boolean {
-  return candidate === boundary || candidate.startsWith(boundary.endsWith('/') ? boundary : `${boundary}/`);
-}
 
 /** A path inside a service directory, resolved. */
 export interface ServicePath {

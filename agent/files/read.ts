@@ -5,7 +5,8 @@
 import { constants } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 import { InvalidArgumentError, McpError, NotFoundError } from '../../core/errors.js';
-import { errnoCode, openDirectory, printable, type ServicePath } from './paths.js';
+import { printable } from '../../core/text.js';
+import { errnoCode, openDirectory, type ServicePath } from './paths.js';
 import { cancelled } from './write.js';
 
 export interface OpenedFile {

@@ -9,15 +9,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 import { InvalidArgumentError, McpError, ResourceExhaustedError } from '../../core/errors.js';
-import {
-  diskFull,
-  errnoCode,
-  MAX_NAME_BYTES,
-  openDirectory,
-  printable,
-  removeCreatedDirectories,
-  type ServicePath,
-} from './paths.js';
+import { MAX_NAME_BYTES } from '../../core/paths.js';
+import { printable } from '../../core/text.js';
+import { diskFull, errnoCode, openDirectory, removeCreatedDirectories, type ServicePath } from './paths.js';
 
 /** The mode a pushed file gets when the header says 0. */
 export const DEFAULT_FILE_MODE = 0o644;

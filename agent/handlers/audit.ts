@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from '../../core/errors.js';
+import { auditDecisionFromProto, auditOutcomeFromProto } from '../../core/states.js';
 import type { QueryAuditRequest, QueryAuditResponse } from '../../gen/mcp/v1/mcp.js';
 import { toAuditRecord } from '../../registry/audit.js';
-import { auditDecisionFromProto, auditOutcomeFromProto } from '../../registry/states.js';
 import type { CallContext } from '../server.js';
 import type { HandlerDeps } from './deps.js';
 

@@ -10,6 +10,7 @@
  */
 import { FailedPreconditionError, InvalidArgumentError, McpError, NotFoundError } from '../../core/errors.js';
 import { assertValidServiceSpec, imageVersion } from '../../core/spec.js';
+import { desiredStateToProto, type ObservedStateName, observedStateToProto } from '../../core/states.js';
 import {
   type ComponentResult,
   type DeployProgress,
@@ -19,7 +20,6 @@ import {
   type ServiceSpec,
 } from '../../gen/mcp/v1/mcp.js';
 import type { ComponentRecord, ServiceRecord } from '../../registry/services.js';
-import { desiredStateToProto, type ObservedStateName, observedStateToProto } from '../../registry/states.js';
 import type { ContainerDetails, ContainerSummary, RunSpec } from '../runtime/index.js';
 import type { CallContext, ServerStreamHandler } from '../server.js';
 import { type ServiceLocks, writeOnce } from '../service-locks.js';

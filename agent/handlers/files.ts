@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { InvalidArgumentError, ResourceExhaustedError } from '../../core/errors.js';
+import { checkRelativePath, checkServiceName, serviceDirectoryShown } from '../../core/paths.js';
 import type {
   PullFileRequest,
   PullFileResponse,
@@ -13,12 +14,7 @@ import type {
   PushFileRequest,
   PushFileResponse,
 } from '../../gen/mcp/v1/mcp.js';
-import {
-  checkRelativePath,
-  checkServiceName,
-  resolveServicePath,
-  serviceDirectoryShown,
-} from '../files/paths.js';
+import { resolveServicePath } from '../files/paths.js';
 import { openServiceFile, readChunks } from '../files/read.js';
 import { checkFileMode, checkSha256, writeServiceFile } from '../files/write.js';
 import type { CallContext } from '../server.js';

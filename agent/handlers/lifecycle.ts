@@ -14,6 +14,7 @@
  * observed state afterwards.
  */
 import { McpError } from '../../core/errors.js';
+import type { DesiredStateName } from '../../core/states.js';
 import {
   type ComponentResult,
   type RestartServiceRequest,
@@ -24,7 +25,6 @@ import {
   StopServiceResponse,
 } from '../../gen/mcp/v1/mcp.js';
 import type { ComponentRecord } from '../../registry/services.js';
-import type { DesiredStateName } from '../../registry/states.js';
 import type { ContainerSummary } from '../runtime/index.js';
 import type { CallContext, UnaryHandler } from '../server.js';
 import { type MessageCodec, writeOnce } from '../service-locks.js';

@@ -1,3 +1,4 @@
+import { desiredStateFromProto, observedStateToProto } from '../../core/states.js';
 import type {
   GetServiceStatusRequest,
   GetServiceStatusResponse,
@@ -10,7 +11,6 @@ import type {
 } from '../../gen/mcp/v1/mcp.js';
 import { toEvent } from '../../registry/events.js';
 import { toServiceInfo } from '../../registry/services.js';
-import { desiredStateFromProto, observedStateToProto } from '../../registry/states.js';
 import { driftOf, type ObservedChange, reconcile } from '../reconcile.js';
 import { type ContainerSummary, splitContainerName } from '../runtime/index.js';
 import type { UnaryHandler } from '../server.js';

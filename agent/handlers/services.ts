@@ -9,6 +9,7 @@
  */
 import { InvalidArgumentError, NotFoundError } from '../../core/errors.js';
 import { assertValidServiceSpec, checkName, imageVersion } from '../../core/spec.js';
+import type { DesiredStateName } from '../../core/states.js';
 import {
   type AdoptContainersRequest,
   AdoptContainersResponse,
@@ -18,7 +19,6 @@ import {
 } from '../../gen/mcp/v1/mcp.js';
 import type { Registry } from '../../registry/db.js';
 import { type ServiceRecord, toComponentInfo } from '../../registry/services.js';
-import type { DesiredStateName } from '../../registry/states.js';
 import type { ContainerDetails, ContainerSummary } from '../runtime/index.js';
 import { splitContainerName } from '../runtime/index.js';
 import type { AgentHandlers, CallContext, ServiceScope, UnaryHandler } from '../server.js';

@@ -6,8 +6,8 @@
  */
 import { execa } from 'execa';
 import type { Logger } from '../../core/log.js';
+import type { DesiredStateName, ObservedStateName } from '../../core/states.js';
 import type { EventLog } from '../../registry/events.js';
-import type { DesiredStateName, ObservedStateName } from '../../registry/states.js';
 
 export type AlertType = 'drift' | 'flap';
 

@@ -6,6 +6,7 @@
  * Every command is an argv array given to execa: nothing passes through a shell, and
  * user-supplied values go in `--flag=value` form so none can be read as a flag.
  */
+
 import { execa } from 'execa';
 import {
   type ErrorCode,
@@ -14,6 +15,7 @@ import {
   McpError,
   NotFoundError,
 } from '../../core/errors.js';
+import { isRecord } from '../../core/text.js';
 import {
   type ContainerDetails,
   type ContainerRuntime,
@@ -465,10 +467,6 @@ export function parseJson(text: string, what: string): unknown {
       },
     );
   }
-}
-
-export function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 export function record(value: unknown): Record<string, unknown> {

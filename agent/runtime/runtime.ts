@@ -3,7 +3,7 @@
  * implemented over a runtime's CLI (podman, or the docker CLI). Everything here is shape;
  * the one implementation lives in cli.ts with a dialect per runtime (podman.ts, docker.ts).
  */
-import type { ObservedStateName } from '../../registry/states.js';
+import type { ObservedStateName } from '../../core/states.js';
 
 export type { ObservedStateName };
 

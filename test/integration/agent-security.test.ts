@@ -13,7 +13,7 @@ import { credentials, Metadata, status } from '@grpc/grpc-js';
 import Database from 'better-sqlite3';
 import { base64url, generateKeyPair, importJWK, type JWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createCertificateAuthority } from '../../agent/certs.js';
+import { createCertificateAuthority } from '../../connector/certs.js';
 import { UnauthenticatedError } from '../../core/errors.js';
 import {
   AuditDecision,

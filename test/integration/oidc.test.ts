@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, importJWK, type JWTPayload, SignJWT, UnsecuredJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Authenticator, createAuthenticator } from '../../agent/auth/authenticator.js';
-import { JwtVerifier } from '../../agent/auth/jwt.js';
+import { type Authenticator, createAuthenticator } from '../../core/auth/authenticator.js';
+import { JwtVerifier } from '../../core/auth/jwt.js';
 import { UnauthenticatedError } from '../../core/errors.js';
 import { startOidcProvider, type TestOidcProvider } from '../support/oidc.js';
 

@@ -20,12 +20,12 @@ import {
 import { exportJWK, generateKeyPair, type JWTPayload, SignJWT } from 'jose';
 import { stringify } from 'smol-toml';
 import { type StartAgentOptions, startAgent } from '../../agent/agent.js';
+import { loadAgentConfig } from '../../agent/config.js';
 import {
   type CertificateAuthority,
   createCertificateAuthority,
   issueCertificate,
-} from '../../agent/certs.js';
-import { loadAgentConfig } from '../../agent/config.js';
+} from '../../connector/certs.js';
 import { silentLogger } from '../../core/log.js';
 import {
   type DeployProgress,

@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, exportPKCS8, generateKeyPair, type JWTPayload, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createAuthenticator } from '../../agent/auth/authenticator.js';
-import { AuthConfigError } from '../../agent/auth/errors.js';
-import { type JwtIssuerOptions, JwtVerifier, readRoles } from '../../agent/auth/jwt.js';
+import { createAuthenticator } from '../../core/auth/authenticator.js';
+import { AuthConfigError } from '../../core/auth/errors.js';
+import { type JwtIssuerOptions, JwtVerifier, readRoles } from '../../core/auth/jwt.js';
 import { UnauthenticatedError } from '../../core/errors.js';
 
 const ISSUER = 'https://idp.example.test';

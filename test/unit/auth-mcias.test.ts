@@ -4,8 +4,8 @@
  * is a labelled stand-in serving its validation endpoint.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type Authenticator, callerIssuerOf, createAuthenticator } from '../../agent/auth/authenticator.js';
-import { MciasVerifier } from '../../agent/auth/mcias.js';
+import { type Authenticator, callerIssuerOf, createAuthenticator } from '../../core/auth/authenticator.js';
+import { MciasVerifier } from '../../core/auth/mcias.js';
 import { UnauthenticatedError } from '../../core/errors.js';
 import { type MciasStandIn, startMciasStandIn } from '../support/mcias.js';
 

@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AuthConfigError } from '../../agent/auth/errors.js';
-import { JwtVerifier } from '../../agent/auth/jwt.js';
-import { MciasVerifier } from '../../agent/auth/mcias.js';
+import { AuthConfigError } from '../../core/auth/errors.js';
+import { JwtVerifier } from '../../core/auth/jwt.js';
+import { MciasVerifier } from '../../core/auth/mcias.js';
 import { UnauthenticatedError } from '../../core/errors.js';
 
 const AUDIENCE = 'https://agents.mcp.test';

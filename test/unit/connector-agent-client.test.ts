@@ -18,8 +18,8 @@ import {
   status,
 } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createCertificateAuthority, issueCertificate } from '../../agent/certs.js';
 import { AgentConnection, type CallSettings, rpcBinding } from '../../connector/agent-client.js';
+import { createCertificateAuthority, issueCertificate } from '../../connector/certs.js';
 import type { NodeConfig } from '../../connector/config.js';
 import { McpError } from '../../core/errors.js';
 import { silentLogger } from '../../core/log.js';

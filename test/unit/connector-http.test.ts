@@ -8,7 +8,6 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JwtIssuerConfig } from '../../agent/config.js';
 import { AgentPool } from '../../connector/agent-client.js';
 import { parseConnectorConfig } from '../../connector/config.js';
 import {
@@ -20,6 +19,7 @@ import {
 import { ConnectorTools } from '../../connector/mcp-server.js';
 import { Router } from '../../connector/routing.js';
 import { selectTools } from '../../connector/tool-selection.js';
+import type { JwtIssuerConfig } from '../../core/auth/issuers.js';
 import { silentLogger } from '../../core/log.js';
 import { resultText } from '../support/connector.js';
 import { startOidcProvider, type TestOidcProvider } from '../support/oidc.js';

@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeJwt, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createIdentityFetch, type IdentityFetch } from '../../agent/auth/http.js';
 import type { ConnectorConfig } from '../../connector/config.js';
 import { ClientCredentialsSource, createBearerSource } from '../../connector/tokens.js';
+import { createIdentityFetch, type IdentityFetch } from '../../core/auth/http.js';
 import { startOidcProvider, type TestOidcProvider } from '../support/oidc.js';
 
 const RESOURCE = 'https://fleet.mcp.test';

@@ -17,15 +17,10 @@ import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  checkRelativePath,
-  isInside,
-  MAX_NAME_BYTES,
-  resolveServicePath,
-  type ServicePath,
-} from '../../agent/files/paths.js';
+import { resolveServicePath, type ServicePath } from '../../agent/files/paths.js';
 import { writeServiceFile } from '../../agent/files/write.js';
 import { McpError } from '../../core/errors.js';
+import { checkRelativePath, isInside, MAX_NAME_BYTES } from '../../core/paths.js';
 
 let root: string;
 let web: string;

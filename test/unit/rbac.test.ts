@@ -3,9 +3,9 @@
  * configuration. The expected table is written out by hand: it is the spec, not a copy of the code.
  */
 import { describe, expect, it } from 'vitest';
-import type { Caller } from '../../agent/auth/caller.js';
-import { AuthConfigError } from '../../agent/auth/errors.js';
 import { Rbac } from '../../agent/auth/rbac.js';
+import type { Caller } from '../../core/auth/caller.js';
+import { AuthConfigError } from '../../core/auth/errors.js';
 import { PermissionDeniedError } from '../../core/errors.js';
 import { rpcs } from '../../tools.generated.js';
 

@@ -3,15 +3,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { InvalidArgumentError, NotFoundError } from '../../core/errors.js';
-import { DesiredState, ObservedState, type ServiceSpec } from '../../gen/mcp/v1/mcp.js';
-import { openRegistry, type Registry } from '../../registry/db.js';
-import { containerName, toServiceInfo, toServiceSpec } from '../../registry/services.js';
 import {
   desiredStateFromProto,
   desiredStateToProto,
   observedStateFromProto,
   observedStateToProto,
-} from '../../registry/states.js';
+} from '../../core/states.js';
+import { DesiredState, ObservedState, type ServiceSpec } from '../../gen/mcp/v1/mcp.js';
+import { openRegistry, type Registry } from '../../registry/db.js';
+import { containerName, toServiceInfo, toServiceSpec } from '../../registry/services.js';
 import { component, serviceSpec } from '../support/specs.js';
 
 let dir: string;

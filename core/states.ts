@@ -5,8 +5,8 @@
  * renumbered enum can never silently change stored meaning.
  */
 
-import { InvalidArgumentError } from '../core/errors.js';
 import { AuditDecision, AuditOutcome, DesiredState, ObservedState } from '../gen/mcp/v1/mcp.js';
+import { InvalidArgumentError } from './errors.js';
 
 export const DESIRED_STATE_NAMES = ['running', 'stopped', 'ignore'] as const;
 /** What the operator wants of a component. */

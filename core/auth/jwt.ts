@@ -19,7 +19,8 @@ import {
   jwtVerify,
   type RemoteJWKSetOptions,
 } from 'jose';
-import { UnauthenticatedError } from '../../core/errors.js';
+import { UnauthenticatedError } from '../errors.js';
+import { isRecord } from '../text.js';
 import type { Caller, TokenVerifier, VerifierDeps } from './caller.js';
 import { AuthConfigError } from './errors.js';
 import {
@@ -379,8 +380,4 @@ function describeFailure(err: unknown): string {
   if (err instanceof DiscoveryError) return `discovery failed: ${err.message}`;
   if (err instanceof Error) return `key resolution failed: ${err.message}`;
   return 'verification failed';
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

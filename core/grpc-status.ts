@@ -1,5 +1,5 @@
 import { Metadata, type StatusObject, status } from '@grpc/grpc-js';
-import { type ErrorCode, McpError, toMcpError } from '../core/errors.js';
+import { type ErrorCode, McpError, toMcpError } from './errors.js';
 
 /** The one place an McpError becomes a gRPC status. */
 const STATUS: Record<ErrorCode, status> = {

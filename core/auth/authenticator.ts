@@ -8,7 +8,7 @@
  * server log, and never contains the token.
  */
 import { decodeJwt } from 'jose';
-import { UnauthenticatedError } from '../../core/errors.js';
+import { UnauthenticatedError } from '../errors.js';
 import type { Caller, TokenVerifier, VerifierDeps } from './caller.js';
 import { AuthConfigError } from './errors.js';
 import { type JwtIssuerOptions, JwtVerifier } from './jwt.js';

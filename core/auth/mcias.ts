@@ -9,7 +9,7 @@
  * timeout, HTTP error, malformed body) refuses the call and is not cached (fail closed).
  */
 import { createHash } from 'node:crypto';
-import { UnauthenticatedError } from '../../core/errors.js';
+import { UnauthenticatedError } from '../errors.js';
 import type { Caller, TokenVerifier, VerifierDeps } from './caller.js';
 import { AuthConfigError } from './errors.js';
 import {
