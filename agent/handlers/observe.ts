@@ -14,7 +14,7 @@ import { toServiceInfo } from '../../registry/services.js';
 import { driftOf, type ObservedChange, reconcile } from '../reconcile.js';
 import { type ContainerSummary, splitContainerName } from '../runtime/index.js';
 import type { UnaryHandler } from '../server.js';
-import { requireService, type ServiceContext } from './deploy.js';
+import { requireService, type ServiceContext } from './context.js';
 
 export const DEFAULT_EVENT_LIMIT = 20;
 
