@@ -3,6 +3,7 @@
  * Holds the service's lock and honours the request id.
  */
 import { InvalidArgumentError, NotFoundError } from '../../core/errors.js';
+import { splitContainerName } from '../../core/naming.js';
 import { assertValidServiceSpec, checkName } from '../../core/spec.js';
 import type { DesiredStateName } from '../../core/states.js';
 import {
@@ -11,12 +12,12 @@ import {
   type ComponentSpec,
 } from '../../gen/mcp/v1/mcp.js';
 import type { Registry } from '../../registry/db.js';
-import { type ServiceRecord, toComponentInfo } from '../../registry/services.js';
+import type { ServiceRecord } from '../../registry/services.js';
 import type { ContainerDetails } from '../runtime/index.js';
-import { splitContainerName } from '../runtime/index.js';
 import type { UnaryHandler } from '../server.js';
 import { writeOnce } from '../service-locks.js';
 import { recordContainer, type ServiceContext } from './context.js';
+import { toComponentInfo } from './convert.js';
 
 /** The runtimes' names for their default network: recorded as '' (the default), as a deploy would. */
 const DEFAULT_NETWORKS = new Set(['podman', 'bridge']);

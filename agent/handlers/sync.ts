@@ -3,6 +3,7 @@
  * Holds the per-service lock of every service it changes and honours the request id.
  */
 import { InvalidArgumentError } from '../../core/errors.js';
+import { splitContainerName } from '../../core/naming.js';
 import { assertValidServiceSpec, checkName } from '../../core/spec.js';
 import {
   type ComponentSpec,
@@ -11,7 +12,6 @@ import {
 } from '../../gen/mcp/v1/mcp.js';
 import type { Registry } from '../../registry/db.js';
 import type { ContainerSummary } from '../runtime/index.js';
-import { splitContainerName } from '../runtime/index.js';
 import type { CallContext, ServiceScope, UnaryHandler } from '../server.js';
 import { writeOnce } from '../service-locks.js';
 import { recordContainer, type ServiceContext } from './context.js';
