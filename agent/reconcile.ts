@@ -10,6 +10,8 @@
  * - `paused`, `restarting` and `unknown` meet neither;
  * - a component never observed yet has no drift: nothing is known to differ.
  */
+
+import { splitContainerName } from '../core/naming.js';
 import { imageVersion } from '../core/spec.js';
 import {
   type DesiredStateName,
@@ -21,7 +23,7 @@ import type { Drift } from '../gen/mcp/v1/mcp.js';
 import type { Registry } from '../registry/db.js';
 import { TRANSITION_EVENT_KIND } from '../registry/events.js';
 import type { ServiceRecord } from '../registry/services.js';
-import { type ContainerSummary, splitContainerName } from './runtime/index.js';
+import type { ContainerSummary } from './runtime/index.js';
 
 /** The rule above. undefined: nothing to compare (not managed, or never observed). */
 export function isInDesiredState(

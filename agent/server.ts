@@ -20,6 +20,7 @@ import {
   type sendUnaryData,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
+import type { Authenticator } from '../core/auth/authenticator.js';
 import type { Caller } from '../core/auth/caller.js';
 import { InvalidArgumentError, toMcpError, UnauthenticatedError, UnavailableError } from '../core/errors.js';
 import { toStatusObject } from '../core/grpc-status.js';
@@ -45,10 +46,6 @@ export interface CallContext {
 export interface ServiceScope {
   readonly all: boolean;
   allows(service: string): boolean;
-}
-
-export interface Authenticator {
-  authenticate(authorization: string | undefined): Promise<Caller>;
 }
 
 export interface Authorizer {

@@ -21,7 +21,7 @@ import type { AddressInfo } from 'node:net';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { type Authenticator, createAuthenticator, type TrustedIssuer } from '../core/auth/authenticator.js';
+import { type Authenticator, createAuthenticator } from '../core/auth/authenticator.js';
 import type { Caller } from '../core/auth/caller.js';
 import type { TrustedIssuerConfig } from '../core/auth/issuers.js';
 import { isLoopbackHost, parseHostPort } from '../core/config-env.js';
@@ -78,12 +78,12 @@ export function checkExposure(listen: string, tls: boolean, auth: boolean): void
 }
 
 /** The connector's issuers as the agent's authenticator takes them, all with the resource as audience. */
-export function httpIssuers(auth: HttpAuth): TrustedIssuer[] {
+export function httpIssuers(auth: HttpAuth): TrustedIssuerConfig[] {
   // One protected resource, one audience: whatever else an issuer entry lists. MCIAS answers
   // carry no audience to check, so theirs is dropped.
   return auth.issuers.map(
-    (issuer): TrustedIssuer =>
-      issuer.type === 'mcias' ? { ...issuer, audience: undefined } : { ...issuer, audience: auth.resource },
+    (issuer): TrustedIssuerConfig =>
+      issuer.type === 'mcias' ? { ...issuer, audience: undefined } : { ...issuer, audience: [auth.resource] },
   );
 }
 

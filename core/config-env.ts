@@ -266,6 +266,16 @@ export function isLoopbackHost(host: string): boolean {
   return bare === 'localhost' || bare === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(bare);
 }
 
+/**
+ * The one rule for URLs that carry identity (issuers, key sets, token endpoints, resources):
+ * https, or plain http on a loopback host only (a test IdP on 127.0.0.1). A key set fetched in
+ * the clear is one an attacker on the path can replace. The config schema and the identity
+ * client both check it.
+ */
+export function isSecureUrl(url: URL): boolean {
+  return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackHost(url.hostname));
+}
+
 /** A `host:port` field. */
 export const hostPortSchema = z.string().superRefine((value, ctx) => {
   try {
@@ -293,8 +303,7 @@ export const secureUrlSchema = z.string().superRefine((value, ctx) => {
     ctx.addIssue({ code: 'custom', message: `"${value}" is not a URL: expected https://host/path` });
     return;
   }
-  if (url.protocol === 'https:') return;
-  if (url.protocol === 'http:' && isLoopbackHost(url.hostname)) return;
+  if (isSecureUrl(url)) return;
   ctx.addIssue({
     code: 'custom',
     message: `"${value}" must use https (plain http is accepted only on a loopback address such as 127.0.0.1)`,

@@ -67,14 +67,6 @@ const observedFromProto = invert(observedToProto);
 const decisionFromProto = invert(decisionToProto);
 const outcomeFromProto = invert(outcomeToProto);
 
-export function isDesiredStateName(value: string): value is DesiredStateName {
-  return (DESIRED_STATE_NAMES as readonly string[]).includes(value);
-}
-
-export function isObservedStateName(value: string): value is ObservedStateName {
-  return (OBSERVED_STATE_NAMES as readonly string[]).includes(value);
-}
-
 export function desiredStateToProto(name: DesiredStateName): DesiredState {
   return desiredToProto[name];
 }

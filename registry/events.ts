@@ -5,8 +5,7 @@
  */
 import type Database from 'better-sqlite3';
 import { InvalidArgumentError } from '../core/errors.js';
-import { type ObservedStateName, observedStateToProto } from '../core/states.js';
-import type { Event } from '../gen/mcp/v1/mcp.js';
+import type { ObservedStateName } from '../core/states.js';
 
 /** Kind of the event recorded when a component's observed state changes. */
 export const TRANSITION_EVENT_KIND = 'observed_state';
@@ -58,19 +57,6 @@ interface EventRow {
   previous_state: ObservedStateName | null;
   observed_state: ObservedStateName | null;
   message: string;
-}
-
-export function toEvent(event: EventRecord): Event {
-  return {
-    id: event.id,
-    service: event.service,
-    component: event.component,
-    time: event.time,
-    kind: event.kind,
-    previousState: observedStateToProto(event.previousState),
-    observedState: observedStateToProto(event.observedState),
-    message: event.message,
-  };
 }
 
 export class EventLog {

@@ -5,13 +5,10 @@
  */
 import type Database from 'better-sqlite3';
 import { InvalidArgumentError, NotFoundError } from '../core/errors.js';
-import {
-  type DesiredStateName,
-  desiredStateToProto,
-  type ObservedStateName,
-  observedStateToProto,
-} from '../core/states.js';
-import type { ComponentInfo, ComponentSpec, ServiceInfo, ServiceSpec } from '../gen/mcp/v1/mcp.js';
+import { containerName } from '../core/naming.js';
+import { assertValidServiceSpec } from '../core/spec.js';
+import type { DesiredStateName, ObservedStateName } from '../core/states.js';
+import type { ComponentSpec, ServiceSpec } from '../gen/mcp/v1/mcp.js';
 import { writeTransaction } from './transaction.js';
 
 /** A component's recorded spec (the contract's ComponentSpec) and what the agent knows of it. */
@@ -53,8 +50,6 @@ export interface UpsertOptions {
    * (running/stopped). Sync uses `ignore` for unmatched containers, adopt follows what runs.
    */
   desiredState?: DesiredStateName;
-  /** Delete recorded components the spec no longer lists. Off by default: sync is additive. */
-  prune?: boolean;
 }
 
 /** What the runtime reported for a component. Fields left out keep their recorded value. */
@@ -68,17 +63,6 @@ export interface Observation {
 export interface ListFilter {
   /** Only components with this desired state; services left with none are omitted. */
   desiredState?: DesiredStateName;
-}
-
-const NAME_PATTERN = /^[a-z0-9][a-z0-9-]*$/;
-const NAME_MAX_LENGTH = 63;
-
-/**
- * The container a component runs as: `<service>-<component>`, or just `<service>` when it is
- * the service's only component and is named like it.
- */
-export function containerName(service: string, component: string, componentCount: number): string {
-  return componentCount === 1 && component === service ? service : `${service}-${component}`;
 }
 
 /** Rebuilds the definition recorded for a service, for a deploy from the registry. */
@@ -98,23 +82,6 @@ export function toServiceSpec(service: ServiceRecord): ServiceSpec {
       env: { ...c.env },
     })),
   };
-}
-
-export function toComponentInfo(component: ComponentRecord): ComponentInfo {
-  return {
-    name: component.name,
-    container: component.container,
-    image: component.image,
-    version: component.version,
-    desiredState: desiredStateToProto(component.desiredState),
-    observedState: observedStateToProto(component.observedState),
-    startedAt: component.startedAt,
-    updatedAt: component.updatedAt,
-  };
-}
-
-export function toServiceInfo(service: ServiceRecord): ServiceInfo {
-  return { name: service.name, active: service.active, components: service.components.map(toComponentInfo) };
 }
 
 interface ServiceRow {
@@ -189,7 +156,6 @@ export class ServiceStore {
       ),
       setActive: db.prepare('UPDATE services SET active = @active, updated_at = @now WHERE name = @name'),
       touchService: db.prepare('UPDATE services SET updated_at = @now WHERE name = @name'),
-      deleteService: db.prepare<[string]>('DELETE FROM services WHERE name = ?'),
       insertComponent: db.prepare(
         `INSERT INTO components (service, name, position, image, network, user, restart, desired_state,
            container, created_at, updated_at)
@@ -207,7 +173,6 @@ export class ServiceStore {
       maxPosition: db.prepare<[string], { position: number | null }>(
         'SELECT MAX(position) AS position FROM components WHERE service = ?',
       ),
-      deleteComponent: db.prepare<[string, string]>('DELETE FROM components WHERE service = ? AND name = ?'),
       containerOwner: db.prepare<[string], { service: string; component: string }>(
         'SELECT service, name AS component FROM components WHERE container = ?',
       ),
@@ -243,11 +208,12 @@ export class ServiceStore {
 
   /**
    * Records a service definition in one transaction: creates the service or updates what
-   * differs, and says what changed. Components the spec does not list are kept unless
-   * `prune` is set. Desired state follows `active` (absent means true) unless overridden.
+   * differs, and says what changed. Components the spec does not list are kept: sync is
+   * additive. Desired state follows `active` (absent means true) unless overridden. The spec
+   * must pass core/spec.ts's rules, whoever calls: its names become container names.
    */
   upsert(spec: ServiceSpec, options: UpsertOptions = {}): ServiceUpsertResult {
-    validateServiceSpec(spec);
+    assertValidServiceSpec(spec, `service '${spec.name}'`);
     return writeTransaction(this.db, () => {
       const now = nowIso();
       const active = spec.active ?? true;
@@ -289,14 +255,6 @@ export class ServiceStore {
         // Reordering is recorded but is not a change worth reporting.
         this.statements.setPosition.run({ service: spec.name, name: component.name, position });
       });
-      if (options.prune) {
-        const listed = new Set(spec.components.map((c) => c.name));
-        for (const name of recorded.keys()) {
-          if (listed.has(name)) continue;
-          this.statements.deleteComponent.run(spec.name, name);
-          details.push(`${name}: removed`);
-        }
-      }
       if (details.length > 0) this.statements.touchService.run({ name: spec.name, now });
       return { service: spec.name, change: details.length > 0 ? 'updated' : 'unchanged', details };
     });
@@ -326,11 +284,6 @@ export class ServiceStore {
     return this.statements.names.all().map((row) => row.name);
   }
 
-  /** Deletes the service and, by cascade, its components and their ports, volumes, cmd and env. */
-  delete(name: string): boolean {
-    return this.statements.deleteService.run(name).changes > 0;
-  }
-
   getComponent(service: string, name: string): ComponentRecord | undefined {
     return this.get(service)?.components.find((c) => c.name === name);
   }
@@ -341,7 +294,7 @@ export class ServiceStore {
     spec: ComponentSpec,
     options: Pick<UpsertOptions, 'desiredState'> = {},
   ): ServiceUpsertResult {
-    validateComponentSpec(spec);
+    assertValidServiceSpec({ name: service, components: [spec] }, `component ${service}/${spec.name}`);
     return writeTransaction(this.db, () => {
       const recorded = this.require(service);
       const now = nowIso();
@@ -360,15 +313,6 @@ export class ServiceStore {
       this.statements.touchService.run({ name: service, now });
       return { service, change: 'updated', details };
     });
-  }
-
-  deleteComponent(service: string, name: string): boolean {
-    return this.statements.deleteComponent.run(service, name).changes > 0;
-  }
-
-  /** Which component runs as this container, read from the registry rather than split on '-'. */
-  findByContainer(container: string): { service: string; component: string } | undefined {
-    return this.statements.containerOwner.get(container);
   }
 
   /** `active` is what start (true) and stop (false) record; restart leaves it alone. */
@@ -576,39 +520,6 @@ function shown(value: string): string {
 
 function sameList(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((value, i) => value === b[i]);
-}
-
-function validateServiceSpec(spec: ServiceSpec): void {
-  checkName('service', spec.name);
-  if (spec.components.length === 0) {
-    throw new InvalidArgumentError(`service ${spec.name} has no components: give at least one`);
-  }
-  const seen = new Set<string>();
-  for (const component of spec.components) {
-    validateComponentSpec(component);
-    if (seen.has(component.name)) {
-      throw new InvalidArgumentError(`service ${spec.name} lists component '${component.name}' twice`);
-    }
-    seen.add(component.name);
-  }
-}
-
-/**
- * The registry checks only what its own integrity and container naming rely on; the full
- * rules for a spec (ports, volumes, ...) are checked before a spec reaches it.
- */
-function checkName(kind: 'service' | 'component', name: string): void {
-  if (!NAME_PATTERN.test(name) || name.length > NAME_MAX_LENGTH) {
-    throw new InvalidArgumentError(
-      `${kind} name '${name}' is not valid: use lower-case letters, digits and '-', starting with a letter ` +
-        `or digit, at most ${NAME_MAX_LENGTH} characters`,
-    );
-  }
-}
-
-function validateComponentSpec(spec: ComponentSpec): void {
-  checkName('component', spec.name);
-  if (spec.image === '') throw new InvalidArgumentError(`component ${spec.name} has no image`);
 }
 
 function unknownService(name: string): NotFoundError {

@@ -41,7 +41,7 @@ import {
   runSpecOf,
   type ServiceContext,
   stopContainer,
-} from './deploy.js';
+} from './context.js';
 
 type Operation = 'stop' | 'start' | 'restart';
 

@@ -9,7 +9,7 @@ import os from 'node:os';
 import { dirname, resolve } from 'node:path';
 import type { DiskUsage, NodeStatusRequest, NodeStatusResponse } from '../../gen/mcp/v1/mcp.js';
 import type { UnaryHandler } from '../server.js';
-import type { ServiceContext } from './deploy.js';
+import type { ServiceContext } from './context.js';
 
 /** `MemAvailable` from /proc/meminfo in bytes; undefined when the kernel does not report it. */
 export function parseMemAvailable(meminfo: string): number | undefined {

@@ -1,3 +1,4 @@
+import { splitContainerName } from '../../core/naming.js';
 import { desiredStateFromProto, observedStateToProto } from '../../core/states.js';
 import type {
   GetServiceStatusRequest,
@@ -9,12 +10,11 @@ import type {
   StateChange,
   UnmanagedContainer,
 } from '../../gen/mcp/v1/mcp.js';
-import { toEvent } from '../../registry/events.js';
-import { toServiceInfo } from '../../registry/services.js';
 import { driftOf, type ObservedChange, reconcile } from '../reconcile.js';
-import { type ContainerSummary, splitContainerName } from '../runtime/index.js';
+import type { ContainerSummary } from '../runtime/index.js';
 import type { UnaryHandler } from '../server.js';
-import { requireService, type ServiceContext } from './deploy.js';
+import { requireService, type ServiceContext } from './context.js';
+import { toEvent, toServiceInfo } from './convert.js';
 
 export const DEFAULT_EVENT_LIMIT = 20;
 

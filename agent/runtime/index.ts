@@ -5,7 +5,6 @@ import { podmanRuntime } from './podman.js';
 import type { ContainerRuntime, RuntimeKind } from './runtime.js';
 
 export { RuntimeCommandError } from './cli.js';
-export { type ContainerIdentity, containerName, splitContainerName } from './naming.js';
 export type {
   ContainerDetails,
   ContainerRuntime,

@@ -15,7 +15,7 @@ export type RuntimeKind = 'podman' | 'docker';
  * Empty strings and empty lists mean "the runtime's default".
  */
 export interface RunSpec {
-  /** Container name, see `containerName()`. */
+  /** Container name, see `containerName()` in core/naming.ts. */
   readonly name: string;
   readonly image: string;
   readonly network?: string;

@@ -11,10 +11,9 @@ import { decodeJwt } from 'jose';
 import { UnauthenticatedError } from '../errors.js';
 import type { Caller, TokenVerifier, VerifierDeps } from './caller.js';
 import { AuthConfigError } from './errors.js';
-import { type JwtIssuerOptions, JwtVerifier } from './jwt.js';
-import { type MciasIssuerOptions, MciasVerifier, mciasCallerIssuer } from './mcias.js';
-
-export type TrustedIssuer = ({ type: 'jwt' } & JwtIssuerOptions) | ({ type: 'mcias' } & MciasIssuerOptions);
+import type { TrustedIssuerConfig } from './issuers.js';
+import { JwtVerifier } from './jwt.js';
+import { MciasVerifier, mciasCallerIssuer } from './mcias.js';
 
 export interface Authenticator {
   /** Resolves the caller, or throws UnauthenticatedError. */
@@ -27,8 +26,9 @@ const MAX_TOKEN_LENGTH = 16 * 1024;
 /** RFC 6750: the scheme (case-insensitive), one space, a b64token, nothing else. */
 const BEARER = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i;
 
+/** `issuers` come from trustedIssuerSchema, which checks them; see core/auth/issuers.ts. */
 export function createAuthenticator(
-  issuers: readonly TrustedIssuer[],
+  issuers: readonly TrustedIssuerConfig[],
   deps: VerifierDeps = {},
 ): Authenticator {
   if (issuers.length === 0) {
@@ -36,9 +36,8 @@ export function createAuthenticator(
   }
   const byIssuer = new Map<string, TokenVerifier>();
   const mcias: MciasVerifier[] = [];
-  for (const options of issuers) {
-    const verifier =
-      options.type === 'jwt' ? new JwtVerifier(options, deps) : new MciasVerifier(options, deps);
+  for (const issuer of issuers) {
+    const verifier = issuer.type === 'jwt' ? new JwtVerifier(issuer, deps) : new MciasVerifier(issuer, deps);
     if (byIssuer.has(verifier.issuer)) {
       throw new AuthConfigError(`trusted issuer ${verifier.issuer} is configured twice`);
     }
@@ -82,11 +81,10 @@ export function createAuthenticator(
 }
 
 /**
- * The `Caller.issuer` an issuer's callers get: the JWT issuer, or for MCIAS its `issuer` option,
- * default `mcias:<name>`. Config that names an MCIAS issuer by `name` (RBAC bindings) maps
+ * The `Caller.issuer` an issuer's callers get: the JWT issuer, or for MCIAS `mcias:<name>`. Config that names an MCIAS issuer by `name` (RBAC bindings) maps
  * through this so a binding matches the callers it is meant for.
  */
-export function callerIssuerOf(issuer: TrustedIssuer): string {
+export function callerIssuerOf(issuer: TrustedIssuerConfig): string {
   return issuer.type === 'jwt' ? issuer.issuer : mciasCallerIssuer(issuer);
 }
 

@@ -12,6 +12,7 @@
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import { isSecureUrl } from '../config-env.js';
 import { AuthConfigError } from './errors.js';
 
 /** Time allowed for one request to an identity service, connection included. */
@@ -51,13 +52,8 @@ export function parseIdentityUrl(value: string, what: string): URL {
   } catch {
     throw new AuthConfigError(`${what}: ${JSON.stringify(value)} is not an absolute URL`);
   }
-  if (url.protocol === 'https:') return url;
-  if (url.protocol === 'http:' && isLoopback(url.hostname)) return url;
+  if (isSecureUrl(url)) return url;
   throw new AuthConfigError(`${what}: ${url.href} must use https (plain http is allowed only on loopback)`);
-}
-
-function isLoopback(hostname: string): boolean {
-  return hostname === 'localhost' || hostname === '[::1]' || /^127(\.\d{1,3}){3}$/.test(hostname);
 }
 
 function readCaFile(path: string): string {

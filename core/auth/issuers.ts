@@ -1,8 +1,9 @@
 /**
  * Trusted issuers: the `[[issuers]]` entries of the agent config and the `[[http.issuers]]`
  * entries of the connector config, read into TrustedIssuerConfig. Both programs verify tokens
- * against them, so the rules (mandatory audience, asymmetric algorithms only, one key source)
- * live here once.
+ * against them, so the rules (mandatory audience, asymmetric algorithms only, one key source,
+ * https unless loopback) are checked here once, by the schema; the verifiers (jwt.ts, mcias.ts)
+ * are built from what it returns and check nothing again.
  */
 
 import { z } from 'zod';
@@ -106,6 +107,12 @@ const jwtIssuerInput = z
       ctx.addIssue({
         code: 'custom',
         message: `give exactly one of jwks_uri, discovery = true or key_file (where the issuer's signing keys come from)${sources.length > 1 ? `; found ${sources.join(', ')}` : ''}`,
+      });
+    } else if (issuer.key_file !== undefined && issuer.ca_file !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['ca_file'],
+        message: 'ca_file has no use with key_file (it is for fetching keys over TLS): remove it',
       });
     }
   });

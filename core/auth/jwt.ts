@@ -29,38 +29,7 @@ import {
   type IdentityFetch,
   parseIdentityUrl,
 } from './http.js';
-
-export type SubjectClaim = 'sub' | 'azp' | 'client_id';
-
-/** One trusted JWT issuer, as `agent/config.ts` produces it from the config file's snake_case. */
-export interface JwtIssuerOptions {
-  /** Exact `iss` value the tokens carry. */
-  issuer: string;
-  /** Where the issuer publishes its JWKS. One of jwksUri, discovery, keyFile. */
-  jwksUri?: string;
-  /** Find the JWKS through `${issuer}/.well-known/openid-configuration`. */
-  discovery?: boolean;
-  /** A local JWK, JWKS, or PEM public key / certificate. */
-  keyFile?: string;
-  /** Accepted `aud` value(s). Mandatory: a token minted for another service must not work here. */
-  audience: string | string[];
-  /** Accepted JWS algorithms. Default RS256, ES256, EdDSA. `none` and HS* are refused. */
-  algorithms?: string[];
-  /** Allowed clock skew for exp/nbf, 0 to 300. Default 60. */
-  clockToleranceSeconds?: number;
-  /** Claim that names the caller. Default `sub`. */
-  subjectClaim?: SubjectClaim;
-  /**
-   * Where the roles are: a claim name, or a dotted path into nested objects
-   * (`realm_access.roles`). A claim whose own name contains dots (`https://example.com/roles`)
-   * is found first. An array of strings, or a space-separated string (`scope` style). Default `roles`.
-   */
-  rolesClaim?: string;
-  /** Required `typ` header, for example `at+jwt` (RFC 9068 access tokens). */
-  typ?: string;
-  /** PEM CA certificate(s) to trust, instead of the bundled roots, when fetching keys and discovery. */
-  caFile?: string;
-}
+import type { JwtIssuerConfig } from './issuers.js';
 
 export const DEFAULT_ALGORITHMS: readonly string[] = ['RS256', 'ES256', 'EdDSA'];
 
@@ -78,9 +47,6 @@ export const SUPPORTED_ALGORITHMS = [
   'EdDSA',
   'Ed25519',
 ] as const;
-const ASYMMETRIC_ALGORITHMS = new Set<string>(SUPPORTED_ALGORITHMS);
-
-const MAX_CLOCK_TOLERANCE_SECONDS = 300;
 
 /** Remote JWKS caching, as the brief fixes it: 5 s timeout, 30 s refetch cooldown, 10 min cache. */
 const REMOTE_JWKS_TIMING = {
@@ -96,34 +62,30 @@ type VerificationKey = KeyObject | JWTVerifyGetKey;
 
 export class JwtVerifier implements TokenVerifier {
   readonly issuer: string;
-  private readonly audience: string | string[];
+  private readonly audience: string[];
   private readonly algorithms: string[];
   private readonly clockTolerance: number;
-  private readonly subjectClaim: SubjectClaim;
+  private readonly subjectClaim: JwtIssuerConfig['subjectClaim'];
   private readonly rolesClaim: string;
   private readonly typ: string | undefined;
   private readonly key: VerificationKey;
   private readonly now: () => number;
 
-  constructor(options: JwtIssuerOptions, deps: VerifierDeps = {}) {
-    const { issuer } = options;
-    if (typeof issuer !== 'string' || issuer === '') {
-      throw new AuthConfigError('jwt issuer: `issuer` is required');
-    }
-    const where = `jwt issuer ${issuer}`;
-    this.issuer = issuer;
-    this.audience = checkAudience(options.audience, where);
-    this.algorithms = checkAlgorithms(options.algorithms ?? [...DEFAULT_ALGORITHMS], where);
-    this.clockTolerance = checkClockTolerance(options.clockToleranceSeconds ?? 60, where);
-    this.subjectClaim = options.subjectClaim ?? 'sub';
-    if (!['sub', 'azp', 'client_id'].includes(this.subjectClaim)) {
-      throw new AuthConfigError(`${where}: subject_claim must be sub, azp or client_id`);
-    }
-    this.rolesClaim = options.rolesClaim ?? 'roles';
-    if (this.rolesClaim === '') throw new AuthConfigError(`${where}: roles_claim must not be empty`);
-    if (options.typ === '') throw new AuthConfigError(`${where}: typ must not be empty (omit it instead)`);
-    this.typ = options.typ;
-    this.key = resolveKeySource(options, where);
+  /**
+   * `config` comes from trustedIssuerSchema (core/auth/issuers.ts), which checks the rules
+   * (mandatory audience, asymmetric algorithms only, exactly one key source, https unless
+   * loopback); here it is only put to use. A key file is read now, so a wrong one stops the
+   * program at start-up.
+   */
+  constructor(config: JwtIssuerConfig, deps: VerifierDeps = {}) {
+    this.issuer = config.issuer;
+    this.audience = [...config.audience];
+    this.algorithms = [...config.algorithms];
+    this.clockTolerance = config.clockToleranceSeconds;
+    this.subjectClaim = config.subjectClaim;
+    this.rolesClaim = config.rolesClaim;
+    this.typ = config.typ;
+    this.key = resolveKeySource(config, `jwt issuer ${config.issuer}`);
     this.now = deps.now ?? Date.now;
   }
 
@@ -188,63 +150,12 @@ export function readRoles(payload: Record<string, unknown>, path: string): strin
   return [...new Set(names.filter((name) => name !== ''))];
 }
 
-function checkAudience(audience: unknown, where: string): string | string[] {
-  const valid =
-    (typeof audience === 'string' && audience !== '') ||
-    (Array.isArray(audience) &&
-      audience.length > 0 &&
-      audience.every((a) => typeof a === 'string' && a !== ''));
-  if (!valid) {
-    throw new AuthConfigError(
-      `${where}: audience is required (the value this agent's tokens carry in \`aud\`)`,
-    );
-  }
-  return audience as string | string[];
-}
-
-function checkAlgorithms(algorithms: string[], where: string): string[] {
-  if (algorithms.length === 0) throw new AuthConfigError(`${where}: algorithms must not be empty`);
-  for (const alg of algorithms) {
-    if (alg.toLowerCase() === 'none') {
-      throw new AuthConfigError(`${where}: algorithm 'none' is refused (unsigned tokens)`);
-    }
-    if (/^HS/i.test(alg)) {
-      throw new AuthConfigError(
-        `${where}: algorithm '${alg}' is refused (a shared secret would let the agent mint tokens)`,
-      );
-    }
-    if (!ASYMMETRIC_ALGORITHMS.has(alg)) {
-      throw new AuthConfigError(
-        `${where}: unknown algorithm '${alg}'; use one of ${[...ASYMMETRIC_ALGORITHMS].join(', ')}`,
-      );
-    }
-  }
-  return [...algorithms];
-}
-
-function checkClockTolerance(seconds: number, where: string): number {
-  if (!Number.isFinite(seconds) || seconds < 0 || seconds > MAX_CLOCK_TOLERANCE_SECONDS) {
-    throw new AuthConfigError(
-      `${where}: clock_tolerance_seconds must be between 0 and ${MAX_CLOCK_TOLERANCE_SECONDS}`,
-    );
-  }
-  return seconds;
-}
-
-function resolveKeySource(options: JwtIssuerOptions, where: string): VerificationKey {
-  const sources = [options.jwksUri !== undefined, options.discovery === true, options.keyFile !== undefined];
-  if (sources.filter(Boolean).length !== 1) {
-    throw new AuthConfigError(`${where}: set exactly one of jwks_uri, discovery = true, key_file`);
-  }
-  if (options.keyFile !== undefined) {
-    if (options.caFile !== undefined) throw new AuthConfigError(`${where}: ca_file has no use with key_file`);
-    return loadKeyFile(options.keyFile, where);
-  }
-  const fetch = createIdentityFetch(options.caFile);
-  if (options.jwksUri !== undefined) {
-    return createRemoteJWKSet(parseIdentityUrl(options.jwksUri, `${where}: jwks_uri`), remoteOptions(fetch));
-  }
-  return discoveredKeySet(options.issuer, fetch, where);
+/** The one key source the schema let through: a key file, a JWKS URL, or discovery. */
+function resolveKeySource(config: JwtIssuerConfig, where: string): VerificationKey {
+  if (config.keyFile !== undefined) return loadKeyFile(config.keyFile, where);
+  const fetch = createIdentityFetch(config.caFile);
+  if (config.jwksUri !== undefined) return createRemoteJWKSet(new URL(config.jwksUri), remoteOptions(fetch));
+  return discoveredKeySet(config.issuer, fetch, where);
 }
 
 function remoteOptions(fetch: IdentityFetch): RemoteJWKSetOptions {

@@ -11,41 +11,14 @@
 import { createHash } from 'node:crypto';
 import { UnauthenticatedError } from '../errors.js';
 import type { Caller, TokenVerifier, VerifierDeps } from './caller.js';
-import { AuthConfigError } from './errors.js';
-import {
-  createIdentityFetch,
-  IDENTITY_REQUEST_TIMEOUT_MS,
-  type IdentityFetch,
-  parseIdentityUrl,
-} from './http.js';
+import { createIdentityFetch, IDENTITY_REQUEST_TIMEOUT_MS, type IdentityFetch } from './http.js';
+import type { MciasIssuerConfig } from './issuers.js';
 
-export interface MciasIssuerOptions {
-  /** Names this MCIAS in config and logs. */
-  name: string;
-  /** Base URL of the MCIAS server, https (plain http only on loopback). */
-  serverUrl: string;
-  /** PEM CA certificate(s) to trust instead of the bundled roots. */
-  caFile?: string;
-  /** How long an answer is reused, 0 to 300. Default 30. A revocation takes effect within this time. */
-  cacheSeconds?: number;
-  /** `Caller.issuer` for its callers, and the `iss` that routes a JWT here. Default `mcias:<name>`. */
-  issuer?: string;
-  /**
-   * When set, a valid answer must also carry an `aud` (string or array) naming one of these;
-   * an answer without `aud` is then refused. Unset, MCIAS's word alone is taken.
-   */
-  audience?: string | string[];
+/** `Caller.issuer` for callers MCIAS vouches for: `mcias:<name>`. */
+export function mciasCallerIssuer(config: Pick<MciasIssuerConfig, 'name'>): string {
+  return `mcias:${config.name}`;
 }
 
-/** `Caller.issuer` for callers MCIAS vouches for: the `issuer` option, default `mcias:<name>`. */
-export function mciasCallerIssuer(options: Pick<MciasIssuerOptions, 'name' | 'issuer'>): string {
-  return options.issuer ?? `mcias:${options.name}`;
-}
-
-/** The spelling the brief used; kept so either name compiles. */
-export type McaisIssuerOptions = MciasIssuerOptions;
-
-const MAX_CACHE_SECONDS = 300;
 /** Bounds memory when someone sprays random tokens (refusals are cached as well). */
 const MAX_CACHE_ENTRIES = 10_000;
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
@@ -67,31 +40,18 @@ export class MciasVerifier implements TokenVerifier {
   private readonly cache = new Map<string, Answer>();
   private readonly inFlight = new Map<string, Promise<Answer>>();
 
-  constructor(options: MciasIssuerOptions, deps: VerifierDeps = {}) {
-    if (typeof options.name !== 'string' || options.name === '') {
-      throw new AuthConfigError('mcias issuer: `name` is required');
-    }
-    const where = `mcias issuer ${options.name}`;
-    const cacheSeconds = options.cacheSeconds ?? 30;
-    if (!Number.isFinite(cacheSeconds) || cacheSeconds < 0 || cacheSeconds > MAX_CACHE_SECONDS) {
-      throw new AuthConfigError(`${where}: cache_seconds must be between 0 and ${MAX_CACHE_SECONDS}`);
-    }
-    if (options.issuer === '') {
-      throw new AuthConfigError(`${where}: issuer must not be empty (omit it instead)`);
-    }
-    if (options.audience !== undefined) {
-      const audience = typeof options.audience === 'string' ? [options.audience] : options.audience;
-      if (audience.length === 0 || audience.some((a) => a === '')) {
-        throw new AuthConfigError(`${where}: audience must not be empty (omit it instead)`);
-      }
-      this.audience = new Set(audience);
-    }
-    const base = parseIdentityUrl(options.serverUrl, `${where}: server_url`);
-    this.name = options.name;
-    this.issuer = mciasCallerIssuer(options);
-    this.validateUrl = new URL(`${base.href.replace(/\/$/, '')}/v1/token/validate`);
-    this.cacheMs = cacheSeconds * 1000;
-    this.fetch = createIdentityFetch(options.caFile);
+  /**
+   * `config` comes from trustedIssuerSchema (core/auth/issuers.ts), which checks the rules
+   * (https unless loopback, cache lifetime, audience); here it is only put to use. The CA file
+   * is read now, so a wrong path stops the program at start-up.
+   */
+  constructor(config: MciasIssuerConfig, deps: VerifierDeps = {}) {
+    this.name = config.name;
+    this.issuer = mciasCallerIssuer(config);
+    if (config.audience !== undefined) this.audience = new Set(config.audience);
+    this.validateUrl = new URL(`${new URL(config.serverUrl).href.replace(/\/$/, '')}/v1/token/validate`);
+    this.cacheMs = config.cacheSeconds * 1000;
+    this.fetch = createIdentityFetch(config.caFile);
     this.now = deps.now ?? Date.now;
   }
 

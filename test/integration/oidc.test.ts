@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Authenticator, createAuthenticator } from '../../core/auth/authenticator.js';
 import { JwtVerifier } from '../../core/auth/jwt.js';
 import { UnauthenticatedError } from '../../core/errors.js';
+import { jwtIssuer } from '../support/issuers.js';
 import { startOidcProvider, type TestOidcProvider } from '../support/oidc.js';
 
 const RESOURCE = 'https://agents.mcp.test';
@@ -62,7 +63,7 @@ describe('jwks_uri issuer', () => {
 
   beforeAll(() => {
     auth = createAuthenticator([
-      { type: 'jwt', issuer: idp.issuer, jwksUri: idp.jwksUri, audience: RESOURCE },
+      jwtIssuer({ issuer: idp.issuer, jwks_uri: idp.jwksUri, audience: RESOURCE }),
     ]);
   });
 
@@ -193,7 +194,7 @@ describe('jwks_uri issuer', () => {
 describe('key sources', () => {
   it('discovery: finds the JWKS through the provider metadata', async () => {
     const auth = createAuthenticator([
-      { type: 'jwt', issuer: idp.issuer, discovery: true, audience: RESOURCE },
+      jwtIssuer({ issuer: idp.issuer, discovery: true, audience: RESOURCE }),
     ]);
     const caller = await auth.authenticate(`Bearer ${await idp.token('deployer')}`);
     expect(caller.roles).toEqual(['operator']);
@@ -201,18 +202,22 @@ describe('key sources', () => {
 
   it('discovery: refuses when the metadata names another issuer', async () => {
     // Configured with a trailing slash: discovery fetches the same document, whose issuer differs.
-    const verifier = new JwtVerifier({ issuer: `${idp.issuer}/`, discovery: true, audience: RESOURCE });
+    const verifier = new JwtVerifier(
+      jwtIssuer({ issuer: `${idp.issuer}/`, discovery: true, audience: RESOURCE }),
+    );
     const err = await refusal(verifier.verify(await idp.token('deployer')));
     expect(err.detail).toMatch(/discovery failed: document issuer .* is not the configured issuer/);
   });
 
   it('typ: requires at+jwt when configured', async () => {
-    const verifier = new JwtVerifier({
-      issuer: idp.issuer,
-      jwksUri: idp.jwksUri,
-      audience: RESOURCE,
-      typ: 'at+jwt',
-    });
+    const verifier = new JwtVerifier(
+      jwtIssuer({
+        issuer: idp.issuer,
+        jwks_uri: idp.jwksUri,
+        audience: RESOURCE,
+        typ: 'at+jwt',
+      }),
+    );
     expect((await verifier.verify(await idp.token('deployer'))).subject).toBe('deployer');
     const key = await importJWK(idp.signingKey, 'RS256');
     const plain = await new SignJWT({})
@@ -228,7 +233,7 @@ describe('key sources', () => {
   it('key_file: a single public JWK', async () => {
     const file = join(tmp, 'key.jwk.json');
     writeFileSync(file, JSON.stringify(idp.publicJwk));
-    const verifier = new JwtVerifier({ issuer: idp.issuer, keyFile: file, audience: RESOURCE });
+    const verifier = new JwtVerifier(jwtIssuer({ issuer: idp.issuer, key_file: file, audience: RESOURCE }));
     expect((await verifier.verify(await idp.token('deployer'))).subject).toBe('deployer');
   });
 
@@ -237,7 +242,7 @@ describe('key sources', () => {
     const otherJwk = { ...(await exportJWK(other.publicKey)), kid: 'other' };
     const file = join(tmp, 'keys.jwks.json');
     writeFileSync(file, JSON.stringify({ keys: [otherJwk, idp.publicJwk] }));
-    const verifier = new JwtVerifier({ issuer: idp.issuer, keyFile: file, audience: RESOURCE });
+    const verifier = new JwtVerifier(jwtIssuer({ issuer: idp.issuer, key_file: file, audience: RESOURCE }));
     expect((await verifier.verify(await idp.token('deployer'))).subject).toBe('deployer');
   });
 
@@ -266,17 +271,21 @@ describe('key sources', () => {
 
     const token = await idp.token('deployer');
     for (const keyFile of [publicPem, certPem]) {
-      const verifier = new JwtVerifier({ issuer: idp.issuer, keyFile, audience: RESOURCE });
+      const verifier = new JwtVerifier(
+        jwtIssuer({ issuer: idp.issuer, key_file: keyFile, audience: RESOURCE }),
+      );
       expect((await verifier.verify(token)).subject).toBe('deployer');
     }
   });
 
   it('jwks_uri: refuses when the key set cannot be fetched (fail closed)', async () => {
-    const verifier = new JwtVerifier({
-      issuer: idp.issuer,
-      jwksUri: 'http://127.0.0.1:9/jwks',
-      audience: RESOURCE,
-    });
+    const verifier = new JwtVerifier(
+      jwtIssuer({
+        issuer: idp.issuer,
+        jwks_uri: 'http://127.0.0.1:9/jwks',
+        audience: RESOURCE,
+      }),
+    );
     expect((await refusal(verifier.verify(await idp.token('deployer')))).detail).toMatch(/ECONNREFUSED/);
   });
 });

@@ -9,8 +9,9 @@ import { exportJWK, exportPKCS8, generateKeyPair, type JWTPayload, SignJWT } fro
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAuthenticator } from '../../core/auth/authenticator.js';
 import { AuthConfigError } from '../../core/auth/errors.js';
-import { type JwtIssuerOptions, JwtVerifier, readRoles } from '../../core/auth/jwt.js';
+import { JwtVerifier, readRoles } from '../../core/auth/jwt.js';
 import { UnauthenticatedError } from '../../core/errors.js';
+import { jwtIssuer } from '../support/issuers.js';
 
 const ISSUER = 'https://idp.example.test';
 const AUDIENCE = 'https://agents.mcp.test';
@@ -45,93 +46,105 @@ async function refusal(call: Promise<unknown>): Promise<UnauthenticatedError> {
   return err as UnauthenticatedError;
 }
 
-const base = (): JwtIssuerOptions => ({ issuer: ISSUER, keyFile, audience: AUDIENCE });
+/** The issuer entry of these tests as a config file holds it; `overrides` as written there. */
+const entry = (overrides: Record<string, unknown> = {}) => ({
+  issuer: ISSUER,
+  key_file: keyFile,
+  audience: AUDIENCE,
+  ...overrides,
+});
+const issuer = (overrides: Record<string, unknown> = {}) => jwtIssuer(entry(overrides));
 
 describe('issuer configuration: strict unless loosened on purpose', () => {
   it.each([
-    ['none', /algorithm 'none' is refused/],
-    ['HS256', /algorithm 'HS256' is refused/],
-    ['hs512', /algorithm 'hs512' is refused/],
-    ['RS1', /unknown algorithm 'RS1'/],
+    ['none', /"none" means unsigned tokens/],
+    ['HS256', /"HS256" is a shared-secret algorithm/],
+    ['hs512', /"hs512" is a shared-secret algorithm/],
+    ['RS1', /unsupported algorithm "RS1"/],
   ])('refuses algorithm %s', (alg, message) => {
-    expect(() => new JwtVerifier({ ...base(), algorithms: ['RS256', alg] })).toThrow(message);
+    expect(() => issuer({ algorithms: ['RS256', alg] })).toThrow(message);
   });
 
   it('refuses a missing or empty audience', () => {
-    expect(() => new JwtVerifier({ ...base(), audience: '' })).toThrow(/audience is required/);
-    expect(() => new JwtVerifier({ ...base(), audience: [] })).toThrow(/audience is required/);
+    expect(() => jwtIssuer({ issuer: ISSUER, key_file: keyFile })).toThrow(/audience: required/);
+    expect(() => issuer({ audience: '' })).toThrow(/audience/);
+    expect(() => issuer({ audience: [] })).toThrow(/give at least one audience/);
   });
 
   it('needs exactly one key source', () => {
-    expect(() => new JwtVerifier({ issuer: ISSUER, audience: AUDIENCE })).toThrow(/exactly one of/);
-    expect(() => new JwtVerifier({ ...base(), jwksUri: `${ISSUER}/jwks` })).toThrow(/exactly one of/);
+    expect(() => jwtIssuer({ issuer: ISSUER, audience: AUDIENCE })).toThrow(/exactly one of/);
+    expect(() => issuer({ jwks_uri: `${ISSUER}/jwks` })).toThrow(/exactly one of/);
+    expect(() => issuer({ discovery: true })).toThrow(/exactly one of/);
+  });
+
+  it('refuses a ca_file beside a key_file', () => {
+    expect(() => issuer({ ca_file: join(tmp, 'ca.pem') })).toThrow(/ca_file has no use with key_file/);
   });
 
   it('refuses plain http for keys except on loopback', () => {
-    const remote = { issuer: ISSUER, audience: AUDIENCE, jwksUri: 'http://idp.example.test/jwks' };
-    expect(() => new JwtVerifier(remote)).toThrow(/must use https/);
-    expect(
-      () => new JwtVerifier({ issuer: 'http://idp.example.test', audience: AUDIENCE, discovery: true }),
+    const remote = { issuer: ISSUER, audience: AUDIENCE, jwks_uri: 'http://idp.example.test/jwks' };
+    expect(() => jwtIssuer(remote)).toThrow(/must use https/);
+    expect(() =>
+      jwtIssuer({ issuer: 'http://idp.example.test', audience: AUDIENCE, discovery: true }),
     ).toThrow(/must use https/);
-    expect(() => new JwtVerifier({ ...remote, jwksUri: 'http://127.0.0.1:8080/jwks' })).not.toThrow();
+    expect(
+      () => new JwtVerifier(jwtIssuer({ ...remote, jwks_uri: 'http://127.0.0.1:8080/jwks' })),
+    ).not.toThrow();
   });
 
   it('refuses a key file holding a private key', () => {
-    expect(() => new JwtVerifier({ ...base(), keyFile: join(tmp, 'private.pem') })).toThrow(/private key/);
+    expect(() => new JwtVerifier(issuer({ key_file: join(tmp, 'private.pem') }))).toThrow(/private key/);
   });
 
   it('refuses an unreadable key file at construction, naming it', () => {
-    expect(() => new JwtVerifier({ ...base(), keyFile: join(tmp, 'missing.json') })).toThrow(AuthConfigError);
-    expect(() => new JwtVerifier({ ...base(), keyFile: join(tmp, 'missing.json') })).toThrow(/missing\.json/);
+    const missing = issuer({ key_file: join(tmp, 'missing.json') });
+    expect(() => new JwtVerifier(missing)).toThrow(AuthConfigError);
+    expect(() => new JwtVerifier(missing)).toThrow(/missing\.json/);
   });
 
   it('caps the clock tolerance', () => {
-    expect(() => new JwtVerifier({ ...base(), clockToleranceSeconds: 3600 })).toThrow(/between 0 and 300/);
+    expect(() => issuer({ clock_tolerance_seconds: 3600 })).toThrow(/clock_tolerance_seconds: .*300/);
   });
 
   it('refuses to start with no issuer, or the same issuer twice', () => {
     expect(() => createAuthenticator([])).toThrow(/no trusted issuer/);
-    expect(() =>
-      createAuthenticator([
-        { type: 'jwt', ...base() },
-        { type: 'jwt', ...base() },
-      ]),
-    ).toThrow(/configured twice/);
+    expect(() => createAuthenticator([issuer(), issuer()])).toThrow(/configured twice/);
   });
 });
 
 describe('claims to caller', () => {
   it('takes the subject from the configured claim and the client from client_id, else azp', async () => {
     const token = await sign({ azp: 'cli', client_id: 'svc' });
-    expect(await new JwtVerifier(base()).verify(token)).toMatchObject({ subject: 'alice', clientId: 'svc' });
+    expect(await new JwtVerifier(issuer()).verify(token)).toMatchObject({
+      subject: 'alice',
+      clientId: 'svc',
+    });
     const onlyAzp = await sign({ azp: 'cli' });
-    expect(await new JwtVerifier({ ...base(), subjectClaim: 'azp' }).verify(onlyAzp)).toMatchObject({
+    expect(await new JwtVerifier(issuer({ subject_claim: 'azp' })).verify(onlyAzp)).toMatchObject({
       subject: 'cli',
       clientId: 'cli',
     });
-    expect((await new JwtVerifier(base()).verify(await sign({}))).clientId).toBe('');
+    expect((await new JwtVerifier(issuer()).verify(await sign({}))).clientId).toBe('');
   });
 
   it('refuses a token without the subject claim', async () => {
-    const err = await refusal(
-      new JwtVerifier({ ...base(), subjectClaim: 'client_id' }).verify(await sign({})),
-    );
+    const err = await refusal(new JwtVerifier(issuer({ subject_claim: 'client_id' })).verify(await sign({})));
     expect(err.detail).toMatch(/subject claim 'client_id' is missing/);
   });
 
   it('reads roles from a nested path, a scope-style string, or a claim named like a URL', async () => {
     const nested = await sign({ realm_access: { roles: ['operator', 'viewer'] } });
     expect(
-      (await new JwtVerifier({ ...base(), rolesClaim: 'realm_access.roles' }).verify(nested)).roles,
+      (await new JwtVerifier(issuer({ roles_claim: 'realm_access.roles' })).verify(nested)).roles,
     ).toEqual(['operator', 'viewer']);
     const scoped = await sign({ scope: 'viewer  auditor' });
-    expect((await new JwtVerifier({ ...base(), rolesClaim: 'scope' }).verify(scoped)).roles).toEqual([
+    expect((await new JwtVerifier(issuer({ roles_claim: 'scope' })).verify(scoped)).roles).toEqual([
       'viewer',
       'auditor',
     ]);
     const url = await sign({ 'https://example.test/roles': ['admin'] });
     expect(
-      (await new JwtVerifier({ ...base(), rolesClaim: 'https://example.test/roles' }).verify(url)).roles,
+      (await new JwtVerifier(issuer({ roles_claim: 'https://example.test/roles' })).verify(url)).roles,
     ).toEqual(['admin']);
   });
 
@@ -142,21 +155,21 @@ describe('claims to caller', () => {
     expect(readRoles({ roles: { admin: true } }, 'roles')).toBeUndefined();
     // Only own properties: a path cannot reach into prototypes.
     expect(readRoles({}, 'constructor.name')).toEqual([]);
-    const err = await refusal(new JwtVerifier(base()).verify(await sign({ roles: 42 })));
+    const err = await refusal(new JwtVerifier(issuer()).verify(await sign({ roles: 42 })));
     expect(err.detail).toMatch(/roles claim 'roles' is neither a string nor an array of strings/);
   });
 });
 
 describe('routing by issuer', () => {
   it('sends a JWT to the issuer it names and refuses an opaque token when no MCIAS is configured', async () => {
-    const auth = createAuthenticator([{ type: 'jwt', ...base() }]);
+    const auth = createAuthenticator([issuer()]);
     expect((await auth.authenticate(`Bearer ${await sign({})}`)).issuer).toBe(ISSUER);
     const err = await refusal(auth.authenticate('Bearer opaque-token-value'));
     expect(err.detail).toBe('token is not a JWT and no MCIAS issuer is configured');
   });
 
   it('refuses a JWT without iss, and an oversized header', async () => {
-    const auth = createAuthenticator([{ type: 'jwt', ...base() }]);
+    const auth = createAuthenticator([issuer()]);
     const noIss = await sign({ iss: undefined });
     expect((await refusal(auth.authenticate(`Bearer ${noIss}`))).detail).toBe('jwt: token has no iss claim');
     const huge = `Bearer ${'a'.repeat(20_000)}`;

@@ -5,8 +5,8 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Authenticator, callerIssuerOf, createAuthenticator } from '../../core/auth/authenticator.js';
-import { MciasVerifier } from '../../core/auth/mcias.js';
 import { UnauthenticatedError } from '../../core/errors.js';
+import { mciasIssuer, trustedIssuer } from '../support/issuers.js';
 import { type MciasStandIn, startMciasStandIn } from '../support/mcias.js';
 
 let mcias: MciasStandIn;
@@ -16,7 +16,7 @@ let auth: Authenticator;
 beforeEach(async () => {
   mcias = await startMciasStandIn();
   now = Date.now();
-  auth = createAuthenticator([{ type: 'mcias', name: 'main', serverUrl: mcias.serverUrl }], {
+  auth = createAuthenticator([mciasIssuer({ name: 'main', server_url: mcias.serverUrl })], {
     now: () => now,
   });
 });
@@ -44,14 +44,6 @@ describe('MCIAS issuer', () => {
       clientId: '',
       roles: ['operator'],
     });
-  });
-
-  it('uses the configured issuer name in the caller', async () => {
-    const named = createAuthenticator([
-      { type: 'mcias', name: 'main', serverUrl: mcias.serverUrl, issuer: 'https://mcias.example.test' },
-    ]);
-    const caller = await named.authenticate(`Bearer ${mcias.issue('alice', [])}`);
-    expect(caller.issuer).toBe('https://mcias.example.test');
   });
 
   it('refuses a token MCIAS calls invalid, without the token in the error', async () => {
@@ -127,7 +119,7 @@ describe('MCIAS issuer', () => {
 
   it('caches with a configured lifetime, and 0 turns the cache off', async () => {
     const uncached = createAuthenticator([
-      { type: 'mcias', name: 'main', serverUrl: mcias.serverUrl, cacheSeconds: 0 },
+      mciasIssuer({ name: 'main', server_url: mcias.serverUrl, cache_seconds: 0 }),
     ]);
     const token = mcias.issue('alice', []);
     await uncached.authenticate(`Bearer ${token}`);
@@ -137,7 +129,7 @@ describe('MCIAS issuer', () => {
 
   it('with an audience configured, needs the answer to name it', async () => {
     const strict = createAuthenticator([
-      { type: 'mcias', name: 'main', serverUrl: mcias.serverUrl, audience: ['https://agents.mcp.test'] },
+      mciasIssuer({ name: 'main', server_url: mcias.serverUrl, audience: ['https://agents.mcp.test'] }),
     ]);
     const ours = mcias.issue('alice', ['viewer'], { aud: 'https://agents.mcp.test' });
     expect((await strict.authenticate(`Bearer ${ours}`)).subject).toBe('alice');
@@ -152,18 +144,21 @@ describe('MCIAS issuer', () => {
   });
 
   it('maps an MCIAS name to the issuer its callers carry, for bindings', () => {
-    expect(callerIssuerOf({ type: 'mcias', name: 'main', serverUrl: mcias.serverUrl })).toBe('mcias:main');
-    expect(callerIssuerOf({ type: 'jwt', issuer: 'https://idp.test', discovery: true, audience: 'a' })).toBe(
-      'https://idp.test',
-    );
+    expect(callerIssuerOf(mciasIssuer({ name: 'main', server_url: mcias.serverUrl }))).toBe('mcias:main');
+    expect(
+      callerIssuerOf(trustedIssuer({ issuer: 'https://idp.test', discovery: true, audience: 'a' })),
+    ).toBe('https://idp.test');
   });
 
-  it('refuses a weak configuration at construction', () => {
-    expect(() => new MciasVerifier({ name: 'm', serverUrl: 'http://mcias.example.test' })).toThrow(
+  it('refuses a weak configuration', () => {
+    expect(() => mciasIssuer({ name: 'm', server_url: 'http://mcias.example.test' })).toThrow(
       /must use https/,
     );
-    expect(() => new MciasVerifier({ name: 'm', serverUrl: mcias.serverUrl, cacheSeconds: 3600 })).toThrow(
-      /cache_seconds must be between 0 and 300/,
+    expect(() => mciasIssuer({ name: 'm', server_url: mcias.serverUrl, cache_seconds: 3600 })).toThrow(
+      /cache_seconds: .*300/,
+    );
+    expect(() => mciasIssuer({ name: 'm', server_url: mcias.serverUrl, audience: [] })).toThrow(
+      /give at least one audience/,
     );
   });
 });

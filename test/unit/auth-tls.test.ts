@@ -15,6 +15,7 @@ import { AuthConfigError } from '../../core/auth/errors.js';
 import { JwtVerifier } from '../../core/auth/jwt.js';
 import { MciasVerifier } from '../../core/auth/mcias.js';
 import { UnauthenticatedError } from '../../core/errors.js';
+import { jwtIssuer, mciasIssuer } from '../support/issuers.js';
 
 const AUDIENCE = 'https://agents.mcp.test';
 
@@ -83,37 +84,45 @@ async function refusal(call: Promise<unknown>): Promise<UnauthenticatedError> {
 
 describe('identity services over TLS with a private CA', () => {
   it('fetches a JWKS with ca_file, and refuses the same server without it', async () => {
-    const trusted = new JwtVerifier({
-      issuer: origin,
-      jwksUri: `${origin}/jwks`,
-      audience: AUDIENCE,
-      caFile,
-    });
+    const trusted = new JwtVerifier(
+      jwtIssuer({
+        issuer: origin,
+        jwks_uri: `${origin}/jwks`,
+        audience: AUDIENCE,
+        ca_file: caFile,
+      }),
+    );
     expect((await trusted.verify(token)).subject).toBe('bob');
-    const untrusted = new JwtVerifier({ issuer: origin, jwksUri: `${origin}/jwks`, audience: AUDIENCE });
+    const untrusted = new JwtVerifier(
+      jwtIssuer({ issuer: origin, jwks_uri: `${origin}/jwks`, audience: AUDIENCE }),
+    );
     expect((await refusal(untrusted.verify(token))).detail).toMatch(/self-signed certificate/);
   });
 
   it('runs discovery over TLS with ca_file', async () => {
-    const verifier = new JwtVerifier({ issuer: origin, discovery: true, audience: AUDIENCE, caFile });
+    const verifier = new JwtVerifier(
+      jwtIssuer({ issuer: origin, discovery: true, audience: AUDIENCE, ca_file: caFile }),
+    );
     expect((await verifier.verify(token)).roles).toEqual(['viewer']);
   });
 
   it('validates with MCIAS over TLS with ca_file, and fails closed without it', async () => {
-    const trusted = new MciasVerifier({ name: 'tls', serverUrl: origin, caFile });
+    const trusted = new MciasVerifier(mciasIssuer({ name: 'tls', server_url: origin, ca_file: caFile }));
     expect((await trusted.verify('opaque')).subject).toBe('bob');
-    const untrusted = new MciasVerifier({ name: 'tls', serverUrl: origin });
+    const untrusted = new MciasVerifier(mciasIssuer({ name: 'tls', server_url: origin }));
     expect((await refusal(untrusted.verify('opaque'))).detail).toMatch(/failed: self-signed certificate/);
   });
 
   it('refuses an answer larger than 1 MiB', async () => {
-    const verifier = new MciasVerifier({ name: 'huge', serverUrl: `${origin}/huge`, caFile });
+    const verifier = new MciasVerifier(
+      mciasIssuer({ name: 'huge', server_url: `${origin}/huge`, ca_file: caFile }),
+    );
     expect((await refusal(verifier.verify('opaque'))).detail).toMatch(/larger than 1048576 bytes/);
   });
 
   it('refuses a missing ca_file at construction', () => {
-    expect(() => new MciasVerifier({ name: 'm', serverUrl: origin, caFile: join(tmp, 'nope.pem') })).toThrow(
-      AuthConfigError,
-    );
+    expect(
+      () => new MciasVerifier(mciasIssuer({ name: 'm', server_url: origin, ca_file: join(tmp, 'nope.pem') })),
+    ).toThrow(AuthConfigError);
   });
 });

@@ -112,17 +112,23 @@ dir = "./backups"
       withIssuer(`[[issuers]]
 issuer = "https://id.example.net"
 key_file = "keys/idp.jwk"
-ca_file = "ca.pem"
 audience = ["https://mcp.example.net", "mcp"]
 algorithms = ["ES256"]
 subject_claim = "azp"
 roles_claim = "realm_access.roles"
 typ = "at+jwt"
+
+[[issuers]]
+issuer = "https://other-id.example.net"
+jwks_uri = "https://other-id.example.net/jwks"
+ca_file = "ca.pem"
+audience = "https://mcp.example.net"
 `),
     );
+    // A CA file is for fetching keys over TLS, so it goes with jwks_uri or discovery, not key_file.
+    expect(config.issuers[1]).toMatchObject({ caFile: '/etc/mcp-agent/ca.pem' });
     expect(config.issuers[0]).toMatchObject({
       keyFile: '/etc/mcp-agent/keys/idp.jwk',
-      caFile: '/etc/mcp-agent/ca.pem',
       audience: ['https://mcp.example.net', 'mcp'],
       algorithms: ['ES256'],
       subjectClaim: 'azp',

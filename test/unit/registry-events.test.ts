@@ -2,10 +2,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { toEvent } from '../../agent/handlers/convert.js';
 import { InvalidArgumentError } from '../../core/errors.js';
 import { DeployResult, ObservedState } from '../../gen/mcp/v1/mcp.js';
 import { openRegistry, type Registry } from '../../registry/db.js';
-import { TRANSITION_EVENT_KIND, toEvent } from '../../registry/events.js';
+import { TRANSITION_EVENT_KIND } from '../../registry/events.js';
 
 let dir: string;
 let registry: Registry;

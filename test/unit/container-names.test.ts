@@ -1,13 +1,18 @@
 import { describe, expect, it } from 'vitest';
-import { containerName, splitContainerName } from '../../agent/runtime/naming.js';
+import { containerName, splitContainerName } from '../../core/naming.js';
 
 describe('containerName', () => {
   it('joins service and component with a dash', () => {
-    expect(containerName('metacrypt', 'web')).toBe('metacrypt-web');
+    expect(containerName('metacrypt', 'web', 2)).toBe('metacrypt-web');
+    expect(containerName('a', 'b', 1)).toBe('a-b');
   });
 
-  it('uses just the service name for a component named like its service', () => {
-    expect(containerName('mc-proxy', 'mc-proxy')).toBe('mc-proxy');
+  it('uses just the service name for a single component named like its service', () => {
+    expect(containerName('mc-proxy', 'mc-proxy', 1)).toBe('mc-proxy');
+  });
+
+  it('joins a component named like its service when it is not the only one', () => {
+    expect(containerName('shop', 'shop', 2)).toBe('shop-shop');
   });
 });
 
@@ -58,7 +63,7 @@ describe('splitContainerName', () => {
       ['mc', 'proxy-web'],
       ['metacrypt', 'metacrypt'],
     ] as const) {
-      expect(splitContainerName(containerName(service, component), [service])).toEqual({
+      expect(splitContainerName(containerName(service, component, 1), [service])).toEqual({
         service,
         component,
       });

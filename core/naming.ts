@@ -1,7 +1,9 @@
 /**
- * Container names. A component runs as `<service>-<component>`, except a component named
- * like its service, which runs as just `<service>`. Service names may contain '-', so
- * splitting a name back consults the services the registry knows before guessing.
+ * Container names, the one rule the registry names containers by and the handlers read them
+ * back with. A component runs as `<service>-<component>`, except the only component of a
+ * service when it is named like the service, which runs as just `<service>`. Service names may
+ * contain '-', so splitting a name back consults the services the registry knows before
+ * splitting on the first '-'.
  */
 
 export interface ContainerIdentity {
@@ -9,8 +11,12 @@ export interface ContainerIdentity {
   readonly component: string;
 }
 
-export function containerName(service: string, component: string): string {
-  return component === service ? service : `${service}-${component}`;
+/**
+ * The container a component runs as: `<service>-<component>`, or just `<service>` when it is
+ * the service's only component (`componentCount` 1) and is named like it.
+ */
+export function containerName(service: string, component: string, componentCount: number): string {
+  return componentCount === 1 && component === service ? service : `${service}-${component}`;
 }
 
 /**
