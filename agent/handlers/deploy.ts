@@ -20,6 +20,7 @@ import {
   type ServiceSpec,
 } from '../../gen/mcp/v1/mcp.js';
 import type { ComponentRecord, ServiceRecord } from '../../registry/services.js';
+import { assertDeployAdmitted } from '../admission.js';
 import type { ContainerDetails, ContainerSummary, RunSpec } from '../runtime/index.js';
 import type { CallContext, ServerStreamHandler } from '../server.js';
 import { type ServiceLocks, writeOnce } from '../service-locks.js';
@@ -241,6 +242,7 @@ async function deployLocked(
   emit: (msg: DeployResponse) => Promise<void>,
 ): Promise<DeployResult> {
   const { registry, runtime } = sc.deps;
+  assertDeployAdmitted(sc.deps, plan); // before anything is recorded or run (agent/admission.ts)
   // One listing up front: it says which containers exist, and a missing runtime fails the
   // call here, before the spec is recorded.
   const existing = new Map((await runtime.list()).map((c) => [c.name, c]));

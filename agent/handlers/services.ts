@@ -19,6 +19,7 @@ import {
 } from '../../gen/mcp/v1/mcp.js';
 import type { Registry } from '../../registry/db.js';
 import { type ServiceRecord, toComponentInfo } from '../../registry/services.js';
+import { assertContainerAdmitted, assertServicesAdmitted } from '../admission.js';
 import type { ContainerDetails, ContainerSummary } from '../runtime/index.js';
 import { splitContainerName } from '../runtime/index.js';
 import type { AgentHandlers, CallContext, ServiceScope, UnaryHandler } from '../server.js';
@@ -97,6 +98,7 @@ function syncHandler(sc: ServiceContext): UnaryHandler<SyncDesiredStateRequest, 
     req.services.forEach((spec, i) => {
       assertValidServiceSpec(spec, `services[${i}] (${spec.name || 'no name'})`);
     });
+    assertServicesAdmitted(sc.deps.config, req.services); // agent/admission.ts
     return writeOnce(
       {
         locks: sc.locks,
@@ -307,6 +309,7 @@ function adoptHandler(sc: ServiceContext): UnaryHandler<AdoptContainersRequest, 
           if (owner && owner.desiredState !== 'ignore') continue;
           const details = await runtime.inspect(match.name);
           if (!details) continue; // removed since the listing
+          assertContainerAdmitted(config, service, details); // refused, not recorded: agent/admission.ts
           const spec = componentSpecFromContainer(component, details);
           assertValidServiceSpec({ name: service, components: [spec] }, `container ${match.name}`);
           adoptions.push({
