@@ -5,7 +5,7 @@
  * agent is authenticated. Relative paths are taken from the config file's directory.
  */
 
-import { resolve } from 'node:path';
+import { posix, resolve } from 'node:path';
 import { z } from 'zod';
 import {
   checkUniqueIssuers,
@@ -80,6 +80,39 @@ export interface AgentConfig {
   };
   files: { root: string; maxFileBytes: number; chunkBytes: number };
   backups: { dir: string; keep: number };
+  admission: AdmissionConfig;
+}
+
+/** The admission levels, loosest last; see agent/admission.ts for what each refuses. */
+export const ADMISSION_LEVELS = ['restricted', 'baseline', 'privileged'] as const;
+export type AdmissionLevel = (typeof ADMISSION_LEVELS)[number];
+
+/** A host directory that bind mounts may come from; `readOnly` when written `path:ro`. */
+export interface BindAllowance {
+  /** Absolute and normalized (no `.`/`..`, no trailing slash). */
+  path: string;
+  readOnly: boolean;
+}
+
+/** What an `[[admission.exceptions]]` entry allows the services its globs match. */
+export interface AdmissionException {
+  /** Service name globs (picomatch, as RBAC uses). */
+  services: string[];
+  /** A level for these services instead of `[admission] level`. */
+  level?: AdmissionLevel;
+  /** Host directories these services may bind, including ones the policy protects (`/etc/ssl`). */
+  allowBind: BindAllowance[];
+  allowHostNetwork: boolean;
+  allowRootUser: boolean;
+  /** Host ports below 1024 these services may publish. */
+  allowHostPorts: number[];
+}
+
+export interface AdmissionConfig {
+  level: AdmissionLevel;
+  /** Host directories every service may bind (besides its own `<files.root>/<service>/`). */
+  allowedBindRoots: BindAllowance[];
+  exceptions: AdmissionException[];
 }
 
 export const AGENT_ENV_OVERRIDES: readonly EnvOverride[] = [
@@ -101,6 +134,7 @@ export const AGENT_ENV_OVERRIDES: readonly EnvOverride[] = [
   { variable: 'MCP_AGENT_MONITOR_INTERVAL_SECONDS', path: ['monitor', 'interval_seconds'], kind: 'integer' },
   { variable: 'MCP_AGENT_FILES_ROOT', path: ['files', 'root'], kind: 'path' },
   { variable: 'MCP_AGENT_BACKUPS_DIR', path: ['backups', 'dir'], kind: 'path' },
+  { variable: 'MCP_AGENT_ADMISSION_LEVEL', path: ['admission', 'level'], kind: 'string' },
 ];
 
 const NO_ISSUER =
@@ -154,6 +188,66 @@ const monitorSchema = z.strictObject({
 
 const GIB = 1024 ** 3;
 
+const BIND_EXPECTED =
+  'expected an absolute host directory, optionally with :ro, e.g. "/srv/shared" or "/var/backups:ro"';
+
+/** `"/var/backups:ro"` → `{ path: '/var/backups', readOnly: true }`. */
+const bindAllowanceSchema = z
+  .string()
+  .superRefine((value, ctx) => {
+    const [path = '', mode, ...rest] = value.split(':');
+    const problem =
+      rest.length > 0 || (mode !== undefined && mode !== 'ro' && mode !== 'rw')
+        ? `"${value}": only :ro or :rw may follow the path; ${BIND_EXPECTED}`
+        : !path.startsWith('/')
+          ? `"${value}" is not absolute; ${BIND_EXPECTED}`
+          : path.split('/').includes('..')
+            ? `"${value}" contains a ".." segment: give the directory itself`
+            : posix.normalize(path) === '/'
+              ? `"${value}" would allow every host path: give the service level = "privileged" instead, if that is really meant`
+              : undefined;
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  })
+  .transform((value): BindAllowance => {
+    const [path = '', mode] = value.split(':');
+    return { path: posix.normalize(path).replace(/\/+$/, ''), readOnly: mode === 'ro' };
+  });
+
+const admissionLevelSchema = z.enum(ADMISSION_LEVELS, {
+  error: () =>
+    `use one of ${ADMISSION_LEVELS.map((level) => `"${level}"`).join(', ')} (see deploy/examples/agent.toml)`,
+});
+
+const admissionExceptionSchema = z
+  .strictObject({
+    services: z.array(requiredString('a service name or glob such as backup or web-*')).min(1),
+    level: admissionLevelSchema.optional(),
+    allow_bind: z.array(bindAllowanceSchema).default([]),
+    allow_host_network: z.boolean().default(false),
+    allow_root_user: z.boolean().default(false),
+    allow_host_ports: z
+      .array(z.int().min(1).max(1023, { error: 'only ports below 1024 need an exception' }))
+      .default([]),
+  })
+  .refine(
+    (exception) =>
+      exception.level !== undefined ||
+      exception.allow_bind.length > 0 ||
+      exception.allow_host_network ||
+      exception.allow_root_user ||
+      exception.allow_host_ports.length > 0,
+    {
+      error:
+        'this exception allows nothing: set level, allow_bind, allow_host_network, allow_root_user or allow_host_ports, or remove it',
+    },
+  );
+
+const admissionSchema = z.strictObject({
+  level: admissionLevelSchema.default('restricted'),
+  allowed_bind_roots: z.array(bindAllowanceSchema).default([]),
+  exceptions: z.array(admissionExceptionSchema).default([]),
+});
+
 const agentConfigInput = z
   .strictObject({
     node_name: nameSchema,
@@ -190,6 +284,7 @@ const agentConfigInput = z
         keep: z.int().min(0).default(7),
       })
       .prefault({}),
+    admission: admissionSchema.prefault({}),
   })
   .superRefine((config, ctx) => {
     checkUniqueIssuers(config.issuers, ['issuers'], ctx);
@@ -279,6 +374,18 @@ export function parseAgentConfig(text: string, file: string, env: Env = process.
       chunkBytes: input.files.chunk_bytes,
     },
     backups: { dir: path(input.backups.dir), keep: input.backups.keep },
+    admission: {
+      level: input.admission.level,
+      allowedBindRoots: input.admission.allowed_bind_roots,
+      exceptions: input.admission.exceptions.map((exception) => ({
+        services: exception.services,
+        ...(exception.level ? { level: exception.level } : {}),
+        allowBind: exception.allow_bind,
+        allowHostNetwork: exception.allow_host_network,
+        allowRootUser: exception.allow_root_user,
+        allowHostPorts: exception.allow_host_ports,
+      })),
+    },
   };
 }
 

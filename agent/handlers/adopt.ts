@@ -2,6 +2,7 @@
  * AdoptContainers: takes containers already running under management without restarting them.
  * Holds the service's lock and honours the request id.
  */
+
 import { InvalidArgumentError, NotFoundError } from '../../core/errors.js';
 import { splitContainerName } from '../../core/naming.js';
 import { assertValidServiceSpec, checkName } from '../../core/spec.js';
@@ -13,6 +14,7 @@ import {
 } from '../../gen/mcp/v1/mcp.js';
 import type { Registry } from '../../registry/db.js';
 import type { ServiceRecord } from '../../registry/services.js';
+import { assertContainerAdmitted } from '../admission.js';
 import type { ContainerDetails } from '../runtime/index.js';
 import type { UnaryHandler } from '../server.js';
 import { writeOnce } from '../service-locks.js';
@@ -107,6 +109,7 @@ export function adoptHandler(
           if (owner && owner.desiredState !== 'ignore') continue;
           const details = await runtime.inspect(match.name);
           if (!details) continue; // removed since the listing
+          assertContainerAdmitted(config, service, details); // refused, not recorded: agent/admission.ts
           const spec = componentSpecFromContainer(component, details);
           assertValidServiceSpec({ name: service, components: [spec] }, `container ${match.name}`);
           adoptions.push({

@@ -18,6 +18,7 @@ import {
   type ServiceSpec,
 } from '../../gen/mcp/v1/mcp.js';
 import type { ComponentRecord, ServiceRecord } from '../../registry/services.js';
+import { assertDeployAdmitted } from '../admission.js';
 import type { ContainerSummary } from '../runtime/index.js';
 import type { CallContext, ServerStreamHandler } from '../server.js';
 import { writeOnce } from '../service-locks.js';
@@ -96,6 +97,7 @@ async function deployLocked(
   emit: (msg: DeployResponse) => Promise<void>,
 ): Promise<DeployResult> {
   const { registry, runtime } = sc.deps;
+  assertDeployAdmitted(sc.deps, plan); // before anything is recorded or run (agent/admission.ts)
   // One listing up front: it says which containers exist, and a missing runtime fails the
   // call here, before the spec is recorded.
   const existing = new Map((await runtime.list()).map((c) => [c.name, c]));

@@ -25,6 +25,7 @@ import {
   StopServiceResponse,
 } from '../../gen/mcp/v1/mcp.js';
 import type { ComponentRecord } from '../../registry/services.js';
+import { assertComponentAdmitted } from '../admission.js';
 import type { ContainerSummary } from '../runtime/index.js';
 import type { CallContext, UnaryHandler } from '../server.js';
 import { type MessageCodec, writeOnce } from '../service-locks.js';
@@ -174,6 +175,7 @@ async function perform(
       return (await stopContainer(sc, container)) ? `stopped ${container}` : `${container} was gone`;
     case 'start':
       if (!current) {
+        assertComponentAdmitted(sc.deps.config, component); // a spec recorded under a looser policy
         await runtime.run(runSpecOf(component));
         return `no container ${container}: ran it again from the recorded spec (${component.image})`;
       }

@@ -2,6 +2,7 @@
  * SyncDesiredState: brings declared definitions under management without running anything.
  * Holds the per-service lock of every service it changes and honours the request id.
  */
+
 import { InvalidArgumentError } from '../../core/errors.js';
 import { splitContainerName } from '../../core/naming.js';
 import { assertValidServiceSpec, checkName } from '../../core/spec.js';
@@ -11,6 +12,7 @@ import {
   SyncDesiredStateResponse,
 } from '../../gen/mcp/v1/mcp.js';
 import type { Registry } from '../../registry/db.js';
+import { assertServicesAdmitted } from '../admission.js';
 import type { ContainerSummary } from '../runtime/index.js';
 import type { CallContext, ServiceScope, UnaryHandler } from '../server.js';
 import { writeOnce } from '../service-locks.js';
@@ -42,6 +44,7 @@ export function syncHandler(
     req.services.forEach((spec, i) => {
       assertValidServiceSpec(spec, `services[${i}] (${spec.name || 'no name'})`);
     });
+    assertServicesAdmitted(sc.deps.config, req.services); // agent/admission.ts
     return writeOnce(
       {
         locks: sc.locks,

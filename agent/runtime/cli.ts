@@ -376,6 +376,22 @@ export function parseInspect(stdout: string): InspectedContainer | undefined {
     network: networkName(string(host.NetworkMode), Object.keys(record(settings.Networks))),
     user: string(config.User),
     restart: string(record(host.RestartPolicy).Name) || 'no',
+    hostAccess: {
+      privileged: host.Privileged === true,
+      capAdd: strings(host.CapAdd),
+      devices: array(host.Devices).map((device) => string(record(device).PathOnHost)),
+      pidMode: string(host.PidMode),
+      ipcMode: string(host.IpcMode),
+      utsMode: string(host.UTSMode),
+      securityOpt: strings(host.SecurityOpt),
+      mounts: array(first.Mounts).map((mount) => ({
+        type: string(record(mount).Type),
+        source: string(record(mount).Source),
+        destination: string(record(mount).Destination),
+        name: string(record(mount).Name),
+        readOnly: record(mount).RW === false,
+      })),
+    },
     rawEnv: strings(config.Env),
     hostname: string(config.Hostname),
   };

@@ -72,6 +72,38 @@ export interface ContainerDetails extends ContainerSummary {
   readonly network: string;
   readonly user: string;
   readonly restart: string;
+  /** What the container may reach of the host beyond its spec, for admission (agent/admission.ts). */
+  readonly hostAccess?: HostAccess;
+}
+
+/**
+ * The host-reaching settings of a container as `inspect` reports them, raw (not normalised),
+ * so that admission can judge a container the agent did not create. podman 4.3 reports
+ * `IpcMode` as `shareable` even for `--ipc=host`, so host IPC is seen only where the runtime
+ * says `host`.
+ */
+export interface HostAccess {
+  readonly privileged: boolean;
+  /** As given, e.g. `CAP_NET_ADMIN` (podman) or `NET_ADMIN` (docker). */
+  readonly capAdd: readonly string[];
+  /** Host paths of the devices passed in. */
+  readonly devices: readonly string[];
+  readonly pidMode: string;
+  readonly ipcMode: string;
+  readonly utsMode: string;
+  /** `seccomp=unconfined`, `label=disable`, ... */
+  readonly securityOpt: readonly string[];
+  /** Every mount: `bind` sources are host paths; `volume` sources lie in the runtime's volume store. */
+  readonly mounts: readonly HostMount[];
+}
+
+export interface HostMount {
+  readonly type: string;
+  readonly source: string;
+  readonly destination: string;
+  /** The volume's name, for `volume` mounts. */
+  readonly name: string;
+  readonly readOnly: boolean;
 }
 
 export interface StopOptions {

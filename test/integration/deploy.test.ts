@@ -8,8 +8,7 @@
  * components run a shell that exits on SIGTERM, so their replacement is quick and still a
  * real graceful stop.
  */
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Metadata } from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
@@ -102,7 +101,9 @@ describe.skipIf(!bed)('deploy (real agent, real podman, local registry)', () => 
     client = agent.client();
     md = await agent.auth({ subject: 'deployer', roles: ['operator'] });
     port = await freePort();
-    hostDir = await mkdtemp(join(tmpdir(), 'mcpt-dep-'));
+    // Inside the service's own files directory: the restricted admission policy refuses other host paths.
+    hostDir = join(agent.filesRoot, web, 'data');
+    await mkdir(hostDir, { recursive: true });
     await writeFile(join(hostDir, 'hello.txt'), 'from the host\n');
     await chmod(hostDir, 0o755);
     webSpec = {

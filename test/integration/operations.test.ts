@@ -5,8 +5,7 @@
  * removed afterwards. They run a shell that exits on SIGTERM, so stops are quick and still
  * graceful.
  */
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Metadata, status } from '@grpc/grpc-js';
 import { execa } from 'execa';
@@ -282,7 +281,9 @@ describe.skipIf(!bed)('service operations (real agent, real podman)', () => {
     let port: number;
 
     beforeAll(async () => {
-      hostDir = await mkdtemp(join(tmpdir(), 'mcpt-ops-'));
+      // Inside the service's own files directory: the restricted admission policy refuses other host paths.
+      hostDir = join(agent.filesRoot, shop, 'data');
+      await mkdir(hostDir, { recursive: true });
       await chmod(hostDir, 0o755);
       port = await freePort();
       await podmanRun(`${shop}-web`, [
