@@ -272,83 +272,96 @@ export const rpcCodecs = {
 };
 
 /**
- * The messages of every tool: its RPC's request and response, and what the tool takes
+ * The call shape and messages of every tool: its RPC's request and response, and what the tool takes
  * (`input`) and returns (`output`): tool_input and tool_output, else the RPC's own.
  */
 export interface ToolMessages {
   readonly deploy: {
+    readonly shape: 'serverStream';
     readonly request: pb.DeployRequest;
     readonly response: pb.DeployResponse;
     readonly input: pb.DeployRequest;
     readonly output: pb.DeployResult;
   };
   readonly stop_service: {
+    readonly shape: 'unary';
     readonly request: pb.StopServiceRequest;
     readonly response: pb.StopServiceResponse;
     readonly input: pb.StopServiceRequest;
     readonly output: pb.StopServiceResponse;
   };
   readonly start_service: {
+    readonly shape: 'unary';
     readonly request: pb.StartServiceRequest;
     readonly response: pb.StartServiceResponse;
     readonly input: pb.StartServiceRequest;
     readonly output: pb.StartServiceResponse;
   };
   readonly restart_service: {
+    readonly shape: 'unary';
     readonly request: pb.RestartServiceRequest;
     readonly response: pb.RestartServiceResponse;
     readonly input: pb.RestartServiceRequest;
     readonly output: pb.RestartServiceResponse;
   };
   readonly sync_desired_state: {
+    readonly shape: 'unary';
     readonly request: pb.SyncDesiredStateRequest;
     readonly response: pb.SyncDesiredStateResponse;
     readonly input: pb.SyncDesiredStateRequest;
     readonly output: pb.SyncDesiredStateResponse;
   };
   readonly list_services: {
+    readonly shape: 'unary';
     readonly request: pb.ListServicesRequest;
     readonly response: pb.ListServicesResponse;
     readonly input: pb.ListServicesRequest;
     readonly output: pb.ListServicesResponse;
   };
   readonly live_check: {
+    readonly shape: 'unary';
     readonly request: pb.LiveCheckRequest;
     readonly response: pb.LiveCheckResponse;
     readonly input: pb.LiveCheckRequest;
     readonly output: pb.LiveCheckResponse;
   };
   readonly service_status: {
+    readonly shape: 'unary';
     readonly request: pb.GetServiceStatusRequest;
     readonly response: pb.GetServiceStatusResponse;
     readonly input: pb.GetServiceStatusRequest;
     readonly output: pb.GetServiceStatusResponse;
   };
   readonly adopt_containers: {
+    readonly shape: 'unary';
     readonly request: pb.AdoptContainersRequest;
     readonly response: pb.AdoptContainersResponse;
     readonly input: pb.AdoptContainersRequest;
     readonly output: pb.AdoptContainersResponse;
   };
   readonly node_status: {
+    readonly shape: 'unary';
     readonly request: pb.NodeStatusRequest;
     readonly response: pb.NodeStatusResponse;
     readonly input: pb.NodeStatusRequest;
     readonly output: pb.NodeStatusResponse;
   };
   readonly push_file: {
+    readonly shape: 'clientStream';
     readonly request: pb.PushFileRequest;
     readonly response: pb.PushFileResponse;
     readonly input: pb.PushFileToolInput;
     readonly output: pb.PushFileResponse;
   };
   readonly pull_file: {
+    readonly shape: 'serverStream';
     readonly request: pb.PullFileRequest;
     readonly response: pb.PullFileResponse;
     readonly input: pb.PullFileToolInput;
     readonly output: pb.PullFileToolOutput;
   };
   readonly query_audit: {
+    readonly shape: 'unary';
     readonly request: pb.QueryAuditRequest;
     readonly response: pb.QueryAuditResponse;
     readonly input: pb.QueryAuditRequest;
@@ -356,6 +369,8 @@ export interface ToolMessages {
   };
 }
 
+/** How a tool's RPC is called. */
+export type ToolShape<T extends ToolName> = ToolMessages[T]['shape'];
 export type ToolRequest<T extends ToolName> = ToolMessages[T]['request'];
 export type ToolResponse<T extends ToolName> = ToolMessages[T]['response'];
 export type ToolInput<T extends ToolName> = ToolMessages[T]['input'];
@@ -363,12 +378,14 @@ export type ToolOutput<T extends ToolName> = ToolMessages[T]['output'];
 
 /** A tool's RPC codecs, and the codecs of what the tool takes and returns. */
 export interface ToolCodecs<T extends ToolName> extends RpcCodecs<ToolRequest<T>, ToolResponse<T>> {
+  readonly shape: ToolShape<T>;
   readonly rpc: RpcName;
   readonly input: pb.MessageFns<ToolInput<T>>;
   readonly output: pb.MessageFns<ToolOutput<T>>;
 }
 
-export const toolCodecs = {
+/** Every tool's codecs; indexed by a generic `T extends ToolName`, an entry is a `ToolCodecs<T>`. */
+export const toolCodecs: { readonly [T in ToolName]: ToolCodecs<T> } = {
   deploy: { rpc: 'Deploy', ...rpcCodecs.Deploy, input: pb.DeployRequest, output: pb.DeployResult },
   stop_service: { rpc: 'StopService', ...rpcCodecs.StopService, input: pb.StopServiceRequest, output: pb.StopServiceResponse },
   start_service: { rpc: 'StartService', ...rpcCodecs.StartService, input: pb.StartServiceRequest, output: pb.StartServiceResponse },
@@ -382,10 +399,7 @@ export const toolCodecs = {
   push_file: { rpc: 'PushFile', ...rpcCodecs.PushFile, input: pb.PushFileToolInput, output: pb.PushFileResponse },
   pull_file: { rpc: 'PullFile', ...rpcCodecs.PullFile, input: pb.PullFileToolInput, output: pb.PullFileToolOutput },
   query_audit: { rpc: 'QueryAudit', ...rpcCodecs.QueryAudit, input: pb.QueryAuditRequest, output: pb.QueryAuditResponse },
-} as const satisfies { readonly [T in ToolName]: ToolCodecs<T> };
-
-/** How a tool's RPC is called. */
-export type ToolShape<T extends ToolName> = (typeof toolCodecs)[T]['shape'];
+};
 
 export const tools: readonly ToolDefinition[] = [
   {

@@ -24,7 +24,7 @@ import type { Caller } from '../core/auth/caller.js';
 import { InvalidArgumentError, toMcpError, UnauthenticatedError, UnavailableError } from '../core/errors.js';
 import { toStatusObject } from '../core/grpc-status.js';
 import type { Logger } from '../core/log.js';
-import * as pb from '../gen/mcp/v1/mcp.js';
+import type * as pb from '../gen/mcp/v1/mcp.js';
 import { type McpAgentServiceServer, McpAgentServiceService } from '../gen/mcp/v1/mcp.js';
 import type { AuditCall, AuditLog, AuditOutcomeInput } from '../registry/audit.js';
 import { type RpcEntry, type RpcName, rpcCodecs, rpcs } from '../tools.generated.js';

@@ -382,7 +382,7 @@ function renderTs(rpcs: GeneratedRpc[]): string {
   );
   const toolMessages = published.map(
     (t) =>
-      `  readonly ${t.name}: {\n    readonly request: pb.${t.request};\n    readonly response: pb.${t.response};\n    readonly input: pb.${t.input};\n    readonly output: pb.${t.output};\n  };`,
+      `  readonly ${t.name}: {\n    readonly shape: '${t.shape}';\n    readonly request: pb.${t.request};\n    readonly response: pb.${t.response};\n    readonly input: pb.${t.input};\n    readonly output: pb.${t.output};\n  };`,
   );
   const toolCodecs = published.map(
     (t) =>
@@ -468,13 +468,15 @@ ${rpcCodecs.join('\n')}
 };
 
 /**
- * The messages of every tool: its RPC's request and response, and what the tool takes
+ * The call shape and messages of every tool: its RPC's request and response, and what the tool takes
  * (\`input\`) and returns (\`output\`): tool_input and tool_output, else the RPC's own.
  */
 export interface ToolMessages {
 ${toolMessages.join('\n')}
 }
 
+/** How a tool's RPC is called. */
+export type ToolShape<T extends ToolName> = ToolMessages[T]['shape'];
 export type ToolRequest<T extends ToolName> = ToolMessages[T]['request'];
 export type ToolResponse<T extends ToolName> = ToolMessages[T]['response'];
 export type ToolInput<T extends ToolName> = ToolMessages[T]['input'];
@@ -482,17 +484,16 @@ export type ToolOutput<T extends ToolName> = ToolMessages[T]['output'];
 
 /** A tool's RPC codecs, and the codecs of what the tool takes and returns. */
 export interface ToolCodecs<T extends ToolName> extends RpcCodecs<ToolRequest<T>, ToolResponse<T>> {
+  readonly shape: ToolShape<T>;
   readonly rpc: RpcName;
   readonly input: pb.MessageFns<ToolInput<T>>;
   readonly output: pb.MessageFns<ToolOutput<T>>;
 }
 
-export const toolCodecs = {
+/** Every tool's codecs; indexed by a generic \`T extends ToolName\`, an entry is a \`ToolCodecs<T>\`. */
+export const toolCodecs: { readonly [T in ToolName]: ToolCodecs<T> } = {
 ${toolCodecs.join('\n')}
-} as const satisfies { readonly [T in ToolName]: ToolCodecs<T> };
-
-/** How a tool's RPC is called. */
-export type ToolShape<T extends ToolName> = (typeof toolCodecs)[T]['shape'];
+};
 
 export const tools: readonly ToolDefinition[] = ${JSON.stringify(tools, null, 2)};
 `;
