@@ -25,10 +25,10 @@ import type { Caller } from '../core/auth/caller.js';
 import { InvalidArgumentError, toMcpError, UnauthenticatedError, UnavailableError } from '../core/errors.js';
 import { toStatusObject } from '../core/grpc-status.js';
 import type { Logger } from '../core/log.js';
-import * as pb from '../gen/mcp/v1/mcp.js';
+import type * as pb from '../gen/mcp/v1/mcp.js';
 import { type McpAgentServiceServer, McpAgentServiceService } from '../gen/mcp/v1/mcp.js';
 import type { AuditCall, AuditLog, AuditOutcomeInput } from '../registry/audit.js';
-import { type RpcEntry, type RpcName, rpcs } from '../tools.generated.js';
+import { type RpcEntry, type RpcName, rpcCodecs, rpcs } from '../tools.generated.js';
 
 /** What a handler knows about the call it serves. */
 export interface CallContext {
@@ -149,13 +149,8 @@ function targetOf(rpc: RpcName, req: unknown): Target {
   }
 }
 
+/** ProtoJSON of a request, for its digest (method syntax: any generated request codec fits). */
 type Codec = { toJSON(message: unknown): unknown };
-
-function requestCodec(rpc: string): Codec {
-  const codec = (pb as unknown as Record<string, Codec | undefined>)[`${rpc}Request`];
-  if (!codec?.toJSON) throw new Error(`no generated codec ${rpc}Request`);
-  return codec;
-}
 
 /** JSON with sorted keys, so equal requests hash equally whatever their field order. */
 export function canonicalJson(value: unknown): string {
@@ -208,7 +203,7 @@ class Guard {
     const started = performance.now();
     const time = new Date();
     const rpc = entry.rpc as RpcName;
-    const codec = requestCodec(rpc);
+    const codec: Codec = rpcCodecs[rpc].request;
     const { audit, log } = this.opts;
     const base = { time, node: this.opts.node, rpc, tool: entry.tool ?? '' };
 
@@ -340,9 +335,8 @@ async function firstMessage<Req>(iterator: AsyncIterator<Req>, rpc: string): Pro
 export function buildServiceImplementation(opts: AgentServerOptions): UntypedServiceImplementation {
   const guard = new Guard(opts);
   const impl: UntypedServiceImplementation = {};
-  const handlers = opts.handlers as unknown as Record<string, unknown>;
   for (const entry of rpcs) {
-    const handler = handlers[entry.method];
+    const handler: unknown = opts.handlers[entry.method];
     if (typeof handler !== 'function') throw new Error(`no handler for RPC ${entry.rpc}`);
     if (!entry.requestStream && !entry.responseStream) {
       const h = handler as UnaryHandler<unknown, unknown>;

@@ -1,8 +1,9 @@
 /**
  * The connector's gRPC side: one client per configured node (TLS with the node's CA,
- * keepalive), and the two call shapes the tools need: unary calls, retried for reads when
- * the agent cannot be reached, and the Deploy stream, whose progress messages are handed on
- * as they arrive. Every call carries the caller's bearer token and a deadline from the
+ * keepalive), and the three call shapes of the contract, each typed by the generated codecs
+ * of its RPC (tools.generated.ts): unary calls, retried for reads when the agent cannot be
+ * reached; server streams (Deploy, PullFile), whose messages are handed on as they arrive;
+ * client streams (PushFile), written with backpressure. Every call carries the caller's bearer token and a deadline from the
  * tool table; an MCP cancellation cancels the gRPC call. Errors come back as McpErrors whose
  * messages name the node and its address, and say when a write's outcome is unknown.
  */
@@ -14,81 +15,22 @@ import {
   type ClientWritableStream,
   credentials,
   Metadata,
-  type MethodDefinition,
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
 import { FailedPreconditionError, McpError } from '../core/errors.js';
 import { fromGrpcError } from '../core/grpc-status.js';
 import type { Logger } from '../core/log.js';
-import * as pb from '../gen/mcp/v1/mcp.js';
-import { McpAgentServiceClient, McpAgentServiceService } from '../gen/mcp/v1/mcp.js';
-import { rpcs } from '../tools.generated.js';
+import { McpAgentServiceClient } from '../gen/mcp/v1/mcp.js';
+import type { RpcCodecs } from '../tools.generated.js';
 import type { NodeConfig } from './config.js';
 
-/** ProtoJSON in and out, as ts-proto generates it for every message. */
-export interface Codec<T> {
-  fromJSON(object: unknown): T;
-  toJSON(message: T): unknown;
-}
-
 /**
- * How a tool reaches its RPC: the grpc-js method, the request codec and the codec of what the
- * tool returns. For most tools the arguments are the request's ProtoJSON and the output is the
- * response; Deploy returns the `result` of its stream, and the file tools take and return
- * their own tool messages, assembled from the streams in file-transfer.ts.
+ * The codecs of any RPC, as file-transfer.ts hands them through to `stream` and
+ * `clientStream`; each call below is typed by the codecs it is given.
  */
-export interface RpcBinding {
-  readonly rpc: string;
-  readonly method: MethodDefinition<unknown, unknown>;
-  readonly request: Codec<unknown>;
-  readonly output: Codec<unknown>;
-  readonly requestStream: boolean;
-  readonly responseStream: boolean;
-}
-
-const codecs = pb as unknown as Record<string, Codec<unknown> | undefined>;
-const methods = McpAgentServiceService as unknown as Record<
-  string,
-  MethodDefinition<unknown, unknown> | undefined
->;
-
-/** Tools whose output is not their RPC's response message. */
-const TOOL_OUTPUT: Readonly<Record<string, string>> = {
-  Deploy: 'DeployResult',
-  PullFile: 'PullFileToolOutput',
-};
-
-function codec(name: string): Codec<unknown> {
-  const found = codecs[name];
-  if (!found?.fromJSON || !found.toJSON)
-    throw new Error(`gen/mcp/v1/mcp.ts has no message ${name}: run npm run gen`);
-  return found;
-}
-
-/** Built once from the generated RPC table, so a tool without its generated types fails at start-up. */
-const bindings: ReadonlyMap<string, RpcBinding> = new Map(
-  rpcs.flatMap((entry) => {
-    if (entry.tool === null) return [];
-    const method = methods[entry.method];
-    if (!method) throw new Error(`gen/mcp/v1/mcp.ts has no method ${entry.method}: run npm run gen`);
-    const binding: RpcBinding = {
-      rpc: entry.rpc,
-      method,
-      request: codec(`${entry.rpc}Request`),
-      output: codec(TOOL_OUTPUT[entry.rpc] ?? `${entry.rpc}Response`),
-      requestStream: entry.requestStream,
-      responseStream: entry.responseStream,
-    };
-    return [[entry.tool, binding] as const];
-  }),
-);
-
-export function rpcBinding(tool: string): RpcBinding {
-  const binding = bindings.get(tool);
-  if (!binding) throw new Error(`tool ${tool} has no gRPC binding in the connector`);
-  return binding;
-}
+// biome-ignore lint/suspicious/noExplicitAny: the pass-through type of any RPC's codecs
+export type RpcBinding = RpcCodecs<any, any>;
 
 /** What every call to an agent needs besides its request. */
 export interface CallSettings {
@@ -143,12 +85,12 @@ export class AgentConnection {
   }
 
   /** A unary call; reads are retried on UNAVAILABLE with backoff, within the one deadline. */
-  async unary(binding: RpcBinding, request: unknown, settings: CallSettings): Promise<unknown> {
+  async unary<Req, Res>(rpc: RpcCodecs<Req, Res>, request: Req, settings: CallSettings): Promise<Res> {
     const deadline = Date.now() + settings.timeoutSeconds * 1000;
     const attempts = settings.readOnly ? this.retry.retries + 1 : 1;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.unaryOnce(binding, request, settings, deadline);
+        return await this.unaryOnce(rpc, request, settings, deadline);
       } catch (err) {
         const e = err as McpError;
         const delay = this.retry.baseDelayMs * 2 ** (attempt - 1);
@@ -160,24 +102,25 @@ export class AgentConnection {
     }
   }
 
-  private unaryOnce(
-    binding: RpcBinding,
-    request: unknown,
+  private unaryOnce<Req, Res>(
+    rpc: RpcCodecs<Req, Res>,
+    request: Req,
     settings: CallSettings,
     deadline: number,
-  ): Promise<unknown> {
+  ): Promise<Res> {
+    const { path, serialize, deserialize, metadata, options } = this.setup(rpc, settings, deadline);
     return new Promise((resolve, reject) => {
       const call: ClientUnaryCall = this.client.makeUnaryRequest(
-        binding.method.path,
-        binding.method.requestSerialize,
-        binding.method.responseDeserialize,
+        path,
+        serialize,
+        deserialize,
         request,
-        this.metadata(settings.token),
-        { deadline },
-        (err: ServiceError | null, response?: unknown) => {
+        metadata,
+        options,
+        (err: ServiceError | null, response?: Res) => {
           detach();
           if (err) reject(this.toError(err, settings));
-          else resolve(response);
+          else resolve(response as Res);
         },
       );
       const detach = cancelOnAbort(call, settings.signal);
@@ -188,27 +131,27 @@ export class AgentConnection {
    * A server-streaming call: `onMessage` sees every message in order (and may be async:
    * the stream waits for it), and the promise resolves when the stream ends cleanly.
    */
-  stream(
-    binding: RpcBinding,
-    request: unknown,
+  stream<Req, Res>(
+    rpc: RpcCodecs<Req, Res>,
+    request: Req,
     settings: CallSettings,
-    onMessage: (message: unknown) => Promise<void>,
+    onMessage: (message: Res) => Promise<void>,
   ): Promise<void> {
-    const deadline = Date.now() + settings.timeoutSeconds * 1000;
+    const { path, serialize, deserialize, metadata, options } = this.setup(rpc, settings);
     return new Promise((resolve, reject) => {
       let failed = false;
-      const call: ClientReadableStream<unknown> = this.client.makeServerStreamRequest(
-        binding.method.path,
-        binding.method.requestSerialize,
-        binding.method.responseDeserialize,
+      const call: ClientReadableStream<Res> = this.client.makeServerStreamRequest(
+        path,
+        serialize,
+        deserialize,
         request,
-        this.metadata(settings.token),
-        { deadline },
+        metadata,
+        options,
       );
       const detach = cancelOnAbort(call, settings.signal);
       // Messages are handled one at a time, in order; the stream is paused while one is.
       let pending: Promise<void> = Promise.resolve();
-      call.on('data', (message: unknown) => {
+      call.on('data', (message: Res) => {
         call.pause();
         pending = pending
           .then(() => onMessage(message))
@@ -239,12 +182,12 @@ export class AgentConnection {
    * A client-streaming call: `write` sends the messages (awaiting each `send` respects
    * backpressure); the agent's one response is returned.
    */
-  clientStream(
-    binding: RpcBinding,
+  clientStream<Req, Res>(
+    rpc: RpcCodecs<Req, Res>,
     settings: CallSettings,
-    write: (send: (message: unknown) => Promise<void>) => Promise<void>,
-  ): Promise<unknown> {
-    const deadline = Date.now() + settings.timeoutSeconds * 1000;
+    write: (send: (message: Req) => Promise<void>) => Promise<void>,
+  ): Promise<Res> {
+    const { path, serialize, deserialize, metadata, options } = this.setup(rpc, settings);
     return new Promise((resolve, reject) => {
       const ended = () =>
         new McpError('ABORTED', `${settings.tool} on ${this.node.name} ended before its content was sent`);
@@ -258,17 +201,17 @@ export class AgentConnection {
         waiting?.(ended());
         fn();
       };
-      const call: ClientWritableStream<unknown> = this.client.makeClientStreamRequest(
-        binding.method.path,
-        binding.method.requestSerialize,
-        binding.method.responseDeserialize,
-        this.metadata(settings.token),
-        { deadline },
-        (err: ServiceError | null, response?: unknown) =>
-          settle(() => (err ? reject(this.toError(err, settings)) : resolve(response))),
+      const call: ClientWritableStream<Req> = this.client.makeClientStreamRequest(
+        path,
+        serialize,
+        deserialize,
+        metadata,
+        options,
+        (err: ServiceError | null, response?: Res) =>
+          settle(() => (err ? reject(this.toError(err, settings)) : resolve(response as Res))),
       );
       const detach = cancelOnAbort(call, settings.signal);
-      const send = (message: unknown) =>
+      const send = (message: Req) =>
         new Promise<void>((done, fail) => {
           if (settled) return fail(ended());
           if (call.write(message)) return done();
@@ -293,10 +236,24 @@ export class AgentConnection {
     this.client.close();
   }
 
-  private metadata(token: string): Metadata {
+  /**
+   * What every call sets up, whatever its shape: the method's path and codecs, the bearer
+   * token, and the deadline of the whole call (a unary read's retries share one).
+   */
+  private setup<Req, Res>(
+    rpc: RpcCodecs<Req, Res>,
+    settings: CallSettings,
+    deadline = Date.now() + settings.timeoutSeconds * 1000,
+  ) {
     const metadata = new Metadata();
-    metadata.set('authorization', `Bearer ${token}`);
-    return metadata;
+    metadata.set('authorization', `Bearer ${settings.token}`);
+    return {
+      path: rpc.method.path,
+      serialize: rpc.method.requestSerialize,
+      deserialize: rpc.method.responseDeserialize,
+      metadata,
+      options: { deadline },
+    };
   }
 
   /**

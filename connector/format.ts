@@ -1,11 +1,11 @@
 /**
- * The short human-readable text of a tool result: a compact table per tool, errors per node
- * after it. The structured result carries everything; this is what a person (or a model
- * skimming) reads first, so it stays small and never dumps JSON.
+ * The short human-readable text of a tool result: a compact table per result type; each
+ * tool's binding (tool-bindings.ts) names its formatter, and errors per node follow it. The
+ * structured result carries everything; this is what a person (or a model skimming) reads
+ * first, so it stays small and never dumps JSON.
  */
 import type { McpError } from '../core/errors.js';
 import * as pb from '../gen/mcp/v1/mcp.js';
-import type { NodeAnswer } from './routing.js';
 
 type Row = readonly string[];
 
@@ -34,52 +34,43 @@ function stateWord(name: string, prefix: string): string {
 
 const dash = (s: string) => (s === '' ? '-' : s);
 
-/** The text of a routed call: one section per tool shape, then per-node errors and notes. */
-export function formatAnswers(
-  tool: string,
-  answers: readonly NodeAnswer[],
-  notes: readonly string[],
-): string {
-  const ok = answers.filter((a) => a.response !== undefined);
-  const sections: string[] = [];
-  if (ok.length > 0) sections.push(formatResponses(tool, ok));
-  for (const a of answers) if (a.error) sections.push(`${a.node}: ${errorText(a.error)}`);
-  sections.push(...notes);
-  return sections.join('\n');
+/** A node that answered, with its answer: what a formatter is given. */
+export interface Answered<O> {
+  readonly node: string;
+  readonly response: O;
 }
 
-function formatResponses(tool: string, answers: readonly NodeAnswer[]): string {
-  const each = <T>(f: (node: string, r: T) => Row[]) => answers.flatMap((a) => f(a.node, a.response as T));
-  switch (tool) {
-    case 'list_services':
-      return servicesTable(each<pb.ListServicesResponse>((node, r) => serviceRows(node, r.services)));
-    case 'live_check':
-      return liveCheck(answers as readonly { node: string; response: pb.LiveCheckResponse }[]);
-    case 'service_status':
-      return answers
-        .map((a) => serviceStatus(a.node, a.response as pb.GetServiceStatusResponse))
-        .join('\n\n');
-    case 'node_status':
-      return nodeStatus(answers.map((a) => a.response as pb.NodeStatusResponse));
-    case 'query_audit':
-      return audit(answers as readonly { node: string; response: pb.QueryAuditResponse }[]);
-    case 'deploy':
-    case 'stop_service':
-    case 'start_service':
-    case 'restart_service':
-      return answers.map((a) => componentResults(tool, a.node, a.response as pb.DeployResult)).join('\n\n');
-    case 'sync_desired_state':
-      return answers.map((a) => sync(a.node, a.response as pb.SyncDesiredStateResponse)).join('\n\n');
-    case 'adopt_containers':
-      return answers.map((a) => adopt(a.node, a.response as pb.AdoptContainersResponse)).join('\n\n');
-    case 'push_file':
-      return answers.map((a) => pushed(a.node, a.response as pb.PushFileResponse)).join('\n\n');
-    case 'pull_file':
-      return answers.map((a) => pulled(a.node, a.response as pb.PullFileToolOutput)).join('\n\n');
-    default:
-      return `${tool}: ${answers.map((a) => a.node).join(', ')} answered`;
-  }
-}
+/** The text of the nodes that answered a tool, in config order; errors and notes follow it. */
+export type Formatter<O> = (answers: readonly Answered<O>[]) => string;
+
+/** One section per node, a blank line apart. */
+const perNode =
+  <O>(section: (node: string, response: O) => string): Formatter<O> =>
+  (answers) =>
+    answers.map((a) => section(a.node, a.response)).join('\n\n');
+
+export const servicesText: Formatter<pb.ListServicesResponse> = (answers) =>
+  servicesTable(answers.flatMap((a) => serviceRows(a.node, a.response.services)));
+
+export const serviceStatusText: Formatter<pb.GetServiceStatusResponse> = perNode(serviceStatus);
+
+export const nodeStatusText: Formatter<pb.NodeStatusResponse> = (answers) =>
+  nodeStatus(answers.map((a) => a.response));
+
+/** What deploy, stop, start and restart return: a result per component. */
+type ComponentResults = Pick<pb.DeployResult, 'service' | 'components' | 'replayed'>;
+
+/** `verb` says what was done: deployed, stopped, started, restarted. */
+export const componentResultsText = (verb: string): Formatter<ComponentResults> =>
+  perNode((node, r) => componentResults(verb, node, r));
+
+export const syncText: Formatter<pb.SyncDesiredStateResponse> = perNode(sync);
+
+export const adoptText: Formatter<pb.AdoptContainersResponse> = perNode(adopt);
+
+export const pushedText: Formatter<pb.PushFileResponse> = perNode(pushed);
+
+export const pulledText: Formatter<pb.PullFileToolOutput> = perNode(pulled);
 
 function serviceRows(node: string, services: readonly pb.ServiceInfo[]): Row[] {
   return services.flatMap((s) =>
@@ -104,7 +95,7 @@ function servicesTable(rows: Row[]): string {
 /** Unmanaged containers named in the text per node; the structured result has them all. */
 const UNMANAGED_SHOWN = 8;
 
-function liveCheck(answers: readonly { node: string; response: pb.LiveCheckResponse }[]): string {
+export function liveCheckText(answers: readonly Answered<pb.LiveCheckResponse>[]): string {
   const out = [servicesTable(answers.flatMap((a) => serviceRows(a.node, a.response.services)))];
   for (const { node, response } of answers) {
     for (const c of response.changes) {
@@ -187,7 +178,7 @@ function nodeStatus(responses: readonly pb.NodeStatusResponse[]): string {
   );
 }
 
-function audit(answers: readonly { node: string; response: pb.QueryAuditResponse }[]): string {
+export function auditText(answers: readonly Answered<pb.QueryAuditResponse>[]): string {
   const rows = answers.flatMap(({ node, response }) =>
     response.records.map((r) => [
       r.time?.toISOString() ?? '-',
@@ -212,11 +203,7 @@ function audit(answers: readonly { node: string; response: pb.QueryAuditResponse
   return out.join('\n');
 }
 
-function componentResults(tool: string, node: string, r: pb.DeployResult): string {
-  const verb =
-    { deploy: 'deployed', stop_service: 'stopped', start_service: 'started', restart_service: 'restarted' }[
-      tool
-    ] ?? tool;
+function componentResults(verb: string, node: string, r: ComponentResults): string {
   const good = r.components.filter((c) => c.ok).length;
   const head = `${r.service} on ${node}: ${verb} ${good} of ${r.components.length} component${r.components.length === 1 ? '' : 's'}${r.replayed ? ' (replayed: the first result of this requestId; nothing was done now)' : ''}`;
   const out = [head];

@@ -104,141 +104,41 @@ interface Session {
 
 type AuthedRequest = IncomingMessage & { auth?: AuthInfo };
 
+/** A request step's verdict: `handled` when it has answered (refused, or served) already. */
+type Step = 'handled' | 'continue';
+
 export async function startHttpServer(opts: HttpServerOptions): Promise<RunningHttpServer> {
   const { host, port } = parseHostPort(opts.listen, { listen: true });
   checkExposure(opts.listen, opts.tls !== undefined, opts.auth !== undefined);
-  const loopback = isLoopbackHost(host);
-  const authenticator = opts.auth
-    ? (opts.authenticator ?? createAuthenticator(httpIssuers(opts.auth)))
-    : undefined;
   const log = opts.log;
-  const sessions = new Map<string, Session>();
-
-  let allowedHosts = new Set<string>();
-  const originAllowed = (origin: string): boolean => {
-    if (opts.allowedOrigins.includes(origin)) return true;
-    if (!loopback) return false;
-    try {
-      return isLoopbackHost(new URL(origin).hostname);
-    } catch {
-      return false;
-    }
-  };
-
-  const metadata = opts.auth && {
-    resource: opts.auth.resource,
-    authorization_servers: opts.auth.issuers.flatMap((i) => (i.type === 'jwt' ? [i.issuer] : [])),
-    bearer_methods_supported: ['header'],
-    resource_name: 'mcp fleet connector',
-  };
-  const metadataUrl = opts.auth && resourceMetadataUrl(opts.auth.resource);
-  const metadataPaths = new Set([METADATA_PATH, ...(metadataUrl ? [new URL(metadataUrl).pathname] : [])]);
+  const hostAndOrigin = new HostAndOriginCheck(isLoopbackHost(host), opts.allowedOrigins, log);
+  const metadata = opts.auth && new ResourceMetadata(opts.auth);
+  const authentication =
+    opts.auth &&
+    metadata &&
+    new CallerAuthentication(
+      opts.authenticator ?? createAuthenticator(httpIssuers(opts.auth)),
+      metadata.url,
+      log,
+    );
+  const sessions = new Sessions(opts.tools);
+  const sweep = sessions.sweepIdle();
 
   const handle = async (req: AuthedRequest, res: ServerResponse): Promise<void> => {
     const path = new URL(req.url ?? '/', 'http://placeholder').pathname;
-    if (!allowedHosts.has((req.headers.host ?? '').toLowerCase())) {
-      return refuse(res, 403, `Host header "${req.headers.host ?? ''}" is not this server's`);
-    }
-    const origin = req.headers.origin;
-    if (origin !== undefined) {
-      if (!originAllowed(origin)) {
-        log.warn('request refused: origin not allowed', { origin });
-        return refuse(
-          res,
-          403,
-          `Origin ${origin} is not allowed: add it to [http] allowed_origins to let it call this server`,
-        );
-      }
-      cors(res, origin);
-      if (req.method === 'OPTIONS') {
-        res.writeHead(204).end();
-        return;
-      }
-    }
-
+    if (hostAndOrigin.check(req, res) === 'handled') return;
     if (path === '/healthz') return json(res, 200, { status: 'ok', sessions: sessions.size });
-    if (metadata && req.method === 'GET' && metadataPaths.has(path)) return json(res, 200, metadata);
+    if (metadata?.serve(req, res, path) === 'handled') return;
     if (path !== MCP_PATH) return json(res, 404, { error: 'not found', endpoint: MCP_PATH });
-
     let owner = '';
-    if (authenticator && metadataUrl) {
-      const authorization = req.headers.authorization;
-      let caller: Caller;
-      try {
-        caller = await authenticator.authenticate(authorization);
-      } catch (err) {
-        const detail = err instanceof UnauthenticatedError ? err.detail : String(err);
-        log.info('request refused: not authenticated', { reason: detail });
-        // Fixed words only: nothing from the request or the verifier reaches the header.
-        const challenge =
-          authorization === undefined
-            ? `Bearer resource_metadata="${metadataUrl}"`
-            : `Bearer error="invalid_token", error_description="the access token is missing, invalid, expired or not for this resource", resource_metadata="${metadataUrl}"`;
-        res.setHeader('WWW-Authenticate', challenge);
-        return json(res, 401, { error: 'invalid_token', error_description: UnauthenticatedError.MESSAGE });
-      }
-      const token = (authorization ?? '').replace(/^Bearer /i, '');
-      req.auth = { token, clientId: caller.clientId || caller.subject, scopes: [], extra: { caller } };
-      owner = `${caller.issuer} ${caller.subject}`;
+    if (authentication) {
+      const caller = await authentication.authenticate(req, res);
+      if (caller === undefined) return;
+      owner = caller;
     }
-
-    if (opts.stateless) return serveStateless(req, res);
-    return serveSession(req, res, owner);
+    if (opts.stateless) return sessions.serveStateless(req, res);
+    return sessions.serve(req, res, owner);
   };
-
-  const serveStateless = async (req: AuthedRequest, res: ServerResponse): Promise<void> => {
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
-    const server = opts.tools.createServer();
-    res.on('close', () => {
-      void transport.close();
-      void server.close();
-    });
-    await server.connect(transport);
-    await transport.handleRequest(req, res);
-  };
-
-  const serveSession = async (req: AuthedRequest, res: ServerResponse, owner: string): Promise<void> => {
-    const sessionId = req.headers['mcp-session-id'];
-    if (typeof sessionId === 'string') {
-      const session = sessions.get(sessionId);
-      // Another caller's session is reported as missing, not as forbidden: ids are not to be probed.
-      if (!session || session.owner !== owner)
-        return refuse(res, 404, 'session not found: initialize a new one');
-      session.lastUsed = Date.now();
-      await session.transport.handleRequest(req, res);
-      return;
-    }
-    // No session yet: a new transport, kept only if this request initializes it.
-    let entry: Session | undefined;
-    const transport = new StreamableHTTPServerTransport({
-      sessionIdGenerator: randomUUID,
-      onsessioninitialized: (id) => {
-        if (entry) sessions.set(id, entry);
-      },
-    });
-    const server = opts.tools.createServer();
-    entry = { transport, server, owner, lastUsed: Date.now() };
-    transport.onclose = () => {
-      if (transport.sessionId) sessions.delete(transport.sessionId);
-    };
-    await server.connect(transport);
-    await transport.handleRequest(req, res);
-    if (transport.sessionId === undefined) {
-      await transport.close();
-      await server.close();
-    }
-  };
-
-  const sweep = setInterval(() => {
-    const now = Date.now();
-    for (const [id, session] of sessions) {
-      if (now - session.lastUsed < SESSION_IDLE_MS) continue;
-      sessions.delete(id);
-      void session.transport.close();
-      void session.server.close();
-    }
-  }, 60_000);
-  sweep.unref();
 
   const listener = (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch((err: unknown) => {
@@ -247,18 +147,9 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
       else res.end();
     });
   };
-  const httpServer = opts.tls
-    ? https.createServer({ cert: readPem(opts.tls.certFile), key: readPem(opts.tls.keyFile) }, listener)
-    : http.createServer(listener);
-  await new Promise<void>((resolve, reject) => {
-    httpServer.once('error', reject);
-    httpServer.listen(port, host, () => {
-      httpServer.off('error', reject);
-      resolve();
-    });
-  });
+  const httpServer = await listen(host, port, opts.tls, listener);
   const bound = (httpServer.address() as AddressInfo).port;
-  allowedHosts = hostsFor(host, bound, loopback, opts.auth?.resource);
+  hostAndOrigin.allowHosts(hostsFor(host, bound, isLoopbackHost(host), opts.auth?.resource));
   const scheme = opts.tls ? 'https' : 'http';
   const url = `${scheme}://${host.includes(':') ? `[${host}]` : host}:${bound}${MCP_PATH}`;
   log.info('serving MCP over HTTP', {
@@ -273,17 +164,224 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
     url,
     close: async () => {
       clearInterval(sweep);
-      for (const session of sessions.values()) {
-        await session.transport.close();
-        await session.server.close();
-      }
-      sessions.clear();
+      await sessions.closeAll();
       await new Promise<void>((resolve) => {
         httpServer.close(() => resolve());
         httpServer.closeAllConnections();
       });
     },
   };
+}
+
+/**
+ * DNS rebinding: a Host that is not this server's, or an Origin not in the allow list, is
+ * refused with 403; an allowed Origin gets CORS headers, and its preflight is answered here.
+ */
+class HostAndOriginCheck {
+  /** Known once the port is bound; until then every Host is refused. */
+  private allowedHosts = new Set<string>();
+
+  constructor(
+    private readonly loopback: boolean,
+    private readonly allowedOrigins: readonly string[],
+    private readonly log: Logger,
+  ) {}
+
+  allowHosts(hosts: Set<string>): void {
+    this.allowedHosts = hosts;
+  }
+
+  check(req: IncomingMessage, res: ServerResponse): Step {
+    if (!this.allowedHosts.has((req.headers.host ?? '').toLowerCase())) {
+      refuse(res, 403, `Host header "${req.headers.host ?? ''}" is not this server's`);
+      return 'handled';
+    }
+    const origin = req.headers.origin;
+    if (origin === undefined) return 'continue';
+    if (!this.originAllowed(origin)) {
+      this.log.warn('request refused: origin not allowed', { origin });
+      refuse(
+        res,
+        403,
+        `Origin ${origin} is not allowed: add it to [http] allowed_origins to let it call this server`,
+      );
+      return 'handled';
+    }
+    cors(res, origin);
+    if (req.method === 'OPTIONS') {
+      res.writeHead(204).end();
+      return 'handled';
+    }
+    return 'continue';
+  }
+
+  /** Listed origins; loopback ones too when the server is bound to loopback. */
+  private originAllowed(origin: string): boolean {
+    if (this.allowedOrigins.includes(origin)) return true;
+    if (!this.loopback) return false;
+    try {
+      return isLoopbackHost(new URL(origin).hostname);
+    } catch {
+      return false;
+    }
+  }
+}
+
+/** RFC 9728 protected resource metadata: the document, and where it is served. */
+class ResourceMetadata {
+  readonly url: string;
+  private readonly document: Record<string, unknown>;
+  private readonly paths: Set<string>;
+
+  constructor(auth: HttpAuth) {
+    this.document = {
+      resource: auth.resource,
+      authorization_servers: auth.issuers.flatMap((i) => (i.type === 'jwt' ? [i.issuer] : [])),
+      bearer_methods_supported: ['header'],
+      resource_name: 'mcp fleet connector',
+    };
+    this.url = resourceMetadataUrl(auth.resource);
+    this.paths = new Set([METADATA_PATH, new URL(this.url).pathname]);
+  }
+
+  serve(req: IncomingMessage, res: ServerResponse, path: string): Step {
+    if (req.method !== 'GET' || !this.paths.has(path)) return 'continue';
+    json(res, 200, this.document);
+    return 'handled';
+  }
+}
+
+/**
+ * The caller's bearer token, checked for this resource. Missing or bad: 401 with a
+ * `WWW-Authenticate` challenge naming the metadata document.
+ */
+class CallerAuthentication {
+  constructor(
+    private readonly authenticator: Authenticator,
+    private readonly metadataUrl: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** The session owner (`issuer subject`), with `req.auth` set; undefined when refused. */
+  async authenticate(req: AuthedRequest, res: ServerResponse): Promise<string | undefined> {
+    const authorization = req.headers.authorization;
+    let caller: Caller;
+    try {
+      caller = await this.authenticator.authenticate(authorization);
+    } catch (err) {
+      const detail = err instanceof UnauthenticatedError ? err.detail : String(err);
+      this.log.info('request refused: not authenticated', { reason: detail });
+      // Fixed words only: nothing from the request or the verifier reaches the header.
+      const challenge =
+        authorization === undefined
+          ? `Bearer resource_metadata="${this.metadataUrl}"`
+          : `Bearer error="invalid_token", error_description="the access token is missing, invalid, expired or not for this resource", resource_metadata="${this.metadataUrl}"`;
+      res.setHeader('WWW-Authenticate', challenge);
+      json(res, 401, { error: 'invalid_token', error_description: UnauthenticatedError.MESSAGE });
+      return undefined;
+    }
+    const token = (authorization ?? '').replace(/^Bearer /i, '');
+    req.auth = { token, clientId: caller.clientId || caller.subject, scopes: [], extra: { caller } };
+    return `${caller.issuer} ${caller.subject}`;
+  }
+}
+
+/** MCP sessions, each with its own server, owned by the caller who opened it; or none (stateless). */
+class Sessions {
+  private readonly sessions = new Map<string, Session>();
+
+  constructor(private readonly tools: ConnectorTools) {}
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  /** One server and transport for this request alone. */
+  async serveStateless(req: AuthedRequest, res: ServerResponse): Promise<void> {
+    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+    const server = this.tools.createServer();
+    res.on('close', () => {
+      void transport.close();
+      void server.close();
+    });
+    await server.connect(transport);
+    await transport.handleRequest(req, res);
+  }
+
+  async serve(req: AuthedRequest, res: ServerResponse, owner: string): Promise<void> {
+    const sessionId = req.headers['mcp-session-id'];
+    if (typeof sessionId === 'string') {
+      const session = this.sessions.get(sessionId);
+      // Another caller's session is reported as missing, not as forbidden: ids are not to be probed.
+      if (!session || session.owner !== owner)
+        return refuse(res, 404, 'session not found: initialize a new one');
+      session.lastUsed = Date.now();
+      await session.transport.handleRequest(req, res);
+      return;
+    }
+    // No session yet: a new transport, kept only if this request initializes it.
+    let entry: Session | undefined;
+    const transport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: randomUUID,
+      onsessioninitialized: (id) => {
+        if (entry) this.sessions.set(id, entry);
+      },
+    });
+    const server = this.tools.createServer();
+    entry = { transport, server, owner, lastUsed: Date.now() };
+    transport.onclose = () => {
+      if (transport.sessionId) this.sessions.delete(transport.sessionId);
+    };
+    await server.connect(transport);
+    await transport.handleRequest(req, res);
+    if (transport.sessionId === undefined) {
+      await transport.close();
+      await server.close();
+    }
+  }
+
+  /** Closes sessions nobody has used for SESSION_IDLE_MS, checking every minute. */
+  sweepIdle(): NodeJS.Timeout {
+    const sweep = setInterval(() => {
+      const now = Date.now();
+      for (const [id, session] of this.sessions) {
+        if (now - session.lastUsed < SESSION_IDLE_MS) continue;
+        this.sessions.delete(id);
+        void session.transport.close();
+        void session.server.close();
+      }
+    }, 60_000);
+    sweep.unref();
+    return sweep;
+  }
+
+  async closeAll(): Promise<void> {
+    for (const session of this.sessions.values()) {
+      await session.transport.close();
+      await session.server.close();
+    }
+    this.sessions.clear();
+  }
+}
+
+/** Listens on `host:port`, over TLS when certificate files are given. */
+async function listen(
+  host: string,
+  port: number,
+  tls: HttpServerOptions['tls'],
+  listener: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<http.Server> {
+  const httpServer = tls
+    ? https.createServer({ cert: readPem(tls.certFile), key: readPem(tls.keyFile) }, listener)
+    : http.createServer(listener);
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(port, host, () => {
+      httpServer.off('error', reject);
+      resolve();
+    });
+  });
+  return httpServer;
 }
 
 /** Host header values that name this server: its address, loopback aliases, the resource's host. */

@@ -25,11 +25,11 @@ import {
 import { toMcpError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type * as pb from '../gen/mcp/v1/mcp.js';
-import type { ToolDefinition } from '../tools.generated.js';
-import { rpcBinding } from './agent-client.js';
+import { type ToolDefinition, type ToolName, type ToolOutput, toolCodecs } from '../tools.generated.js';
 import { ArgumentValidator } from './arguments.js';
-import { errorText, formatAnswers } from './format.js';
+import { errorText } from './format.js';
 import type { RoutedCall, Router } from './routing.js';
+import { formatAnswers, type ProgressModel, toolBindings } from './tool-bindings.js';
 
 export const SERVER_NAME = 'mcp-connector';
 
@@ -110,7 +110,8 @@ export class ConnectorTools {
               })
               .catch(() => {});
       const progressToken = request.params._meta?.progressToken;
-      const progress = new ProgressReporter();
+      const model = toolBindings[tool.name].progress;
+      const progress = model && new ProgressReporter(model);
       const started = performance.now();
       try {
         const routed = await this.opts.router.call(tool, check.args, {
@@ -119,7 +120,7 @@ export class ConnectorTools {
           onProgress: async (step) => {
             const message = `${step.component}: ${step.step}: ${step.message}`;
             await notify('info', `deploy ${step.service}: ${message}`);
-            const value = progress.next(step);
+            const value = progress?.next(step);
             if (progressToken === undefined || value === undefined) return;
             await extra
               .sendNotification({
@@ -163,9 +164,13 @@ export class ConnectorTools {
   }
 
   /** structuredContent in the shape of the tool's output schema, and the text table. */
-  private result(tool: ToolDefinition, routed: RoutedCall): CallToolResult {
-    const { output } = rpcBinding(tool.name);
-    const json = (response: unknown) => output.toJSON(response) as Record<string, unknown>;
+  private result<T extends ToolName>(
+    tool: ToolDefinition & { readonly name: T },
+    routed: RoutedCall<ToolOutput<T>>,
+  ): CallToolResult {
+    const { output } = toolCodecs[tool.name];
+    const json = (response: ToolOutput<T> | undefined) =>
+      (response === undefined ? {} : output.toJSON(response)) as Record<string, unknown>;
     let text = formatAnswers(tool.name, routed.answers, routed.notes);
     if (routed.requestId) text += `\nrequest id: ${routed.requestId}`;
     if (tool.fanOut) {
@@ -205,25 +210,19 @@ function errorResult(text: string): CallToolResult {
   return { content: [{ type: 'text', text }], isError: true };
 }
 
-/** How far through its deploy step a component is, for progress within a component. */
-const STEP_FRACTION: Readonly<Record<string, number>> = {
-  pull: 0.2,
-  stop: 0.4,
-  remove: 0.6,
-  run: 0.8,
-  inspect: 0.9,
-};
-
 /**
  * Progress for MCP, which must increase with every notification: the components completed,
- * plus how far the current step is into its component. A step that would not move it
- * forward (components deployed side by side) is reported as a log message only.
+ * plus how far the current step is into its component (the tool's progress model). A step
+ * that would not move it forward (components deployed side by side) is reported as a log
+ * message only.
  */
 class ProgressReporter {
   private last = -1;
 
+  constructor(private readonly model: ProgressModel) {}
+
   next(step: pb.DeployProgress): number | undefined {
-    const value = step.completed + (STEP_FRACTION[step.step] ?? 0);
+    const value = step.completed + (this.model.stepFraction[step.step] ?? 0);
     if (value <= this.last) return undefined;
     this.last = value;
     return value;

@@ -1,17 +1,11 @@
 /**
- * Which of the contract's tools this connector publishes: all of them, less the ones it
- * cannot serve yet, narrowed by the operator's safety switches (`--read-only`, `--tools`,
- * `--disable-tools`). A tool that is not published cannot be called.
+ * Which of the contract's tools this connector publishes: all of them (every tool has its
+ * binding in tool-bindings.ts, or the connector does not compile), narrowed by the operator's
+ * safety switches (`--read-only`, `--tools`, `--disable-tools`). A tool that is not published
+ * cannot be called.
  */
 import { InvalidArgumentError } from '../core/errors.js';
 import { tools as allTools, type ToolDefinition } from '../tools.generated.js';
-
-/**
- * Tools in the contract that the connector does not publish yet, each with why. Empty now:
- * every RPC is served. Add a name here (with its reason) to hold a new tool back until the
- * agent and the connector both serve it end to end.
- */
-export const UNAVAILABLE_TOOLS: ReadonlySet<string> = new Set<string>([]);
 
 export interface ToolSwitches {
   /** Only tools whose annotations say readOnlyHint. */
@@ -27,20 +21,16 @@ export function selectTools(
   switches: ToolSwitches,
   contract: readonly ToolDefinition[] = allTools,
 ): ToolDefinition[] {
-  const available = contract.filter((t) => !UNAVAILABLE_TOOLS.has(t.name));
-  const names = new Set(available.map((t) => t.name));
+  const names = new Set<string>(contract.map((t) => t.name));
   const unknown = [...(switches.only ?? []), ...(switches.disable ?? [])].filter((n) => !names.has(n));
   if (unknown.length > 0) {
-    const later = unknown.filter((n) => UNAVAILABLE_TOOLS.has(n));
-    const why =
-      later.length > 0 ? ` (${later.join(', ')} ${later.length === 1 ? 'is' : 'are'} not available yet)` : '';
     throw new InvalidArgumentError(
-      `unknown tool${unknown.length === 1 ? '' : 's'} ${unknown.map((n) => `"${n}"`).join(', ')}${why}: the tools are ${[...names].join(', ')}`,
+      `unknown tool${unknown.length === 1 ? '' : 's'} ${unknown.map((n) => `"${n}"`).join(', ')}: the tools are ${[...names].join(', ')}`,
     );
   }
   const only = switches.only && switches.only.length > 0 ? new Set(switches.only) : undefined;
   const disabled = new Set(switches.disable ?? []);
-  const selected = available.filter(
+  const selected = contract.filter(
     (t) =>
       (!switches.readOnly || t.annotations.readOnlyHint) &&
       (!only || only.has(t.name)) &&

@@ -4,6 +4,8 @@
  * Reads the FileDescriptorSet that `buf build` produces, so the proto is the only input.
  * Every RPC of McpAgentService must carry the (mcp.v1.tool) option with a permission;
  * an RPC without one stops the build, so an RPC cannot ship without authorization.
+ * `generate` is the whole rule set over a descriptor set (tests feed it fixture protos);
+ * the command line below only builds the contract and writes the files.
  *
  * Schemas describe the ProtoJSON shape the connector sends and receives: lowerCamel
  * names, enums by name, 64-bit integers as numbers or decimal strings, Timestamps as
@@ -25,7 +27,7 @@ import {
   ScalarType,
   toJson,
 } from '@bufbuild/protobuf';
-import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
+import { type FileDescriptorSet, FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { getComments } from '@bufbuild/protoplugin';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -48,13 +50,23 @@ interface ToolOptions {
   toolOutput?: string;
 }
 
+/** How an RPC is called; bidirectional streams are refused (the agent's guard cannot serve them). */
+export type CallShape = 'unary' | 'serverStream' | 'clientStream';
+
 export interface GeneratedRpc {
   rpc: string;
   method: string;
   permission: string;
   requestStream: boolean;
   responseStream: boolean;
+  shape: CallShape;
+  /** ts-proto names of the RPC's request and response messages. */
+  request: string;
+  response: string;
   tool?: GeneratedTool;
+  /** ts-proto names of the messages the tool takes and returns (tool_input, tool_output, else the RPC's). */
+  toolInput?: string;
+  toolOutput?: string;
 }
 
 export interface GeneratedTool {
@@ -75,16 +87,28 @@ export interface GeneratedTool {
   outputSchema: JsonSchema;
 }
 
-function loadRegistry() {
+/** `buf build` of the module in `dir` (the repository's contract by default), as a FileDescriptorSet. */
+export function buildDescriptorSet(dir = root): FileDescriptorSet {
   const image = execFileSync(
     join(root, 'node_modules/.bin/buf'),
     ['build', '--as-file-descriptor-set', '-o', '-'],
     {
-      cwd: root,
+      cwd: dir,
       maxBuffer: 64 * 1024 * 1024,
     },
   );
-  return createFileRegistry(fromBinary(FileDescriptorSetSchema, image));
+  return fromBinary(FileDescriptorSetSchema, image);
+}
+
+/** The name ts-proto gives a message of the service's file: nested names joined by `_`. */
+function tsName(desc: DescMessage, serviceFile: string, rpc: string): string {
+  if (desc.file.name !== serviceFile) {
+    throw new Error(
+      `${rpc}: message ${desc.typeName} is defined in ${desc.file.name}.proto; tool messages must be in ${serviceFile}.proto, where the generated codecs are`,
+    );
+  }
+  const prefix = desc.file.proto.package ? `${desc.file.proto.package}.` : '';
+  return desc.typeName.slice(prefix.length).replaceAll('.', '_');
 }
 
 /** Comment text as one paragraph per blank-line-separated block, trimmed. */
@@ -96,6 +120,12 @@ function commentOf(desc: DescField | DescMessage | DescMethod): string {
     .filter(Boolean)
     .join('\n\n');
 }
+
+const SHAPES = {
+  unary: 'unary',
+  server_streaming: 'serverStream',
+  client_streaming: 'clientStream',
+} as const satisfies Record<Exclude<DescMethod['methodKind'], 'bidi_streaming'>, CallShape>;
 
 const NODE_NAME_PATTERN = '^[a-z0-9][a-z0-9-]*$';
 
@@ -232,8 +262,12 @@ function toolOutputSchema(base: JsonSchema, fanOut: boolean): JsonSchema {
   };
 }
 
-export function generate(): GeneratedRpc[] {
-  const registry = loadRegistry();
+/**
+ * The RPC and tool table of McpAgentService in `set`. Throws, naming the RPC and what to add,
+ * when an RPC lacks the (mcp.v1.tool) option, a permission, a comment, or reuses a tool name.
+ */
+export function generate(set: FileDescriptorSet): GeneratedRpc[] {
+  const registry = createFileRegistry(set);
   const service = registry.getService(SERVICE);
   const toolExt = registry.getExtension('mcp.v1.tool');
   const requiredExt = registry.getExtension('mcp.v1.required');
@@ -260,12 +294,21 @@ export function generate(): GeneratedRpc[] {
     if (!opts.permission || !/^[a-z]+\.[a-z_]+$/.test(opts.permission)) {
       throw new Error(`${method.name}: (mcp.v1.tool).permission is missing or not of the form area.action`);
     }
+    if (method.methodKind === 'bidi_streaming') {
+      throw new Error(
+        `${method.name}: bidirectional streaming is not supported: the agent's guard serves unary, server- and client-streaming RPCs`,
+      );
+    }
+    const serviceFile = service.file.name;
     const entry: GeneratedRpc = {
       rpc: method.name,
       method: method.localName,
       permission: opts.permission,
-      requestStream: method.methodKind === 'client_streaming' || method.methodKind === 'bidi_streaming',
-      responseStream: method.methodKind === 'server_streaming' || method.methodKind === 'bidi_streaming',
+      requestStream: method.methodKind === 'client_streaming',
+      responseStream: method.methodKind === 'server_streaming',
+      shape: SHAPES[method.methodKind],
+      request: tsName(method.input, serviceFile, method.name),
+      response: tsName(method.output, serviceFile, method.name),
     };
     if (!opts.exclude) {
       if (!opts.name || !/^[a-z][a-z0-9_]*$/.test(opts.name)) {
@@ -285,6 +328,8 @@ export function generate(): GeneratedRpc[] {
       }
       const input = opts.toolInput ? messageByName(opts.toolInput, method.name) : method.input;
       const output = opts.toolOutput ? messageByName(opts.toolOutput, method.name) : method.output;
+      entry.toolInput = tsName(input, serviceFile, method.name);
+      entry.toolOutput = tsName(output, serviceFile, method.name);
       const fanOut = opts.fanOut ?? false;
       const readOnly = opts.readOnly ?? false;
       if (readOnly && opts.destructive)
@@ -314,10 +359,40 @@ export function generate(): GeneratedRpc[] {
 
 function renderTs(rpcs: GeneratedRpc[]): string {
   const tools = rpcs.flatMap((r) => (r.tool ? [r.tool] : []));
-  const table = rpcs.map(({ tool, ...rest }) => ({ ...rest, tool: tool?.name ?? null }));
+  const table = rpcs.map((r) => ({
+    rpc: r.rpc,
+    method: r.method,
+    permission: r.permission,
+    requestStream: r.requestStream,
+    responseStream: r.responseStream,
+    tool: r.tool?.name ?? null,
+  }));
   const permissions = [...new Set(rpcs.map((r) => r.permission))].sort();
+  const published = rpcs.flatMap((r) =>
+    r.tool && r.toolInput && r.toolOutput
+      ? [{ ...r, name: r.tool.name, input: r.toolInput, output: r.toolOutput }]
+      : [],
+  );
+  const rpcMessages = rpcs.map(
+    (r) => `  readonly ${r.rpc}: { readonly request: pb.${r.request}; readonly response: pb.${r.response} };`,
+  );
+  const rpcCodecs = rpcs.map(
+    (r) =>
+      `  ${r.rpc}: {\n    shape: '${r.shape}',\n    method: pb.McpAgentServiceService.${r.method},\n    request: pb.${r.request},\n    response: pb.${r.response},\n  },`,
+  );
+  const toolMessages = published.map(
+    (t) =>
+      `  readonly ${t.name}: {\n    readonly shape: '${t.shape}';\n    readonly request: pb.${t.request};\n    readonly response: pb.${t.response};\n    readonly input: pb.${t.input};\n    readonly output: pb.${t.output};\n  };`,
+  );
+  const toolCodecs = published.map(
+    (t) =>
+      `  ${t.name}: { rpc: '${t.rpc}', ...rpcCodecs.${t.rpc}, input: pb.${t.input}, output: pb.${t.output} },`,
+  );
   return `// Code generated by scripts/gen-tools.ts from proto/mcp/v1/*.proto. DO NOT EDIT.
 // Regenerate with \`npm run gen\`.
+
+import type { MethodDefinition } from '@grpc/grpc-js';
+import * as pb from './gen/mcp/v1/mcp.js';
 
 /** A JSON Schema 2020-12 document. */
 export type JsonSchema = { readonly [key: string]: unknown };
@@ -335,9 +410,14 @@ export interface RpcEntry {
   readonly tool: string | null;
 }
 
+/** Every published tool's name. */
+export const toolNames = ${JSON.stringify(published.map((t) => t.name))} as const;
+
+export type ToolName = (typeof toolNames)[number];
+
 /** One Model Context Protocol tool published by the connector. */
 export interface ToolDefinition {
-  readonly name: string;
+  readonly name: ToolName;
   readonly title: string;
   readonly description: string;
   readonly rpc: string;
@@ -364,6 +444,56 @@ export type Permission = (typeof rpcs)[number]['permission'];
 
 /** Every permission the contract defines, sorted. */
 export const permissions: readonly Permission[] = ${JSON.stringify(permissions)};
+
+/** How an RPC is called: one request and one response, or a stream on one side. */
+export type CallShape = 'unary' | 'serverStream' | 'clientStream';
+
+/** The grpc-js method of an RPC, its call shape, and the ts-proto codecs of its messages. */
+export interface RpcCodecs<Req, Res> {
+  readonly shape: CallShape;
+  readonly method: MethodDefinition<Req, Res>;
+  readonly request: pb.MessageFns<Req>;
+  readonly response: pb.MessageFns<Res>;
+}
+
+/** The request and response message of every RPC. */
+export interface RpcMessages {
+${rpcMessages.join('\n')}
+}
+
+export const rpcCodecs = {
+${rpcCodecs.join('\n')}
+} as const satisfies {
+  readonly [R in RpcName]: RpcCodecs<RpcMessages[R]['request'], RpcMessages[R]['response']>;
+};
+
+/**
+ * The call shape and messages of every tool: its RPC's request and response, and what the tool takes
+ * (\`input\`) and returns (\`output\`): tool_input and tool_output, else the RPC's own.
+ */
+export interface ToolMessages {
+${toolMessages.join('\n')}
+}
+
+/** How a tool's RPC is called. */
+export type ToolShape<T extends ToolName> = ToolMessages[T]['shape'];
+export type ToolRequest<T extends ToolName> = ToolMessages[T]['request'];
+export type ToolResponse<T extends ToolName> = ToolMessages[T]['response'];
+export type ToolInput<T extends ToolName> = ToolMessages[T]['input'];
+export type ToolOutput<T extends ToolName> = ToolMessages[T]['output'];
+
+/** A tool's RPC codecs, and the codecs of what the tool takes and returns. */
+export interface ToolCodecs<T extends ToolName> extends RpcCodecs<ToolRequest<T>, ToolResponse<T>> {
+  readonly shape: ToolShape<T>;
+  readonly rpc: RpcName;
+  readonly input: pb.MessageFns<ToolInput<T>>;
+  readonly output: pb.MessageFns<ToolOutput<T>>;
+}
+
+/** Every tool's codecs; indexed by a generic \`T extends ToolName\`, an entry is a \`ToolCodecs<T>\`. */
+export const toolCodecs: { readonly [T in ToolName]: ToolCodecs<T> } = {
+${toolCodecs.join('\n')}
+};
 
 export const tools: readonly ToolDefinition[] = ${JSON.stringify(tools, null, 2)};
 `;
@@ -450,7 +580,7 @@ function renderMarkdown(rpcs: GeneratedRpc[]): string {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   try {
-    const rpcs = generate();
+    const rpcs = generate(buildDescriptorSet());
     writeFileSync(join(root, 'tools.generated.ts'), renderTs(rpcs));
     writeFileSync(join(root, 'docs/tools.md'), renderMarkdown(rpcs));
     console.error(`generated ${rpcs.filter((r) => r.tool).length} tools from ${rpcs.length} RPCs`);

@@ -8,7 +8,6 @@ import { join } from 'node:path';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { Progress } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { UNAVAILABLE_TOOLS } from '../../connector/tool-selection.js';
 import { tools as contractTools } from '../../tools.generated.js';
 import { signTestToken, startTestAgent, type TestAgent } from '../support/agent.js';
 import {
@@ -56,9 +55,7 @@ afterAll(async () => {
 describe('mcp-connector over stdio', () => {
   it('lists the published tools', async () => {
     const { tools } = await admin.client.listTools();
-    expect(tools.map((t) => t.name)).toEqual(
-      contractTools.filter((t) => !UNAVAILABLE_TOOLS.has(t.name)).map((t) => t.name),
-    );
+    expect(tools.map((t) => t.name)).toEqual(contractTools.map((t) => t.name));
     expect(tools.find((t) => t.name === 'deploy')?.annotations).toMatchObject({
       title: 'Deploy a service',
       destructiveHint: true,

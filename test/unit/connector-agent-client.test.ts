@@ -18,12 +18,13 @@ import {
   status,
 } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentConnection, type CallSettings, rpcBinding } from '../../connector/agent-client.js';
+import { AgentConnection, type CallSettings } from '../../connector/agent-client.js';
 import { createCertificateAuthority, issueCertificate } from '../../connector/certs.js';
 import type { NodeConfig } from '../../connector/config.js';
 import { McpError } from '../../core/errors.js';
 import { silentLogger } from '../../core/log.js';
-import { McpAgentServiceService } from '../../gen/mcp/v1/mcp.js';
+import { McpAgentServiceService, StopServiceRequest } from '../../gen/mcp/v1/mcp.js';
+import { toolCodecs } from '../../tools.generated.js';
 
 let server: Server;
 let port: number;
@@ -103,7 +104,11 @@ describe('agent client', () => {
     const agent = connection();
     try {
       const err = (await agent
-        .unary(rpcBinding('stop_service'), { service: 'web', component: '', requestId: 'req-42' }, write)
+        .unary(
+          toolCodecs.stop_service,
+          StopServiceRequest.fromPartial({ service: 'web', component: '', requestId: 'req-42' }),
+          write,
+        )
         .catch((e: unknown) => e)) as McpError;
       expect(err).toBeInstanceOf(McpError);
       expect(err.code).toBe('DEADLINE_EXCEEDED');
@@ -120,7 +125,7 @@ describe('agent client', () => {
     const abort = new AbortController();
     try {
       const call = agent.unary(
-        rpcBinding('node_status'),
+        toolCodecs.node_status,
         {},
         { ...write, readOnly: true, tool: 'node_status', timeoutSeconds: 30, signal: abort.signal },
       );
@@ -137,7 +142,7 @@ describe('agent client', () => {
     const agent = connection();
     try {
       const err = (await agent
-        .unary(rpcBinding('list_services'), rpcBinding('list_services').request.fromJSON({}), {
+        .unary(toolCodecs.list_services, toolCodecs.list_services.request.fromJSON({}), {
           ...write,
           readOnly: true,
           tool: 'list_services',
@@ -157,7 +162,7 @@ describe('agent client', () => {
     try {
       const err = (await agent
         .unary(
-          rpcBinding('node_status'),
+          toolCodecs.node_status,
           {},
           { ...write, readOnly: true, tool: 'node_status', timeoutSeconds: 10 },
         )

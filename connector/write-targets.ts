@@ -1,0 +1,147 @@
+/**
+ * Where a single-node write goes and what it sends, per kind of write: the binding of each
+ * write tool (tool-bindings.ts) names one of these. Stop and start also flip `active` in the
+ * service's definition file; deploy by name sends that file as the spec.
+ */
+import { InvalidArgumentError, McpError, toMcpError } from '../core/errors.js';
+import type * as pb from '../gen/mcp/v1/mcp.js';
+import type { NodeConfig } from './config.js';
+import {
+  definitionPath,
+  definitionToSpec,
+  type LocatedDefinition,
+  setDefinitionActive,
+} from './definitions.js';
+import type { Fleet } from './routing.js';
+
+/** The node a write goes to and the request it sends, with what the connector did to find them. */
+export interface PreparedWrite<Req> {
+  readonly node: NodeConfig;
+  readonly request: Req;
+  readonly notes: string[];
+  /** Runs after the agent answered; returns notes. */
+  readonly after?: (node: NodeConfig) => Promise<string[]>;
+  /** Rewrites the agent's error when the connector knows more about what to do. */
+  readonly explain?: (error: McpError) => McpError;
+}
+
+export type WriteTarget<Req> = (
+  request: Req,
+  explicitNode: string | undefined,
+  fleet: Fleet,
+) => Promise<PreparedWrite<Req>>;
+
+/**
+ * deploy: a `spec`, or a `service` by name: its definition file's spec when there is one,
+ * else what the node's registry recorded.
+ */
+export const deploySpec: WriteTarget<pb.DeployRequest> = async (request, explicitNode, fleet) => {
+  const { servicesDir } = fleet.config;
+  const name = request.spec?.name || request.service;
+  if (name === '') {
+    throw new InvalidArgumentError(
+      `deploy: give \`service\` (a service defined in ${servicesDir} or already known to the node) or a full \`spec\``,
+    );
+  }
+  if (request.spec && request.service !== '' && request.service !== request.spec.name) {
+    throw new InvalidArgumentError(
+      `deploy: \`service\` is "${request.service}" but \`spec.name\` is "${request.spec.name}": give one of them`,
+    );
+  }
+
+  const notes: string[] = [];
+  let located: LocatedDefinition | undefined;
+  const byName = !request.spec;
+  if (byName) {
+    located = await fleet.definition(name);
+    if (located) {
+      if (explicitNode !== undefined && explicitNode !== located.definition.node) {
+        throw new InvalidArgumentError(
+          `deploy: ${located.file} puts service "${name}" on node "${located.definition.node}", not "${explicitNode}": change node in that file to move the service, or leave out \`node\``,
+        );
+      }
+      request.spec = definitionToSpec(located.definition);
+      request.service = '';
+      notes.push(`spec from ${located.file}`);
+    } else {
+      notes.push(`no definition file for "${name}": deployed what the node's registry recorded`);
+    }
+  }
+  const node = fleet.writeNode(name, explicitNode, located);
+  const withoutSpec = !request.spec;
+  return {
+    node,
+    request,
+    notes,
+    explain: (e) =>
+      e.code === 'NOT_FOUND' && withoutSpec
+        ? new McpError(
+            'NOT_FOUND',
+            `${e.message}. There is no definition file for "${name}" either: write one at ${definitionPath(servicesDir, name)} (name, node, and a [[components]] table with name and image), or pass \`spec\`, then deploy again`,
+            { cause: e.cause ?? e },
+          )
+        : e,
+  };
+};
+
+/** A request on one service (and optionally one of its components). */
+interface ServiceRequest {
+  service: string;
+  component?: string;
+}
+
+/**
+ * stop, start, restart and adopt: one service on one node, found from its definition.
+ * With `setsActive`, a call on the whole service also writes `active` into that definition
+ * when it names the node that answered.
+ */
+export function serviceDefinition(setsActive?: boolean) {
+  return async <Req extends ServiceRequest>(
+    request: Req,
+    explicitNode: string | undefined,
+    fleet: Fleet,
+  ): Promise<PreparedWrite<Req>> => {
+    const flipsActive = setsActive !== undefined && !request.component;
+    const located =
+      explicitNode === undefined || flipsActive ? await fleet.definition(request.service) : undefined;
+    const node = fleet.writeNode(request.service, explicitNode, located);
+    const after =
+      flipsActive && located && located.definition.node === node.name
+        ? async (): Promise<string[]> => {
+            try {
+              await setDefinitionActive(located.file, setsActive);
+              return [`${located.file}: active = ${setsActive}`];
+            } catch (err) {
+              return [`could not set active = ${setsActive} in ${located.file}: ${toMcpError(err).message}`];
+            }
+          }
+        : undefined;
+    return { node, request, notes: [], after };
+  };
+}
+
+/** sync_desired_state: the one node all the given services are defined on, unless `node` says otherwise. */
+export const servicesDefinitions: WriteTarget<pb.SyncDesiredStateRequest> = async (
+  request,
+  explicitNode,
+  fleet,
+) => {
+  if (explicitNode !== undefined) return { node: fleet.node(explicitNode), request, notes: [] };
+  const names = request.services.map((s) => s.name);
+  const byNode = new Map<string, string[]>();
+  for (const name of names) {
+    const located = await fleet.definition(name);
+    if (!located) continue;
+    byNode.set(located.definition.node, [...(byNode.get(located.definition.node) ?? []), name]);
+  }
+  if (byNode.size > 1) {
+    const groups = [...byNode].map(([node, services]) => `${node} (${services.join(', ')})`).join('; ');
+    throw new InvalidArgumentError(
+      `sync_desired_state: these services are defined on different nodes: ${groups}. Sync one node at a time: call again with \`node\` and that node's services`,
+    );
+  }
+  const [definedOn] = byNode.keys();
+  const node =
+    definedOn !== undefined ? fleet.node(definedOn) : fleet.onlyNode(`the services ${names.join(', ')}`);
+  return { node, request, notes: [] };
+};
