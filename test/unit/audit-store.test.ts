@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { toAuditRecord } from '../../agent/handlers/audit.js';
 import { InvalidArgumentError, type McpError, NotFoundError } from '../../core/errors.js';
 import { AuditDecision, AuditOutcome } from '../../gen/mcp/v1/mcp.js';
 import {
@@ -11,7 +12,7 @@ import {
   AuditWriteError,
   auditRowHash,
   GENESIS_HASH,
-  toAuditRecord,
+  MAX_AUDIT_PAGE_SIZE,
 } from '../../registry/audit.js';
 import { openRegistry, type Registry } from '../../registry/db.js';
 
@@ -233,10 +234,39 @@ describe('audit log: querying', () => {
     expect(rest.nextPageToken).toBe('');
   });
 
-  it('defaults to 50 per page, caps at 500, rejects bad tokens', () => {
+  it('shows a scoped reader only its services, with full pages and correct tokens', () => {
+    for (let i = 0; i < 30; i++) {
+      registry.audit.appendCall(call({ service: i % 3 === 0 ? 'web-a' : 'db', requestId: `r${i}` }));
+    }
+    registry.audit.appendCall(call({ service: undefined, rpc: 'NodeStatus' }));
+    const webOnly = { all: false, allows: (service: string) => service.startsWith('web-') };
+    const seen: string[] = [];
+    let pageToken = '';
+    do {
+      const page = registry.audit.query({ scope: webOnly, pageSize: 3, pageToken });
+      if (page.nextPageToken) expect(page.records).toHaveLength(3);
+      seen.push(...page.records.map((r) => r.service));
+      pageToken = page.nextPageToken;
+    } while (pageToken !== '');
+    expect(seen.filter((s) => s === 'web-a')).toHaveLength(10);
+    expect(seen.every((s) => s === 'web-a')).toBe(true);
+    // Records naming no service are for unscoped readers only.
+    const all = registry.audit.query({ scope: { all: true, allows: () => true }, pageSize: 500 }).records;
+    expect(all.some((r) => r.service === '')).toBe(true);
+    expect(
+      registry.audit
+        .query({ scope: { all: false, allows: () => true }, pageSize: 500 })
+        .records.some((r) => r.service === ''),
+    ).toBe(false);
+  });
+
+  it('defaults to 50 per page, refuses more than 500, rejects bad tokens', () => {
     for (let i = 0; i < 60; i++) registry.audit.appendCall(call());
     expect(registry.audit.query().records).toHaveLength(50);
-    expect(registry.audit.query({ pageSize: 10_000 }).records).toHaveLength(65);
+    expect(registry.audit.query({ pageSize: MAX_AUDIT_PAGE_SIZE }).records).toHaveLength(65);
+    expect(() => registry.audit.query({ pageSize: MAX_AUDIT_PAGE_SIZE + 1 })).toThrow(
+      /at most|from 1 to 500/,
+    );
     expect(() => registry.audit.query({ pageToken: 'not-a-token' })).toThrow(InvalidArgumentError);
     expect(() => registry.audit.query({ pageSize: -1 })).toThrow(InvalidArgumentError);
   });
