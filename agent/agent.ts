@@ -12,6 +12,7 @@ import { PACKAGE_VERSION } from '../core/version.js';
 import { openRegistry, type Registry } from '../registry/db.js';
 import { Rbac } from './auth/rbac.js';
 import type { AgentConfig } from './config.js';
+import { sweepLeftovers } from './files/write.js';
 import { createHandlers } from './handlers/index.js';
 import { startMonitor } from './monitor/index.js';
 import { createRuntime } from './runtime/index.js';
@@ -74,6 +75,13 @@ export async function startAgent(config: AgentConfig, opts: StartAgentOptions = 
       handlers,
       log,
     });
+    // Temp files of pushes killed with an earlier agent: nothing else is removed (files/write.ts).
+    const swept = sweepLeftovers(config.files.root).then(
+      (removed) => {
+        if (removed.length > 0) log.warn('removed temp files of interrupted pushes', { files: removed });
+      },
+      (err: unknown) => log.warn('could not sweep temp files of interrupted pushes', { error: String(err) }),
+    );
     const monitor = config.monitor.enabled
       ? startMonitor({ config, registry, runtime, log, isBusy: (service) => locks.isLocked(service) })
       : undefined;
@@ -94,6 +102,7 @@ export async function startAgent(config: AgentConfig, opts: StartAgentOptions = 
           log.info('agent stopping');
           await server.shutdown(config.server.shutdownGraceSeconds * 1000);
           await monitor?.stop();
+          await swept;
           registry.close();
           log.info('agent stopped');
         })();
