@@ -81,6 +81,13 @@ export interface AgentConfig {
   };
   files: { root: string; maxFileBytes: number; chunkBytes: number };
   backups: { dir: string; keep: number };
+  audit: {
+    /**
+     * How often the agent logs the audit chain's head (seq and hash), besides at start and at
+     * shutdown: the journal then holds anchors for `mcp-agent audit verify --anchor`.
+     */
+    anchorIntervalSeconds: number;
+  };
 }
 
 export const AGENT_ENV_OVERRIDES: readonly EnvOverride[] = [
@@ -191,6 +198,11 @@ const agentConfigInput = z
         keep: z.int().min(0).default(7),
       })
       .prefault({}),
+    audit: z
+      .strictObject({
+        anchor_interval_seconds: z.int().min(1).max(86_400).default(3600),
+      })
+      .prefault({}),
   })
   .superRefine((config, ctx) => {
     checkUniqueIssuers(config.issuers, ['issuers'], ctx);
@@ -280,6 +292,7 @@ export function parseAgentConfig(text: string, file: string, env: Env = process.
       chunkBytes: input.files.chunk_bytes,
     },
     backups: { dir: path(input.backups.dir), keep: input.backups.keep },
+    audit: { anchorIntervalSeconds: input.audit.anchor_interval_seconds },
   };
 }
 

@@ -386,10 +386,16 @@ export class AuditLog {
    * Recomputes every hash in seq order and names the first record that does not hold:
    * a changed field, a broken link, a missing seq. Also compares the end of the log with
    * what this process last wrote, which catches a truncated or rewritten tail.
+   *
+   * The chain alone cannot tell a log whose newest records were removed (or that was emptied,
+   * or rewritten from some record on) from an honest shorter one. `anchors` (heads noted off
+   * the node: the agent logs one every `audit.anchor_interval_seconds`) close that gap: each
+   * must still be in the chain with the same hash, and the log must reach it.
    */
-  verifyChain(): ChainVerification {
+  verifyChain(anchors: readonly ChainHead[] = []): ChainVerification {
     let expectedSeq = 1;
     let prevHash = GENESIS_HASH;
+    const anchored = new Map(anchors.map((anchor) => [anchor.seq, anchor.hash.toLowerCase()]));
     for (const stored of this.statements.all.iterate()) {
       if (stored.seq !== expectedSeq) {
         const missing =
@@ -419,10 +425,26 @@ export class AuditLog {
           reason: `the hash of record ${stored.seq} does not match its contents (a field was changed)`,
         };
       }
+      const anchorHash = anchored.get(stored.seq);
+      if (anchorHash !== undefined && anchorHash !== stored.hash) {
+        return {
+          ok: false,
+          seq: stored.seq,
+          reason: `record ${stored.seq} has hash ${stored.hash}, the anchor says ${anchorHash} (the log was rewritten from this record on, or earlier)`,
+        };
+      }
       prevHash = stored.hash;
       expectedSeq += 1;
     }
     const count = expectedSeq - 1;
+    const beyond = Math.max(0, ...anchored.keys());
+    if (beyond > count) {
+      return {
+        ok: false,
+        seq: count + 1,
+        reason: `the log ends at record ${count}, but an anchor names record ${beyond}: records ${count + 1} to ${beyond} at least were deleted (the tail was truncated)`,
+      };
+    }
     const head = this.chainHead;
     if (head && head.seq > count) {
       return {
