@@ -26,7 +26,6 @@ import {
   readConfigText,
   requiredString,
   resolveConfigPath,
-  secureUrlSchema,
 } from '../core/config-env.js';
 import { builtInRoles } from './auth/rbac.js';
 
