@@ -10,8 +10,10 @@ import { issuerId } from '../core/auth/issuers.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { PACKAGE_VERSION } from '../core/version.js';
 import { openRegistry, type Registry } from '../registry/db.js';
+import { repairAuditTriggers } from '../registry/migrations.js';
 import { Rbac } from './auth/rbac.js';
 import type { AgentConfig } from './config.js';
+import { sweepLeftovers } from './files/write.js';
 import { createHandlers } from './handlers/index.js';
 import { startMonitor } from './monitor/index.js';
 import { createRuntime } from './runtime/index.js';
@@ -43,6 +45,32 @@ function rbacFromConfig(config: AgentConfig): Rbac {
   return new Rbac({ roles: config.rbac.roles, bindings, node: config.nodeName });
 }
 
+/**
+ * Puts back append-only triggers someone dropped or replaced. Loud, because only someone with
+ * write access to the database file can do that: the audit log may have been edited meanwhile.
+ */
+function checkAuditTriggers(registry: Registry, log: Logger): void {
+  try {
+    const repaired = repairAuditTriggers(registry.db);
+    if (repaired.length > 0) {
+      log.error(
+        'audit log triggers were missing or altered and have been recreated: the database was modified outside the agent; run mcp-agent audit verify with your anchors',
+        {
+          triggers: repaired,
+        },
+      );
+    }
+  } catch (err) {
+    log.error('audit log triggers could not be checked', { error: String(err) });
+  }
+}
+
+/** One line holding the chain head as `--anchor` takes it. */
+function logAuditHead(registry: Registry, log: Logger, when: 'start' | 'interval' | 'shutdown'): void {
+  const head = registry.audit.head();
+  log.info('audit head', { when, seq: head.seq, hash: head.hash, anchor: `${head.seq}:${head.hash}` });
+}
+
 export async function startAgent(config: AgentConfig, opts: StartAgentOptions = {}): Promise<RunningAgent> {
   const log = opts.log ?? createLogger({ level: config.logLevel, base: { node: config.nodeName } });
   const startedAt = new Date();
@@ -58,6 +86,8 @@ export async function startAgent(config: AgentConfig, opts: StartAgentOptions = 
   mkdirSync(dirname(config.database), { recursive: true, mode: 0o700 });
   const registry = openRegistry(config.database);
   try {
+    checkAuditTriggers(registry, log);
+    logAuditHead(registry, log, 'start');
     const runtime = createRuntime(config.containerRuntime, config.runtimePath);
     const deps = { config, registry, runtime, log, startedAt, agentVersion: PACKAGE_VERSION };
     // One set of per-service locks: handlers write under them, the monitor skips a locked
@@ -74,6 +104,19 @@ export async function startAgent(config: AgentConfig, opts: StartAgentOptions = 
       handlers,
       log,
     });
+    // Temp files of pushes killed with an earlier agent: nothing else is removed (files/write.ts).
+    const swept = sweepLeftovers(config.files.root).then(
+      (removed) => {
+        if (removed.length > 0) log.warn('removed temp files of interrupted pushes', { files: removed });
+      },
+      (err: unknown) => log.warn('could not sweep temp files of interrupted pushes', { error: String(err) }),
+    );
+    // Anchors in the journal, off the database: see `mcp-agent audit verify --anchor`.
+    const anchorTimer = setInterval(() => {
+      checkAuditTriggers(registry, log);
+      logAuditHead(registry, log, 'interval');
+    }, config.audit.anchorIntervalSeconds * 1000);
+    anchorTimer.unref();
     const monitor = config.monitor.enabled
       ? startMonitor({ config, registry, runtime, log, isBusy: (service) => locks.isLocked(service) })
       : undefined;
@@ -94,6 +137,9 @@ export async function startAgent(config: AgentConfig, opts: StartAgentOptions = 
           log.info('agent stopping');
           await server.shutdown(config.server.shutdownGraceSeconds * 1000);
           await monitor?.stop();
+          await swept;
+          clearInterval(anchorTimer);
+          logAuditHead(registry, log, 'shutdown');
           registry.close();
           log.info('agent stopped');
         })();

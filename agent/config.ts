@@ -81,6 +81,13 @@ export interface AgentConfig {
   files: { root: string; maxFileBytes: number; chunkBytes: number };
   backups: { dir: string; keep: number };
   admission: AdmissionConfig;
+  audit: {
+    /**
+     * How often the agent logs the audit chain's head (seq and hash), besides at start and at
+     * shutdown: the journal then holds anchors for `mcp-agent audit verify --anchor`.
+     */
+    anchorIntervalSeconds: number;
+  };
 }
 
 /** The admission levels, loosest last; see agent/admission.ts for what each refuses. */
@@ -285,6 +292,11 @@ const agentConfigInput = z
       })
       .prefault({}),
     admission: admissionSchema.prefault({}),
+    audit: z
+      .strictObject({
+        anchor_interval_seconds: z.int().min(1).max(86_400).default(3600),
+      })
+      .prefault({}),
   })
   .superRefine((config, ctx) => {
     checkUniqueIssuers(config.issuers, ['issuers'], ctx);
@@ -386,6 +398,7 @@ export function parseAgentConfig(text: string, file: string, env: Env = process.
         allowHostPorts: exception.allow_host_ports,
       })),
     },
+    audit: { anchorIntervalSeconds: input.audit.anchor_interval_seconds },
   };
 }
 

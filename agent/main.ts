@@ -3,7 +3,7 @@
  * mcp-agent: the node agent's command line.
  *
  *   mcp-agent server   [--config FILE]                      serve gRPC (the systemd service)
- *   mcp-agent audit verify [--config FILE]                  check the audit log's hash chain
+ *   mcp-agent audit verify [--config FILE] [--anchor SEQ:HASH]...   check the hash chain (and anchors)
  *   mcp-agent audit export [--config FILE] [--since TIME]   audit records as JSON lines on stdout
  *   mcp-agent snapshot [--config FILE]                      consistent copy of the registry
  *   mcp-agent restore  [--config FILE] --from SNAPSHOT      put a snapshot back (agent stopped)
@@ -11,6 +11,7 @@
 import { parseArgs } from 'node:util';
 import { McpError } from '../core/errors.js';
 import { PACKAGE_VERSION } from '../core/version.js';
+import type { ChainHead } from '../registry/audit.js';
 import { openRegistry } from '../registry/db.js';
 import { startAgent } from './agent.js';
 import { type AgentConfig, loadAgentConfig } from './config.js';
@@ -22,7 +23,10 @@ const USAGE = `mcp-agent ${PACKAGE_VERSION}: the mcp node agent
 
 Usage:
   mcp-agent server   [--config FILE]                      serve gRPC over TLS (run by systemd)
-  mcp-agent audit verify [--config FILE]                  check the audit log's hash chain
+  mcp-agent audit verify [--config FILE] [--anchor SEQ:HASH]...
+                                                          check the audit log's hash chain; each
+                                                          anchor (a head the agent logged) must
+                                                          still be in it with that hash
   mcp-agent audit export [--config FILE] [--since TIME] [--format jsonl]
                                                           write audit records as JSON lines to stdout
   mcp-agent snapshot [--config FILE]                      write a consistent copy of the registry
@@ -54,12 +58,34 @@ async function serve(config: AgentConfig): Promise<void> {
   process.on('SIGTERM', onSignal);
 }
 
-function auditVerify(config: AgentConfig): number {
+/** `--anchor SEQ:HASH`: a chain head noted earlier (the agent logs `audit head` with `anchor`). */
+function parseAnchor(text: string): ChainHead {
+  const match = /^([1-9][0-9]{0,15}):([0-9a-fA-F]{64})$/.exec(text);
+  if (!match) {
+    throw new UsageError(
+      `--anchor '${text}' is not SEQ:HASH: give a record number and its 64-hex-digit hash, as the agent logs them ("audit head" lines, field anchor)`,
+    );
+  }
+  return { seq: Number(match[1]), hash: (match[2] as string).toLowerCase() };
+}
+
+function auditVerify(config: AgentConfig, anchorTexts: readonly string[]): number {
+  const anchors = anchorTexts.map(parseAnchor);
   const registry = openRegistry(config.database, { readonly: true });
   try {
-    const result = registry.audit.verifyChain();
+    const result = registry.audit.verifyChain(anchors);
     if (result.ok) {
-      process.stdout.write(`audit chain OK: ${result.count} records verified in ${config.database}\n`);
+      const head = registry.audit.head();
+      const checked = anchors.length > 0 ? `, ${anchors.length} anchor(s) hold` : '';
+      process.stdout.write(
+        `audit chain OK: ${result.count} records verified in ${config.database}${checked}\n` +
+          `head: ${head.seq}:${head.hash} (note it off the node; verify later with --anchor ${head.seq}:${head.hash})\n`,
+      );
+      if (anchors.length === 0) {
+        process.stdout.write(
+          'without --anchor, removed newest records or an emptied log cannot be detected: pass anchors the agent logged\n',
+        );
+      }
       return 0;
     }
     process.stdout.write(`audit chain BROKEN at record ${result.seq}: ${result.reason}\n`);
@@ -99,6 +125,7 @@ async function main(argv: string[]): Promise<number> {
       since: { type: 'string' },
       format: { type: 'string', default: 'jsonl' },
       from: { type: 'string' },
+      anchor: { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean' },
     },
@@ -119,7 +146,7 @@ async function main(argv: string[]): Promise<number> {
       await serve(config);
       return -1; // keep running until a signal
     case 'audit':
-      if (sub === 'verify') return auditVerify(config);
+      if (sub === 'verify') return auditVerify(config, values.anchor ?? []);
       if (sub === 'export') return auditExport(config, values.since, values.format ?? 'jsonl');
       throw new UsageError(`unknown audit command '${sub ?? ''}': use 'audit verify' or 'audit export'`);
     case 'snapshot': {

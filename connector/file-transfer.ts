@@ -6,7 +6,8 @@
  * small enough or into a file. Files on the operator's machine are confined to one local
  * directory (`[files] local_dir`): a tool call must not read `~/.ssh/id_ed25519` or write
  * `~/.bashrc` because a model was told to. Paths follow the agent's lexical rules
- * (agent/files/paths.ts), and links are resolved and must stay inside.
+ * (core/paths.ts), and links are resolved and must stay inside. A file to upload with more
+ * than one hard link is refused: it may be an outside file under a second name.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
@@ -38,15 +39,21 @@ export class LocalDirectory {
     try {
       real = await fs.realpath(path.join(boundary, ...components));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new NotFoundError(`localPath '${localPath}': no such file in ${this.dir}`);
-      }
-      throw err;
+      throw this.unusable(localPath, err);
     }
     if (!isInside(boundary, real)) throw this.leaves(localPath);
-    const stat = await fs.stat(real);
+    const stat = await fs.stat(real).catch((err: unknown) => {
+      throw this.unusable(localPath, err);
+    });
     if (!stat.isFile())
       throw new InvalidArgumentError(`localPath '${localPath}' in ${this.dir} is not a regular file`);
+    // A hard link is the same file as its other names, which may be outside the directory
+    // (`ln ~/.ssh/id_ed25519 files/key`): no path check can see that, so it is refused.
+    if (stat.nlink > 1) {
+      throw new InvalidArgumentError(
+        `localPath '${localPath}' in ${this.dir} has ${stat.nlink} hard links, so it may be a file outside that directory, and is not uploaded: copy the content into a new file (cp FILE FILE.new && mv FILE.new FILE) and push that`,
+      );
+    }
     return { file: real, size: stat.size };
   }
 
@@ -95,6 +102,23 @@ export class LocalDirectory {
         `the local directory ${this.dir} ([files] local_dir) cannot be used: ${(err as Error).message}`,
       );
     }
+  }
+
+  /** What the file system said about `localPath`, as an error the caller can act on. */
+  private unusable(localPath: string, err: unknown): unknown {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return new NotFoundError(`localPath '${localPath}': no such file in ${this.dir}`);
+    if (code === 'EACCES' || code === 'EPERM') {
+      return new FailedPreconditionError(
+        `localPath '${localPath}' in ${this.dir} cannot be read (${code}): fix its permissions`,
+      );
+    }
+    if (code === 'ENOTDIR' || code === 'ENAMETOOLONG' || code === 'ELOOP') {
+      return new InvalidArgumentError(
+        `localPath '${localPath}' in ${this.dir} cannot be used (${code}): a directory on the way is a file, the path is too long, or it runs into a loop of links`,
+      );
+    }
+    return err;
   }
 
   private leaves(localPath: string): InvalidArgumentError {

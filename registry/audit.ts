@@ -14,13 +14,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { InvalidArgumentError, McpError, NotFoundError } from '../core/errors.js';
-import {
-  type AuditDecisionName,
-  type AuditOutcomeName,
-  auditDecisionToProto,
-  auditOutcomeToProto,
-} from '../core/states.js';
-import type { AuditRecord } from '../gen/mcp/v1/mcp.js';
+import type { AuditDecisionName, AuditOutcomeName } from '../core/states.js';
 import { writeTransaction } from './transaction.js';
 
 /** prev_hash of the first record. */
@@ -55,7 +49,8 @@ export const AUDIT_HASHED_FIELDS = [
 ] as const;
 
 const DEFAULT_PAGE_SIZE = 50;
-const MAX_PAGE_SIZE = 500;
+/** The one page-size limit of audit reads (gRPC, CLI, tests): more is refused, not cut short. */
+export const MAX_AUDIT_PAGE_SIZE = 500;
 const MAX_ERROR_MESSAGE_LENGTH = 2000;
 
 /**
@@ -143,6 +138,15 @@ export interface AuditOutcomeInput {
   time?: Date;
 }
 
+/**
+ * Which services' records a reader may see (the caller's RBAC scope for `audit.query`, with
+ * roles limited to other nodes already dropped). `all` also shows records that name no service.
+ */
+export interface AuditScope {
+  readonly all: boolean;
+  allows(service: string): boolean;
+}
+
 export interface AuditQuery {
   /** At or after. */
   since?: Date;
@@ -153,7 +157,12 @@ export interface AuditQuery {
   service?: string;
   decision?: AuditDecisionName;
   outcome?: AuditOutcomeName;
-  /** Default 50, at most 500. */
+  /**
+   * Only records the reader's scope covers; omitted means every record. Applied in the query
+   * itself, so pages stay full and page tokens stay correct.
+   */
+  scope?: AuditScope;
+  /** Default 50, at most MAX_AUDIT_PAGE_SIZE (more is INVALID_ARGUMENT). */
   pageSize?: number;
   /** `nextPageToken` of the previous page. */
   pageToken?: string;
@@ -219,30 +228,6 @@ export class AuditWriteError extends McpError {
   }
 }
 
-export function toAuditRecord(entry: AuditEntry): AuditRecord {
-  return {
-    seq: entry.seq,
-    time: entry.time,
-    node: entry.node,
-    issuer: entry.issuer,
-    subject: entry.subject,
-    clientId: entry.clientId,
-    roles: [...entry.roles],
-    rpc: entry.rpc,
-    tool: entry.tool,
-    service: entry.service,
-    component: entry.component,
-    argsSha256: entry.argsSha256,
-    decision: auditDecisionToProto(entry.decision),
-    outcome: auditOutcomeToProto(entry.outcome),
-    errorCode: entry.errorCode,
-    durationMs: entry.durationMs,
-    requestId: entry.requestId,
-    prevHash: entry.prevHash,
-    hash: entry.hash,
-  };
-}
-
 /** audit_log as SQLite returns it: roles still JSON text. */
 type StoredRow = Omit<AuditRow, 'roles'> & { roles: string | null };
 
@@ -259,9 +244,17 @@ export class AuditLog {
   private readonly statements;
   /** Last record written. Kept in memory so appends need no read; undefined after a failed write. */
   private chainHead: ChainHead | undefined;
+  /** The scope of the query running now; read by the SQL function `audit_in_scope`. */
+  private activeScope: AuditScope | undefined;
 
   constructor(db: Database.Database) {
     this.db = db;
+    // Service globs are picomatch patterns, which SQL cannot evaluate: the query asks this
+    // function instead, row by row, so filtering stays inside the query. better-sqlite3 is
+    // synchronous, so the scope set around one query cannot leak into another.
+    db.function('audit_in_scope', { deterministic: false }, (service: unknown) =>
+      typeof service === 'string' && service !== '' && this.activeScope?.allows(service) === true ? 1 : 0,
+    );
     this.statements = {
       head: db.prepare<[], ChainHead>('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1'),
       insert: db.prepare<StoredRow>(
@@ -364,16 +357,25 @@ export class AuditLog {
       clauses.push('c.seq < @before');
       params.before = parsePageToken(query.pageToken);
     }
+    // A scoped reader sees records of services it covers; records naming no service (node-wide
+    // calls, refusals before a target was known) are for unscoped readers only.
+    const scoped = query.scope !== undefined && !query.scope.all;
+    if (scoped) clauses.push('audit_in_scope(c.service) = 1');
     // Only fixed clause texts are concatenated; every value is a bound parameter.
-    const rows = this.db
-      .prepare<Record<string, string | number>, JoinedRow>(
-        `SELECT c.*, o.seq AS o_seq, o.outcome AS o_outcome, o.error_code AS o_error_code,
-           o.error_message AS o_error_message, o.duration_ms AS o_duration_ms
-         FROM audit_log c LEFT JOIN audit_log o ON o.call_id = c.call_id AND o.entry = 'outcome'
-         WHERE ${clauses.join(' AND ')}
-         ORDER BY c.seq DESC LIMIT @limit`,
-      )
-      .all(params);
+    const statement = this.db.prepare<Record<string, string | number>, JoinedRow>(
+      `SELECT c.*, o.seq AS o_seq, o.outcome AS o_outcome, o.error_code AS o_error_code,
+         o.error_message AS o_error_message, o.duration_ms AS o_duration_ms
+       FROM audit_log c LEFT JOIN audit_log o ON o.call_id = c.call_id AND o.entry = 'outcome'
+       WHERE ${clauses.join(' AND ')}
+       ORDER BY c.seq DESC LIMIT @limit`,
+    );
+    this.activeScope = scoped ? query.scope : undefined;
+    let rows: JoinedRow[];
+    try {
+      rows = statement.all(params);
+    } finally {
+      this.activeScope = undefined;
+    }
     const records = rows.slice(0, pageSize).map(toEntry);
     const last = records.at(-1);
     const nextPageToken = rows.length > pageSize && last ? pageTokenAfter(last.seq) : '';
@@ -384,10 +386,16 @@ export class AuditLog {
    * Recomputes every hash in seq order and names the first record that does not hold:
    * a changed field, a broken link, a missing seq. Also compares the end of the log with
    * what this process last wrote, which catches a truncated or rewritten tail.
+   *
+   * The chain alone cannot tell a log whose newest records were removed (or that was emptied,
+   * or rewritten from some record on) from an honest shorter one. `anchors` (heads noted off
+   * the node: the agent logs one every `audit.anchor_interval_seconds`) close that gap: each
+   * must still be in the chain with the same hash, and the log must reach it.
    */
-  verifyChain(): ChainVerification {
+  verifyChain(anchors: readonly ChainHead[] = []): ChainVerification {
     let expectedSeq = 1;
     let prevHash = GENESIS_HASH;
+    const anchored = new Map(anchors.map((anchor) => [anchor.seq, anchor.hash.toLowerCase()]));
     for (const stored of this.statements.all.iterate()) {
       if (stored.seq !== expectedSeq) {
         const missing =
@@ -417,10 +425,26 @@ export class AuditLog {
           reason: `the hash of record ${stored.seq} does not match its contents (a field was changed)`,
         };
       }
+      const anchorHash = anchored.get(stored.seq);
+      if (anchorHash !== undefined && anchorHash !== stored.hash) {
+        return {
+          ok: false,
+          seq: stored.seq,
+          reason: `record ${stored.seq} has hash ${stored.hash}, the anchor says ${anchorHash} (the log was rewritten from this record on, or earlier)`,
+        };
+      }
       prevHash = stored.hash;
       expectedSeq += 1;
     }
     const count = expectedSeq - 1;
+    const beyond = Math.max(0, ...anchored.keys());
+    if (beyond > count) {
+      return {
+        ok: false,
+        seq: count + 1,
+        reason: `the log ends at record ${count}, but an anchor names record ${beyond}: records ${count + 1} to ${beyond} at least were deleted (the tail was truncated)`,
+      };
+    }
     const head = this.chainHead;
     if (head && head.seq > count) {
       return {
@@ -541,12 +565,12 @@ function parseRoles(stored: StoredRow): HashedRow | undefined {
 
 function pageSizeOf(requested: number | undefined): number {
   if (requested === undefined || requested === 0) return DEFAULT_PAGE_SIZE;
-  if (!Number.isInteger(requested) || requested < 0) {
+  if (!Number.isInteger(requested) || requested < 0 || requested > MAX_AUDIT_PAGE_SIZE) {
     throw new InvalidArgumentError(
-      `page size must be a whole number from 1 to ${MAX_PAGE_SIZE}, not ${requested}`,
+      `page size must be a whole number from 1 to ${MAX_AUDIT_PAGE_SIZE}, not ${requested}: ask for fewer and follow nextPageToken`,
     );
   }
-  return Math.min(requested, MAX_PAGE_SIZE);
+  return requested;
 }
 
 function pageTokenAfter(seq: number): string {

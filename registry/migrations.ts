@@ -13,6 +13,18 @@ export interface Migration {
   sql: string;
 }
 
+/**
+ * The triggers that make audit_log append-only, by name. Created by migration 3 and checked at
+ * every agent start (`repairAuditTriggers`): anyone with write access to the file can drop
+ * them, so the agent puts them back.
+ */
+export const AUDIT_TRIGGERS: Readonly<Record<string, string>> = {
+  audit_log_no_update: `CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+      BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;`,
+  audit_log_no_delete: `CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+      BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;`,
+};
+
 // Note for later migrations: `PRAGMA foreign_keys` cannot change inside a transaction, so a
 // migration that rebuilds a table with foreign keys needs its own handling in the runner.
 export const MIGRATIONS: readonly Migration[] = [
@@ -147,10 +159,8 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE UNIQUE INDEX audit_log_one_entry_of_each_kind ON audit_log(call_id, entry);
       CREATE INDEX audit_log_by_time ON audit_log(time);
 
-      CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
-      BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
-      CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
-      BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+      ${AUDIT_TRIGGERS.audit_log_no_update}
+      ${AUDIT_TRIGGERS.audit_log_no_delete}
     `,
   },
 ];
@@ -176,6 +186,30 @@ export function migrate(db: Database.Database): void {
       recordApplied.run(migration.version, new Date().toISOString());
     }).immediate();
   }
+}
+
+/**
+ * Puts back every audit trigger that is missing or was replaced by another definition under
+ * its name; returns the names recreated (empty when all were in place). A trigger that raises
+ * nothing under the right name counts as replaced: only the text is trusted.
+ */
+export function repairAuditTriggers(db: Database.Database): string[] {
+  const present = db.prepare<[string], { sql: string | null }>(
+    "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?",
+  );
+  // SQLite keeps the statement without its final ';'.
+  const normalized = (sql: string) => sql.replace(/\s+/g, ' ').trim().replace(/;$/, '');
+  const repaired: string[] = [];
+  db.transaction(() => {
+    for (const [name, sql] of Object.entries(AUDIT_TRIGGERS)) {
+      const found = present.get(name);
+      if (found?.sql && normalized(found.sql) === normalized(sql)) continue;
+      if (found) db.exec(`DROP TRIGGER "${name}"`);
+      db.exec(sql);
+      repaired.push(name);
+    }
+  }).immediate();
+  return repaired;
 }
 
 /** Highest applied version, 0 for a database never migrated. */

@@ -16,18 +16,29 @@
  *
  * The service directory itself may be a link set up by the operator (for example to another
  * disk): it is the boundary, taken as `realpath(<root>/<service>)`.
+ *
+ * Hard links cannot be seen in a path: `srv/web/x` hard-linked to `/etc/shadow` IS that file.
+ * So a regular file with more than one link is refused for a pull (`openServiceFile` checks the
+ * opened descriptor) and as the destination of a push (`writeServiceFile`): it may be an
+ * outside file. Remove the link and put a copy there instead.
+ *
+ * A path whose full form (files root, service, path) passes PATH_MAX is refused before any
+ * call, and every errno the file system answers is mapped by `fileSystemError`
+ * (agent/files/errors.ts), so bad input is never INTERNAL.
  */
 import { constants, type Stats } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../../core/errors.js';
 import {
-  FailedPreconditionError,
-  InvalidArgumentError,
-  NotFoundError,
-  ResourceExhaustedError,
-} from '../../core/errors.js';
-import { checkRelativePath, checkServiceName, isInside, serviceDirectoryShown } from '../../core/paths.js';
+  checkRelativePath,
+  checkServiceName,
+  isInside,
+  MAX_PATH_BYTES,
+  serviceDirectoryShown,
+} from '../../core/paths.js';
 import { printable } from '../../core/text.js';
+import { diskFull, errnoCode, fileSystemError } from './errors.js';
 
 /** Symbolic links followed while resolving one path, as Linux's own limit. */
 const MAX_LINK_HOPS = 40;
@@ -79,12 +90,19 @@ export async function resolveServicePath(
       `path '${printable(input)}' leaves the service directory: give a path relative to ${shown}`,
     );
 
+  const full = path.join(root, service, relative);
+  if (Buffer.byteLength(full) >= MAX_PATH_BYTES) {
+    throw new InvalidArgumentError(
+      `path '${printable(input)}' is ${Buffer.byteLength(full)} bytes long once joined to ${shown}, over the file system's limit of ${MAX_PATH_BYTES - 1}: use a shorter path`,
+    );
+  }
+
   const created: string[] = [];
   try {
     return await walk();
   } catch (err) {
     await removeCreatedDirectories(created);
-    throw err;
+    throw fileSystemError(err, { relative, shown });
   }
 
   async function walk(): Promise<ServicePath> {
@@ -250,6 +268,8 @@ async function makeDirectory(dir: string): Promise<boolean> {
 /** An open directory, checked to be inside the boundary where the kernel has it. */
 export interface OpenDirectory {
   readonly handle: FileHandle;
+  /** `<dev>:<ino>` of the directory: names it whatever path leads to it. */
+  readonly device: string;
   /** A path to `name` inside this very directory, immune to later renames or swapped links. */
   entry(name: string): string;
   close(): Promise<void>;
@@ -276,8 +296,14 @@ export async function openDirectory(target: ServicePath): Promise<OpenDirectory>
     await handle.close();
     throw err;
   }
+  const stat = await handle.stat();
   const base = `/proc/self/fd/${handle.fd}`;
-  return { handle, entry: (name) => `${base}/${name}`, close: () => handle.close() };
+  return {
+    handle,
+    device: `${stat.dev}:${stat.ino}`,
+    entry: (name) => `${base}/${name}`,
+    close: () => handle.close(),
+  };
 }
 
 async function descriptorPath(fd: number): Promise<string> {
@@ -289,19 +315,6 @@ async function descriptorPath(fd: number): Promise<string> {
       { cause: err },
     );
   }
-}
-
-export function errnoCode(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | undefined)?.code;
-}
-
-export function diskFull(where: string, cause: unknown): ResourceExhaustedError {
-  return new ResourceExhaustedError(
-    `no space left on the disk holding ${where}: free some space, then retry`,
-    {
-      cause,
-    },
-  );
 }
 
 async function lstatOrUndefined(file: string): Promise<Stats | undefined> {

@@ -1,12 +1,15 @@
 /**
  * Reading a service's file for a pull: opened relative to its checked directory without
- * following a link, regular files only, read in chunks of a fixed size.
+ * following a link, regular files with one link only (a hard link may be an outside file, see
+ * paths.ts), read in chunks of a fixed size. Sockets, FIFOs and devices are refused before they
+ * are opened: opening one can block, fail (ENXIO) or act on hardware.
  */
 import { constants } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 import { InvalidArgumentError, McpError, NotFoundError } from '../../core/errors.js';
 import { printable } from '../../core/text.js';
-import { errnoCode, openDirectory, type ServicePath } from './paths.js';
+import { errnoCode, fileSystemError, hardLinked } from './errors.js';
+import { openDirectory, type ServicePath } from './paths.js';
 import { cancelled } from './write.js';
 
 export interface OpenedFile {
@@ -28,6 +31,11 @@ export async function openServiceFile(target: ServicePath): Promise<OpenedFile> 
       `path '${printable(target.relative)}' in ${target.shown} is a directory: name a file`,
     );
   }
+  const notRegular = () =>
+    new InvalidArgumentError(
+      `path '${printable(target.relative)}' in ${target.shown} is not a regular file (a socket, FIFO or device): only regular files can be pulled`,
+    );
+  if (!target.stat.isFile()) throw notRegular();
   const dir = await openDirectory(target);
   let handle: FileHandle;
   try {
@@ -43,16 +51,21 @@ export async function openServiceFile(target: ServicePath): Promise<OpenedFile> 
         `path '${printable(target.relative)}' was replaced by a symbolic link while it was being opened: retry`,
       );
     }
-    throw err;
+    // Replaced by a socket or device after the check above.
+    if (errnoCode(err) === 'ENXIO' || errnoCode(err) === 'ENODEV') throw notRegular();
+    throw fileSystemError(err, target);
   } finally {
     await dir.close();
   }
+  // Checked on the open descriptor: what is read is what was checked.
   const stat = await handle.stat();
   if (!stat.isFile()) {
     await handle.close();
-    throw new InvalidArgumentError(
-      `path '${printable(target.relative)}' in ${target.shown} is not a regular file: only files can be pulled`,
-    );
+    throw notRegular();
+  }
+  if (stat.nlink > 1) {
+    await handle.close();
+    throw hardLinked(target, stat.nlink, 'pulled');
   }
   return { handle, size: stat.size, mode: stat.mode & 0o7777 };
 }

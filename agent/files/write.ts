@@ -1,17 +1,24 @@
 /**
  * Writing a pushed file atomically: the content goes to a temporary file in the destination's
- * directory (`.<name>.<random>.tmp`, created exclusively, mode 0600), is hashed on the way,
- * and replaces the destination with one `rename` only once its size and SHA-256 match the
+ * directory (`.<name>.mcp-push-<12 hex>.tmp`, created exclusively, mode 0600), is hashed on the
+ * way, and replaces the destination with one `rename` only once its size and SHA-256 match the
  * header. Readers see the old file or the new one, never a mix; a failure, a cancellation or
- * a killed agent leaves the old file as it was (a killed agent can leave a `.tmp` file behind).
+ * a killed agent leaves the old file as it was.
+ *
+ * A killed agent leaves its temp file behind. Those leftovers are swept (`sweepLeftovers`) at
+ * start under the whole files root and before each push into the same directory; only names
+ * of exactly this pattern, regular files with one link owned by the agent's user, and never a
+ * temp file of a push still running in this process.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, type Dirent } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
 import { InvalidArgumentError, McpError, ResourceExhaustedError } from '../../core/errors.js';
 import { MAX_NAME_BYTES } from '../../core/paths.js';
 import { printable } from '../../core/text.js';
-import { diskFull, errnoCode, openDirectory, removeCreatedDirectories, type ServicePath } from './paths.js';
+import { fileSystemError, hardLinked } from './errors.js';
+import { type OpenDirectory, openDirectory, removeCreatedDirectories, type ServicePath } from './paths.js';
 
 /** The mode a pushed file gets when the header says 0. */
 export const DEFAULT_FILE_MODE = 0o644;
@@ -96,12 +103,22 @@ export async function writeServiceFile(opts: WriteFileOptions): Promise<WrittenF
       `path '${printable(target.relative)}' in ${target.shown} is not a regular file: remove it or choose another path`,
     );
   }
+  if (existing && existing.nlink > 1) throw hardLinked(target, existing.nlink, 'replaced');
   const nothingWritten = 'nothing was written';
-  const dir = await openDirectory(target);
+  let dir: OpenDirectory;
+  try {
+    dir = await openDirectory(target);
+  } catch (err) {
+    await removeCreatedDirectories(target.created);
+    throw fileSystemError(err, target);
+  }
   const temp = temporaryName(target.name);
+  const live = liveKey(dir, temp);
   let file: FileHandle | undefined;
   let placed = false;
   try {
+    await sweepDirectory(dir);
+    livePushes.add(live);
     file = await fs.open(
       dir.entry(temp),
       constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
@@ -138,28 +155,111 @@ export async function writeServiceFile(opts: WriteFileOptions): Promise<WrittenF
     await file.sync();
     await file.close();
     file = undefined;
+    // Looked at again just before the rename: a hard link made while the content streamed.
+    const now = await fs.lstat(dir.entry(target.name)).catch(() => undefined);
+    if (now?.isFile() && now.nlink > 1) throw hardLinked(target, now.nlink, 'replaced');
     await fs.rename(dir.entry(temp), dir.entry(target.name));
     placed = true;
     await dir.handle.sync();
     return { size: written, sha256: digest };
   } catch (err) {
-    const code = errnoCode(err);
-    if (code === 'ENOSPC' || code === 'EDQUOT') throw diskFull(target.shown, err);
-    throw err;
+    throw fileSystemError(err, target);
   } finally {
     await file?.close().catch(() => undefined);
     if (!placed) await fs.unlink(dir.entry(temp)).catch(() => undefined);
+    livePushes.delete(live);
     await dir.close().catch(() => undefined);
     // "Nothing was written" includes the directories made for this push.
     if (!placed) await removeCreatedDirectories(target.created);
   }
 }
 
-/** `.<name>.<random>.tmp`, or a shorter fixed prefix when that would pass 255 bytes. */
+/** `.<name>.mcp-push-<12 hex>.tmp`, or `.mcp-push-<12 hex>.tmp` when that would pass 255 bytes. */
 function temporaryName(name: string): string {
   const random = randomBytes(6).toString('hex');
-  const full = `.${name}.${random}.tmp`;
-  return Buffer.byteLength(full) <= MAX_NAME_BYTES ? full : `.mcp-push.${random}.tmp`;
+  const full = `.${name}.mcp-push-${random}.tmp`;
+  return Buffer.byteLength(full) <= MAX_NAME_BYTES ? full : `.mcp-push-${random}.tmp`;
+}
+
+/** Exactly the names `temporaryName` makes; nothing else is ever swept. */
+export const TEMPORARY_NAME = /^\.(?:.+\.)?mcp-push-[0-9a-f]{12}\.tmp$/s;
+
+/** Temp files of pushes running in this process, as `<dev>:<ino of the directory>/<name>`. */
+const livePushes = new Set<string>();
+
+function liveKey(dir: OpenDirectory, temp: string): string {
+  return `${dir.device}/${temp}`;
+}
+
+/**
+ * Removes the leftovers of killed pushes in one open directory: names matching
+ * TEMPORARY_NAME that are regular files with one link, owned by this process's user, and not
+ * written by a push running now. Returns the names removed.
+ */
+async function sweepDirectory(dir: OpenDirectory): Promise<string[]> {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = await fs.readdir(dir.entry('.'));
+  } catch {
+    return removed; // a directory we cannot list holds no temp file of ours
+  }
+  for (const name of names) {
+    if (!TEMPORARY_NAME.test(name) || livePushes.has(liveKey(dir, name))) continue;
+    const stat = await fs.lstat(dir.entry(name)).catch(() => undefined);
+    if (!stat?.isFile() || stat.nlink !== 1 || stat.uid !== process.getuid?.()) continue;
+    await fs.unlink(dir.entry(name)).then(
+      () => removed.push(name),
+      () => undefined,
+    );
+  }
+  return removed;
+}
+
+/**
+ * Sweeps the whole files root, as the agent does at start: every directory below it, links
+ * not followed. Returns the paths removed. Unreadable directories are skipped.
+ */
+export async function sweepLeftovers(root: string): Promise<string[]> {
+  const removed: string[] = [];
+  const pending = [root];
+  while (pending.length > 0) {
+    const current = pending.pop() as string;
+    let entries: Dirent[];
+    try {
+      entries = await fs.readdir(current, { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    if (entries.some((e) => e.isFile() && TEMPORARY_NAME.test(e.name))) {
+      const dir = await openPlainDirectory(current);
+      if (dir) {
+        try {
+          removed.push(...(await sweepDirectory(dir)).map((name) => path.join(current, name)));
+        } finally {
+          await dir.close();
+        }
+      }
+    }
+    for (const entry of entries) if (entry.isDirectory()) pending.push(path.join(current, entry.name));
+  }
+  return removed;
+}
+
+async function openPlainDirectory(dir: string): Promise<OpenDirectory | undefined> {
+  try {
+    const handle = await fs.open(dir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+    const stat = await handle.stat();
+    const base = `/proc/self/fd/${handle.fd}`;
+    return {
+      handle,
+      device: `${stat.dev}:${stat.ino}`,
+      entry: (name) => `${base}/${name}`,
+      close: () => handle.close(),
+    };
+  } catch {
+    return undefined;
+  }
 }
 
 async function writeAll(file: FileHandle, chunk: Uint8Array): Promise<void> {

@@ -1,20 +1,22 @@
-import { InvalidArgumentError } from '../../core/errors.js';
-import { auditDecisionFromProto, auditOutcomeFromProto } from '../../core/states.js';
-import type { QueryAuditRequest, QueryAuditResponse } from '../../gen/mcp/v1/mcp.js';
-import { toAuditRecord } from '../../registry/audit.js';
+/**
+ * QueryAudit: the audit log read back over gRPC, filtered to what the caller's role covers
+ * (`ctx.scope`, computed by RBAC for `audit.query` on this node). The registry returns its own
+ * record type; the conversion to the contract's AuditRecord happens here, once.
+ */
+import {
+  auditDecisionFromProto,
+  auditDecisionToProto,
+  auditOutcomeFromProto,
+  auditOutcomeToProto,
+} from '../../core/states.js';
+import type { AuditRecord, QueryAuditRequest, QueryAuditResponse } from '../../gen/mcp/v1/mcp.js';
+import type { AuditEntry } from '../../registry/audit.js';
 import type { CallContext } from '../server.js';
 import type { HandlerDeps } from './deps.js';
 
-const MAX_PAGE_SIZE = 500;
-
 export function auditHandlers({ registry }: HandlerDeps) {
   return {
-    async queryAudit(req: QueryAuditRequest, _ctx: CallContext): Promise<QueryAuditResponse> {
-      if (req.pageSize > MAX_PAGE_SIZE) {
-        throw new InvalidArgumentError(
-          `pageSize ${req.pageSize} is over the limit of ${MAX_PAGE_SIZE}: ask for fewer and page`,
-        );
-      }
+    async queryAudit(req: QueryAuditRequest, ctx: CallContext): Promise<QueryAuditResponse> {
       const page = registry.audit.query({
         since: req.since,
         until: req.until,
@@ -23,10 +25,36 @@ export function auditHandlers({ registry }: HandlerDeps) {
         service: req.service || undefined,
         decision: auditDecisionFromProto(req.decision),
         outcome: auditOutcomeFromProto(req.outcome),
+        scope: ctx.scope,
         pageSize: req.pageSize || undefined,
         pageToken: req.pageToken || undefined,
       });
-      return { records: page.records.map(toAuditRecord), nextPageToken: page.nextPageToken ?? '' };
+      return { records: page.records.map(toAuditRecord), nextPageToken: page.nextPageToken };
     },
+  };
+}
+
+/** One call of the registry's log as the contract's AuditRecord. */
+export function toAuditRecord(entry: AuditEntry): AuditRecord {
+  return {
+    seq: entry.seq,
+    time: entry.time,
+    node: entry.node,
+    issuer: entry.issuer,
+    subject: entry.subject,
+    clientId: entry.clientId,
+    roles: [...entry.roles],
+    rpc: entry.rpc,
+    tool: entry.tool,
+    service: entry.service,
+    component: entry.component,
+    argsSha256: entry.argsSha256,
+    decision: auditDecisionToProto(entry.decision),
+    outcome: auditOutcomeToProto(entry.outcome),
+    errorCode: entry.errorCode,
+    durationMs: entry.durationMs,
+    requestId: entry.requestId,
+    prevHash: entry.prevHash,
+    hash: entry.hash,
   };
 }

@@ -3,8 +3,11 @@
  * files root. The crash test runs the built agent (`dist/agent/main.js server`, so run
  * `npm run build` first) in a child process and SIGKILLs it in the middle of a push.
  */
+
+import { execFileSync } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { type ClientWritableStream, type Metadata, type ServiceError, status } from '@grpc/grpc-js';
@@ -226,6 +229,56 @@ describe('files through the real agent (in-process, TLS gRPC)', () => {
     expect(pullError.details).toContain("path 'etc/passwd' leaves the service directory");
   });
 
+  it('refuses a hard link to a file outside, on pull and as a push destination, keeping the outside file', async () => {
+    const outside = path.join(agent.dataDir, 'outside-secret');
+    fs.writeFileSync(outside, 'the secret\n');
+    fs.mkdirSync(path.join(agent.filesRoot, 'web'), { recursive: true });
+    fs.linkSync(outside, path.join(agent.filesRoot, 'web', 'hard-secret'));
+    const pullError = grpcError(
+      await pull(client, md, { service: 'web', path: 'hard-secret' }, true, 10).catch((err: unknown) => err),
+    );
+    expect(pullError.code).toBe(status.INVALID_ARGUMENT);
+    expect(pullError.details).toContain(
+      'has 2 hard links, so it may be a file outside the service directory',
+    );
+    const body = Buffer.from('replaced\n');
+    const pushError = grpcError(
+      await push(client, md, { path: 'hard-secret', sha256: digestOf([body]), size: body.length }, [
+        body,
+      ]).catch((err: unknown) => err),
+    );
+    expect(pushError.code).toBe(status.INVALID_ARGUMENT);
+    expect(pushError.details).toContain('is not replaced');
+    expect(fs.readFileSync(outside, 'utf8')).toBe('the secret\n');
+    expect(fs.statSync(outside).nlink).toBe(2);
+  });
+
+  it('refuses a Unix socket, a FIFO and a path past PATH_MAX with INVALID_ARGUMENT, never INTERNAL', async () => {
+    const dir = path.join(agent.filesRoot, 'web');
+    fs.mkdirSync(dir, { recursive: true });
+    const server = net.createServer().listen(path.join(dir, 'app.sock'));
+    await new Promise((resolve) => server.once('listening', resolve));
+    execFileSync('mkfifo', [path.join(dir, 'app.fifo')]);
+    const deep = `${Array.from({ length: 16 }, () => 'd'.repeat(254)).join('/')}/f`;
+    try {
+      for (const file of ['app.sock', 'app.fifo', deep]) {
+        const error = grpcError(
+          await pull(client, md, { service: 'web', path: file }, false, 10).catch((err: unknown) => err),
+        );
+        expect(error.code, file.slice(0, 20)).toBe(status.INVALID_ARGUMENT);
+      }
+      const error = grpcError(
+        await push(client, md, { path: deep, sha256: digestOf([]), size: 0 }, []).catch(
+          (err: unknown) => err,
+        ),
+      );
+      expect(error.code).toBe(status.INVALID_ARGUMENT);
+      expect(error.details).toContain('use a shorter path');
+    } finally {
+      server.close();
+    }
+  });
+
   it('is NOT_FOUND for a pull of a missing file', async () => {
     const error = grpcError(
       await pull(client, md, { service: 'web', path: 'nope.txt' }, false, 10).catch((err: unknown) => err),
@@ -307,6 +360,86 @@ describe.skipIf(!built && !process.env.CI)('an agent killed in the middle of a p
     );
     expect(pulled.content).toEqual(old);
     expect(pulled.sha256).toBe(digestOf([old]));
+  }, 120_000);
+});
+
+describe.skipIf(!built && !process.env.CI)('temp files of killed pushes (child process)', () => {
+  let dataDir: string;
+  let agent: TestAgent | undefined;
+
+  beforeAll(() => {
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcp-files-leftover-'));
+  });
+
+  afterAll(async () => {
+    await agent?.stop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  /** Starts a 32 MiB push, waits until its temp file holds 2 MiB, SIGKILLs the agent. */
+  async function killMidPush(a: TestAgent, name: string): Promise<void> {
+    const client = a.client();
+    const md = await a.auth({ roles: ['operator'] });
+    const size = 32 * MiB;
+    const sha256 = digestOf(content(size, name));
+    const p = startPush(client, md);
+    await p.write({ header: { service: 'web', path: `data/${name}`, mode: 0, sha256, size, requestId: '' } });
+    const dir = path.join(a.filesRoot, 'web', 'data');
+    let sent = 0;
+    for (const chunk of content(size, name)) {
+      await p.write({ chunk });
+      sent += chunk.length;
+      if (sent >= 8 * MiB) break;
+    }
+    await waitFor(
+      () =>
+        entries(dir).some(
+          (f) => f.startsWith(`.${name}.mcp-push-`) && fs.statSync(path.join(dir, f)).size >= 2 * MiB,
+        ),
+      20_000,
+    );
+    const child = a.child!;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+    await p.result.catch(() => undefined);
+  }
+
+  it('are swept at restart and before a push into the same directory; other files stay', async () => {
+    agent = await startTestAgent({ process: true, dataDir });
+    const dir = path.join(agent.filesRoot, 'web', 'data');
+    await killMidPush(agent, 'one.bin');
+    const temps = () => entries(dir).filter((f) => f.endsWith('.tmp'));
+    expect(temps()).toHaveLength(1);
+    // Look-alikes that are not the agent's: never removed.
+    const lookAlikes = ['.one.bin.0123456789ab.tmp', 'one.bin.mcp-push-0123456789ab.tmp', 'keep.tmp'];
+    for (const f of lookAlikes) fs.writeFileSync(path.join(dir, f), 'mine');
+
+    // Restart: the start-up sweep removes the leftover.
+    agent = await startTestAgent({ process: true, dataDir });
+    await waitFor(() => temps().every((f) => lookAlikes.includes(f)), 10_000);
+    expect(entries(dir).sort()).toEqual([...lookAlikes].sort());
+
+    // Crash again, then (without a restart sweep in between) a push into the same directory.
+    await killMidPush(agent, 'two.bin');
+    agent = await startTestAgent({ process: true, dataDir });
+    // Once the start-up sweep is done, a leftover appears that only the pre-push sweep can see.
+    await waitFor(() => temps().every((f) => lookAlikes.includes(f)), 10_000);
+    const leftover = path.join(dir, '.three.bin.mcp-push-0123456789ab.tmp');
+    fs.writeFileSync(leftover, 'partial', { mode: 0o600 });
+    const body = Buffer.from('retried\n');
+    await push(
+      agent.client(),
+      await agent.auth({ roles: ['operator'] }),
+      {
+        path: 'data/retry.bin',
+        sha256: digestOf([body]),
+        size: body.length,
+      },
+      [body],
+    );
+    expect(fs.existsSync(leftover)).toBe(false);
+    expect(entries(dir).sort()).toEqual([...lookAlikes, 'retry.bin'].sort());
   }, 120_000);
 });
 

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { toAuditRecord } from '../../agent/handlers/audit.js';
 import { InvalidArgumentError, type McpError, NotFoundError } from '../../core/errors.js';
 import { AuditDecision, AuditOutcome } from '../../gen/mcp/v1/mcp.js';
 import {
@@ -11,9 +12,10 @@ import {
   AuditWriteError,
   auditRowHash,
   GENESIS_HASH,
-  toAuditRecord,
+  MAX_AUDIT_PAGE_SIZE,
 } from '../../registry/audit.js';
 import { openRegistry, type Registry } from '../../registry/db.js';
+import { repairAuditTriggers } from '../../registry/migrations.js';
 
 let dir: string;
 let file: string;
@@ -233,10 +235,39 @@ describe('audit log: querying', () => {
     expect(rest.nextPageToken).toBe('');
   });
 
-  it('defaults to 50 per page, caps at 500, rejects bad tokens', () => {
+  it('shows a scoped reader only its services, with full pages and correct tokens', () => {
+    for (let i = 0; i < 30; i++) {
+      registry.audit.appendCall(call({ service: i % 3 === 0 ? 'web-a' : 'db', requestId: `r${i}` }));
+    }
+    registry.audit.appendCall(call({ service: undefined, rpc: 'NodeStatus' }));
+    const webOnly = { all: false, allows: (service: string) => service.startsWith('web-') };
+    const seen: string[] = [];
+    let pageToken = '';
+    do {
+      const page = registry.audit.query({ scope: webOnly, pageSize: 3, pageToken });
+      if (page.nextPageToken) expect(page.records).toHaveLength(3);
+      seen.push(...page.records.map((r) => r.service));
+      pageToken = page.nextPageToken;
+    } while (pageToken !== '');
+    expect(seen.filter((s) => s === 'web-a')).toHaveLength(10);
+    expect(seen.every((s) => s === 'web-a')).toBe(true);
+    // Records naming no service are for unscoped readers only.
+    const all = registry.audit.query({ scope: { all: true, allows: () => true }, pageSize: 500 }).records;
+    expect(all.some((r) => r.service === '')).toBe(true);
+    expect(
+      registry.audit
+        .query({ scope: { all: false, allows: () => true }, pageSize: 500 })
+        .records.some((r) => r.service === ''),
+    ).toBe(false);
+  });
+
+  it('defaults to 50 per page, refuses more than 500, rejects bad tokens', () => {
     for (let i = 0; i < 60; i++) registry.audit.appendCall(call());
     expect(registry.audit.query().records).toHaveLength(50);
-    expect(registry.audit.query({ pageSize: 10_000 }).records).toHaveLength(65);
+    expect(registry.audit.query({ pageSize: MAX_AUDIT_PAGE_SIZE }).records).toHaveLength(65);
+    expect(() => registry.audit.query({ pageSize: MAX_AUDIT_PAGE_SIZE + 1 })).toThrow(
+      /at most|from 1 to 500/,
+    );
     expect(() => registry.audit.query({ pageToken: 'not-a-token' })).toThrow(InvalidArgumentError);
     expect(() => registry.audit.query({ pageSize: -1 })).toThrow(InvalidArgumentError);
   });
@@ -370,6 +401,57 @@ describe('audit log: tamper evidence', () => {
     others.push(reader);
     expect(reader.audit.verifyChain()).toEqual({ ok: true, count: 6 });
     expect(reader.audit.head().hash).not.toBe(registry.audit.head().hash);
+    // With the head noted before the rewrite as an anchor, the fresh reader catches it too.
+    expect(reader.audit.verifyChain([registry.audit.head()])).toMatchObject({
+      ok: false,
+      seq: 6,
+      reason: expect.stringMatching(/the anchor says/),
+    });
+  });
+
+  it('with an anchor, a fresh reader catches removed newest records and an emptied log', () => {
+    fill(5);
+    const anchor = registry.audit.head();
+    const older = tamperer().prepare('SELECT seq, hash FROM audit_log WHERE seq = 4').get() as {
+      seq: number;
+      hash: string;
+    };
+    fill(1);
+    const reader = () => {
+      const r = openRegistry(file, { readonly: true });
+      others.push(r);
+      return r;
+    };
+    // An honest log that grew past its anchors holds them.
+    expect(reader().audit.verifyChain([anchor, older])).toEqual({ ok: true, count: 12 });
+    const db = tamperer();
+    db.exec('DROP TRIGGER audit_log_no_delete');
+    db.prepare('DELETE FROM audit_log WHERE seq > 8').run();
+    // Without an anchor the shorter chain is consistent: this is the gap anchors close.
+    expect(reader().audit.verifyChain()).toEqual({ ok: true, count: 8 });
+    expect(reader().audit.verifyChain([anchor])).toMatchObject({
+      ok: false,
+      seq: 9,
+      reason: expect.stringMatching(/ends at record 8, but an anchor names record 10.*truncated/),
+    });
+    expect(reader().audit.verifyChain([older])).toEqual({ ok: true, count: 8 });
+    db.prepare('DELETE FROM audit_log').run();
+    expect(reader().audit.verifyChain()).toEqual({ ok: true, count: 0 });
+    expect(reader().audit.verifyChain([older])).toMatchObject({ ok: false, seq: 1 });
+  });
+
+  it('puts back append-only triggers that were dropped or replaced, and only those', () => {
+    expect(repairAuditTriggers(registry.db)).toEqual([]);
+    const db = tamperer();
+    db.exec('DROP TRIGGER audit_log_no_delete');
+    db.exec('DROP TRIGGER audit_log_no_update');
+    // A look-alike that raises nothing, under the right name.
+    db.exec('CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT 1; END;');
+    expect(repairAuditTriggers(registry.db).sort()).toEqual(['audit_log_no_delete', 'audit_log_no_update']);
+    fill(1);
+    expect(() => db.prepare('DELETE FROM audit_log').run()).toThrow('audit log is append-only');
+    expect(() => db.prepare("UPDATE audit_log SET subject = 'x'").run()).toThrow('audit log is append-only');
+    expect(repairAuditTriggers(registry.db)).toEqual([]);
   });
 
   it('exports every row as a JSON line that re-hashes to its stored hash', () => {

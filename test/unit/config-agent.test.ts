@@ -85,6 +85,7 @@ describe('agent config defaults', () => {
       files: { root: '/srv', maxFileBytes: 4 * 1024 ** 3, chunkBytes: 262_144 },
       backups: { dir: '/var/lib/mcp-agent/backups', keep: 7 },
       admission: { level: 'restricted', allowedBindRoots: [], exceptions: [] },
+      audit: { anchorIntervalSeconds: 3600 },
     });
   });
 

@@ -2,7 +2,7 @@
  * The local directory of the file tools: a model asking push_file to upload `~/.ssh/...` or
  * pull_file to overwrite a file elsewhere is refused, whatever path or link it uses.
  */
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -57,5 +57,28 @@ describe('writing for pull_file', () => {
   it('refuses a directory link that leads outside', async () => {
     await expect(local.fileToWrite('dir-out/secret')).rejects.toThrow(/leads outside/);
     await expect(local.fileToWrite('../secret')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+});
+
+describe('hard links in the local directory', () => {
+  it('refuses to upload a hard link to a file outside, saying why and what to do', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mcp-local-hard-'));
+    try {
+      mkdirSync(join(dir, 'files'));
+      writeFileSync(join(dir, 'id_ed25519'), 'private key');
+      linkSync(join(dir, 'id_ed25519'), join(dir, 'files', 'key'));
+      writeFileSync(join(dir, 'files', 'plain.txt'), 'plain');
+      const here = new LocalDirectory(join(dir, 'files'));
+      await expect(here.fileToRead('key')).rejects.toThrow(
+        /has 2 hard links, so it may be a file outside that directory, and is not uploaded: copy/,
+      );
+      expect((await here.fileToRead('plain.txt')).size).toBe(5);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reports a path through a file or too long as INVALID_ARGUMENT, not INTERNAL', async () => {
+    await expect(local.fileToRead('inside.txt/x')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 });

@@ -4,11 +4,13 @@
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { checkFileMode } from '../../agent/files/write.js';
+import { fileSystemError } from '../../agent/files/errors.js';
+import { checkFileMode, sweepLeftovers, TEMPORARY_NAME } from '../../agent/files/write.js';
 import type { HandlerDeps } from '../../agent/handlers/deps.js';
 import { fileHandlers } from '../../agent/handlers/files.js';
 import type { CallContext } from '../../agent/server.js';
@@ -238,6 +240,50 @@ describe('push', () => {
     expect(filesIn(path.join(root, 'web', 'conf'))).toEqual(['app.toml']);
   });
 
+  it('refuses to replace a hard-linked file, leaving both names as they were', async () => {
+    await push('x');
+    const outside = path.join(root, 'outside');
+    fs.writeFileSync(outside, 'outside\n');
+    fs.rmSync(destination());
+    fs.linkSync(outside, destination());
+    const error = await rejection(push('new\n'));
+    expect(error.code).toBe('INVALID_ARGUMENT');
+    expect(error.message).toMatch(/has 2 hard links.*is not replaced/);
+    expect(fs.readFileSync(outside, 'utf8')).toBe('outside\n');
+    expect(filesIn(path.join(root, 'web', 'conf'))).toEqual(['app.toml']);
+  });
+
+  it('sweeps temp files of killed pushes in the directory it pushes to, and nothing else', async () => {
+    await push('x');
+    const dir = path.join(root, 'web', 'conf');
+    const leftovers = ['.app.toml.mcp-push-0123456789ab.tmp', '.mcp-push-ba9876543210.tmp'];
+    const others = [
+      '.app.toml.0123456789ab.tmp',
+      '.app.toml.mcp-push-XYZ.tmp',
+      'mcp-push-0123456789ab.tmp',
+      'notes.tmp',
+    ];
+    for (const name of [...leftovers, ...others]) fs.writeFileSync(path.join(dir, name), 'partial');
+    fs.symlinkSync('/etc/passwd', path.join(dir, '.x.mcp-push-aaaaaaaaaaaa.tmp'));
+    expect(leftovers.every((n) => TEMPORARY_NAME.test(n))).toBe(true);
+    expect(others.some((n) => TEMPORARY_NAME.test(n))).toBe(false);
+    await push('y', { path: 'conf/other.toml' });
+    expect(filesIn(dir)).toEqual(
+      [...others, '.x.mcp-push-aaaaaaaaaaaa.tmp', 'app.toml', 'other.toml'].sort(),
+    );
+  });
+
+  it('sweeps the whole files root at start, leaving a live push and other files alone', async () => {
+    await push('x');
+    const deep = path.join(root, 'web', 'a', 'b');
+    fs.mkdirSync(deep, { recursive: true });
+    fs.writeFileSync(path.join(deep, '.f.mcp-push-0123456789ab.tmp'), 'partial');
+    fs.writeFileSync(path.join(deep, 'keep.tmp'), 'kept');
+    const removed = await sweepLeftovers(root);
+    expect(removed).toEqual([path.join(deep, '.f.mcp-push-0123456789ab.tmp')]);
+    expect(fs.readdirSync(deep)).toEqual(['keep.tmp']);
+  });
+
   it('keeps the owner of a file it replaces', async () => {
     await push('old');
     fs.chownSync(destination(), 65534, 65534);
@@ -282,6 +328,68 @@ describe('pull', () => {
     await execa('mkfifo', [path.join(root, 'web', 'pipe')]);
     expect((await rejection(pull('web', 'conf'))).message).toContain('is a directory');
     expect((await rejection(pull('web', 'pipe'))).message).toContain('is not a regular file');
+  });
+
+  it('refuses a hard link, which may be a file outside, saying what to do', async () => {
+    await push('x');
+    const outside = path.join(root, 'outside-secret');
+    fs.writeFileSync(outside, 'secret\n');
+    fs.linkSync(outside, path.join(root, 'web', 'hard-secret'));
+    const error = await rejection(pull('web', 'hard-secret'));
+    expect(error.code).toBe('INVALID_ARGUMENT');
+    expect(error.message).toMatch(
+      /has 2 hard links, so it may be a file outside the service directory, and is not pulled: .*cp FILE FILE\.new/,
+    );
+  });
+
+  it('refuses a Unix socket and a character device as INVALID_ARGUMENT, without opening them', async () => {
+    await push('x');
+    const socketPath = path.join(root, 'web', 'sock');
+    const server = net.createServer().listen(socketPath);
+    await new Promise((resolve) => server.once('listening', resolve));
+    try {
+      const error = await rejection(pull('web', 'sock'));
+      expect(error.code).toBe('INVALID_ARGUMENT');
+      expect(error.message).toContain('is not a regular file');
+    } finally {
+      server.close();
+    }
+    fs.symlinkSync('/dev/null', path.join(root, 'web', 'null'));
+    // A link to /dev/null leaves the directory; a device node inside needs root, checked by type.
+    expect((await rejection(pull('web', 'null'))).code).toBe('INVALID_ARGUMENT');
+  });
+
+  it('refuses a path that passes PATH_MAX once joined to the root as INVALID_ARGUMENT', async () => {
+    // 4081 bytes: within the lexical limit, over PATH_MAX with the files root in front.
+    const deep = Array.from({ length: 16 }, () => 'd'.repeat(254)).join('/');
+    for (const error of [
+      await rejection(pull('web', `${deep}/f`)),
+      await rejection(push('x', { path: `${deep}/f` })),
+    ]) {
+      expect(error.code).toBe('INVALID_ARGUMENT');
+      expect(error.message).toMatch(/bytes long once joined to .*: use a shorter path/);
+    }
+  });
+
+  it.each([
+    ['ENAMETOOLONG', 'INVALID_ARGUMENT'],
+    ['ENXIO', 'INVALID_ARGUMENT'],
+    ['ENOTDIR', 'INVALID_ARGUMENT'],
+    ['EISDIR', 'INVALID_ARGUMENT'],
+    ['ELOOP', 'INVALID_ARGUMENT'],
+    ['ENOENT', 'NOT_FOUND'],
+    ['EACCES', 'FAILED_PRECONDITION'],
+    ['EPERM', 'FAILED_PRECONDITION'],
+    ['EROFS', 'FAILED_PRECONDITION'],
+    ['EBUSY', 'FAILED_PRECONDITION'],
+    ['ENOSPC', 'RESOURCE_EXHAUSTED'],
+    ['EFBIG', 'RESOURCE_EXHAUSTED'],
+  ])('maps %s from the file system to %s, never INTERNAL', (errno, code) => {
+    const err = Object.assign(new Error(`${errno}: from the kernel`), { code: errno });
+    const mapped = fileSystemError(err, { relative: 'conf/app.toml', shown: '/srv/web/' });
+    expect(mapped).toBeInstanceOf(McpError);
+    expect((mapped as McpError).code).toBe(code);
+    expect((mapped as McpError).message).toContain('/srv/web/');
   });
 
   it('refuses a link that leaves the service directory', async () => {
