@@ -296,6 +296,11 @@ export async function openDirectory(target: ServicePath): Promise<OpenDirectory>
     await handle.close();
     throw err;
   }
+  return describeOpenDirectory(handle);
+}
+
+/** An open directory handle as an OpenDirectory: its identity and paths relative to it. */
+export async function describeOpenDirectory(handle: FileHandle): Promise<OpenDirectory> {
   const stat = await handle.stat();
   const base = `/proc/self/fd/${handle.fd}`;
   return {

@@ -18,7 +18,13 @@ import { InvalidArgumentError, McpError, ResourceExhaustedError } from '../../co
 import { MAX_NAME_BYTES } from '../../core/paths.js';
 import { printable } from '../../core/text.js';
 import { fileSystemError, hardLinked } from './errors.js';
-import { type OpenDirectory, openDirectory, removeCreatedDirectories, type ServicePath } from './paths.js';
+import {
+  describeOpenDirectory,
+  type OpenDirectory,
+  openDirectory,
+  removeCreatedDirectories,
+  type ServicePath,
+} from './paths.js';
 
 /** The mode a pushed file gets when the header says 0. */
 export const DEFAULT_FILE_MODE = 0o644;
@@ -249,14 +255,7 @@ export async function sweepLeftovers(root: string): Promise<string[]> {
 async function openPlainDirectory(dir: string): Promise<OpenDirectory | undefined> {
   try {
     const handle = await fs.open(dir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
-    const stat = await handle.stat();
-    const base = `/proc/self/fd/${handle.fd}`;
-    return {
-      handle,
-      device: `${stat.dev}:${stat.ino}`,
-      entry: (name) => `${base}/${name}`,
-      close: () => handle.close(),
-    };
+    return await describeOpenDirectory(handle);
   } catch {
     return undefined;
   }
