@@ -27,7 +27,8 @@ if [ ! -e "$root/usr/lib/systemd/system/sysinit.target" ]; then
   cp -a /usr/lib/systemd/system "$overlay/usr/lib/systemd/"
   cp -a "$root/etc/systemd/system/." "$overlay/etc/systemd/system/"
   cp -a "$root/usr/local/bin/." "$overlay/usr/local/bin/"
-  [ -d "$root/opt" ] && cp -a "$root/opt" "$overlay/"
+  # The installed release, which /usr/local/bin/mcp-agent points into (hard links: no copy).
+  if [ -d "$root/opt" ]; then cp -al "$root/opt" "$overlay/" 2>/dev/null || cp -a "$root/opt" "$overlay/"; fi
   root="$overlay"
 fi
 # verify exits 0 on an unknown or misspelt directive and only warns: treat any output as failure.
