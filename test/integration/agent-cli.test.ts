@@ -137,16 +137,13 @@ describe.skipIf(!built)('mcp-agent on a node that is not ready', () => {
     expect(both.exitCode).toBe(64);
   });
 
-  it.each([
-    ['server'],
-    ['audit', 'verify'],
-    ['audit', 'export'],
-    ['snapshot'],
-    ['restore', '--from', 'x.db'],
-  ])('%s %s: a missing config is one line', async (...command) => {
-    const run = await agent(...command.filter(Boolean), '--config', path.join(dir, 'missing.toml'));
-    expectOneLine(run, /missing\.toml: agent config not found: create it/);
-  });
+  it.each(['server', 'audit verify', 'audit export', 'snapshot', 'restore --from x.db'])(
+    '%s: a missing config is one line',
+    async (command) => {
+      const run = await agent(...command.split(' '), '--config', path.join(dir, 'missing.toml'));
+      expectOneLine(run, /missing\.toml: agent config not found: create it/);
+    },
+  );
 
   it.each(['audit verify', 'audit export', 'snapshot'])(
     '%s before the first start: no registry yet, one line, nothing created',
