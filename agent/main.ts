@@ -7,14 +7,21 @@
  *   mcp-agent audit export [--config FILE] [--since TIME]   audit records as JSON lines on stdout
  *   mcp-agent snapshot [--config FILE]                      consistent copy of the registry
  *   mcp-agent restore  [--config FILE] --from SNAPSHOT      put a snapshot back (agent stopped)
+ *   mcp-agent init --node NAME --issuer URL --audience AUD ...  write a checked agent.toml
+ *
+ * A missing or unreadable config, database or certificate is answered with one line saying
+ * what is wrong and what to do: these are what an admin meets first on a new node.
  */
+import { randomBytes } from 'node:crypto';
+import { accessSync, constants, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { McpError } from '../core/errors.js';
+import { FailedPreconditionError, McpError } from '../core/errors.js';
 import { PACKAGE_VERSION } from '../core/version.js';
 import type { ChainHead } from '../registry/audit.js';
 import { openRegistry } from '../registry/db.js';
 import { startAgent } from './agent.js';
-import { type AgentConfig, loadAgentConfig } from './config.js';
+import { type AgentConfig, loadAgentConfig, parseAgentConfig } from './config.js';
 import { restoreSnapshot, snapshotRegistry } from './snapshot.js';
 
 const DEFAULT_CONFIG = '/etc/mcp-agent/agent.toml';
@@ -31,11 +38,74 @@ Usage:
                                                           write audit records as JSON lines to stdout
   mcp-agent snapshot [--config FILE]                      write a consistent copy of the registry
   mcp-agent restore  [--config FILE] --from SNAPSHOT      restore a snapshot (stop the agent first)
+  mcp-agent init --node NAME --issuer URL --audience AUD [--jwks-uri URL | --discovery | --key-file F]
+                 [--listen ADDR] [--tls-cert F --tls-key F] [--out FILE] [--force]
+                                                          write a checked config (default ${DEFAULT_CONFIG};
+                                                          an existing one is kept unless --force)
 
 The config file defaults to $MCP_AGENT_CONFIG, then ${DEFAULT_CONFIG}.
 `;
 
 class UsageError extends Error {}
+
+/** A file the agent must read: a one-line FailedPreconditionError when it cannot. */
+function requireReadable(file: string, what: string, fix: string): void {
+  try {
+    accessSync(file, constants.R_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new FailedPreconditionError(`${what} ${file} does not exist: ${fix}`);
+    throw new FailedPreconditionError(
+      `${what} ${file} cannot be read (${code}): run as root (the agent's files are root's), or fix its mode`,
+    );
+  }
+}
+
+/** What `server` reads at start, checked first so that a missing file is one line, not a stack. */
+function checkServerFiles(config: AgentConfig): void {
+  const where = `set in ${config.configFile}`;
+  requireReadable(
+    config.server.tlsCert,
+    'TLS certificate',
+    `copy the node's certificate there, or change server.tls_cert (${where}); see RUNBOOK.md`,
+  );
+  requireReadable(
+    config.server.tlsKey,
+    'TLS key',
+    `copy the node's private key there (mode 0600), or change server.tls_key (${where})`,
+  );
+  if (config.server.clientCa) {
+    requireReadable(
+      config.server.clientCa,
+      'client CA',
+      `copy it there, or remove server.client_ca (${where})`,
+    );
+  }
+  for (const issuer of config.issuers) {
+    if ('keyFile' in issuer && issuer.keyFile) {
+      requireReadable(issuer.keyFile, 'issuer key file', `copy the issuer's public key there (${where})`);
+    }
+    if (issuer.caFile)
+      requireReadable(issuer.caFile, 'issuer CA file', `copy the CA bundle there (${where})`);
+  }
+  const dataDir = dirname(config.database);
+  if (!existsSync(dataDir)) {
+    throw new FailedPreconditionError(
+      `the database directory ${dataDir} does not exist: create it (install -d -m 0700 ${dataDir}) or change database (${where})`,
+    );
+  }
+}
+
+/** The registry of a node whose agent has started at least once; one line when it has not. */
+function openExistingRegistry(config: AgentConfig, options: { readonly?: boolean } = {}) {
+  if (!existsSync(config.database)) {
+    throw new FailedPreconditionError(
+      `no registry at ${config.database} yet: the agent creates it when it first starts (systemctl start mcp-agent), or check database in ${config.configFile}`,
+    );
+  }
+  requireReadable(config.database, 'registry', 'check database in the config');
+  return openRegistry(config.database, options);
+}
 
 async function serve(config: AgentConfig): Promise<void> {
   const agent = await startAgent(config);
@@ -71,7 +141,7 @@ function parseAnchor(text: string): ChainHead {
 
 function auditVerify(config: AgentConfig, anchorTexts: readonly string[]): number {
   const anchors = anchorTexts.map(parseAnchor);
-  const registry = openRegistry(config.database, { readonly: true });
+  const registry = openExistingRegistry(config, { readonly: true });
   try {
     const result = registry.audit.verifyChain(anchors);
     if (result.ok) {
@@ -106,7 +176,7 @@ function auditExport(config: AgentConfig, since: string | undefined, format: str
       );
     }
   }
-  const registry = openRegistry(config.database, { readonly: true });
+  const registry = openExistingRegistry(config, { readonly: true });
   try {
     const count = registry.audit.exportJsonl(sinceDate, (line) => process.stdout.write(line));
     process.stderr.write(`exported ${count} audit rows\n`);
@@ -114,6 +184,144 @@ function auditExport(config: AgentConfig, since: string | undefined, format: str
   } finally {
     registry.close();
   }
+}
+
+export interface InitOptions {
+  out: string;
+  node?: string;
+  issuer?: string;
+  audience?: string;
+  jwksUri?: string;
+  discovery: boolean;
+  keyFile?: string;
+  listen?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  force: boolean;
+}
+
+/** A TOML basic string: JSON's escapes are TOML's. */
+const tomlString = (value: string) => JSON.stringify(value);
+
+/** The text of a first config: one issuer, the built-in roles, every other setting at its default. */
+function initConfigText(
+  options: Required<Pick<InitOptions, 'node' | 'issuer' | 'audience'>> & InitOptions,
+): string {
+  const keys = options.jwksUri
+    ? `jwks_uri = ${tomlString(options.jwksUri)}`
+    : options.keyFile
+      ? `key_file = ${tomlString(options.keyFile)}`
+      : 'discovery = true';
+  return `# mcp-agent configuration, written by \`mcp-agent init\`. Every setting and its default is
+# described in /opt/mcp/current/deploy/examples/agent.toml; RUNBOOK.md says how to run a node.
+node_name = ${tomlString(options.node)}
+
+[server]
+listen = ${tomlString(options.listen ?? '127.0.0.1:7443')}
+tls_cert = ${tomlString(options.tlsCert ?? '/etc/mcp-agent/tls/agent.crt')}
+tls_key = ${tomlString(options.tlsKey ?? '/etc/mcp-agent/tls/agent.key')}
+
+# Every call carries a token from this issuer, for this audience.
+[[issuers]]
+type = "jwt"
+issuer = ${tomlString(options.issuer)}
+${keys}
+audience = ${tomlString(options.audience)}
+
+# Roles: the built-in viewer, operator and admin come from the token's roles claim. Bind
+# subjects to roles here when the token carries none, e.g.:
+# [[rbac.bindings]]
+# issuer = ${tomlString(options.issuer)}
+# subject = "mcp-connector"
+# roles = ["operator"]
+
+[monitor]
+alert_command = ["/usr/local/bin/mcp-alert", "--channel", "ops"]
+`;
+}
+
+/**
+ * \`mcp-agent init\`: writes a config that the agent's own loader has accepted, atomically and
+ * mode 0600 (it is root's, like everything the agent keeps), refusing to replace one unless --force.
+ */
+function initConfig(options: InitOptions): number {
+  const { node, issuer, audience } = options;
+  if (!node || !issuer || !audience) {
+    throw new UsageError('init needs --node NAME, --issuer URL and --audience AUD');
+  }
+  const sources = [
+    options.jwksUri && '--jwks-uri',
+    options.discovery && '--discovery',
+    options.keyFile && '--key-file',
+  ];
+  if (sources.filter(Boolean).length > 1) {
+    throw new UsageError(
+      `give one of --jwks-uri, --discovery or --key-file, not ${sources.filter(Boolean).join(' and ')}`,
+    );
+  }
+  if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
+    throw new UsageError('give --tls-cert and --tls-key together (the certificate and its key)');
+  }
+  const out = resolve(options.out);
+  if (existsSync(out) && !options.force) {
+    throw new FailedPreconditionError(
+      `${out} already exists: it is kept; edit it, or give --force to replace it (or --out FILE for another path)`,
+    );
+  }
+  const text = initConfigText({ ...options, node, issuer, audience });
+  // The real loader decides: what it refuses is never written (the file is not read from disk).
+  const config = parseAgentConfig(text, out, {});
+  mkdirSync(dirname(out), { recursive: true, mode: 0o700 });
+  const temp = `${out}.${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    writeFileSync(temp, text, { mode: 0o600, flag: 'wx' });
+    renameSync(temp, out);
+  } finally {
+    rmSync(temp, { force: true });
+  }
+  process.stdout.write(
+    `wrote ${out}: node ${config.nodeName}, listening on ${config.server.listen}, issuer ${issuer} (audience ${audience})\n`,
+  );
+  const missing = [config.server.tlsCert, config.server.tlsKey].filter((file) => !existsSync(file));
+  if (missing.length > 0) {
+    process.stdout.write(
+      `next: put the node's certificate and key at ${missing.join(' and ')} (mode 0600 for the key)\n`,
+    );
+  }
+  process.stdout.write('then: systemctl enable --now mcp-agent\n');
+  return 0;
+}
+
+/** One line for an error that ends a command: typed errors as they are, system errors with what to do. */
+function oneLine(err: unknown): string {
+  if (err instanceof McpError) return err.message;
+  const error = err as NodeJS.ErrnoException;
+  const code = typeof error?.code === 'string' ? error.code : undefined;
+  const file = error?.path ? ` ${error.path}` : '';
+  switch (code) {
+    case 'ENOENT':
+      return `${file.trim() || 'a file'} does not exist: check the path in the config`;
+    case 'EACCES':
+    case 'EPERM':
+      return `permission denied on${file || ' a file'}: run as root (the agent's files are root's)`;
+    case 'ENOSPC':
+    case 'SQLITE_FULL':
+      return `the disk is full${file ? ` (writing${file})` : ''}: free space (old snapshots, images: podman image prune), then retry`;
+    case 'EROFS':
+    case 'SQLITE_READONLY':
+      return `cannot write${file}: the file system or database is read-only`;
+    case 'SQLITE_CANTOPEN':
+      return `cannot open the registry database: ${error.message}; check database in the config and its directory`;
+    case 'SQLITE_NOTADB':
+    case 'SQLITE_CORRUPT':
+      return `the registry database is damaged (${error.message}): restore the newest snapshot (see RUNBOOK.md)`;
+    case 'SQLITE_BUSY':
+      return 'the registry database is locked by another process: retry in a moment';
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return process.env.MCP_AGENT_DEBUG
+    ? String((err as Error)?.stack ?? err)
+    : `${message.split('\n')[0]} (set MCP_AGENT_DEBUG=1 for the stack)`;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -126,6 +334,17 @@ async function main(argv: string[]): Promise<number> {
       format: { type: 'string', default: 'jsonl' },
       from: { type: 'string' },
       anchor: { type: 'string', multiple: true },
+      node: { type: 'string' },
+      issuer: { type: 'string' },
+      audience: { type: 'string' },
+      'jwks-uri': { type: 'string' },
+      discovery: { type: 'boolean' },
+      'key-file': { type: 'string' },
+      listen: { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      out: { type: 'string' },
+      force: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean' },
     },
@@ -140,9 +359,25 @@ async function main(argv: string[]): Promise<number> {
     return command || values.help ? 0 : 64;
   }
   const configFile = values.config ?? process.env.MCP_AGENT_CONFIG ?? DEFAULT_CONFIG;
+  if (command === 'init') {
+    return initConfig({
+      out: values.out ?? configFile,
+      node: values.node,
+      issuer: values.issuer,
+      audience: values.audience,
+      jwksUri: values['jwks-uri'],
+      discovery: values.discovery ?? false,
+      keyFile: values['key-file'],
+      listen: values.listen,
+      tlsCert: values['tls-cert'],
+      tlsKey: values['tls-key'],
+      force: values.force ?? false,
+    });
+  }
   const config = await loadAgentConfig(configFile);
   switch (command) {
     case 'server':
+      checkServerFiles(config);
       await serve(config);
       return -1; // keep running until a signal
     case 'audit':
@@ -150,7 +385,7 @@ async function main(argv: string[]): Promise<number> {
       if (sub === 'export') return auditExport(config, values.since, values.format ?? 'jsonl');
       throw new UsageError(`unknown audit command '${sub ?? ''}': use 'audit verify' or 'audit export'`);
     case 'snapshot': {
-      const registry = openRegistry(config.database);
+      const registry = openExistingRegistry(config);
       try {
         const { file } = await snapshotRegistry({
           registry,
@@ -165,6 +400,13 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'restore': {
       if (!values.from) throw new UsageError('restore needs --from SNAPSHOT: the snapshot file to restore');
+      requireReadable(values.from, 'snapshot', `check the path (snapshots are in ${config.backups.dir})`);
+      const dataDir = dirname(config.database);
+      if (!existsSync(dataDir)) {
+        throw new FailedPreconditionError(
+          `the database directory ${dataDir} does not exist: create it (install -d -m 0700 ${dataDir}) first`,
+        );
+      }
       const result = await restoreSnapshot({ snapshot: values.from, database: config.database });
       process.stdout.write(
         `restored ${values.from} into ${config.database}${result.previous ? ` (previous database kept at ${result.previous})` : ''}\n`,
@@ -186,8 +428,7 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`mcp-agent: ${(err as Error).message}\n\n${USAGE}`);
       process.exit(64);
     }
-    const message = err instanceof McpError ? err.message : String((err as Error)?.stack ?? err);
-    process.stderr.write(`mcp-agent: ${message}\n`);
+    process.stderr.write(`mcp-agent: ${oneLine(err)}\n`);
     process.exit(1);
   },
 );
