@@ -93,6 +93,9 @@ for (const kind of ENGINE_KINDS) {
       ]);
       expect(await httpGet(port, '/www/index.html')).toBe('bb v1\n');
       expect(await runtime.inspect(`${shop}-worker`)).toMatchObject({ state: 'running', cmd: SLEEPER });
+      // The listing the live check reads: the exact CMD (one argument has spaces) and a start time.
+      const listed = (await runtime.list()).find((container) => container.name === `${shop}-worker`);
+      expect(listed).toMatchObject({ state: 'running', command: SLEEPER, startedAt: expect.any(Date) });
       expect((await call.status(shop)).drift).toEqual([]);
     });
 

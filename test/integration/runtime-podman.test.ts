@@ -127,6 +127,9 @@ for (const kind of ENGINE_KINDS) {
       const listed = (await runtime.list()).find((container) => container.name === name);
       expect(listed).toMatchObject({ name, image: bed!.imageV1, state: 'running', command: spec.cmd });
       expect(listed?.id).toMatch(/^[0-9a-f]{64}$/);
+      // podman's listing has whole seconds, inspect nanoseconds.
+      const started = (await runtime.inspect(name))!.startedAt!.getTime();
+      expect(Math.abs(listed!.startedAt!.getTime() - started)).toBeLessThan(1000);
     });
 
     it('refuses a second container with the same name', async () => {
