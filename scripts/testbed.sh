@@ -5,6 +5,9 @@
 #
 #   scripts/testbed.sh           install, configure, build images, start the registry, push
 #   scripts/testbed.sh --check   exit non-zero, saying what is missing, unless all is ready
+#   scripts/testbed.sh --docker          the above, plus docker (see "The docker engine" below)
+#   scripts/testbed.sh --check --docker  check both
+#   scripts/testbed.sh --stop-docker     stop the test bed's dockerd (CI does, at the end)
 #
 # What it leaves behind:
 #   /etc/containers/containers.conf.d/50-mcp-testbed.conf   runc, no default ulimits
@@ -89,13 +92,14 @@ check() {
       manifest_exists bb "$tag" || missing+=("image $REGISTRY_ADDR/bb:$tag in the registry")
     done
   fi
+  [[ -z ${WITH_DOCKER:-} ]] || check_docker
   if [[ ${#missing[@]} -gt 0 ]]; then
     printf 'testbed: not ready, missing:\n' >&2
     printf '  - %s\n' "${missing[@]}" >&2
-    printf 'testbed: run scripts/testbed.sh as root\n' >&2
+    printf 'testbed: run scripts/testbed.sh%s as root\n' "${WITH_DOCKER:+ --docker}" >&2
     exit 1
   fi
-  echo "testbed: ready (podman $(podman version --format '{{.Client.Version}}'), registry $REGISTRY_ADDR, bb:v1 bb:v2)"
+  echo "testbed: ready (podman $(podman version --format '{{.Client.Version}}')${WITH_DOCKER:+, docker $(docker_cli version --format '{{.Server.Version}}')}, registry $REGISTRY_ADDR, bb:v1 bb:v2)"
 }
 
 # ---------------------------------------------------------------- setup steps
@@ -229,12 +233,197 @@ smoke_test() {
   [[ "$out" == "bb v1" ]] || die "podman run printed '$out', expected 'bb v1'"
 }
 
+# ---------------------------------------------------------------- The docker engine
+#
+# Agents may drive docker instead of podman (`container_runtime = "docker"`). The test bed runs
+# Debian's docker.io (Engine 20.10) as its own dockerd, beside podman and out of its way:
+#   socket   unix:///run/mcp-testbed/docker.sock (tests and agents find it through DOCKER_HOST)
+#   state    /var/lib/mcp-testbed/docker, exec root /run/mcp-testbed/docker-exec, log
+#            /var/lib/mcp-testbed/dockerd.log, config /var/lib/mcp-testbed/daemon.json (empty:
+#            /etc/docker/daemon.json is not read)
+#   network  --iptables=false --ip6tables=false: no firewall rules, so podman's netavark rules
+#            and the FORWARD policy stay as they are; --bridge=none: no docker0. Containers
+#            that publish ports join the bridge network `mcp-testbed` (interface mcp-docker0,
+#            172.30.213.0/24, away from podman's 10.88/16 and the 10.89/16 it hands out):
+#            without iptables, docker publishes through docker-proxy, which is enough for
+#            127.0.0.1. The default network has no interface at all under --bridge=none.
+#   images   127.0.0.1:5000/bb:v1 and :v2 pulled from the test registry (docker treats
+#            127.0.0.0/8 registries as insecure by default, no config needed).
+# Learned here: `podman save a b | docker load` of two tags gives one image with both tags
+# (podman writes a single-image docker-archive): pulling from the registry avoids it. docker.io
+# ships docker-init (tini), so `--init` works. Where systemd runs, installing docker.io would
+# start docker.service with iptables and docker0: policy-rc.d keeps it from starting, and we
+# disable it.
+
+readonly DOCKER_PACKAGES=(docker.io)
+readonly DOCKER_RUN_DIR=/run/mcp-testbed
+readonly DOCKER_SOCKET=$DOCKER_RUN_DIR/docker.sock
+readonly DOCKER_PIDFILE=$DOCKER_RUN_DIR/docker.pid
+readonly DOCKER_LOG=$STATE_DIR/dockerd.log
+readonly DOCKER_CONFIG=$STATE_DIR/daemon.json
+readonly DOCKER_NETWORK=mcp-testbed
+readonly DOCKER_NETWORK_SUBNET=172.30.213.0/24
+readonly DOCKER_NETWORK_BRIDGE=mcp-docker0
+# The CLI by path: another docker CLI may come first on PATH (see test/support/engines.ts).
+readonly DOCKER_CLI=/usr/bin/docker
+
+docker_cli() { DOCKER_HOST=unix://$DOCKER_SOCKET "$DOCKER_CLI" "$@"; }
+dockerd_answers() { [[ -S $DOCKER_SOCKET ]] && docker_cli version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+check_docker() { # appends to the caller's `missing`
+  local pkg tag
+  for pkg in "${DOCKER_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("package $pkg")
+  done
+  if ! dockerd_answers; then
+    missing+=("a dockerd answering on unix://$DOCKER_SOCKET")
+    return 0
+  fi
+  docker_cli network inspect "$DOCKER_NETWORK" >/dev/null 2>&1 || missing+=("docker network $DOCKER_NETWORK")
+  for tag in "${TAGS[@]}"; do
+    docker_cli image inspect "$REGISTRY_ADDR/bb:$tag" >/dev/null 2>&1 || missing+=("docker image $REGISTRY_ADDR/bb:$tag")
+  done
+}
+
+install_docker() {
+  local missing=() pkg
+  for pkg in "${DOCKER_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # The package's services must not start (docker.service would add iptables rules and
+  # docker0): a policy-rc.d that says 101 ("action forbidden") for the install, unless the
+  # machine has its own.
+  local policy=/usr/sbin/policy-rc.d own_policy=
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\n# mcp scripts/testbed.sh, during apt-get install only\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    own_policy=1
+  fi
+  apt-get update -qq
+  # Without recommends: they pull in git, xz and cgroupfs-mount, none needed here.
+  local status=0
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || status=$?
+  [[ -z $own_policy ]] || rm -f "$policy"
+  [[ $status -eq 0 ]] || die "apt-get install ${missing[*]} failed ($status)"
+  CHANGED+=("packages ${missing[*]}")
+}
+
+disable_packaged_docker() {
+  command -v systemctl >/dev/null && [[ -d /run/systemd/system ]] || return 0
+  local unit
+  for unit in docker.socket docker.service; do
+    if systemctl is-enabled --quiet "$unit" 2>/dev/null || systemctl is-active --quiet "$unit" 2>/dev/null; then
+      log "stopping and disabling $unit (the test bed runs its own dockerd)"
+      systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    fi
+  done
+}
+
+start_dockerd() {
+  dockerd_answers && return 0
+  mkdir -p "$DOCKER_RUN_DIR" "$STATE_DIR/docker"
+  write_file "$DOCKER_CONFIG" '{}'
+  if [[ -f $DOCKER_PIDFILE ]] && kill -0 "$(cat "$DOCKER_PIDFILE")" 2>/dev/null; then
+    log "dockerd (pid $(cat "$DOCKER_PIDFILE")) runs but does not answer yet: waiting"
+  else
+    log "starting dockerd on unix://$DOCKER_SOCKET (log $DOCKER_LOG)"
+    # setsid + nohup: dockerd outlives this script and the CI step's process group.
+    setsid nohup dockerd \
+      --host "unix://$DOCKER_SOCKET" \
+      --config-file "$DOCKER_CONFIG" \
+      --data-root "$STATE_DIR/docker" \
+      --exec-root "$DOCKER_RUN_DIR/docker-exec" \
+      --pidfile "$DOCKER_PIDFILE" \
+      --iptables=false --ip6tables=false --ip-masq=false \
+      --bridge=none \
+      >>"$DOCKER_LOG" 2>&1 </dev/null &
+    CHANGED+=("dockerd started")
+  fi
+  local _
+  for _ in $(seq 150); do
+    dockerd_answers && return 0
+    sleep 0.2
+  done
+  tail -n 30 "$DOCKER_LOG" >&2 || true
+  die "dockerd did not answer on unix://$DOCKER_SOCKET in 30 s (log above, $DOCKER_LOG)"
+}
+
+configure_docker() {
+  docker_cli network inspect "$DOCKER_NETWORK" >/dev/null 2>&1 && return 0
+  docker_cli network create --driver bridge --subnet "$DOCKER_NETWORK_SUBNET" \
+    --opt "com.docker.network.bridge.name=$DOCKER_NETWORK_BRIDGE" "$DOCKER_NETWORK" >/dev/null
+  log "created docker network $DOCKER_NETWORK ($DOCKER_NETWORK_SUBNET on $DOCKER_NETWORK_BRIDGE)"
+  CHANGED+=("docker network $DOCKER_NETWORK")
+}
+
+pull_docker_images() {
+  local tag image
+  for tag in "${TAGS[@]}"; do
+    image=$REGISTRY_ADDR/bb:$tag
+    # Pulled again when the registry has a rebuilt image (same tag, other revision).
+    if [[ " ${REBUILT[*]} " == *" $tag "* ]] || ! docker_cli image inspect "$image" >/dev/null 2>&1; then
+      docker_cli pull --quiet "$image" >/dev/null
+      log "docker pulled $image"
+      CHANGED+=("docker pulled bb:$tag")
+    fi
+  done
+}
+
+smoke_test_docker() {
+  local out
+  out=$(timeout 60 "$DOCKER_CLI" --host "unix://$DOCKER_SOCKET" run --rm --network="$DOCKER_NETWORK" \
+    "$REGISTRY_ADDR/bb:v1" /bin/cat /www/index.html 2>&1) || die "docker run failed: $out"
+  [[ "$out" == "bb v1" ]] || die "docker run printed '$out', expected 'bb v1'"
+}
+
+stop_dockerd() {
+  local pid
+  if [[ ! -f $DOCKER_PIDFILE ]] || ! pid=$(cat "$DOCKER_PIDFILE") || ! kill -0 "$pid" 2>/dev/null; then
+    echo "testbed: dockerd is not running"
+    return 0
+  fi
+  # SIGTERM: dockerd stops its containers (up to their stop timeout) and its containerd.
+  kill -TERM "$pid"
+  local _
+  for _ in $(seq 300); do
+    kill -0 "$pid" 2>/dev/null || { echo "testbed: dockerd (pid $pid) stopped"; return 0; }
+    sleep 0.2
+  done
+  log "dockerd (pid $pid) did not stop in 60 s: killing it"
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+setup_docker() {
+  install_docker
+  disable_packaged_docker
+  start_dockerd
+  configure_docker
+  pull_docker_images
+  smoke_test_docker
+}
+
 # ---------------------------------------------------------------- main
 
-case "${1:-}" in
---check) check; exit 0 ;;
-"") ;;
-*) die "usage: $0 [--check]" ;;
+MODE=setup
+WITH_DOCKER=
+for arg in "$@"; do
+  case "$arg" in
+  --check) MODE=check ;;
+  --docker) WITH_DOCKER=1 ;;
+  --stop-docker) MODE=stop-docker ;;
+  *) die "usage: $0 [--check] [--docker] | --stop-docker" ;;
+  esac
+done
+case "$MODE" in
+check) check; exit 0 ;;
+stop-docker)
+  [[ $EUID -eq 0 ]] || die "run as root"
+  stop_dockerd
+  exit 0
+  ;;
 esac
 
 [[ $EUID -eq 0 ]] || die "run as root (it installs packages and writes /etc/containers)"
@@ -249,6 +438,7 @@ build_images
 start_registry
 push_images
 smoke_test
+[[ -z $WITH_DOCKER ]] || setup_docker
 if [[ ${#CHANGED[@]} -eq 0 ]]; then
   echo "testbed: ready, nothing changed (podman $(podman version --format '{{.Client.Version}}'), registry $REGISTRY_ADDR, images bb:v1 bb:v2)"
 else

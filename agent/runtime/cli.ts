@@ -1,7 +1,7 @@
 /**
  * The container runtime over a CLI. podman and the docker CLI take the same flags for
  * everything the agent does, so there is one implementation here; a `RuntimeDialect`
- * supplies only what differs (the listing command and its parser, forced removal).
+ * supplies only what differs (how to list every container, forced removal).
  *
  * Every command is an argv array given to execa: nothing passes through a shell, and
  * user-supplied values go in `--flag=value` form so none can be read as a flag.
@@ -29,12 +29,14 @@ import {
 /** What differs between podman and the docker CLI. */
 export interface RuntimeDialect {
   readonly kind: RuntimeKind;
-  /** Arguments for a listing of every container, parsed by `parseList`. */
-  readonly listArgs: readonly string[];
-  parseList(stdout: string): ContainerSummary[];
+  /** Every container on the node, in as few runtime calls as the CLI allows. */
+  list(exec: RuntimeExec): Promise<ContainerSummary[]>;
   /** Arguments that make `rm` remove a running container at once. */
   readonly forceRemoveArgs: readonly string[];
 }
+
+/** Runs the runtime binary with `args`; resolves to its stdout, throws RuntimeCommandError. */
+export type RuntimeExec = (args: readonly string[]) => Promise<string>;
 
 export interface CliRuntimeOptions {
   /** Upper bound for any command except pull (stop and restart add their own timeout). Default 120 s. */
@@ -75,6 +77,10 @@ const MAX_STDERR_CHARS = 4000;
 // The runtime's words for "no such container"; podman: `no container with name or ID "x" found:
 // no such container`, `no such object`; docker: `No such container: x`, `No such object: x`.
 const NO_SUCH_CONTAINER = /no such container|no such object|no container with name or id/i;
+/** Whether a runtime command failed because a container it named does not exist (any more). */
+export function isNoSuchContainer(err: unknown): boolean {
+  return err instanceof RuntimeCommandError && NO_SUCH_CONTAINER.test(err.stderr);
+}
 // podman's and docker's rule for container names.
 const CONTAINER_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
@@ -177,7 +183,7 @@ export class CliRuntime implements ContainerRuntime {
   }
 
   async list(): Promise<ContainerSummary[]> {
-    return this.#dialect.parseList(await this.#exec(this.#dialect.listArgs));
+    return this.#dialect.list((args) => this.#exec(args));
   }
 
   async #containerId(name: string): Promise<string | undefined> {
@@ -197,7 +203,7 @@ export class CliRuntime implements ContainerRuntime {
     try {
       return await this.#exec(args, { timeoutMs: this.#commandTimeoutMs + extraSeconds * 1000 });
     } catch (err) {
-      if (err instanceof RuntimeCommandError && NO_SUCH_CONTAINER.test(err.stderr)) {
+      if (isNoSuchContainer(err)) {
         throw new NotFoundError(`no container named '${name}' (${this.kind})`, { cause: err });
       }
       throw err;
@@ -357,7 +363,11 @@ export interface InspectedContainer extends Omit<ContainerDetails, 'env'> {
  */
 export function parseInspect(stdout: string): InspectedContainer | undefined {
   const first = array(parseJson(stdout, 'container inspect'))[0];
-  if (!isRecord(first)) return undefined;
+  return isRecord(first) ? inspectedContainer(first) : undefined;
+}
+
+/** One element of `container inspect` output. */
+export function inspectedContainer(first: Record<string, unknown>): InspectedContainer {
   const config = record(first.Config);
   const host = record(first.HostConfig);
   const state = record(first.State);

@@ -1,17 +1,31 @@
 /**
- * The docker CLI, a second implementation with the same flags as podman. Only the listing
- * differs: `docker ps --format '{{json .}}'` prints one JSON object per line, `Names` a
- * comma-separated string, `Command` the entrypoint and CMD joined into one quoted string,
- * and no start time. Not tested against a live engine (none on the project's machines):
- * see test/unit/runtime-docker.test.ts.
+ * The docker CLI, tested live against Debian's docker.io (Engine and CLI 20.10) in
+ * test/integration/runtime-podman.test.ts and engines.test.ts. Every flag the agent uses is
+ * podman's too; only the listing differs. `docker ps --format '{{json .}}'` prints one object
+ * per line whose `Command` is entrypoint and CMD joined into one quoted string (an argument
+ * with a space in it cannot be told apart) and which has no start time. So the listing is two
+ * calls: `ps --quiet` for the ids, then one `container inspect` of all of them, which gives the
+ * exact CMD, the state and the start time, as podman's `ps --format json` does in one.
  */
-import { CliRuntime, type CliRuntimeOptions, parseJson, type RuntimeDialect, record, string } from './cli.js';
-import { type ContainerSummary, type ObservedStateName, observedStateName } from './runtime.js';
+import {
+  array,
+  CliRuntime,
+  type CliRuntimeOptions,
+  inspectedContainer,
+  isNoSuchContainer,
+  parseJson,
+  type RuntimeDialect,
+  type RuntimeExec,
+  record,
+} from './cli.js';
+import type { ContainerSummary } from './runtime.js';
+
+/** How often to list again when a container goes away between `ps` and `inspect`. */
+const LIST_ATTEMPTS = 3;
 
 export const dockerDialect: RuntimeDialect = {
   kind: 'docker',
-  listArgs: ['ps', '--all', '--no-trunc', '--format', '{{json .}}'],
-  parseList: parseDockerPs,
+  list: listDockerContainers,
   forceRemoveArgs: ['--force'],
 };
 
@@ -19,34 +33,27 @@ export function dockerRuntime(path = 'docker', options?: CliRuntimeOptions): Cli
   return new CliRuntime(dockerDialect, path, options);
 }
 
-export function parseDockerPs(stdout: string): ContainerSummary[] {
-  return stdout
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .map((line) => {
-      const entry = record(parseJson(line, 'ps'));
-      return {
-        name: string(entry.Names).split(',')[0] ?? '',
-        id: string(entry.ID),
-        image: string(entry.Image),
-        state: entry.State ? observedStateName(string(entry.State)) : stateFromStatus(string(entry.Status)),
-        command: splitCommand(string(entry.Command)),
-      };
-    });
+async function listDockerContainers(exec: RuntimeExec): Promise<ContainerSummary[]> {
+  for (let attempt = 1; ; attempt++) {
+    const ids = (await exec(['ps', '--all', '--quiet', '--no-trunc']))
+      .split('\n')
+      .map((line) => line.trim())
+      .filter((line) => line !== '');
+    if (ids.length === 0) return [];
+    try {
+      return parseDockerInspectList(await exec(['container', 'inspect', ...ids]));
+    } catch (err) {
+      // Removed between the two calls: docker fails the whole inspect, so list again.
+      if (attempt < LIST_ATTEMPTS && isNoSuchContainer(err)) continue;
+      throw err;
+    }
+  }
 }
 
-/** `"/bin/httpd -f -p 8080"` (quotes included) → its words. Lossy for arguments with spaces. */
-function splitCommand(command: string): string[] {
-  const unquoted = command.replace(/^"(.*)"$/s, '$1');
-  return unquoted.split(' ').filter((word) => word !== '');
-}
-
-/** Docker CLIs before 20.10 have no `State` in ps: read it from `Status` ("Up 2 minutes (Paused)"). */
-function stateFromStatus(status: string): ObservedStateName {
-  if (/^Up .*\(Paused\)$/.test(status)) return 'paused';
-  if (status.startsWith('Up ')) return 'running';
-  if (status.startsWith('Exited') || status === 'Dead') return 'exited';
-  if (status === 'Created') return 'created';
-  if (status.startsWith('Restarting')) return 'restarting';
-  return 'unknown';
+/** `docker container inspect <ids...>` output → one summary per container. */
+export function parseDockerInspectList(stdout: string): ContainerSummary[] {
+  return array(parseJson(stdout, 'container inspect')).map((item) => {
+    const { name, id, image, state, startedAt, cmd } = inspectedContainer(record(item));
+    return { name, id, image, state, ...(startedAt ? { startedAt } : {}), command: cmd };
+  });
 }

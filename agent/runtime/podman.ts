@@ -18,8 +18,7 @@ import { type ContainerSummary, observedStateName } from './runtime.js';
 
 export const podmanDialect: RuntimeDialect = {
   kind: 'podman',
-  listArgs: ['ps', '--all', '--format', 'json'],
-  parseList: parsePodmanPs,
+  list: async (exec) => parsePodmanPs(await exec(['ps', '--all', '--format', 'json'])),
   // podman's rm -f still waits the stop timeout (10 s) first; -t 0 kills at once, like docker rm -f.
   forceRemoveArgs: ['--force', '--time', '0'],
 };

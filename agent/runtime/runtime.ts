@@ -39,13 +39,9 @@ export interface ContainerSummary {
   /** The image reference the container was created from, as given (`127.0.0.1:5000/bb:v1`). */
   readonly image: string;
   readonly state: ObservedStateName;
-  /** When the container last started; undefined if it never did (or docker's listing, which has no start time). */
+  /** When the container last started; undefined if it never did. podman's listing gives it in whole seconds. */
   readonly startedAt?: Date;
-  /**
-   * The command as the runtime lists it. podman lists the container's CMD; docker's listing
-   * joins entrypoint and CMD into one string, split back here on spaces (lossy: use
-   * `inspect()` for the exact argv).
-   */
+  /** The container's CMD (without the entrypoint), as given. */
   readonly command: readonly string[];
 }
 

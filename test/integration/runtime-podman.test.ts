@@ -1,6 +1,8 @@
 /**
- * The container runtime against real podman and a real registry (scripts/testbed.sh).
- * Containers are named `mcpt-rt-<pid>-<random>-...` and removed afterwards.
+ * The container runtime against real engines and a real registry (scripts/testbed.sh): the
+ * same cases for podman and for docker (`scripts/testbed.sh --docker`); where the engines
+ * word things differently, ENGINE_WORDS says how. Containers are named
+ * `mcpt-rt-<pid>-<random>-...` and removed afterwards.
  */
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,9 +10,21 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRuntime, type RunSpec, RuntimeCommandError } from '../../agent/runtime/index.js';
 import { FailedPreconditionError, NotFoundError } from '../../core/errors.js';
-import { freePort, removeContainers, requireTestbed, uniqueName } from '../support/testbed.js';
+import { ENGINE_KINDS, requireEngine } from '../support/engines.js';
+import { freePort, uniqueName } from '../support/testbed.js';
 
-const bed = await requireTestbed();
+/** What each engine says where they differ. */
+const ENGINE_WORDS = {
+  podman: {
+    removeRunning: /^podman rm \S+ failed \(exit code 2\): .*as it is running/,
+    pullExitCode: 125,
+  },
+  docker: {
+    removeRunning:
+      /^\/usr\/bin\/docker rm \S+ failed \(exit code 1\): .*You cannot remove a running container/,
+    pullExitCode: 1,
+  },
+} as const;
 
 describe('a runtime binary that is not there', () => {
   it('fails with FAILED_PRECONDITION saying where it looked and what to do', async () => {
@@ -42,152 +56,161 @@ describe('a runtime binary that is not there', () => {
   });
 });
 
-describe.skipIf(!bed)('podman runtime (real podman, local registry)', () => {
-  const runtime = createRuntime('podman');
-  const prefix = uniqueName('mcpt-rt');
-  const name = `${prefix}-web`;
-  let hostDir: string;
-  let spec: RunSpec;
-  let port: number;
+for (const kind of ENGINE_KINDS) {
+  const bed = await requireEngine(kind);
+  const words = ENGINE_WORDS[kind];
 
-  beforeAll(async () => {
-    hostDir = await mkdtemp(join(tmpdir(), 'mcp-runtime-'));
-    await writeFile(join(hostDir, 'hello.txt'), 'from the host\n');
-    await chmod(hostDir, 0o755); // the container runs as nobody
-    port = await freePort();
-    spec = {
-      name,
-      image: bed!.imageV1,
-      user: '65534:65534',
-      restart: 'on-failure',
-      // busybox httpd serves its working directory, `/`: /www/index.html from the image, /data from the host.
-      cmd: ['/bin/httpd', '-f', '-p', '8080'],
-      ports: [`127.0.0.1:${port}:8080`],
-      volumes: [`${hostDir}:/data:ro`],
-      env: { GREETING: 'hello world', EMPTY: '' },
-    };
-    await runtime.pull(bed!.imageV1);
-  });
+  describe.skipIf(!bed)(`${kind} runtime (real ${kind}, local registry)`, () => {
+    const runtime = createRuntime(kind, bed?.cli);
+    const prefix = uniqueName('mcpt-rt');
+    const name = `${prefix}-web`;
+    let hostDir: string;
+    let spec: RunSpec;
+    let port: number;
 
-  afterAll(async () => {
-    await removeContainers(prefix);
-    if (hostDir) await rm(hostDir, { recursive: true, force: true });
-  });
-
-  it('reports its version', async () => {
-    expect(await runtime.version()).toMatch(/^\d+\.\d+\.\d+/);
-  });
-
-  it('runs a container that serves the image and the mounted folder over HTTP', async () => {
-    const id = await runtime.run(spec);
-    expect(id).toMatch(/^[0-9a-f]{64}$/);
-    expect(await httpGet(port, '/www/index.html')).toBe('bb v1\n');
-    expect(await httpGet(port, '/data/hello.txt')).toBe('from the host\n');
-  });
-
-  it('inspects the container as it was given', async () => {
-    const details = await runtime.inspect(name);
-    expect(details).toMatchObject({
-      name,
-      image: bed!.imageV1,
-      state: 'running',
-      cmd: ['/bin/httpd', '-f', '-p', '8080'],
-      command: ['/bin/httpd', '-f', '-p', '8080'],
-      ports: [`127.0.0.1:${port}:8080/tcp`],
-      volumes: [`${hostDir}:/data:ro`],
-      // The image's own MCP_TESTBED_IMAGE and podman's PATH/TERM/HOME/HOSTNAME are left out.
-      env: { GREETING: 'hello world', EMPTY: '' },
-      network: 'podman',
-      user: '65534:65534',
-      restart: 'on-failure',
+    beforeAll(async () => {
+      hostDir = await mkdtemp(join(tmpdir(), 'mcp-runtime-'));
+      await writeFile(join(hostDir, 'hello.txt'), 'from the host\n');
+      await chmod(hostDir, 0o755); // the container runs as nobody
+      port = await freePort();
+      spec = {
+        name,
+        image: bed!.imageV1,
+        network: bed!.portNetwork,
+        user: '65534:65534',
+        restart: 'on-failure',
+        // busybox httpd serves its working directory, `/`: /www/index.html from the image, /data from the host.
+        cmd: ['/bin/httpd', '-f', '-p', '8080'],
+        ports: [`127.0.0.1:${port}:8080`],
+        volumes: [`${hostDir}:/data:ro`],
+        env: { GREETING: 'hello world', EMPTY: '' },
+      };
+      await runtime.pull(bed!.imageV1);
     });
-    expect(details?.startedAt).toBeInstanceOf(Date);
-  });
 
-  it('lists it with its command as an array', async () => {
-    const listed = (await runtime.list()).find((container) => container.name === name);
-    expect(listed).toMatchObject({ name, image: bed!.imageV1, state: 'running', command: spec.cmd });
-    expect(listed?.id).toMatch(/^[0-9a-f]{64}$/);
-  });
-
-  it('refuses a second container with the same name', async () => {
-    await expect(runtime.run(spec)).rejects.toMatchObject({ code: 'ALREADY_EXISTS' });
-  });
-
-  it('stops, starts and restarts it, the state following', async () => {
-    // httpd as PID 1 ignores SIGTERM: a 1 s timeout keeps the stop short.
-    await runtime.stop(name, { timeoutSeconds: 1 });
-    expect((await runtime.inspect(name))?.state).toBe('exited');
-    expect((await runtime.list()).find((container) => container.name === name)?.state).toBe('exited');
-
-    await runtime.start(name);
-    const started = await runtime.inspect(name);
-    expect(started?.state).toBe('running');
-    expect(await httpGet(port, '/www/index.html')).toBe('bb v1\n');
-
-    await runtime.restart(name, { timeoutSeconds: 1 });
-    const restarted = await runtime.inspect(name);
-    expect(restarted?.state).toBe('running');
-    expect(restarted!.startedAt!.getTime()).toBeGreaterThan(started!.startedAt!.getTime());
-  });
-
-  it('removes it, after which it is missing', async () => {
-    await expect(runtime.remove(name)).rejects.toMatchObject({
-      code: 'FAILED_PRECONDITION',
-      message: expect.stringMatching(/^podman rm \S+ failed \(exit code 2\): .*as it is running/),
+    afterAll(async () => {
+      await bed?.removeContainers(prefix);
+      if (hostDir) await rm(hostDir, { recursive: true, force: true });
     });
-    await runtime.remove(name, { force: true });
-    expect(await runtime.inspect(name)).toBeUndefined();
-    expect((await runtime.list()).some((container) => container.name === name)).toBe(false);
-  });
 
-  it('says NOT_FOUND for operations on a container that does not exist', async () => {
-    const missing = `${prefix}-missing`;
-    expect(await runtime.inspect(missing)).toBeUndefined();
-    for (const operation of [
-      () => runtime.start(missing),
-      () => runtime.stop(missing, { timeoutSeconds: 1 }),
-      () => runtime.restart(missing, { timeoutSeconds: 1 }),
-      () => runtime.remove(missing),
-    ]) {
-      const error = await operation().catch((err: unknown) => err);
-      expect(error).toBeInstanceOf(NotFoundError);
-      expect((error as Error).message).toBe(`no container named '${missing}' (podman)`);
-    }
-  });
+    it('reports its version', async () => {
+      expect(await runtime.version()).toMatch(/^\d+\.\d+\.\d+/);
+    });
 
-  it('pulls a tag from the registry', async () => {
-    await runtime.pull(bed!.imageV2);
-  });
+    it('runs a container that serves the image and the mounted folder over HTTP', async () => {
+      const id = await runtime.run(spec);
+      expect(id).toMatch(/^[0-9a-f]{64}$/);
+      expect(await httpGet(port, '/www/index.html')).toBe('bb v1\n');
+      expect(await httpGet(port, '/data/hello.txt')).toBe('from the host\n');
+    });
 
-  it("fails a pull of a missing tag with the registry's own words", async () => {
-    const error = await runtime.pull(`${bed!.registry}/bb:no-such-tag`).catch((err: unknown) => err);
-    expect(error).toBeInstanceOf(RuntimeCommandError);
-    const failure = error as RuntimeCommandError;
-    expect(failure.code).toBe('NOT_FOUND');
-    expect(failure.argv).toEqual(['podman', 'pull', `${bed!.registry}/bb:no-such-tag`]);
-    expect(failure.exitCode).toBe(125);
-    expect(failure.message).toMatch(
-      new RegExp(
-        `^podman pull ${bed!.registry}/bb:no-such-tag failed \\(exit code 125\\): .*manifest unknown`,
-      ),
-    );
-  });
+    it('inspects the container as it was given', async () => {
+      const details = await runtime.inspect(name);
+      expect(details).toMatchObject({
+        name,
+        image: bed!.imageV1,
+        state: 'running',
+        cmd: ['/bin/httpd', '-f', '-p', '8080'],
+        command: ['/bin/httpd', '-f', '-p', '8080'],
+        ports: [`127.0.0.1:${port}:8080/tcp`],
+        volumes: [`${hostDir}:/data:ro`],
+        // The image's own MCP_TESTBED_IMAGE and the engine's PATH/TERM/HOME/HOSTNAME are left out.
+        env: { GREETING: 'hello world', EMPTY: '' },
+        network: bed!.portNetworkName,
+        user: '65534:65534',
+        restart: 'on-failure',
+      });
+      expect(details?.startedAt).toBeInstanceOf(Date);
+    });
 
-  it('leaves no half-created container behind when the command is not in the image, and hides env values', async () => {
-    const broken = `${prefix}-broken`;
-    const error = await runtime
-      .run({ name: broken, image: bed!.imageV1, cmd: ['/bin/no-such-command'], env: { TOKEN: 's3cret' } })
-      .catch((err: unknown) => err);
-    expect(error).toBeInstanceOf(RuntimeCommandError);
-    const message = (error as Error).message;
-    expect(message).toMatch(/no such file or directory/);
-    expect(message).toContain('--env=TOKEN=***');
-    expect(message).not.toContain('s3cret');
-    expect(message).toContain('(the half-created container was removed)');
-    expect(await runtime.inspect(broken)).toBeUndefined();
+    it('lists it with its command as an array', async () => {
+      const listed = (await runtime.list()).find((container) => container.name === name);
+      expect(listed).toMatchObject({ name, image: bed!.imageV1, state: 'running', command: spec.cmd });
+      expect(listed?.id).toMatch(/^[0-9a-f]{64}$/);
+      // podman's listing has whole seconds, inspect nanoseconds.
+      const started = (await runtime.inspect(name))!.startedAt!.getTime();
+      expect(Math.abs(listed!.startedAt!.getTime() - started)).toBeLessThan(1000);
+    });
+
+    it('refuses a second container with the same name', async () => {
+      await expect(runtime.run(spec)).rejects.toMatchObject({ code: 'ALREADY_EXISTS' });
+    });
+
+    it('stops, starts and restarts it, the state following', async () => {
+      // httpd as PID 1 ignores SIGTERM: a 1 s timeout keeps the stop short.
+      await runtime.stop(name, { timeoutSeconds: 1 });
+      expect((await runtime.inspect(name))?.state).toBe('exited');
+      expect((await runtime.list()).find((container) => container.name === name)?.state).toBe('exited');
+
+      await runtime.start(name);
+      const started = await runtime.inspect(name);
+      expect(started?.state).toBe('running');
+      expect(await httpGet(port, '/www/index.html')).toBe('bb v1\n');
+
+      await runtime.restart(name, { timeoutSeconds: 1 });
+      const restarted = await runtime.inspect(name);
+      expect(restarted?.state).toBe('running');
+      expect(restarted!.startedAt!.getTime()).toBeGreaterThan(started!.startedAt!.getTime());
+    });
+
+    it('removes it, after which it is missing', async () => {
+      await expect(runtime.remove(name)).rejects.toMatchObject({
+        code: 'FAILED_PRECONDITION',
+        message: expect.stringMatching(words.removeRunning),
+      });
+      await runtime.remove(name, { force: true });
+      expect(await runtime.inspect(name)).toBeUndefined();
+      expect((await runtime.list()).some((container) => container.name === name)).toBe(false);
+    });
+
+    it('says NOT_FOUND for operations on a container that does not exist', async () => {
+      const missing = `${prefix}-missing`;
+      expect(await runtime.inspect(missing)).toBeUndefined();
+      for (const operation of [
+        () => runtime.start(missing),
+        () => runtime.stop(missing, { timeoutSeconds: 1 }),
+        () => runtime.restart(missing, { timeoutSeconds: 1 }),
+        () => runtime.remove(missing),
+      ]) {
+        const error = await operation().catch((err: unknown) => err);
+        expect(error).toBeInstanceOf(NotFoundError);
+        expect((error as Error).message).toBe(`no container named '${missing}' (${kind})`);
+      }
+    });
+
+    it('pulls a tag from the registry', async () => {
+      await runtime.pull(bed!.imageV2);
+    });
+
+    it("fails a pull of a missing tag with the registry's own words", async () => {
+      const error = await runtime.pull(`${bed!.registry}/bb:no-such-tag`).catch((err: unknown) => err);
+      expect(error).toBeInstanceOf(RuntimeCommandError);
+      const failure = error as RuntimeCommandError;
+      expect(failure.code).toBe('NOT_FOUND');
+      expect(failure.argv).toEqual([bed!.cli, 'pull', `${bed!.registry}/bb:no-such-tag`]);
+      expect(failure.exitCode).toBe(words.pullExitCode);
+      expect(failure.message).toMatch(
+        new RegExp(
+          `^${bed!.cli} pull ${bed!.registry}/bb:no-such-tag failed \\(exit code ${words.pullExitCode}\\): .*manifest unknown`,
+        ),
+      );
+    });
+
+    it('leaves no half-created container behind when the command is not in the image, and hides env values', async () => {
+      const broken = `${prefix}-broken`;
+      const error = await runtime
+        .run({ name: broken, image: bed!.imageV1, cmd: ['/bin/no-such-command'], env: { TOKEN: 's3cret' } })
+        .catch((err: unknown) => err);
+      expect(error).toBeInstanceOf(RuntimeCommandError);
+      const message = (error as Error).message;
+      expect(message).toMatch(/no such file or directory/);
+      expect(message).toContain('--env=TOKEN=***');
+      expect(message).not.toContain('s3cret');
+      expect(message).toContain('(the half-created container was removed)');
+      expect(await runtime.inspect(broken)).toBeUndefined();
+    });
   });
-});
+}
 
 /** GET from the container's published port, retrying while httpd starts. */
 async function httpGet(port: number, path: string): Promise<string> {

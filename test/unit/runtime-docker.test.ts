@@ -1,24 +1,12 @@
 /**
- * The docker CLI's output shapes. FAKE DATA, labelled as such: no docker engine runs on the
- * project's machines, so these samples are hand-written in the shape docker 24 prints
- * (`docker ps -a --no-trunc --format '{{json .}}'`, `docker container inspect`), not captured
- * from a live engine. The run/stop/rm argv is shared with podman and tested live there.
+ * The docker CLI's output shapes. `inspect` is FAKE DATA, labelled as such: hand-written in the
+ * shape docker 24 prints. `createdContainer` was captured from docker 20.10 (Debian's docker.io),
+ * trimmed to the fields read. The live engine is tested in
+ * test/integration/runtime-podman.test.ts and engines.test.ts (scripts/testbed.sh --docker).
  */
 import { describe, expect, it } from 'vitest';
 import { containerEnv, parseImageEnv, parseInspect } from '../../agent/runtime/cli.js';
-import { parseDockerPs } from '../../agent/runtime/docker.js';
-
-const ps = [
-  '{"Command":"\\"/bin/httpd -f -p 8080\\"","CreatedAt":"2024-05-01 10:00:00 +0000 UTC","ID":"4f6c1e0e2b7a9d0c8e5f3a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f","Image":"127.0.0.1:5000/bb:v1","Labels":"","LocalVolumes":"0","Mounts":"/srv/web","Names":"shop-web","Networks":"bridge","Ports":"127.0.0.1:18080->8080/tcp","RunningFor":"2 minutes ago","Size":"0B","State":"running","Status":"Up 2 minutes"}',
-  '{"Command":"\\"/bin/sleep 3600\\"","CreatedAt":"2024-05-01 09:00:00 +0000 UTC","ID":"9a8b7c6d5e4f30211a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7081","Image":"127.0.0.1:5000/bb:v2","Labels":"","LocalVolumes":"0","Mounts":"","Names":"shop","Networks":"bridge","Ports":"","RunningFor":"1 hour ago","Size":"0B","State":"exited","Status":"Exited (137) 5 minutes ago"}',
-  '',
-].join('\n');
-
-// Docker before 20.10: no State field, and legacy link names after a comma.
-const oldPs = [
-  '{"Command":"\\"/bin/sleep 3600\\"","ID":"aa","Image":"bb","Names":"old,other/alias","Status":"Up 3 hours (Paused)"}',
-  '{"Command":"\\"/bin/sleep 3600\\"","ID":"bb","Image":"bb","Names":"never","Status":"Created"}',
-].join('\n');
+import { parseDockerInspectList } from '../../agent/runtime/docker.js';
 
 const inspect = JSON.stringify([
   {
@@ -62,35 +50,59 @@ const inspect = JSON.stringify([
   },
 ]);
 
-describe('docker listing (hand-written samples, no live engine)', () => {
-  it('reads one JSON object per line, Names as a string and Command as one quoted string', () => {
-    expect(parseDockerPs(ps)).toEqual([
+// Captured from docker 20.10: `docker create` (never started), the CMD with a quoted argument.
+const createdContainer = {
+  Id: 'cde05d64451252170b4be0453f7078369bba3acb1cb56c15341a4768306749fd',
+  Name: '/mcpt-capture',
+  Image: 'sha256:264103792dcb5aa9d86dfc44b9001416554f513659af692ea16875c6c7819eaf',
+  State: {
+    Status: 'created',
+    Running: false,
+    Paused: false,
+    Restarting: false,
+    OOMKilled: false,
+    Dead: false,
+    Pid: 0,
+    ExitCode: 0,
+    Error: '',
+    StartedAt: '0001-01-01T00:00:00Z',
+    FinishedAt: '0001-01-01T00:00:00Z',
+  },
+  HostConfig: { NetworkMode: 'default' },
+  Config: {
+    Cmd: ['/bin/sh', '-c', 'trap "exit 0" TERM; sleep 3600 & wait'],
+    Image: '127.0.0.1:5000/bb:v1',
+    Entrypoint: null,
+    Env: ['MCP_TESTBED_IMAGE=bb:v1'],
+    Hostname: 'cde05d644512',
+    User: '',
+  },
+};
+
+describe('docker listing (container inspect of every id)', () => {
+  it('reads each container with its exact CMD, its state and its start time when it has one', () => {
+    const listing = JSON.stringify([...(JSON.parse(inspect) as unknown[]), createdContainer]);
+    expect(parseDockerInspectList(listing)).toEqual([
       {
         name: 'shop-web',
         id: '4f6c1e0e2b7a9d0c8e5f3a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f',
         image: '127.0.0.1:5000/bb:v1',
         state: 'running',
+        startedAt: new Date('2024-05-01T10:00:01.5Z'),
         command: ['/bin/httpd', '-f', '-p', '8080'],
       },
       {
-        name: 'shop',
-        id: '9a8b7c6d5e4f30211a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7081',
-        image: '127.0.0.1:5000/bb:v2',
-        state: 'exited',
-        command: ['/bin/sleep', '3600'],
+        name: 'mcpt-capture',
+        id: 'cde05d64451252170b4be0453f7078369bba3acb1cb56c15341a4768306749fd',
+        image: '127.0.0.1:5000/bb:v1',
+        state: 'created',
+        command: ['/bin/sh', '-c', 'trap "exit 0" TERM; sleep 3600 & wait'],
       },
-    ]);
-  });
-
-  it('reads the state from Status on old docker CLIs and the first of several names', () => {
-    expect(parseDockerPs(oldPs).map(({ name, state }) => ({ name, state }))).toEqual([
-      { name: 'old', state: 'paused' },
-      { name: 'never', state: 'created' },
     ]);
   });
 
   it('reads an empty listing', () => {
-    expect(parseDockerPs('')).toEqual([]);
+    expect(parseDockerInspectList('[]')).toEqual([]);
   });
 });
 
