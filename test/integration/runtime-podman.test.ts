@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRuntime, type RunSpec, RuntimeCommandError } from '../../agent/runtime/index.js';
-import { FailedPreconditionError, NotFoundError } from '../../core/errors.js';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../../core/errors.js';
 import { freePort, removeContainers, requireTestbed, uniqueName } from '../support/testbed.js';
 
 const bed = await requireTestbed();
@@ -39,6 +39,24 @@ describe('a runtime binary that is not there', () => {
   it('says so for a docker CLI missing from PATH too', async () => {
     const runtime = createRuntime('docker', 'no-such-docker-cli');
     await expect(runtime.list()).rejects.toThrow(/container runtime 'docker' not found on PATH/);
+  });
+});
+
+describe.skipIf(!bed)('a command line the operating system refuses (real podman)', () => {
+  it('is INVALID_ARGUMENT naming the variable and the limit, without its value, and leaves no container', async () => {
+    const runtime = createRuntime('podman');
+    const name = uniqueName('mcpt-e2big');
+    const value = 'v'.repeat(200 * 1024);
+    const error = await runtime
+      .run({ name, image: bed!.imageV1, env: { SMALL: 'x', HUGE_SETTING: value } })
+      .catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(InvalidArgumentError);
+    const message = (error as Error).message;
+    expect(message).toContain('E2BIG');
+    expect(message).toContain('value of environment variable HUGE_SETTING is 204800 bytes');
+    expect(message).toContain('at most 131072 bytes in one argument');
+    expect(message).not.toContain('vvvvvvvv');
+    expect(await runtime.inspect(name)).toBeUndefined();
   });
 });
 
