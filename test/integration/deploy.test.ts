@@ -392,12 +392,48 @@ describe.skipIf(!bed)('deploy (real agent, real podman, local registry)', () => 
         { name: bad, components: [sleeper('app', 'x:v1;reboot')] },
         /image: "x:v1;reboot" contains shell metacharacters/,
       ],
+      [
+        // Once an E2BIG from the runtime that ended the whole deploy INTERNAL; now refused up front.
+        'a 200 KB environment value',
+        { name: bad, components: [sleeper('app', 'x:v1', { env: { BIG: 'v'.repeat(200 * 1024) } })] },
+        /components\[0\]\.env\.BIG: the value is 204800 bytes: at most 32 KiB are allowed per environment value/,
+      ],
+      [
+        '10,000 components',
+        {
+          name: bad,
+          components: Array.from({ length: 10_000 }, (_, i) => sleeper(`c${i}`, 'x:v1')),
+        },
+        /components: 10000 components: a service may have at most 64/,
+      ],
     ])('%s: INVALID_ARGUMENT', async (_what, spec, message) => {
       const err = await grpcError(timedDeploy(client, { spec: spec as ServiceSpec }, md, 5_000));
       expect(err.code).toBe(status.INVALID_ARGUMENT);
       expect(err.details).toMatch(message);
       expect(await listServices()).toEqual(before);
       expect(await containerExists(`${bad}-app`)).toBe(false);
+    });
+
+    it('a sync of a 200 KB environment value: INVALID_ARGUMENT naming it, nothing recorded', async () => {
+      const spec = {
+        name: bad,
+        components: [sleeper('app', 'x:v1', { env: { BIG: 'v'.repeat(200 * 1024) } })],
+      };
+      const err = await grpcError(
+        unary(client.syncDesiredState.bind(client), { services: [spec], requestId: '' }, md),
+      );
+      expect(err.code).toBe(status.INVALID_ARGUMENT);
+      expect(err.details).toMatch(/components\[0\]\.env\.BIG: the value is 204800 bytes: at most 32 KiB/);
+      expect(await listServices()).toEqual(before);
+    });
+
+    it("a request over the agent's 8 MiB message limit: RESOURCE_EXHAUSTED saying so, not INTERNAL", async () => {
+      const env = Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`V${i}`, 'v'.repeat(30 * 1024)]));
+      const spec = { name: bad, components: [sleeper('app', 'x:v1', { env })] };
+      const err = await grpcError(timedDeploy(client, { spec }, md, 10_000));
+      expect(err.code).toBe(status.RESOURCE_EXHAUSTED);
+      expect(err.details).toMatch(/larger than max/);
+      expect(await listServices()).toEqual(before);
     });
 
     it('an unknown service: NOT_FOUND saying what to do', async () => {
