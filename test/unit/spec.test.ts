@@ -245,7 +245,7 @@ describe('spec limits', () => {
       ports: many(129, (i) => `${10000 + i}:80`),
       volumes: many(129, (i) => `/srv/${i}:/d${i}`),
     });
-    const s = spec(c, ...many(64, (i) => i).map((i) => component({ name: `c${i}` })));
+    const s = spec(c, ...many(64, (i) => `c${i}`).map((name) => component({ name })));
     expect(issuesOf(s)).toEqual([
       'components: 65 components: a service may have at most 64; split it into several services',
       'components[0].ports: 129 port mappings: at most 128 are allowed',
