@@ -5,7 +5,7 @@
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createRuntime, type RunSpec, RuntimeCommandError } from '../../agent/runtime/index.js';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../../core/errors.js';
 import { freePort, removeContainers, requireTestbed, uniqueName } from '../support/testbed.js';
@@ -96,67 +96,82 @@ describe.skipIf(!bed)('podman runtime (real podman, local registry)', () => {
     expect(await runtime.version()).toMatch(/^\d+\.\d+\.\d+/);
   });
 
+  /** No container named `name`, whatever an earlier case left. */
+  const removeWeb = () => runtime.remove(name, { force: true }).catch(() => undefined);
+
   it('runs a container that serves the image and the mounted folder over HTTP', async () => {
+    await removeWeb();
     const id = await runtime.run(spec);
     expect(id).toMatch(/^[0-9a-f]{64}$/);
     expect(await httpGet(port, '/www/index.html')).toBe('bb v1\n');
     expect(await httpGet(port, '/data/hello.txt')).toBe('from the host\n');
+    await removeWeb();
   });
 
-  it('inspects the container as it was given', async () => {
-    const details = await runtime.inspect(name);
-    expect(details).toMatchObject({
-      name,
-      image: bed!.imageV1,
-      state: 'running',
-      cmd: ['/bin/httpd', '-f', '-p', '8080'],
-      command: ['/bin/httpd', '-f', '-p', '8080'],
-      ports: [`127.0.0.1:${port}:8080/tcp`],
-      volumes: [`${hostDir}:/data:ro`],
-      // The image's own MCP_TESTBED_IMAGE and podman's PATH/TERM/HOME/HOSTNAME are left out.
-      env: { GREETING: 'hello world', EMPTY: '' },
-      network: 'podman',
-      user: '65534:65534',
-      restart: 'on-failure',
+  // Each case below gets its own freshly run container, so they pass in any order.
+  describe('a running container', () => {
+    beforeEach(async () => {
+      await removeWeb();
+      await runtime.run(spec);
     });
-    expect(details?.startedAt).toBeInstanceOf(Date);
-  });
 
-  it('lists it with its command as an array', async () => {
-    const listed = (await runtime.list()).find((container) => container.name === name);
-    expect(listed).toMatchObject({ name, image: bed!.imageV1, state: 'running', command: spec.cmd });
-    expect(listed?.id).toMatch(/^[0-9a-f]{64}$/);
-  });
+    afterEach(removeWeb);
 
-  it('refuses a second container with the same name', async () => {
-    await expect(runtime.run(spec)).rejects.toMatchObject({ code: 'ALREADY_EXISTS' });
-  });
-
-  it('stops, starts and restarts it, the state following', async () => {
-    // httpd as PID 1 ignores SIGTERM: a 1 s timeout keeps the stop short.
-    await runtime.stop(name, { timeoutSeconds: 1 });
-    expect((await runtime.inspect(name))?.state).toBe('exited');
-    expect((await runtime.list()).find((container) => container.name === name)?.state).toBe('exited');
-
-    await runtime.start(name);
-    const started = await runtime.inspect(name);
-    expect(started?.state).toBe('running');
-    expect(await httpGet(port, '/www/index.html')).toBe('bb v1\n');
-
-    await runtime.restart(name, { timeoutSeconds: 1 });
-    const restarted = await runtime.inspect(name);
-    expect(restarted?.state).toBe('running');
-    expect(restarted!.startedAt!.getTime()).toBeGreaterThan(started!.startedAt!.getTime());
-  });
-
-  it('removes it, after which it is missing', async () => {
-    await expect(runtime.remove(name)).rejects.toMatchObject({
-      code: 'FAILED_PRECONDITION',
-      message: expect.stringMatching(/^podman rm \S+ failed \(exit code 2\): .*as it is running/),
+    it('inspects the container as it was given', async () => {
+      const details = await runtime.inspect(name);
+      expect(details).toMatchObject({
+        name,
+        image: bed!.imageV1,
+        state: 'running',
+        cmd: ['/bin/httpd', '-f', '-p', '8080'],
+        command: ['/bin/httpd', '-f', '-p', '8080'],
+        ports: [`127.0.0.1:${port}:8080/tcp`],
+        volumes: [`${hostDir}:/data:ro`],
+        // The image's own MCP_TESTBED_IMAGE and podman's PATH/TERM/HOME/HOSTNAME are left out.
+        env: { GREETING: 'hello world', EMPTY: '' },
+        network: 'podman',
+        user: '65534:65534',
+        restart: 'on-failure',
+      });
+      expect(details?.startedAt).toBeInstanceOf(Date);
     });
-    await runtime.remove(name, { force: true });
-    expect(await runtime.inspect(name)).toBeUndefined();
-    expect((await runtime.list()).some((container) => container.name === name)).toBe(false);
+
+    it('lists it with its command as an array', async () => {
+      const listed = (await runtime.list()).find((container) => container.name === name);
+      expect(listed).toMatchObject({ name, image: bed!.imageV1, state: 'running', command: spec.cmd });
+      expect(listed?.id).toMatch(/^[0-9a-f]{64}$/);
+    });
+
+    it('refuses a second container with the same name', async () => {
+      await expect(runtime.run(spec)).rejects.toMatchObject({ code: 'ALREADY_EXISTS' });
+    });
+
+    it('stops, starts and restarts it, the state following', async () => {
+      // httpd as PID 1 ignores SIGTERM: a 1 s timeout keeps the stop short.
+      await runtime.stop(name, { timeoutSeconds: 1 });
+      expect((await runtime.inspect(name))?.state).toBe('exited');
+      expect((await runtime.list()).find((container) => container.name === name)?.state).toBe('exited');
+
+      await runtime.start(name);
+      const started = await runtime.inspect(name);
+      expect(started?.state).toBe('running');
+      expect(await httpGet(port, '/www/index.html')).toBe('bb v1\n');
+
+      await runtime.restart(name, { timeoutSeconds: 1 });
+      const restarted = await runtime.inspect(name);
+      expect(restarted?.state).toBe('running');
+      expect(restarted!.startedAt!.getTime()).toBeGreaterThan(started!.startedAt!.getTime());
+    });
+
+    it('removes it, after which it is missing', async () => {
+      await expect(runtime.remove(name)).rejects.toMatchObject({
+        code: 'FAILED_PRECONDITION',
+        message: expect.stringMatching(/^podman rm \S+ failed \(exit code 2\): .*as it is running/),
+      });
+      await runtime.remove(name, { force: true });
+      expect(await runtime.inspect(name)).toBeUndefined();
+      expect((await runtime.list()).some((container) => container.name === name)).toBe(false);
+    });
   });
 
   it('says NOT_FOUND for operations on a container that does not exist', async () => {
