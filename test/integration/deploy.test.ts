@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import type { Metadata } from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { execa } from 'execa';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   AuditDecision,
   AuditOutcome,
@@ -207,31 +207,47 @@ describe.skipIf(!bed)('deploy (real agent, real podman, local registry)', () => 
   });
 
   it('deploys one component without touching the other', async () => {
-    const webBefore = await podmanInspect(`${web}-web`);
-    const workerBefore = await podmanInspect(`${web}-worker`);
-    const { progress, result } = await deploy(client, { service: web, component: 'worker' }, md);
+    const service = `${base}-one`;
+    const spec: ServiceSpec = {
+      name: service,
+      components: [sleeper('web', bed!.imageV1), sleeper('worker', bed!.imageV1)],
+    };
+    await deploy(client, { spec }, md);
+    const webBefore = await podmanInspect(`${service}-web`);
+    const workerBefore = await podmanInspect(`${service}-worker`);
+    const { progress, result } = await deploy(client, { service, component: 'worker' }, md);
     expect(result.components.map((c) => [c.component, c.ok])).toEqual([['worker', true]]);
     expect(progress.map((p) => p.step)).toEqual(['pull', 'stop', 'remove', 'run', 'inspect', 'done']);
-    expect((await podmanInspect(`${web}-web`)).Id).toBe(webBefore.Id);
-    expect((await podmanInspect(`${web}-worker`)).Id).not.toBe(workerBefore.Id);
+    expect((await podmanInspect(`${service}-web`)).Id).toBe(webBefore.Id);
+    expect((await podmanInspect(`${service}-worker`)).Id).not.toBe(workerBefore.Id);
   });
 
   it('replaces the containers and records the new version on a redeploy with tag v2', async () => {
-    const before = await podmanInspect(`${web}-web`);
+    // Its own service on its own port: the v1 deploy it replaces is its own too.
+    const name = `${base}-v2`;
+    const v2Port = await freePort();
+    const v1: ServiceSpec = {
+      name,
+      components: webSpec.components.map((c) =>
+        c.name === 'web' ? { ...c, ports: [`127.0.0.1:${v2Port}:8080`] } : c,
+      ),
+    };
+    await deploy(client, { spec: v1 }, md);
+    const before = await podmanInspect(`${name}-web`);
     const spec: ServiceSpec = {
-      ...webSpec,
-      components: webSpec.components.map((c) => ({ ...c, image: bed!.imageV2 })),
+      ...v1,
+      components: v1.components.map((c) => ({ ...c, image: bed!.imageV2 })),
     };
     const { result } = await deploy(client, { spec }, md);
     expect(result.components.map((c) => [c.component, c.ok, c.version])).toEqual([
       ['web', true, 'v2'],
       ['worker', true, 'v2'],
     ]);
-    const after = await podmanInspect(`${web}-web`);
+    const after = await podmanInspect(`${name}-web`);
     expect(after.Id).not.toBe(before.Id);
     expect(after.ImageName).toBe(bed!.imageV2);
-    expect((await (await fetch(`http://127.0.0.1:${port}/www/index.html`)).text()).trim()).toBe('bb v2');
-    const [service] = (await listServices()).filter((s) => s.name === web);
+    expect((await (await fetch(`http://127.0.0.1:${v2Port}/www/index.html`)).text()).trim()).toBe('bb v2');
+    const [service] = (await listServices()).filter((s) => s.name === name);
     expect(service?.components.map((c) => [c.image, c.version])).toEqual([
       [bed!.imageV2, 'v2'],
       [bed!.imageV2, 'v2'],
@@ -365,9 +381,20 @@ describe.skipIf(!bed)('deploy (real agent, real podman, local registry)', () => 
 
   describe('bad input changes nothing', () => {
     const bad = `${base}-bad`;
+    const known = `${base}-known`;
     let before: Awaited<ReturnType<typeof listServices>>;
 
     beforeAll(async () => {
+      // A service the registry knows (sync records it, runs nothing), for the unknown-component case.
+      await unary(
+        client.syncDesiredState.bind(client),
+        { services: [{ name: known, active: false, components: webSpec.components }], requestId: '' },
+        md,
+      );
+    });
+
+    // Taken before each case: a case elsewhere in the file may have run in between.
+    beforeEach(async () => {
       before = await listServices();
     });
 
@@ -446,13 +473,14 @@ describe.skipIf(!bed)('deploy (real agent, real podman, local registry)', () => 
     });
 
     it('an unknown component: NOT_FOUND naming the ones there are', async () => {
-      const err = await grpcError(timedDeploy(client, { service: web, component: 'nope' }, md, 5_000));
+      const err = await grpcError(timedDeploy(client, { service: known, component: 'nope' }, md, 5_000));
       expect(err.code).toBe(status.NOT_FOUND);
-      expect(err.details).toBe(`service '${web}' has no component 'nope' (it has: web, worker)`);
+      expect(err.details).toBe(`service '${known}' has no component 'nope' (it has: web, worker)`);
     });
 
     it('both a spec and a service name: INVALID_ARGUMENT', async () => {
-      const err = await grpcError(timedDeploy(client, { spec: webSpec, service: web }, md, 5_000));
+      // Not the web service: the first case counts the Deploy records audited under its name.
+      const err = await grpcError(timedDeploy(client, { spec: { ...webSpec, name: bad }, service: bad }, md, 5_000));
       expect(err.code).toBe(status.INVALID_ARGUMENT);
       expect(err.details).toMatch(/either spec .* or service .*, not both/);
       expect(await listServices()).toEqual(before);
