@@ -264,7 +264,7 @@ export class CliRuntime implements ContainerRuntime {
         );
       default:
         return new FailedPreconditionError(
-          `container runtime '${this.kind}' ${where} could not be started (${errno ?? 'unknown error'}) for ${formatArgv(argv.slice(0, 2))}: check the agent's resources (memory, process limits) and retry`,
+          `container runtime '${this.kind}' ${where} could not be started (${errno ?? 'unknown error'}) for ${formatArgv(argv.slice(0, 2))}: check that it is installed and runnable (container_runtime/runtime_path) and the agent's resources (memory, process limits), then retry`,
         );
     }
   }
