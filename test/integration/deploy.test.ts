@@ -480,7 +480,9 @@ describe.skipIf(!bed)('deploy (real agent, real podman, local registry)', () => 
 
     it('both a spec and a service name: INVALID_ARGUMENT', async () => {
       // Not the web service: the first case counts the Deploy records audited under its name.
-      const err = await grpcError(timedDeploy(client, { spec: { ...webSpec, name: bad }, service: bad }, md, 5_000));
+      const err = await grpcError(
+        timedDeploy(client, { spec: { ...webSpec, name: bad }, service: bad }, md, 5_000),
+      );
       expect(err.code).toBe(status.INVALID_ARGUMENT);
       expect(err.details).toMatch(/either spec .* or service .*, not both/);
       expect(await listServices()).toEqual(before);
