@@ -385,12 +385,9 @@ describe.skipIf(!bed)('deploy (real agent, real podman, local registry)', () => 
     let before: Awaited<ReturnType<typeof listServices>>;
 
     beforeAll(async () => {
-      // A service the registry knows (sync records it, runs nothing), for the unknown-component case.
-      await unary(
-        client.syncDesiredState.bind(client),
-        { services: [{ name: known, active: false, components: webSpec.components }], requestId: '' },
-        md,
-      );
+      // A service the registry knows, for the unknown-component case: inactive, so its deploy
+      // records it and runs nothing.
+      await deploy(client, { spec: { name: known, active: false, components: webSpec.components } }, md);
     });
 
     // Taken before each case: a case elsewhere in the file may have run in between.
