@@ -57,7 +57,8 @@ export const COMPONENTS_REQUIRED =
 
 /** Every problem with `spec`; empty when it is valid. */
 export function validateServiceSpec(spec: ServiceSpec): SpecIssue[] {
-  const issues: SpecIssue[] = [];
+  // Size limits first: when a spec is far too large, these are the lines worth reading.
+  const issues: SpecIssue[] = checkSpecLimits(spec);
   const nameProblem = checkName(spec.name ?? '');
   if (nameProblem) issues.push({ path: 'name', message: nameProblem });
 
@@ -118,9 +119,166 @@ export function assertValidServiceSpec(spec: ServiceSpec, where = 'service spec'
   if (issues.length > 0) throw new InvalidArgumentError(formatSpecIssues(issues, where));
 }
 
-/** One line per issue, `where: path: message`, so each line names its source and field. */
+/**
+ * One line per issue, `where: path: message`, so each line names its source and field. At most
+ * MAX_REPORTED_ISSUES lines: a spec with 10,000 bad components gets a readable answer.
+ */
 export function formatSpecIssues(issues: readonly SpecIssue[], where: string): string {
-  return issues.map((issue) => `${where}: ${issue.path}: ${issue.message}`).join('\n');
+  const lines = issues
+    .slice(0, MAX_REPORTED_ISSUES)
+    .map((issue) => `${where}: ${issue.path}: ${issue.message}`);
+  const more = issues.length - MAX_REPORTED_ISSUES;
+  if (more > 0) lines.push(`${where}: ... and ${more} more ${more === 1 ? 'problem' : 'problems'}`);
+  return lines.join('\n');
+}
+
+const MAX_REPORTED_ISSUES = 50;
+
+// --- limits -----------------------------------------------------------------------------
+//
+// The most a spec may hold. Every value ends up in one `podman run` argv, which Linux caps at
+// 128 KiB per argument and about 2 MiB in all (E2BIG), and in gRPC messages the agent
+// accepts up to 8 MiB. The limits are generous for real services and keep a valid spec well
+// inside both, so an oversized one is refused here, naming the field, before anything runs.
+// Documented in docs/ARCHITECTURE.md ("Limits") and docs for the definition file format.
+
+const KiB = 1024;
+
+export const SPEC_LIMITS = {
+  /** Components in one service. */
+  componentsPerService: 64,
+  /** Environment variables of one component. */
+  envEntries: 256,
+  /** Bytes of one environment variable's name. */
+  envNameBytes: 256,
+  /** Bytes of one environment variable's value. */
+  envValueBytes: 32 * KiB,
+  /** Bytes of one component's environment: names and values together. */
+  envTotalBytes: 256 * KiB,
+  /** Command arguments of one component. */
+  cmdArgs: 256,
+  /** Bytes of one command argument. */
+  cmdArgBytes: 32 * KiB,
+  /** Bytes of one component's command, all arguments together. */
+  cmdTotalBytes: 256 * KiB,
+  /** Port mappings of one component. */
+  ports: 128,
+  /** Volume mappings of one component. */
+  volumes: 128,
+  /** Bytes of one volume mapping (two paths of at most 4 KiB and options). */
+  volumeBytes: 8 * KiB + 64,
+  /** Bytes of all the text of one spec: names, images, ports, volumes, cmd, env. */
+  specBytes: 1024 * KiB,
+} as const;
+
+/** `32 KiB`, `1 MiB`, or bytes. */
+function formatBytes(bytes: number): string {
+  if (bytes >= 1024 * KiB && bytes % (1024 * KiB) === 0) return `${bytes / (1024 * KiB)} MiB`;
+  if (bytes >= KiB && bytes % KiB === 0) return `${bytes / KiB} KiB`;
+  return `${bytes} bytes`;
+}
+
+const bytesOf = (text: string | undefined): number => Buffer.byteLength(text ?? '', 'utf8');
+const sumBytes = (texts: readonly string[]): number => texts.reduce((sum, t) => sum + bytesOf(t), 0);
+
+/** Every limit `spec` exceeds, each naming the field, its size and the limit. */
+export function checkSpecLimits(spec: ServiceSpec): SpecIssue[] {
+  const issues: SpecIssue[] = [];
+  const L = SPEC_LIMITS;
+  const components = spec.components ?? [];
+  if (components.length > L.componentsPerService) {
+    issues.push({
+      path: 'components',
+      message: `${components.length} components: a service may have at most ${L.componentsPerService}; split it into several services`,
+    });
+  }
+  let specBytes = bytesOf(spec.name);
+  components.forEach((component, index) => {
+    const at = `components[${index}]`;
+    const count = (field: string, items: readonly unknown[], max: number, what: string) => {
+      if (items.length > max) {
+        issues.push({
+          path: `${at}.${field}`,
+          message: `${items.length} ${what}: at most ${max} are allowed`,
+        });
+      }
+    };
+    const ports = component.ports ?? [];
+    const volumes = component.volumes ?? [];
+    const cmd = component.cmd ?? [];
+    const env = Object.entries(component.env ?? {});
+    count('ports', ports, L.ports, 'port mappings');
+    count('volumes', volumes, L.volumes, 'volume mappings');
+    count('cmd', cmd, L.cmdArgs, 'command arguments');
+    count('env', env, L.envEntries, 'environment variables');
+
+    volumes.forEach((volume, i) => {
+      const bytes = bytesOf(volume);
+      if (bytes > L.volumeBytes) {
+        issues.push({
+          path: `${at}.volumes[${i}]`,
+          message: `is ${bytes} bytes long: at most ${formatBytes(L.volumeBytes)} are allowed per volume mapping`,
+        });
+      }
+    });
+    cmd.forEach((arg, i) => {
+      const bytes = bytesOf(arg);
+      if (bytes > L.cmdArgBytes) {
+        issues.push({
+          path: `${at}.cmd[${i}]`,
+          message: `is ${bytes} bytes long: at most ${formatBytes(L.cmdArgBytes)} are allowed per command argument; pass larger data as a file (push_file) and mount it`,
+        });
+      }
+    });
+    const cmdBytes = sumBytes(cmd);
+    if (cmdBytes > L.cmdTotalBytes) {
+      issues.push({
+        path: `${at}.cmd`,
+        message: `is ${cmdBytes} bytes in all: at most ${formatBytes(L.cmdTotalBytes)} are allowed for one command`,
+      });
+    }
+    let envBytes = 0;
+    for (const [key, value] of env) {
+      const keyBytes = bytesOf(key);
+      const valueBytes = bytesOf(value);
+      envBytes += keyBytes + valueBytes;
+      const field = `${at}.env${ENV_KEY_PATTERN.test(key) && keyBytes <= L.envNameBytes ? `.${key}` : ''}`;
+      if (keyBytes > L.envNameBytes) {
+        issues.push({
+          path: field,
+          message: `a variable name is ${keyBytes} bytes long: at most ${L.envNameBytes} bytes are allowed per name`,
+        });
+      } else if (valueBytes > L.envValueBytes) {
+        issues.push({
+          path: field,
+          message: `the value is ${valueBytes} bytes: at most ${formatBytes(L.envValueBytes)} are allowed per environment value; pass larger data as a file (push_file) and mount it`,
+        });
+      }
+    }
+    if (envBytes > L.envTotalBytes) {
+      issues.push({
+        path: `${at}.env`,
+        message: `is ${envBytes} bytes in all (names and values): at most ${formatBytes(L.envTotalBytes)} are allowed for one component's environment`,
+      });
+    }
+    specBytes +=
+      bytesOf(component.name) +
+      bytesOf(component.image) +
+      bytesOf(component.network) +
+      bytesOf(component.user) +
+      bytesOf(component.restart) +
+      sumBytes(ports) +
+      sumBytes(volumes) +
+      cmdBytes +
+      envBytes;
+  });
+  if (specBytes > L.specBytes) {
+    issues.unshift({
+      path: '(whole spec)',
+      message: `the spec holds ${specBytes} bytes of text: at most ${formatBytes(L.specBytes)} are allowed per service`,
+    });
+  }
+  return issues;
 }
 
 // --- image references -------------------------------------------------------------------

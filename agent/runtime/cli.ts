@@ -224,15 +224,12 @@ export class CliRuntime implements ContainerRuntime {
     if (!result.failed) return result.stdout;
 
     const argv = redactArgv([this.path, ...args]);
-    if (result.code === 'ENOENT' || result.code === 'EACCES') {
-      const problem = result.code === 'ENOENT' ? 'not found' : 'not executable';
-      const where = this.path.includes('/') ? `at '${this.path}'` : `on PATH as '${this.path}'`;
-      throw new FailedPreconditionError(
-        `container runtime '${this.kind}' ${problem} ${where} (${result.code}): install it or set container_runtime/runtime_path`,
-        { cause: result },
-      );
+    // The command never started: there is no exit code and no stderr to read.
+    if (!result.timedOut && !result.isCanceled && result.exitCode === undefined && !result.signal) {
+      throw this.#spawnError(args, argv, result.code);
     }
-    const stderr = trimStderr(result.stderr);
+    // execa leaves stderr undefined when the process could not be set up; never assume it.
+    const stderr = trimStderr(typeof result.stderr === 'string' ? result.stderr : '');
     let code: ErrorCode = classifyFailure(stderr);
     let reason = reasonOf(result.exitCode);
     if (result.timedOut) {
@@ -250,6 +247,57 @@ export class CliRuntime implements ContainerRuntime {
       { cause: result },
     );
   }
+
+  /**
+   * The error for a command the OS refused to start. `E2BIG` means the arguments (env
+   * values, cmd) are too long for one command line: the request is at fault, so it is
+   * INVALID_ARGUMENT naming the longest argument. The cause is left out on purpose: execa's
+   * message quotes the whole command, env values included.
+   */
+  #spawnError(args: readonly string[], argv: readonly string[], errno: string | undefined): McpError {
+    const where = this.path.includes('/') ? `at '${this.path}'` : `on PATH as '${this.path}'`;
+    switch (errno) {
+      case 'ENOENT':
+      case 'EACCES': {
+        const problem = errno === 'ENOENT' ? 'not found' : 'not executable';
+        return new FailedPreconditionError(
+          `container runtime '${this.kind}' ${problem} ${where} (${errno}): install it or set container_runtime/runtime_path`,
+        );
+      }
+      case 'E2BIG':
+        return new InvalidArgumentError(
+          `${formatArgv(argv.slice(0, 2))} ... could not start (E2BIG): ${describeLongestArgument(args)}; the operating system allows at most ${MAX_ARG_BYTES} bytes in one argument and about 2 MiB in all: shorten it, or push a large value as a file (push_file) and mount it`,
+        );
+      default:
+        return new FailedPreconditionError(
+          `container runtime '${this.kind}' ${where} could not be started (${errno ?? 'unknown error'}) for ${formatArgv(argv.slice(0, 2))}: check that it is installed and runnable (container_runtime/runtime_path) and the agent's resources (memory, process limits), then retry`,
+        );
+    }
+  }
+}
+
+/** Linux's MAX_ARG_STRLEN: 32 pages. */
+const MAX_ARG_BYTES = 128 * 1024;
+
+/** `the env variable NAME (N bytes)` or `cmd argument I (N bytes)`, never the value itself. */
+function describeLongestArgument(args: readonly string[]): string {
+  let longest = -1;
+  let longestBytes = -1;
+  args.forEach((arg, i) => {
+    const bytes = Buffer.byteLength(arg);
+    if (bytes > longestBytes) {
+      longest = i;
+      longestBytes = bytes;
+    }
+  });
+  const total = args.reduce((sum, arg) => sum + Buffer.byteLength(arg) + 1, 0);
+  const arg = args[longest] ?? '';
+  const eq = arg.indexOf('=', 6);
+  if (arg.startsWith('--env=') && eq !== -1) {
+    const valueBytes = Buffer.byteLength(arg.slice(eq + 1));
+    return `the value of environment variable ${arg.slice(6, eq)} is ${valueBytes} bytes (${total} bytes of arguments in all)`;
+  }
+  return `argument ${longest + 1} is ${longestBytes} bytes (${total} bytes of arguments in all)`;
 }
 
 // ---------------------------------------------------------------- argv

@@ -252,18 +252,31 @@ describe('authorization', () => {
 
 describe('the audit log', () => {
   let agent: TestAgent;
+
+  /** `count` concurrent ListServices calls as `load`: two audit rows each. */
+  async function loadCalls(target: TestAgent, count: number): Promise<void> {
+    const client = target.client();
+    const md = await target.auth({ roles: ['viewer'], subject: 'load' });
+    await Promise.all(
+      Array.from({ length: count }, () => unary(client.listServices.bind(client), { desiredState: 0 }, md)),
+    );
+  }
+
+  // The 1,000 calls are made once, here, and only read afterwards: the cases that read them pass
+  // in any order. The tampering case works on an agent of its own.
   beforeAll(async () => {
     agent = await startTestAgent();
-  });
+    await loadCalls(agent, 1000);
+  }, 120_000);
   afterAll(() => agent?.stop());
 
-  const verify = () => {
+  const verify = (target: TestAgent = agent) => {
     try {
       return {
         code: 0,
         out: execFileSync(
           process.execPath,
-          [join(root, 'dist/agent/main.js'), 'audit', 'verify', '--config', agent.configFile],
+          [join(root, 'dist/agent/main.js'), 'audit', 'verify', '--config', target.configFile],
           { encoding: 'utf8' },
         ),
       };
@@ -274,11 +287,6 @@ describe('the audit log', () => {
   };
 
   it('keeps a complete record of 1,000 concurrent calls in a chain that verifies', async () => {
-    const client = agent.client();
-    const md = await agent.auth({ roles: ['viewer'], subject: 'load' });
-    await Promise.all(
-      Array.from({ length: 1000 }, () => unary(client.listServices.bind(client), { desiredState: 0 }, md)),
-    );
     const records = await auditPages(agent, { subject: 'load', rpc: 'ListServices' });
     expect(records).toHaveLength(1000);
     expect(records.every((r) => r.outcome === AuditOutcome.AUDIT_OUTCOME_OK && r.durationMs > 0)).toBe(true);
@@ -317,8 +325,18 @@ describe('the audit log', () => {
   });
 
   it('names the first record edited or deleted behind its back', async () => {
+    const victim = await startTestAgent({ node: 'tampered' });
+    try {
+      await loadCalls(victim, 50); // 100 records, so seq 42 and 77 exist
+      tamperAndVerify(victim);
+    } finally {
+      await victim.stop();
+    }
+  });
+
+  function tamperAndVerify(victim: TestAgent): void {
     // Tampering as an attacker with the file would: another connection, triggers dropped.
-    const db = new Database(agent.database);
+    const db = new Database(victim.database);
     for (const t of db
       .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_log'")
       .all() as Array<{ name: string }>) {
@@ -329,18 +347,18 @@ describe('the audit log', () => {
     };
     db.prepare("UPDATE audit_log SET subject = 'someone-else' WHERE seq = 42").run();
     db.close();
-    let result = verify();
+    let result = verify(victim);
     expect(result.code).toBe(2);
     expect(result.out).toMatch(/BROKEN at record 42/);
 
-    const db2 = new Database(agent.database);
+    const db2 = new Database(victim.database);
     db2.prepare('UPDATE audit_log SET subject = ? WHERE seq = 42').run(original.subject); // undo the edit
     db2.prepare('DELETE FROM audit_log WHERE seq = 77').run();
     db2.close();
-    result = verify();
+    result = verify(victim);
     expect(result.code).toBe(2);
     expect(result.out).toMatch(/BROKEN at record 77/);
-  });
+  }
 });
 
 const canMount = (() => {

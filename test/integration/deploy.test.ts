@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { Metadata } from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { execa } from 'execa';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   AuditDecision,
   AuditOutcome,
@@ -208,31 +208,47 @@ describe.skipIf(!bed)('deploy (real agent, real podman, local registry)', () => 
   });
 
   it('deploys one component without touching the other', async () => {
-    const webBefore = await podmanInspect(`${web}-web`);
-    const workerBefore = await podmanInspect(`${web}-worker`);
-    const { progress, result } = await deploy(client, { service: web, component: 'worker' }, md);
+    const service = `${base}-one`;
+    const spec: ServiceSpec = {
+      name: service,
+      components: [sleeper('web', bed!.imageV1), sleeper('worker', bed!.imageV1)],
+    };
+    await deploy(client, { spec }, md);
+    const webBefore = await podmanInspect(`${service}-web`);
+    const workerBefore = await podmanInspect(`${service}-worker`);
+    const { progress, result } = await deploy(client, { service, component: 'worker' }, md);
     expect(result.components.map((c) => [c.component, c.ok])).toEqual([['worker', true]]);
     expect(progress.map((p) => p.step)).toEqual(['pull', 'stop', 'remove', 'run', 'inspect', 'done']);
-    expect((await podmanInspect(`${web}-web`)).Id).toBe(webBefore.Id);
-    expect((await podmanInspect(`${web}-worker`)).Id).not.toBe(workerBefore.Id);
+    expect((await podmanInspect(`${service}-web`)).Id).toBe(webBefore.Id);
+    expect((await podmanInspect(`${service}-worker`)).Id).not.toBe(workerBefore.Id);
   });
 
   it('replaces the containers and records the new version on a redeploy with tag v2', async () => {
-    const before = await podmanInspect(`${web}-web`);
+    // Its own service on its own port: the v1 deploy it replaces is its own too.
+    const name = `${base}-v2`;
+    const v2Port = await freePort();
+    const v1: ServiceSpec = {
+      name,
+      components: webSpec.components.map((c) =>
+        c.name === 'web' ? { ...c, ports: [`127.0.0.1:${v2Port}:8080`] } : c,
+      ),
+    };
+    await deploy(client, { spec: v1 }, md);
+    const before = await podmanInspect(`${name}-web`);
     const spec: ServiceSpec = {
-      ...webSpec,
-      components: webSpec.components.map((c) => ({ ...c, image: bed!.imageV2 })),
+      ...v1,
+      components: v1.components.map((c) => ({ ...c, image: bed!.imageV2 })),
     };
     const { result } = await deploy(client, { spec }, md);
     expect(result.components.map((c) => [c.component, c.ok, c.version])).toEqual([
       ['web', true, 'v2'],
       ['worker', true, 'v2'],
     ]);
-    const after = await podmanInspect(`${web}-web`);
+    const after = await podmanInspect(`${name}-web`);
     expect(after.Id).not.toBe(before.Id);
     expect(after.ImageName).toBe(bed!.imageV2);
-    expect((await (await fetch(`http://127.0.0.1:${port}/www/index.html`)).text()).trim()).toBe('bb v2');
-    const [service] = (await listServices()).filter((s) => s.name === web);
+    expect((await (await fetch(`http://127.0.0.1:${v2Port}/www/index.html`)).text()).trim()).toBe('bb v2');
+    const [service] = (await listServices()).filter((s) => s.name === name);
     expect(service?.components.map((c) => [c.image, c.version])).toEqual([
       [bed!.imageV2, 'v2'],
       [bed!.imageV2, 'v2'],
@@ -366,9 +382,17 @@ describe.skipIf(!bed)('deploy (real agent, real podman, local registry)', () => 
 
   describe('bad input changes nothing', () => {
     const bad = `${base}-bad`;
+    const known = `${base}-known`;
     let before: Awaited<ReturnType<typeof listServices>>;
 
     beforeAll(async () => {
+      // A service the registry knows, for the unknown-component case: inactive, so its deploy
+      // records it and runs nothing.
+      await deploy(client, { spec: { name: known, active: false, components: webSpec.components } }, md);
+    });
+
+    // Taken before each case: a case elsewhere in the file may have run in between.
+    beforeEach(async () => {
       before = await listServices();
     });
 
@@ -393,12 +417,48 @@ describe.skipIf(!bed)('deploy (real agent, real podman, local registry)', () => 
         { name: bad, components: [sleeper('app', 'x:v1;reboot')] },
         /image: "x:v1;reboot" contains shell metacharacters/,
       ],
+      [
+        // Once an E2BIG from the runtime that ended the whole deploy INTERNAL; now refused up front.
+        'a 200 KB environment value',
+        { name: bad, components: [sleeper('app', 'x:v1', { env: { BIG: 'v'.repeat(200 * 1024) } })] },
+        /components\[0\]\.env\.BIG: the value is 204800 bytes: at most 32 KiB are allowed per environment value/,
+      ],
+      [
+        '10,000 components',
+        {
+          name: bad,
+          components: Array.from({ length: 10_000 }, (_, i) => sleeper(`c${i}`, 'x:v1')),
+        },
+        /components: 10000 components: a service may have at most 64/,
+      ],
     ])('%s: INVALID_ARGUMENT', async (_what, spec, message) => {
       const err = await grpcError(timedDeploy(client, { spec: spec as ServiceSpec }, md, 5_000));
       expect(err.code).toBe(status.INVALID_ARGUMENT);
       expect(err.details).toMatch(message);
       expect(await listServices()).toEqual(before);
       expect(await containerExists(`${bad}-app`)).toBe(false);
+    });
+
+    it('a sync of a 200 KB environment value: INVALID_ARGUMENT naming it, nothing recorded', async () => {
+      const spec = {
+        name: bad,
+        components: [sleeper('app', 'x:v1', { env: { BIG: 'v'.repeat(200 * 1024) } })],
+      };
+      const err = await grpcError(
+        unary(client.syncDesiredState.bind(client), { services: [spec], requestId: '' }, md),
+      );
+      expect(err.code).toBe(status.INVALID_ARGUMENT);
+      expect(err.details).toMatch(/components\[0\]\.env\.BIG: the value is 204800 bytes: at most 32 KiB/);
+      expect(await listServices()).toEqual(before);
+    });
+
+    it("a request over the agent's 8 MiB message limit: RESOURCE_EXHAUSTED saying so, not INTERNAL", async () => {
+      const env = Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`V${i}`, 'v'.repeat(30 * 1024)]));
+      const spec = { name: bad, components: [sleeper('app', 'x:v1', { env })] };
+      const err = await grpcError(timedDeploy(client, { spec }, md, 10_000));
+      expect(err.code).toBe(status.RESOURCE_EXHAUSTED);
+      expect(err.details).toMatch(/larger than max/);
+      expect(await listServices()).toEqual(before);
     });
 
     it('an unknown service: NOT_FOUND saying what to do', async () => {
@@ -411,13 +471,16 @@ describe.skipIf(!bed)('deploy (real agent, real podman, local registry)', () => 
     });
 
     it('an unknown component: NOT_FOUND naming the ones there are', async () => {
-      const err = await grpcError(timedDeploy(client, { service: web, component: 'nope' }, md, 5_000));
+      const err = await grpcError(timedDeploy(client, { service: known, component: 'nope' }, md, 5_000));
       expect(err.code).toBe(status.NOT_FOUND);
-      expect(err.details).toBe(`service '${web}' has no component 'nope' (it has: web, worker)`);
+      expect(err.details).toBe(`service '${known}' has no component 'nope' (it has: web, worker)`);
     });
 
     it('both a spec and a service name: INVALID_ARGUMENT', async () => {
-      const err = await grpcError(timedDeploy(client, { spec: webSpec, service: web }, md, 5_000));
+      // Not the web service: the first case counts the Deploy records audited under its name.
+      const err = await grpcError(
+        timedDeploy(client, { spec: { ...webSpec, name: bad }, service: bad }, md, 5_000),
+      );
       expect(err.code).toBe(status.INVALID_ARGUMENT);
       expect(err.details).toMatch(/either spec .* or service .*, not both/);
       expect(await listServices()).toEqual(before);

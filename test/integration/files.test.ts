@@ -212,6 +212,7 @@ describe('files through the real agent (in-process, TLS gRPC)', () => {
   });
 
   it('refuses hostile paths with the message the caller needs', async () => {
+    fs.mkdirSync(path.join(agent.filesRoot, 'web'), { recursive: true }); // as a first push would leave it
     const error = grpcError(
       await push(client, md, { path: '../../etc/cron.d/x', sha256: digestOf([]), size: 0 }, []).catch(
         (err: unknown) => err,
@@ -280,6 +281,7 @@ describe('files through the real agent (in-process, TLS gRPC)', () => {
   });
 
   it('is NOT_FOUND for a pull of a missing file', async () => {
+    fs.mkdirSync(path.join(agent.filesRoot, 'web'), { recursive: true }); // the service has files, not this one
     const error = grpcError(
       await pull(client, md, { service: 'web', path: 'nope.txt' }, false, 10).catch((err: unknown) => err),
     );

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Metadata } from '@grpc/grpc-js';
 import { execa } from 'execa';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Event, GetServiceStatusResponse, McpAgentServiceClient } from '../../gen/mcp/v1/mcp.js';
 import { ObservedState } from '../../gen/mcp/v1/mcp.js';
 import { deploy, startTestAgent, type TestAgent, unary } from '../support/agent.js';
@@ -28,15 +28,19 @@ if (!built && process.env.CI) throw new Error('dist/agent/main.js is missing: ru
 const INTERVAL_SECONDS = 1;
 
 describe.skipIf(!bed || !built)('the monitor in a real agent process, real podman', () => {
-  const service = uniqueName('mcpt-mon');
-  const container = `${service}-web`;
+  let service: string;
+  let container: string;
   let dataDir: string;
   let recorder: AlertRecorder;
   let agent: TestAgent | undefined;
   let client: McpAgentServiceClient;
   let md: Metadata;
 
-  beforeAll(async () => {
+  // Every case gets its own service, agent and alert log: the cases pass in any order, and
+  // the ones about a second drift or a flap bring about the first drift themselves.
+  beforeEach(async () => {
+    service = uniqueName('mcpt-mon');
+    container = `${service}-web`;
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcp-monitor-it-'));
     recorder = alertRecorder(dataDir);
 
@@ -67,8 +71,9 @@ describe.skipIf(!bed || !built)('the monitor in a real agent process, real podma
     md = await agent.auth({ roles: ['viewer'] });
   }, 180_000);
 
-  afterAll(async () => {
+  afterEach(async () => {
     await agent?.stop();
+    agent = undefined;
     await removeContainers(service);
     if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
   });
@@ -125,7 +130,16 @@ describe.skipIf(!bed || !built)('the monitor in a real agent process, real podma
     expect(Math.abs(Date.parse(timestamp) - killedAt)).toBeLessThan(5000);
   }, 60_000);
 
+  /** Kills the container and waits for the drift alert: one transition, one alert. */
+  async function firstDrift(): Promise<void> {
+    await sleep(INTERVAL_SECONDS * 1500); // the monitor has seen it running
+    await execa('podman', ['kill', container]);
+    await waitForTransition(ObservedState.OBSERVED_STATE_EXITED, 1);
+    await waitFor(() => alerts('drift').length === 1, 10_000);
+  }
+
   it('does not alert again for a second drift inside the cooldown', async () => {
+    await firstDrift();
     await execa('podman', ['start', container]);
     await waitForTransition(ObservedState.OBSERVED_STATE_RUNNING, 1);
     await execa('podman', ['kill', container]);
@@ -135,6 +149,11 @@ describe.skipIf(!bed || !built)('the monitor in a real agent process, real podma
   }, 60_000);
 
   it('raises a flap alert when kill/start cycles pass the threshold', async () => {
+    await firstDrift();
+    await execa('podman', ['start', container]);
+    await waitForTransition(ObservedState.OBSERVED_STATE_RUNNING, 1);
+    await execa('podman', ['kill', container]);
+    await waitForTransition(ObservedState.OBSERVED_STATE_EXITED, 2);
     expect(alerts('flap')).toEqual([]); // three transitions so far: not more than flap_threshold
     await execa('podman', ['start', container]);
     await waitForTransition(ObservedState.OBSERVED_STATE_RUNNING, 2);

@@ -9,7 +9,7 @@ import { chmod, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Metadata, status } from '@grpc/grpc-js';
 import { execa } from 'execa';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   DesiredState,
   type McpAgentServiceClient,
@@ -114,6 +114,11 @@ describe.skipIf(!bed)('service operations (real agent, real podman)', () => {
   });
 
   describe('stop, start, restart', () => {
+    // Every case starts from the service active with both components running, whatever ran before.
+    beforeEach(async () => {
+      await call.start(life);
+    });
+
     it('stop marks the service inactive and desired stopped, and stops its containers', async () => {
       const res = await call.stop(life);
       expect(res.components.map((c) => [c.component, c.ok, c.desiredState, c.observedState])).toEqual([
@@ -129,6 +134,7 @@ describe.skipIf(!bed)('service operations (real agent, real podman)', () => {
     });
 
     it('start of one component starts only it and leaves the service inactive', async () => {
+      await call.stop(life);
       const res = await call.start(life, 'app');
       expect(res.components.map((c) => [c.component, c.ok, c.desiredState, c.observedState])).toEqual([
         ['app', true, WANT_RUNNING, RUNNING],
@@ -342,9 +348,15 @@ describe.skipIf(!bed)('service operations (real agent, real podman)', () => {
     });
 
     it('is idempotent, and answers NOT_FOUND when no container matches', async () => {
-      const again = await call.adopt(shop);
+      // Containers of its own: adopting shop here first would take <shop>-proxy-api before
+      // the case above has made <shop>-proxy known.
+      const twice = `${base}-twice`;
+      await podmanRun(`${twice}-web`);
+      await podmanRun(`${twice}-db`);
+      await call.adopt(twice);
+      const again = await call.adopt(twice);
       expect(again.components.map((c) => c.name).sort()).toEqual(['db', 'web']);
-      expect((await call.status(shop)).events).toHaveLength(2);
+      expect((await call.status(twice)).events).toHaveLength(2);
 
       const none = await grpcError(call.adopt(`${base}-ghost`));
       expect(none.code).toBe(status.NOT_FOUND);
@@ -357,10 +369,14 @@ describe.skipIf(!bed)('service operations (real agent, real podman)', () => {
   });
 
   describe('sync', () => {
-    const declared = `${base}-decl`;
+    // Each case syncs a service of its own, with its own stray container.
+    let declared = `${base}-decl`;
     const definition = (active?: boolean) => serviceSpec(declared, [sleeper('app', bed!.imageV1)], active);
+    let cases = 0;
 
-    beforeAll(async () => {
+    beforeEach(async () => {
+      cases += 1;
+      declared = `${base}-decl${cases}`;
       await podmanRun(`${declared}-stray`);
     });
 
@@ -387,6 +403,7 @@ describe.skipIf(!bed)('service operations (real agent, real podman)', () => {
     });
 
     it('takes active as the desired state, and an ignored component never drifts', async () => {
+      await call.sync([definition()]);
       const res = await call.sync([definition(false)]);
       expect(res.services).toEqual([
         {

@@ -7,9 +7,9 @@
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createRuntime, type RunSpec, RuntimeCommandError } from '../../agent/runtime/index.js';
-import { FailedPreconditionError, NotFoundError } from '../../core/errors.js';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../../core/errors.js';
 import { ENGINE_KINDS, requireEngine } from '../support/engines.js';
 import { freePort, uniqueName } from '../support/testbed.js';
 
@@ -97,70 +97,85 @@ for (const kind of ENGINE_KINDS) {
       expect(await runtime.version()).toMatch(/^\d+\.\d+\.\d+/);
     });
 
+    /** No container named `name`, whatever an earlier case left. */
+    const removeWeb = () => runtime.remove(name, { force: true }).catch(() => undefined);
+
     it('runs a container that serves the image and the mounted folder over HTTP', async () => {
+      await removeWeb();
       const id = await runtime.run(spec);
       expect(id).toMatch(/^[0-9a-f]{64}$/);
       expect(await httpGet(port, '/www/index.html')).toBe('bb v1\n');
       expect(await httpGet(port, '/data/hello.txt')).toBe('from the host\n');
+      await removeWeb();
     });
 
-    it('inspects the container as it was given', async () => {
-      const details = await runtime.inspect(name);
-      expect(details).toMatchObject({
-        name,
-        image: bed!.imageV1,
-        state: 'running',
-        cmd: ['/bin/httpd', '-f', '-p', '8080'],
-        command: ['/bin/httpd', '-f', '-p', '8080'],
-        ports: [`127.0.0.1:${port}:8080/tcp`],
-        volumes: [`${hostDir}:/data:ro`],
-        // The image's own MCP_TESTBED_IMAGE and the engine's PATH/TERM/HOME/HOSTNAME are left out.
-        env: { GREETING: 'hello world', EMPTY: '' },
-        network: bed!.portNetworkName,
-        user: '65534:65534',
-        restart: 'on-failure',
+    // Each case below gets its own freshly run container, so they pass in any order.
+    describe('a running container', () => {
+      beforeEach(async () => {
+        await removeWeb();
+        await runtime.run(spec);
       });
-      expect(details?.startedAt).toBeInstanceOf(Date);
-    });
 
-    it('lists it with its command as an array', async () => {
-      const listed = (await runtime.list()).find((container) => container.name === name);
-      expect(listed).toMatchObject({ name, image: bed!.imageV1, state: 'running', command: spec.cmd });
-      expect(listed?.id).toMatch(/^[0-9a-f]{64}$/);
-      // podman's listing has whole seconds, inspect nanoseconds.
-      const started = (await runtime.inspect(name))!.startedAt!.getTime();
-      expect(Math.abs(listed!.startedAt!.getTime() - started)).toBeLessThan(1000);
-    });
+      afterEach(removeWeb);
 
-    it('refuses a second container with the same name', async () => {
-      await expect(runtime.run(spec)).rejects.toMatchObject({ code: 'ALREADY_EXISTS' });
-    });
-
-    it('stops, starts and restarts it, the state following', async () => {
-      // httpd as PID 1 ignores SIGTERM: a 1 s timeout keeps the stop short.
-      await runtime.stop(name, { timeoutSeconds: 1 });
-      expect((await runtime.inspect(name))?.state).toBe('exited');
-      expect((await runtime.list()).find((container) => container.name === name)?.state).toBe('exited');
-
-      await runtime.start(name);
-      const started = await runtime.inspect(name);
-      expect(started?.state).toBe('running');
-      expect(await httpGet(port, '/www/index.html')).toBe('bb v1\n');
-
-      await runtime.restart(name, { timeoutSeconds: 1 });
-      const restarted = await runtime.inspect(name);
-      expect(restarted?.state).toBe('running');
-      expect(restarted!.startedAt!.getTime()).toBeGreaterThan(started!.startedAt!.getTime());
-    });
-
-    it('removes it, after which it is missing', async () => {
-      await expect(runtime.remove(name)).rejects.toMatchObject({
-        code: 'FAILED_PRECONDITION',
-        message: expect.stringMatching(words.removeRunning),
+      it('inspects the container as it was given', async () => {
+        const details = await runtime.inspect(name);
+        expect(details).toMatchObject({
+          name,
+          image: bed!.imageV1,
+          state: 'running',
+          cmd: ['/bin/httpd', '-f', '-p', '8080'],
+          command: ['/bin/httpd', '-f', '-p', '8080'],
+          ports: [`127.0.0.1:${port}:8080/tcp`],
+          volumes: [`${hostDir}:/data:ro`],
+          // The image's own MCP_TESTBED_IMAGE and the engine's PATH/TERM/HOME/HOSTNAME are left out.
+          env: { GREETING: 'hello world', EMPTY: '' },
+          network: bed!.portNetworkName,
+          user: '65534:65534',
+          restart: 'on-failure',
+        });
+        expect(details?.startedAt).toBeInstanceOf(Date);
       });
-      await runtime.remove(name, { force: true });
-      expect(await runtime.inspect(name)).toBeUndefined();
-      expect((await runtime.list()).some((container) => container.name === name)).toBe(false);
+
+      it('lists it with its command as an array', async () => {
+        const listed = (await runtime.list()).find((container) => container.name === name);
+        expect(listed).toMatchObject({ name, image: bed!.imageV1, state: 'running', command: spec.cmd });
+        expect(listed?.id).toMatch(/^[0-9a-f]{64}$/);
+        // podman's listing has whole seconds, inspect nanoseconds.
+        const started = (await runtime.inspect(name))!.startedAt!.getTime();
+        expect(Math.abs(listed!.startedAt!.getTime() - started)).toBeLessThan(1000);
+      });
+
+      it('refuses a second container with the same name', async () => {
+        await expect(runtime.run(spec)).rejects.toMatchObject({ code: 'ALREADY_EXISTS' });
+      });
+
+      it('stops, starts and restarts it, the state following', async () => {
+        // httpd as PID 1 ignores SIGTERM: a 1 s timeout keeps the stop short.
+        await runtime.stop(name, { timeoutSeconds: 1 });
+        expect((await runtime.inspect(name))?.state).toBe('exited');
+        expect((await runtime.list()).find((container) => container.name === name)?.state).toBe('exited');
+
+        await runtime.start(name);
+        const started = await runtime.inspect(name);
+        expect(started?.state).toBe('running');
+        expect(await httpGet(port, '/www/index.html')).toBe('bb v1\n');
+
+        await runtime.restart(name, { timeoutSeconds: 1 });
+        const restarted = await runtime.inspect(name);
+        expect(restarted?.state).toBe('running');
+        expect(restarted!.startedAt!.getTime()).toBeGreaterThan(started!.startedAt!.getTime());
+      });
+
+      it('removes it, after which it is missing', async () => {
+        await expect(runtime.remove(name)).rejects.toMatchObject({
+          code: 'FAILED_PRECONDITION',
+          message: expect.stringMatching(words.removeRunning),
+        });
+        await runtime.remove(name, { force: true });
+        expect(await runtime.inspect(name)).toBeUndefined();
+        expect((await runtime.list()).some((container) => container.name === name)).toBe(false);
+      });
     });
 
     it('says NOT_FOUND for operations on a container that does not exist', async () => {
@@ -211,6 +226,27 @@ for (const kind of ENGINE_KINDS) {
     });
   });
 }
+
+const podman = await requireEngine('podman');
+
+describe.skipIf(!podman)('a command line the operating system refuses (real podman)', () => {
+  const bed = podman;
+  it('is INVALID_ARGUMENT naming the variable and the limit, without its value, and leaves no container', async () => {
+    const runtime = createRuntime('podman', bed?.cli);
+    const name = uniqueName('mcpt-e2big');
+    const value = 'v'.repeat(200 * 1024);
+    const error = await runtime
+      .run({ name, image: bed!.imageV1, env: { SMALL: 'x', HUGE_SETTING: value } })
+      .catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(InvalidArgumentError);
+    const message = (error as Error).message;
+    expect(message).toContain('E2BIG');
+    expect(message).toContain('value of environment variable HUGE_SETTING is 204800 bytes');
+    expect(message).toContain('at most 131072 bytes in one argument');
+    expect(message).not.toContain('vvvvvvvv');
+    expect(await runtime.inspect(name)).toBeUndefined();
+  });
+});
 
 /** GET from the container's published port, retrying while httpd starts. */
 async function httpGet(port: number, path: string): Promise<string> {

@@ -8,10 +8,10 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Metadata } from '@grpc/grpc-js';
 import { execa } from 'execa';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ListServicesResponse, McpAgentServiceClient, ServiceSpec } from '../../gen/mcp/v1/mcp.js';
-import { openRegistry } from '../../registry/db.js';
 import { startTestAgent, type TestAgent, unary } from '../support/agent.js';
+import { readRegistry } from '../support/registry.js';
 import { component, serviceSpec } from '../support/specs.js';
 
 const repo = new URL('../..', import.meta.url).pathname;
@@ -28,7 +28,6 @@ function spec(name: string): ServiceSpec {
 describe.skipIf(!built)('snapshot and restore of a real agent registry', () => {
   let dataDir: string;
   let agent: TestAgent | undefined;
-  let snapshot: string;
 
   const cli = (...args: string[]) =>
     execa(process.execPath, [main, ...args, '--config', path.join(dataDir, 'agent.toml')], { reject: false });
@@ -55,26 +54,32 @@ describe.skipIf(!built)('snapshot and restore of a real agent registry', () => {
     await unary(client.syncDesiredState.bind(client), { services: names.map(spec), requestId: '' }, md);
   }
 
-  beforeAll(async () => {
+  /** `mcp-agent snapshot`; its path. */
+  async function takeSnapshot(): Promise<string> {
+    const result = await cli('snapshot');
+    expect(result.exitCode, result.stderr).toBe(0);
+    return result.stdout.trim();
+  }
+
+  // Every case starts from its own agent and database holding shop and blog, so they pass in any order.
+  beforeEach(async () => {
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcp-snapshot-it-'));
     agent = await startTestAgent({ process: true, dataDir });
     await sync('shop', 'blog');
   }, 60_000);
 
-  afterAll(async () => {
+  afterEach(async () => {
     await agent?.stop();
+    agent = undefined;
     if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
   it('writes a copy while the agent runs: it opens, its audit chain verifies, the original is untouched', async () => {
-    const result = await cli('snapshot');
-    expect(result.exitCode, result.stderr).toBe(0);
-    snapshot = result.stdout.trim();
+    const snapshot = await takeSnapshot();
     expect(path.dirname(snapshot)).toBe(path.join(dataDir, 'backups'));
     expect(fs.statSync(snapshot).mode & 0o777).toBe(0o600);
 
-    const copy = openRegistry(snapshot, { readonly: true });
-    try {
+    readRegistry(snapshot, (copy) => {
       const chain = copy.audit.verifyChain();
       expect(chain.ok).toBe(true);
       expect(
@@ -83,9 +88,7 @@ describe.skipIf(!built)('snapshot and restore of a real agent registry', () => {
           .filter((name) => OURS.includes(name))
           .sort(),
       ).toEqual(['blog', 'shop']);
-    } finally {
-      copy.close();
-    }
+    });
     // The agent goes on serving, and its own chain still verifies.
     expect(await serviceNames()).toEqual(['blog', 'shop']);
     const verify = await cli('audit', 'verify');
@@ -93,6 +96,7 @@ describe.skipIf(!built)('snapshot and restore of a real agent registry', () => {
   });
 
   it('refuses to restore while the agent runs', async () => {
+    const snapshot = await takeSnapshot();
     await sync('later');
     const result = await cli('restore', '--from', snapshot);
     expect(result.exitCode).toBe(1);
@@ -102,6 +106,8 @@ describe.skipIf(!built)('snapshot and restore of a real agent registry', () => {
   });
 
   it('brings a stopped agent back with the services of the snapshot', async () => {
+    const snapshot = await takeSnapshot();
+    await sync('later');
     await agent?.stop();
     agent = undefined;
     const result = await cli('restore', '--from', snapshot);

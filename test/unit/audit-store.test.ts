@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -16,22 +15,22 @@ import {
 } from '../../registry/audit.js';
 import { openRegistry, type Registry } from '../../registry/db.js';
 import { repairAuditTriggers } from '../../registry/migrations.js';
+import { type TempRegistry, tempRegistry } from '../support/registry.js';
 
+let temp: TempRegistry;
 let dir: string;
 let file: string;
 let registry: Registry;
 const others: { close(): unknown }[] = [];
 
 beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcp-audit-'));
-  file = path.join(dir, 'registry.db');
-  registry = openRegistry(file);
+  temp = tempRegistry('mcp-audit-');
+  ({ dir, file, registry } = temp);
 });
 
 afterEach(() => {
   for (const other of others.splice(0)) other.close();
-  if (registry.db.open) registry.close();
-  fs.rmSync(dir, { recursive: true, force: true });
+  temp.cleanup();
 });
 
 const t0 = new Date('2026-04-01T10:00:00.000Z');
@@ -124,7 +123,7 @@ describe('audit log: recording calls', () => {
   it('reports a call with no outcome record as unknown (the agent died mid-call)', () => {
     registry.audit.appendCall(call());
     registry.close();
-    registry = openRegistry(file);
+    registry = temp.open();
     const [record] = registry.audit.query().records;
     expect(record?.outcome).toBe('unknown');
     expect(toAuditRecord(record!).outcome).toBe(AuditOutcome.AUDIT_OUTCOME_UNKNOWN);
@@ -287,7 +286,7 @@ describe('audit log: tamper evidence', () => {
     expect(registry.audit.verifyChain()).toEqual({ ok: true, count: 10 });
     expect(registry.audit.head().seq).toBe(10);
     registry.close();
-    registry = openRegistry(file);
+    registry = temp.open();
     expect(registry.audit.verifyChain()).toEqual({ ok: true, count: 10 });
     fill(1);
     expect(registry.audit.verifyChain()).toEqual({ ok: true, count: 12 });
@@ -316,7 +315,7 @@ describe('audit log: tamper evidence', () => {
       reason: expect.stringMatching(/hash/),
     });
     registry.close();
-    registry = openRegistry(file);
+    registry = temp.open();
     expect(registry.audit.verifyChain()).toMatchObject({ ok: false, seq: 5 });
   });
 
@@ -397,7 +396,7 @@ describe('audit log: tamper evidence', () => {
       reason: expect.stringMatching(/rewritten/),
     });
     // A fresh reader has nothing to compare with: this is why operators should note head() elsewhere.
-    const reader = openRegistry(file, { readonly: true });
+    const reader = temp.open(file, { readonly: true });
     others.push(reader);
     expect(reader.audit.verifyChain()).toEqual({ ok: true, count: 6 });
     expect(reader.audit.head().hash).not.toBe(registry.audit.head().hash);
@@ -510,7 +509,7 @@ describe('audit log: failing closed', () => {
     const copy = path.join(dir, 'copy.db');
     fs.copyFileSync(file, copy);
 
-    const reader = openRegistry(copy, { readonly: true });
+    const reader = temp.open(copy, { readonly: true });
     others.push(reader);
     expect(() => reader.audit.appendCall(call())).toThrow(AuditWriteError);
     expect(() => reader.audit.appendCall(call())).toThrow(/SQLITE_READONLY/);
@@ -520,7 +519,7 @@ describe('audit log: failing closed', () => {
 
   it('refuses to fork the chain when another process appended meanwhile', () => {
     registry.audit.appendCall(call());
-    const second = openRegistry(file);
+    const second = temp.open();
     others.push(second);
     registry.audit.appendCall(call());
     // `second` still holds the head it read when it opened.

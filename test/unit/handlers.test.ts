@@ -1,13 +1,3 @@
-/**
- * The parts of the service handlers that need no container: locks and request-id replay,
- * the drift rule, reconciliation of a listing with the registry, adoption's spec mapping,
- * request checks, and what happens when the runtime binary is missing (a real runtime
- * pointed at a path that does not exist, not a fake). Real SQLite in a temp dir throughout.
- * The handlers against real podman are in test/integration/operations.test.ts.
- */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseAgentConfig } from '../../agent/config.js';
 import { componentSpecFromContainer } from '../../agent/handlers/adopt.js';
@@ -27,21 +17,19 @@ import {
   ObservedState,
   StopServiceResponse,
 } from '../../gen/mcp/v1/mcp.js';
-import { openRegistry, type Registry } from '../../registry/db.js';
+import type { Registry } from '../../registry/db.js';
+import { type TempRegistry, tempRegistry } from '../support/registry.js';
 import { component, serviceSpec } from '../support/specs.js';
 
-let dir: string;
+let temp: TempRegistry;
 let registry: Registry;
 
 beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcp-handlers-'));
-  registry = openRegistry(path.join(dir, 'registry.db'));
+  temp = tempRegistry('mcp-handlers-');
+  registry = temp.registry;
 });
 
-afterEach(() => {
-  registry.close();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+afterEach(() => temp.cleanup());
 
 function context(overrides: Partial<CallContext> = {}): CallContext {
   return {
@@ -416,7 +404,7 @@ describe('a runtime binary that is not there', () => {
   function handlers() {
     const config = parseAgentConfig(
       `node_name = "node1"
-database = "${path.join(dir, 'registry.db')}"
+database = "${temp.file}"
 runtime_path = "/nonexistent/podman"
 [server]
 tls_cert = "/etc/agent.crt"

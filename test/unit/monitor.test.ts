@@ -1,23 +1,15 @@
-/**
- * The monitor's logic tick by tick: real SQLite in a temp dir, a real alert command (a shell
- * script that appends its MCP_* environment to a file), an injected clock, and a fake
- * runtime (labelled below) whose listing each test sets. The monitor inside the real agent
- * with real podman is in test/integration/monitor.test.ts.
- */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AgentConfig } from '../../agent/config.js';
 import { createMonitor, type Monitor, type MonitorOptions, startMonitor } from '../../agent/monitor/index.js';
 import type { ContainerSummary, ObservedStateName } from '../../agent/runtime/index.js';
 import { createLogger, type Logger } from '../../core/log.js';
-import { openRegistry, type Registry } from '../../registry/db.js';
+import type { Registry } from '../../registry/db.js';
 import { TRANSITION_EVENT_KIND } from '../../registry/events.js';
 import { type AlertRecorder, alertRecorder } from '../support/alerts.js';
+import { type TempRegistry, tempRegistry } from '../support/registry.js';
 import { component, serviceSpec } from '../support/specs.js';
 
-let dir: string;
+let temp: TempRegistry;
 let registry: Registry;
 let recorder: AlertRecorder;
 let logLines: Record<string, unknown>[];
@@ -56,9 +48,9 @@ let runtime: FakeRuntime;
 const monitors: Monitor[] = [];
 
 beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcp-monitor-'));
-  registry = openRegistry(path.join(dir, 'registry.db'));
-  recorder = alertRecorder(dir);
+  temp = tempRegistry('mcp-monitor-');
+  registry = temp.registry;
+  recorder = alertRecorder(temp.dir);
   logLines = [];
   log = createLogger({ level: 'debug', write: (line) => logLines.push(JSON.parse(line)) });
   clock = start;
@@ -70,8 +62,7 @@ beforeEach(() => {
 
 afterEach(async () => {
   for (const monitor of monitors.splice(0)) await monitor.stop();
-  registry.close();
-  fs.rmSync(dir, { recursive: true, force: true });
+  temp.cleanup();
 });
 
 function settings(overrides: Partial<AgentConfig['monitor']> = {}): AgentConfig['monitor'] {

@@ -6,27 +6,24 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { McpError } from '../../core/errors.js';
 import { openRegistry, type Registry } from '../../registry/db.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from '../../registry/migrations.js';
+import { type TempRegistry, tempRegistry } from '../support/registry.js';
 import { component, serviceSpec } from '../support/specs.js';
 
+// These tests are about opening the file, so the fixture leaves the opening to them.
+let temp: TempRegistry;
 let dir: string;
 let file: string;
-const open: Registry[] = [];
 
 function openAt(p: string, readonly = false): Registry {
-  const registry = openRegistry(p, { readonly });
-  open.push(registry);
-  return registry;
+  return temp.open(p, { readonly });
 }
 
 beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcp-registry-'));
-  file = path.join(dir, 'registry.db');
+  temp = tempRegistry('mcp-registry-', { open: false });
+  ({ dir, file } = temp);
 });
 
-afterEach(() => {
-  for (const registry of open.splice(0)) if (registry.db.open) registry.close();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+afterEach(() => temp.cleanup());
 
 const spec = serviceSpec('web', [component('web', { image: 'bb:v1' })], true);
 

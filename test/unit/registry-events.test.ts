@@ -1,25 +1,20 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { toEvent } from '../../agent/handlers/convert.js';
 import { InvalidArgumentError } from '../../core/errors.js';
 import { DeployResult, ObservedState } from '../../gen/mcp/v1/mcp.js';
-import { openRegistry, type Registry } from '../../registry/db.js';
+import type { Registry } from '../../registry/db.js';
 import { TRANSITION_EVENT_KIND } from '../../registry/events.js';
+import { type TempRegistry, tempRegistry } from '../support/registry.js';
 
-let dir: string;
+let temp: TempRegistry;
 let registry: Registry;
 
 beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcp-registry-'));
-  registry = openRegistry(path.join(dir, 'registry.db'));
+  temp = tempRegistry();
+  registry = temp.registry;
 });
 
-afterEach(() => {
-  registry.close();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+afterEach(() => temp.cleanup());
 
 const minute = 60_000;
 const t0 = new Date('2026-03-01T12:00:00.000Z');
@@ -134,7 +129,7 @@ describe('request results', () => {
   it('survives a restart of the agent', () => {
     registry.requestResults.recordResult('req-2', 'StopService', { service: 'shop' });
     registry.close();
-    registry = openRegistry(path.join(dir, 'registry.db'));
+    registry = temp.open();
     expect(registry.requestResults.findResult('req-2', 'StopService')).toEqual({ service: 'shop' });
   });
 

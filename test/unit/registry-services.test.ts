@@ -1,6 +1,3 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { toServiceInfo } from '../../agent/handlers/convert.js';
 import { InvalidArgumentError, NotFoundError } from '../../core/errors.js';
@@ -11,22 +8,20 @@ import {
   observedStateToProto,
 } from '../../core/states.js';
 import { DesiredState, ObservedState, type ServiceSpec } from '../../gen/mcp/v1/mcp.js';
-import { openRegistry, type Registry } from '../../registry/db.js';
+import type { Registry } from '../../registry/db.js';
 import { toServiceSpec } from '../../registry/services.js';
+import { type TempRegistry, tempRegistry } from '../support/registry.js';
 import { component, serviceSpec } from '../support/specs.js';
 
-let dir: string;
+let temp: TempRegistry;
 let registry: Registry;
 
 beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcp-registry-'));
-  registry = openRegistry(path.join(dir, 'registry.db'));
+  temp = tempRegistry();
+  registry = temp.registry;
 });
 
-afterEach(() => {
-  registry.close();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+afterEach(() => temp.cleanup());
 
 const fullWeb = component('web', {
   network: 'backend',

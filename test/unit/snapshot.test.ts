@@ -5,25 +5,25 @@
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { listSnapshots, restoreSnapshot, snapshotRegistry } from '../../agent/snapshot.js';
-import { openRegistry, type Registry } from '../../registry/db.js';
+import type { Registry } from '../../registry/db.js';
+import { readRegistry, type TempRegistry, tempRegistry } from '../support/registry.js';
 import { component, serviceSpec } from '../support/specs.js';
 
+let temp: TempRegistry;
 let dir: string;
 let database: string;
 let backups: string;
 let registry: Registry;
 
 beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcp-snapshot-'));
-  database = path.join(dir, 'registry.db');
+  temp = tempRegistry('mcp-snapshot-');
+  ({ dir, file: database, registry } = temp);
   backups = path.join(dir, 'backups');
-  registry = openRegistry(database);
   const fields = { image: 'registry.example:5000/app:v1', env: { A: '1' } };
   registry.services.upsert(serviceSpec('shop', [component('web', fields), component('db', fields)], true));
   registry.services.upsert(serviceSpec('blog', [component('blog', fields)], false));
@@ -39,8 +39,7 @@ beforeEach(() => {
 });
 
 afterEach(() => {
-  if (registry.db.open) registry.close();
-  fs.rmSync(dir, { recursive: true, force: true });
+  temp.cleanup();
 });
 
 const at = (iso: string) => () => new Date(iso);
@@ -64,13 +63,10 @@ describe('snapshotRegistry', () => {
     expect(bytes).toBe(fs.statSync(file).size);
     expect(fs.statSync(file).mode & 0o777).toBe(0o600);
     expect(fs.statSync(backups).mode & 0o777).toBe(0o700);
-    const copy = openRegistry(file, { readonly: true });
-    try {
+    readRegistry(file, (copy) => {
       expect(copy.audit.verifyChain()).toEqual({ ok: true, count: 10 });
       expect(contents(copy)).toEqual(contents(registry));
-    } finally {
-      copy.close();
-    }
+    });
     expect(fs.readdirSync(backups)).toEqual(['registry-20260301T120000.123Z.db']);
   });
 
@@ -78,13 +74,13 @@ describe('snapshotRegistry', () => {
     const before = contents(registry);
     registry.close();
     const hashBefore = sha256(database);
-    registry = openRegistry(database);
+    registry = temp.open();
     await snapshotRegistry({ registry, dir: backups, keep: 3 });
     expect(contents(registry)).toEqual(before);
     expect(registry.audit.verifyChain()).toEqual({ ok: true, count: 10 });
     registry.close();
     expect(sha256(database)).toBe(hashBefore);
-    registry = openRegistry(database);
+    registry = temp.open();
     registry.audit.appendCall({ node: 'node1', rpc: 'StopService', decision: 'allow' });
   });
 
@@ -97,9 +93,7 @@ describe('snapshotRegistry', () => {
         keep: 0,
         now: () => new Date(Date.UTC(2026, 0, 1, 0, 0, i)),
       });
-      const copy = openRegistry(file, { readonly: true });
-      expect(copy.audit.verifyChain()).toEqual({ ok: true, count: 11 + i });
-      copy.close();
+      readRegistry(file, (copy) => expect(copy.audit.verifyChain()).toEqual({ ok: true, count: 11 + i }));
     }
     expect(await listSnapshots(backups)).toHaveLength(5); // keep 0 keeps every one
   });
@@ -170,12 +164,12 @@ describe('restoreSnapshot', () => {
     expect(fs.existsSync(`${database}-wal`)).toBe(false);
     expect(fs.existsSync(`${database}-shm`)).toBe(false);
     expect(fs.statSync(database).mode & 0o777).toBe(0o600);
-    registry = openRegistry(database);
+    registry = temp.open();
     expect(contents(registry)).toEqual(snapshotContents);
     expect(registry.audit.verifyChain().ok).toBe(true);
-    const previous = openRegistry(result.previous as string, { readonly: true });
-    expect(previous.services.names()).toContain('later');
-    previous.close();
+    readRegistry(result.previous as string, (previous) =>
+      expect(previous.services.names()).toContain('later'),
+    );
   });
 
   it('restores into a place with no database yet', async () => {

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../core/errors.js';
 import {
@@ -5,6 +6,7 @@ import {
   imageVersion,
   parsePortMapping,
   parseVolumeMapping,
+  SPEC_LIMITS,
   validateServiceSpec,
 } from '../../core/spec.js';
 import { ComponentSpec, type ServiceSpec } from '../../gen/mcp/v1/mcp.js';
@@ -200,5 +202,146 @@ describe('imageVersion', () => {
     [`[::1]:5000/img:v4`, 'v4'],
   ])('%s → %j', (image, version) => {
     expect(imageVersion(image)).toBe(version);
+  });
+});
+
+describe('spec limits', () => {
+  const kib = (n: number) => 'v'.repeat(n * 1024);
+
+  it('accepts a spec at every limit', () => {
+    const env = Object.fromEntries(
+      Array.from({ length: SPEC_LIMITS.envEntries }, (_, i) => [`V${i}`, i < 7 ? kib(32) : 'x']),
+    );
+    const big = component({
+      env,
+      cmd: Array.from({ length: SPEC_LIMITS.cmdArgs }, (_, i) => (i === 0 ? kib(32) : 'a')),
+      ports: Array.from({ length: SPEC_LIMITS.ports }, (_, i) => `${10000 + i}:80`),
+      volumes: Array.from({ length: SPEC_LIMITS.volumes }, (_, i) => `/srv/${i}:/data${i}`),
+    });
+    const others = Array.from({ length: SPEC_LIMITS.componentsPerService - 1 }, (_, i) =>
+      component({ name: `c${i}` }),
+    );
+    expect(issuesOf(spec(big, ...others))).toEqual([]);
+  });
+
+  it('refuses one value over 32 KiB, naming the variable and the limit', () => {
+    expect(issuesOf(spec(component({ env: { OK: 'x', HUGE: kib(200) } })))).toEqual([
+      'components[0].env.HUGE: the value is 204800 bytes: at most 32 KiB are allowed per environment value; pass larger data as a file (push_file) and mount it',
+    ]);
+  });
+
+  it('counts bytes, not characters', () => {
+    const value = 'é'.repeat(16 * 1024 + 1); // 2 bytes each
+    expect(issuesOf(spec(component({ env: { E: value } })))[0]).toMatch(
+      /^components\[0\]\.env\.E: the value is 32770 bytes/,
+    );
+  });
+
+  it('refuses too many components, env entries, cmd arguments, ports and volumes', () => {
+    const many = (n: number, f: (i: number) => string) => Array.from({ length: n }, (_, i) => f(i));
+    const c = component({
+      env: Object.fromEntries(many(257, (i) => `V${i}`).map((k) => [k, '1'])),
+      cmd: many(257, () => 'a'),
+      ports: many(129, (i) => `${10000 + i}:80`),
+      volumes: many(129, (i) => `/srv/${i}:/d${i}`),
+    });
+    const s = spec(c, ...many(64, (i) => `c${i}`).map((name) => component({ name })));
+    expect(issuesOf(s)).toEqual([
+      'components: 65 components: a service may have at most 64; split it into several services',
+      'components[0].ports: 129 port mappings: at most 128 are allowed',
+      'components[0].volumes: 129 volume mappings: at most 128 are allowed',
+      'components[0].cmd: 257 command arguments: at most 256 are allowed',
+      'components[0].env: 257 environment variables: at most 256 are allowed',
+    ]);
+  });
+
+  it('refuses too much env or cmd in all, a long argument, name or volume, and a spec over 1 MiB', () => {
+    const env = Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`V${i}`, kib(30)]));
+    const s = spec(
+      component({
+        env: { ...env, ['N'.repeat(257)]: 'x' },
+        cmd: [kib(33), ...Array.from({ length: 8 }, () => kib(30))],
+        volumes: [`/${'d'.repeat(9000)}:/data`],
+      }),
+      ...Array.from({ length: 4 }, (_, i) => component({ name: `c${i}`, env })),
+    );
+    const issues = issuesOf(s);
+    expect(issues[0]).toMatch(
+      /^\(whole spec\): the spec holds \d+ bytes of text: at most 1 MiB are allowed per service$/,
+    );
+    expect(issues).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^components\[0\]\.volumes\[0\]: is 9007 bytes long: at most 8256 bytes/),
+        expect.stringMatching(/^components\[0\]\.cmd\[0\]: is 33792 bytes long: at most 32 KiB/),
+        expect.stringMatching(/^components\[0\]\.cmd: is 279552 bytes in all: at most 256 KiB/),
+        expect.stringMatching(/^components\[0\]\.env: a variable name is 257 bytes long: at most 256 bytes/),
+        expect.stringMatching(
+          /^components\[0\]\.env: is \d+ bytes in all \(names and values\): at most 256 KiB/,
+        ),
+      ]),
+    );
+  });
+
+  it('reports at most 50 problems, then how many more', () => {
+    const s = spec(...Array.from({ length: 60 }, (_, i) => component({ name: `c${i}`, image: '' })));
+    let message = '';
+    try {
+      assertValidServiceSpec(s, 'Deploy request');
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    const lines = message.split('\n');
+    expect(lines).toHaveLength(51);
+    expect(lines[50]).toBe('Deploy request: ... and 10 more problems');
+  });
+});
+
+/**
+ * Property: whatever a caller puts in a spec (any text, any sizes, fields left out), validation
+ * either accepts it or refuses it with INVALID_ARGUMENT naming a field. Never another error:
+ * that would reach the caller as INTERNAL.
+ */
+describe('validation never fails internally', () => {
+  const text = fc.oneof(
+    fc.string({ unit: 'binary', maxLength: 40 }),
+    fc.constantFrom('', 'web', '127.0.0.1:5000/bb:v1', '8080:80', '/a:/b:ro', '-x', '..', '\0', 'é'),
+    fc.nat({ max: 40_000 }).map((n) => 'x'.repeat(n)),
+  );
+  const component = fc.record(
+    {
+      name: text,
+      image: text,
+      network: text,
+      user: text,
+      restart: text,
+      ports: fc.array(text, { maxLength: 140 }),
+      volumes: fc.array(text, { maxLength: 140 }),
+      cmd: fc.array(text, { maxLength: 270 }),
+      env: fc.dictionary(text, text, { maxKeys: 270 }),
+    },
+    { requiredKeys: [] },
+  );
+  const serviceSpec = fc.record(
+    { name: text, active: fc.boolean(), components: fc.array(component, { maxLength: 70 }) },
+    { requiredKeys: [] },
+  );
+
+  it('accepts, or refuses with INVALID_ARGUMENT and one line per problem', () => {
+    fc.assert(
+      fc.property(serviceSpec, (candidate) => {
+        const s = candidate as ServiceSpec;
+        const issues = validateServiceSpec(s);
+        for (const issue of issues) expect(issue.message).not.toBe('');
+        try {
+          assertValidServiceSpec(s, 'Deploy request');
+          expect(issues).toEqual([]);
+        } catch (err) {
+          expect(err).toBeInstanceOf(InvalidArgumentError);
+          expect((err as InvalidArgumentError).code).toBe('INVALID_ARGUMENT');
+          expect((err as Error).message.split('\n').length).toBeLessThanOrEqual(51);
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 });
