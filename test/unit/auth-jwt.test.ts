@@ -207,7 +207,9 @@ describe('issued-at and lifetime', () => {
   });
 
   it('bounds max_token_lifetime_seconds in the config', () => {
-    expect(() => issuer({ max_token_lifetime_seconds: 0 })).toThrow(/max_token_lifetime_seconds: give at least 60/);
+    expect(() => issuer({ max_token_lifetime_seconds: 0 })).toThrow(
+      /max_token_lifetime_seconds: give at least 60/,
+    );
     expect(() => issuer({ max_token_lifetime_seconds: 1.5 })).toThrow(/max_token_lifetime_seconds/);
     expect(() => issuer({ max_token_lifetime_seconds: 10 ** 7 })).toThrow(/at most 604800/);
     expect(issuer({ max_token_lifetime_seconds: 3600 }).maxTokenLifetimeSeconds).toBe(3600);
