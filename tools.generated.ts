@@ -1278,7 +1278,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "live_check",
     "title": "Check containers now",
-    "description": "Ask the container runtime for the state of every container now, update the observed state in the registry and record an event for every change. Reports containers the registry does not know.",
+    "description": "Ask the container runtime for the state of every container now, update the observed state in the registry and record an event for every change. Reports containers the registry does not know, and drift.",
     "rpc": "LiveCheck",
     "permission": "service.live_check",
     "fanOut": true,
@@ -1475,6 +1475,65 @@ export const tools: readonly ToolDefinition[] = [
                       },
                       "additionalProperties": false
                     }
+                  },
+                  "drift": {
+                    "description": "Components out of their desired state after this check (state or image), as `service_status` reports them.",
+                    "type": "array",
+                    "items": {
+                      "type": "object",
+                      "properties": {
+                        "service": {
+                          "description": "Service name.",
+                          "type": "string"
+                        },
+                        "component": {
+                          "description": "Component name.",
+                          "type": "string"
+                        },
+                        "desiredState": {
+                          "description": "What the operator wants.",
+                          "type": "string",
+                          "enum": [
+                            "DESIRED_STATE_UNSPECIFIED",
+                            "DESIRED_STATE_RUNNING",
+                            "DESIRED_STATE_STOPPED",
+                            "DESIRED_STATE_IGNORE"
+                          ]
+                        },
+                        "observedState": {
+                          "description": "What the runtime last reported.",
+                          "type": "string",
+                          "enum": [
+                            "OBSERVED_STATE_UNSPECIFIED",
+                            "OBSERVED_STATE_RUNNING",
+                            "OBSERVED_STATE_EXITED",
+                            "OBSERVED_STATE_CREATED",
+                            "OBSERVED_STATE_PAUSED",
+                            "OBSERVED_STATE_RESTARTING",
+                            "OBSERVED_STATE_MISSING",
+                            "OBSERVED_STATE_UNKNOWN"
+                          ]
+                        },
+                        "reason": {
+                          "description": "Why it drifts: its state, or the image its running container was created from.",
+                          "type": "string",
+                          "enum": [
+                            "DRIFT_REASON_UNSPECIFIED",
+                            "DRIFT_REASON_STATE",
+                            "DRIFT_REASON_IMAGE"
+                          ]
+                        },
+                        "desiredImage": {
+                          "description": "Image the registry records for the component.",
+                          "type": "string"
+                        },
+                        "runningImage": {
+                          "description": "Image the container was created from, as the runtime lists it; empty if never seen.",
+                          "type": "string"
+                        }
+                      },
+                      "additionalProperties": false
+                    }
                   }
                 },
                 "additionalProperties": false
@@ -1515,7 +1574,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "service_status",
     "title": "Service status and drift",
-    "description": "Show one service in detail: each component's desired and observed state, drift (components whose observed state differs from the desired one), and the most recent events.",
+    "description": "Show one service in detail: each component's desired and observed state, drift (components whose observed state differs from the desired one, or that run another image than the recorded one), and the most recent events.",
     "rpc": "GetServiceStatus",
     "permission": "service.status",
     "fanOut": true,
@@ -1642,7 +1701,7 @@ export const tools: readonly ToolDefinition[] = [
                     "additionalProperties": false
                   },
                   "drift": {
-                    "description": "Components out of their desired state.",
+                    "description": "Components out of their desired state, or running another image than the recorded one.",
                     "type": "array",
                     "items": {
                       "type": "object",
@@ -1678,6 +1737,23 @@ export const tools: readonly ToolDefinition[] = [
                             "OBSERVED_STATE_MISSING",
                             "OBSERVED_STATE_UNKNOWN"
                           ]
+                        },
+                        "reason": {
+                          "description": "Why it drifts: its state, or the image its running container was created from.",
+                          "type": "string",
+                          "enum": [
+                            "DRIFT_REASON_UNSPECIFIED",
+                            "DRIFT_REASON_STATE",
+                            "DRIFT_REASON_IMAGE"
+                          ]
+                        },
+                        "desiredImage": {
+                          "description": "Image the registry records for the component.",
+                          "type": "string"
+                        },
+                        "runningImage": {
+                          "description": "Image the container was created from, as the runtime lists it; empty if never seen.",
+                          "type": "string"
                         }
                       },
                       "additionalProperties": false

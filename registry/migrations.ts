@@ -163,6 +163,16 @@ export const MIGRATIONS: readonly Migration[] = [
       ${AUDIT_TRIGGERS.audit_log_no_delete}
     `,
   },
+  {
+    version: 4,
+    name: 'observed image',
+    sql: `
+      -- The image reference the component's container was created from, as the runtime lists
+      -- it ('' until observed): a container still running an older image than the recorded one
+      -- is drift, e.g. after a crash between the components of a deploy.
+      ALTER TABLE components ADD COLUMN observed_image TEXT NOT NULL DEFAULT '';
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

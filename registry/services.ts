@@ -16,6 +16,11 @@ export interface ComponentRecord extends ComponentSpec {
   service: string;
   /** Version (image tag) the runtime reported as deployed; '' until observed. */
   version: string;
+  /**
+   * The image reference the component's container was created from, as the runtime lists it
+   * (`localhost/bb:v1` for `bb:v1`); '' until observed. Compared with `image` for drift.
+   */
+  observedImage: string;
   desiredState: DesiredStateName;
   /** `undefined` until the runtime has been asked. */
   observedState: ObservedStateName | undefined;
@@ -58,6 +63,8 @@ export interface Observation {
   startedAt?: Date;
   container?: string;
   version?: string;
+  /** The image reference the container was created from. */
+  image?: string;
 }
 
 export interface ListFilter {
@@ -97,6 +104,7 @@ interface ComponentRow {
   position: number;
   image: string;
   version: string;
+  observed_image: string;
   network: string;
   user: string;
   restart: string;
@@ -182,7 +190,7 @@ export class ServiceStore {
       ),
       setObserved: db.prepare(
         `UPDATE components SET observed_state = @state, started_at = @startedAt, container = @container,
-           version = @version, updated_at = @now
+           version = @version, observed_image = @observedImage, updated_at = @now
          WHERE service = @service AND name = @name`,
       ),
       clearChildren: [
@@ -344,12 +352,14 @@ export class ServiceStore {
         startedAt: observation.startedAt?.toISOString() ?? old.startedAt?.toISOString() ?? null,
         container: observation.container ?? old.container,
         version: observation.version ?? old.version,
+        observedImage: observation.image ?? old.observedImage,
       };
       const changed =
         next.state !== old.observedState ||
         next.startedAt !== (old.startedAt?.toISOString() ?? null) ||
         next.container !== old.container ||
-        next.version !== old.version;
+        next.version !== old.version ||
+        next.observedImage !== old.observedImage;
       if (changed) this.statements.setObserved.run({ service, name: component, ...next, now: nowIso() });
       return old.observedState;
     });
@@ -429,6 +439,7 @@ export class ServiceStore {
         name: row.name,
         image: row.image,
         version: row.version,
+        observedImage: row.observed_image,
         network: row.network,
         user: row.user,
         restart: row.restart,

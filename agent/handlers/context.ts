@@ -107,6 +107,7 @@ export function recordObservation(
   const previous = services.setObservedState(component.service, component.name, {
     state: container?.state ?? 'missing',
     ...(container?.startedAt ? { startedAt: container.startedAt } : {}),
+    ...(container ? { image: container.image } : {}),
     ...(version !== undefined ? { version } : {}),
   });
   const record = services.getComponent(component.service, component.name) ?? component;
@@ -186,6 +187,7 @@ export function recordContainer(
     state: container.state,
     container: container.name,
     version: imageVersion(container.image),
+    image: container.image,
     ...(container.startedAt ? { startedAt: container.startedAt } : {}),
   });
 }

@@ -44,6 +44,7 @@ export function observeHandlers(sc: ServiceContext): {
         .filter((s) => (!req.service || s.name === req.service) && ctx.scope.allows(s.name));
       return {
         services: services.map(toServiceInfo),
+        drift: services.flatMap(driftOf),
         changes: changes.filter((c) => ctx.scope.allows(c.service)).map(toStateChange),
         unmanaged: unmanaged
           .filter(

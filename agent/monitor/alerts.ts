@@ -8,6 +8,7 @@ import { execa } from 'execa';
 import type { Logger } from '../../core/log.js';
 import type { DesiredStateName, ObservedStateName } from '../../core/states.js';
 import type { EventLog } from '../../registry/events.js';
+import type { DriftReasonName } from '../reconcile.js';
 
 export type AlertType = 'drift' | 'flap';
 
@@ -20,6 +21,8 @@ export interface Alert {
   observed: ObservedStateName | undefined;
   /** Observed-state transitions of the component within the flap window. */
   transitions: number;
+  /** Drift alerts: why (state mismatch or stale image), with the image recorded and the one running. */
+  drift?: { reason: DriftReasonName; desiredImage: string; runningImage: string };
   time: Date;
   /** One line for people. */
   message: string;
@@ -63,7 +66,10 @@ export function recordAlert(events: EventLog, alert: Alert): void {
   });
 }
 
-/** The environment the alert command gets, on top of the agent's own. */
+/**
+ * The environment the alert command gets, on top of the agent's own. Drift alerts add
+ * MCP_DRIFT_REASON (`state` or `image`), MCP_DESIRED_IMAGE and MCP_RUNNING_IMAGE.
+ */
 export function alertEnvironment(alert: Alert): Record<string, string> {
   return {
     MCP_ALERT_TYPE: alert.type,
@@ -75,6 +81,13 @@ export function alertEnvironment(alert: Alert): Record<string, string> {
     MCP_TRANSITIONS: String(alert.transitions),
     MCP_TIMESTAMP: alert.time.toISOString(),
     MCP_MESSAGE: alert.message,
+    ...(alert.drift
+      ? {
+          MCP_DRIFT_REASON: alert.drift.reason,
+          MCP_DESIRED_IMAGE: alert.drift.desiredImage,
+          MCP_RUNNING_IMAGE: alert.drift.runningImage,
+        }
+      : {}),
   };
 }
 

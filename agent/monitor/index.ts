@@ -4,8 +4,9 @@
  * `missing`; each change of observed state is an `observed_state` event). Then alerts:
  *
  * - drift: a managed component is in drift (desired `running` and not running; desired
- *   `stopped` and running, paused, restarting or unknown: the rule of `isInDesiredState`,
- *   shared with service_status). Raised once per drift, when it starts or is first seen after
+ *   `stopped` and running, paused, restarting or unknown; or running from another image than
+ *   the recorded one: the rule of `driftReasonOf`, shared with live_check and service_status;
+ *   the alert says which in MCP_DRIFT_REASON). Raised once per drift, when it starts or is first seen after
  *   the agent starts; a drift that starts inside the cooldown alerts when the cooldown ends,
  *   if it still lasts then;
  * - flap: a managed component made more than `flap_threshold` transitions within
@@ -22,7 +23,7 @@
 import type { Logger } from '../../core/log.js';
 import type { Registry } from '../../registry/db.js';
 import type { AgentConfig } from '../config.js';
-import { isInDesiredState, reconcile } from '../reconcile.js';
+import { driftReasonOf, reconcile } from '../reconcile.js';
 import type { ContainerRuntime } from '../runtime/index.js';
 import { type Alert, inCooldown, recordAlert, runAlertCommand } from './alerts.js';
 
@@ -183,14 +184,19 @@ class MonitorLoop {
           observed: component.observedState,
           time: now,
         };
-        if (isInDesiredState(component.desiredState, component.observedState) === false) {
+        const reason = driftReasonOf(component);
+        if (reason !== undefined) {
           stillDrifting.add(key);
           if (!this.driftAlerted.has(key)) {
             candidates.push({
               ...base,
               type: 'drift',
               transitions: transitions(),
-              message: `${service.name}/${component.name} should be ${component.desiredState} but is ${component.observedState ?? 'unknown'}`,
+              drift: { reason, desiredImage: component.image, runningImage: component.observedImage },
+              message:
+                reason === 'image'
+                  ? `${service.name}/${component.name} runs image ${component.observedImage}, not the recorded ${component.image}: deploy it again`
+                  : `${service.name}/${component.name} should be ${component.desiredState} but is ${component.observedState ?? 'unknown'}`,
             });
           }
         }
@@ -234,6 +240,7 @@ class MonitorLoop {
       desired: alert.desired,
       observed: alert.observed ?? null,
       transitions: alert.transitions,
+      ...(alert.drift ? { driftReason: alert.drift.reason, runningImage: alert.drift.runningImage } : {}),
       message: alert.message,
     });
     const command = this.settings.alertCommand;

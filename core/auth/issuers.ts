@@ -22,6 +22,11 @@ export interface JwtIssuerConfig {
   audience: string[];
   algorithms: string[];
   clockToleranceSeconds: number;
+  /**
+   * Longest lifetime (`exp - iat`) accepted, in seconds; undefined accepts any. When set, a
+   * token without `iat` is refused: its lifetime cannot be known.
+   */
+  maxTokenLifetimeSeconds?: number;
   subjectClaim: 'sub' | 'azp' | 'client_id';
   /** Dotted path to the roles array in the token, e.g. `realm_access.roles`. */
   rolesClaim: string;
@@ -87,6 +92,11 @@ const jwtIssuerInput = z
       .min(1)
       .default([...DEFAULT_ALGORITHMS]),
     clock_tolerance_seconds: z.int().min(0).max(300).default(60),
+    max_token_lifetime_seconds: z
+      .int()
+      .min(60, { error: 'give at least 60 seconds, or leave max_token_lifetime_seconds out' })
+      .max(7 * 24 * 3600, { error: 'give at most 604800 seconds (one week)' })
+      .optional(),
     subject_claim: z.enum(['sub', 'azp', 'client_id']).default('sub'),
     roles_claim: z
       .string()
@@ -161,6 +171,7 @@ export const trustedIssuerSchema = z
       audience: input.audience,
       algorithms: input.algorithms,
       clockToleranceSeconds: input.clock_tolerance_seconds,
+      maxTokenLifetimeSeconds: input.max_token_lifetime_seconds,
       subjectClaim: input.subject_claim,
       rolesClaim: input.roles_claim,
       typ: input.typ,

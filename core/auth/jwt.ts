@@ -1,6 +1,9 @@
 /**
  * Verifies bearer JWTs from one trusted issuer: signature against the issuer's keys, then
- * `iss`, `aud` (mandatory), `exp` (required), `nbf`, optionally `typ`, all through jose.
+ * `iss`, `aud` (mandatory), `exp` (required), `nbf`, optionally `typ`, all through jose; then
+ * `iat`, which jose checks only with `maxTokenAge` (it would also make `iat` required): an `iat`
+ * beyond the clock tolerance is refused, and with `max_token_lifetime_seconds` set, `exp - iat`
+ * is bounded and `iat` is required.
  *
  * Keys come from exactly one of: a JWKS URL, OIDC discovery, or a local key file. Remote key
  * sets are cached by jose (10 min), refetched on an unknown `kid` at most every 30 s.
@@ -65,6 +68,7 @@ export class JwtVerifier implements TokenVerifier {
   private readonly audience: string[];
   private readonly algorithms: string[];
   private readonly clockTolerance: number;
+  private readonly maxLifetime: number | undefined;
   private readonly subjectClaim: JwtIssuerConfig['subjectClaim'];
   private readonly rolesClaim: string;
   private readonly typ: string | undefined;
@@ -82,6 +86,7 @@ export class JwtVerifier implements TokenVerifier {
     this.audience = [...config.audience];
     this.algorithms = [...config.algorithms];
     this.clockTolerance = config.clockToleranceSeconds;
+    this.maxLifetime = config.maxTokenLifetimeSeconds;
     this.subjectClaim = config.subjectClaim;
     this.rolesClaim = config.rolesClaim;
     this.typ = config.typ;
@@ -98,7 +103,7 @@ export class JwtVerifier implements TokenVerifier {
         audience: this.audience,
         algorithms: this.algorithms,
         clockTolerance: this.clockTolerance,
-        requiredClaims: ['exp'],
+        requiredClaims: this.maxLifetime === undefined ? ['exp'] : ['exp', 'iat'],
         currentDate: new Date(this.now()),
         ...(this.typ === undefined ? {} : { typ: this.typ }),
       }));
@@ -106,6 +111,8 @@ export class JwtVerifier implements TokenVerifier {
       // No `cause`: jose's claim errors carry the token's payload, which does not belong in logs.
       throw new UnauthenticatedError(`jwt: ${describeFailure(err)} (issuer ${this.issuer})`);
     }
+    const timing = this.checkIssuedAt(payload);
+    if (timing !== undefined) throw new UnauthenticatedError(`jwt: ${timing} (issuer ${this.issuer})`);
 
     const subject = payload[this.subjectClaim];
     if (typeof subject !== 'string' || subject === '') {
@@ -126,6 +133,26 @@ export class JwtVerifier implements TokenVerifier {
       );
     }
     return { issuer: this.issuer, subject, clientId, roles };
+  }
+
+  /**
+   * Why the token's `iat` is unacceptable, or undefined. jose has already checked that `iat`,
+   * when present, is a number (and present when a lifetime cap is set). A token minted in the
+   * future either outlives what its issuer meant (a long-lived forgery with a stolen key) or comes
+   * from an issuer whose clock is wrong: both are refused. `exp - iat` reads only the issuer's
+   * clock, so the lifetime cap gets no tolerance.
+   */
+  private checkIssuedAt(payload: JWTPayload): string | undefined {
+    const { iat, exp } = payload;
+    if (iat === undefined) return undefined;
+    const now = Math.floor(this.now() / 1000);
+    if (iat > now + this.clockTolerance) {
+      return `token issued in the future (iat ${iat - now} s ahead, tolerance ${this.clockTolerance} s)`;
+    }
+    if (this.maxLifetime !== undefined && exp !== undefined && exp - iat > this.maxLifetime) {
+      return `token lifetime ${exp - iat} s exceeds max_token_lifetime_seconds ${this.maxLifetime}`;
+    }
+    return undefined;
   }
 }
 
@@ -261,6 +288,9 @@ function checkPublicJwk(jwk: unknown): asserts jwk is JWK {
 function describeFailure(err: unknown): string {
   if (err instanceof errors.JWTExpired) return 'token expired';
   if (err instanceof errors.JWTClaimValidationFailed) {
+    if (err.reason === 'missing' && err.claim === 'iat') {
+      return "required claim 'iat' is missing (max_token_lifetime_seconds is set, and a token's lifetime is unknown without it)";
+    }
     if (err.reason === 'missing') return `required claim '${err.claim}' is missing`;
     switch (err.claim) {
       case 'aud':

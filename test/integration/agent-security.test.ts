@@ -170,6 +170,38 @@ describe('authentication with a real OIDC provider', () => {
       expect(r.subject).toBe('');
     }
   });
+  it('refuses a token issued ten years ahead, with the fixed message, and audits why', async () => {
+    const key = await importJWK(oidc.signingKey, 'RS256');
+    const iat = Math.floor(Date.now() / 1000) + 10 * 365 * 24 * 3600;
+    const token = await new SignJWT({
+      iss: oidc.issuer,
+      aud: RESOURCE,
+      sub: 'time-traveller',
+      iat,
+      exp: iat + 300,
+    })
+      .setProtectedHeader({ alg: 'RS256', kid: oidc.signingKey.kid as string })
+      .sign(key);
+    const before = reached.counter.calls;
+    const err = await callNodeStatus(agent, bearer(token)).then(
+      () => undefined,
+      (e: { code: number; details: string }) => e,
+    );
+    expect(err?.code).toBe(status.UNAUTHENTICATED);
+    expect(err?.details).toBe(UnauthenticatedError.MESSAGE);
+    expect(reached.counter.calls).toBe(before);
+    const [refusal] = await auditPages(agent, { decision: AuditDecision.AUDIT_DECISION_DENY });
+    expect(refusal).toMatchObject({ rpc: 'NodeStatus', errorCode: 'UNAUTHENTICATED', subject: '' });
+    // The reason is kept for the operator in the audit row, never sent to the caller.
+    const db = new Database(agent.database, { readonly: true });
+    const row = db
+      .prepare(
+        "SELECT error_message FROM audit_log WHERE error_code = 'UNAUTHENTICATED' ORDER BY seq DESC LIMIT 1",
+      )
+      .get() as { error_message: string } | undefined;
+    db.close();
+    expect(row?.error_message).toMatch(/token issued in the future/);
+  });
 });
 
 describe('authentication with an MCIAS issuer', () => {

@@ -12,6 +12,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   DesiredState,
+  DriftReason,
   type McpAgentServiceClient,
   ObservedState,
   type ServiceInfo,
@@ -244,10 +245,18 @@ describe.skipIf(!bed)('service operations (real agent, real podman)', () => {
         ['sidecar', WANT_RUNNING, RUNNING],
       ]);
 
+      const stateDrift = {
+        service: life,
+        component: 'app',
+        desiredState: WANT_RUNNING,
+        observedState: EXITED,
+        reason: DriftReason.DRIFT_REASON_STATE,
+        desiredImage: bed!.imageV1,
+        runningImage: bed!.imageV1,
+      };
+      expect(check.drift.filter((d) => d.service === life)).toEqual([stateDrift]);
       const status = await call.status(life);
-      expect(status.drift).toEqual([
-        { service: life, component: 'app', desiredState: WANT_RUNNING, observedState: EXITED },
-      ]);
+      expect(status.drift).toEqual([stateDrift]);
       expect(status.events[0]).toMatchObject({
         component: 'app',
         kind: 'observed_state',

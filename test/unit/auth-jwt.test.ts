@@ -25,10 +25,11 @@ beforeAll(async () => {
   const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
   keyFile = join(tmp, 'idp.jwk.json');
   writeFileSync(keyFile, JSON.stringify({ ...(await exportJWK(publicKey)), kid: 'k1' }));
+  // `exp` is five minutes ahead unless the claims give one.
   sign = (claims) =>
     new SignJWT({ iss: ISSUER, aud: AUDIENCE, sub: 'alice', ...claims })
       .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
-      .setExpirationTime('5m')
+      .setExpirationTime(claims.exp ?? '5m')
       .sign(privateKey);
   writeFileSync(join(tmp, 'private.pem'), await exportPKCS8(privateKey));
 });
@@ -157,6 +158,62 @@ describe('claims to caller', () => {
     expect(readRoles({}, 'constructor.name')).toEqual([]);
     const err = await refusal(new JwtVerifier(issuer()).verify(await sign({ roles: 42 })));
     expect(err.detail).toMatch(/roles claim 'roles' is neither a string nor an array of strings/);
+  });
+});
+
+describe('issued-at and lifetime', () => {
+  const nowSeconds = () => Math.floor(Date.now() / 1000);
+  const TEN_YEARS = 10 * 365 * 24 * 3600;
+
+  it('refuses a token issued ten years in the future, with the fixed message and a detail', async () => {
+    const iat = nowSeconds() + TEN_YEARS;
+    const token = await sign({ iat, exp: iat + 300 });
+    const err = await refusal(new JwtVerifier(issuer()).verify(token));
+    expect(err.detail).toMatch(/^jwt: token issued in the future \(iat \d+ s ahead, tolerance 60 s\)/);
+  });
+
+  it('accepts an iat within the clock tolerance and refuses one just beyond it', async () => {
+    const verifier = new JwtVerifier(issuer({ clock_tolerance_seconds: 30 }));
+    const within = nowSeconds() + 20;
+    expect((await verifier.verify(await sign({ iat: within, exp: within + 300 }))).subject).toBe('alice');
+    const beyond = nowSeconds() + 90;
+    const err = await refusal(verifier.verify(await sign({ iat: beyond, exp: beyond + 300 })));
+    expect(err.detail).toMatch(/issued in the future/);
+  });
+
+  it('accepts a token without iat when no lifetime cap is set', async () => {
+    expect((await new JwtVerifier(issuer()).verify(await sign({}))).subject).toBe('alice');
+  });
+
+  it('refuses a token whose exp - iat exceeds max_token_lifetime_seconds, and accepts one within', async () => {
+    const verifier = new JwtVerifier(issuer({ max_token_lifetime_seconds: 600 }));
+    const iat = nowSeconds() - 10;
+    expect((await verifier.verify(await sign({ iat, exp: iat + 600 }))).subject).toBe('alice');
+    const long = await sign({ iat, exp: iat + 601 });
+    expect((await refusal(verifier.verify(long))).detail).toMatch(
+      /token lifetime 601 s exceeds max_token_lifetime_seconds 600/,
+    );
+  });
+
+  it('refuses a token without iat when max_token_lifetime_seconds is set', async () => {
+    const verifier = new JwtVerifier(issuer({ max_token_lifetime_seconds: 600 }));
+    const err = await refusal(verifier.verify(await sign({})));
+    expect(err.detail).toMatch(/required claim 'iat' is missing \(max_token_lifetime_seconds is set/);
+  });
+
+  it('refuses a non-numeric iat', async () => {
+    const err = await refusal(new JwtVerifier(issuer()).verify(await sign({ iat: 'yesterday' as never })));
+    expect(err.detail).toMatch(/'iat'/);
+  });
+
+  it('bounds max_token_lifetime_seconds in the config', () => {
+    expect(() => issuer({ max_token_lifetime_seconds: 0 })).toThrow(
+      /max_token_lifetime_seconds: give at least 60/,
+    );
+    expect(() => issuer({ max_token_lifetime_seconds: 1.5 })).toThrow(/max_token_lifetime_seconds/);
+    expect(() => issuer({ max_token_lifetime_seconds: 10 ** 7 })).toThrow(/at most 604800/);
+    expect(issuer({ max_token_lifetime_seconds: 3600 }).maxTokenLifetimeSeconds).toBe(3600);
+    expect(issuer().maxTokenLifetimeSeconds).toBeUndefined();
   });
 });
 

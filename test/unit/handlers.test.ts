@@ -4,7 +4,7 @@ import { componentSpecFromContainer } from '../../agent/handlers/adopt.js';
 import { checkDeployRequest } from '../../agent/handlers/deploy.js';
 import { serviceHandlers } from '../../agent/handlers/index.js';
 import { parseMemAvailable } from '../../agent/handlers/node.js';
-import { driftOf, isInDesiredState, reconcile } from '../../agent/reconcile.js';
+import { driftOf, isInDesiredState, reconcile, sameImage } from '../../agent/reconcile.js';
 import { type ContainerDetails, type ContainerSummary, createRuntime } from '../../agent/runtime/index.js';
 import type { CallContext } from '../../agent/server.js';
 import { ServiceLocks, writeOnce } from '../../agent/service-locks.js';
@@ -14,6 +14,7 @@ import { assertValidServiceSpec } from '../../core/spec.js';
 import {
   type DeployResponse,
   DesiredState,
+  DriftReason,
   ObservedState,
   StopServiceResponse,
 } from '../../gen/mcp/v1/mcp.js';
@@ -243,8 +244,69 @@ describe('drift', () => {
         component: 'db',
         desiredState: DesiredState.DESIRED_STATE_RUNNING,
         observedState: ObservedState.OBSERVED_STATE_EXITED,
+        reason: DriftReason.DRIFT_REASON_STATE,
+        desiredImage: 'registry.example:5000/db:v1',
+        runningImage: '',
       },
     ]);
+  });
+
+  it('reports a running container from another image than the recorded one as image drift', () => {
+    registry.services.upsert(serviceSpec('shop', [component('web'), component('db'), component('cache')]));
+    registry.services.setObservedState('shop', 'web', {
+      state: 'running',
+      image: 'registry.example:5000/web:v1',
+    });
+    registry.services.setObservedState('shop', 'db', {
+      state: 'running',
+      image: 'registry.example:5000/db:v0',
+    });
+    // Stopped as wanted: which image an exited container came from does not matter.
+    registry.services.setDesiredState('shop', 'stopped', 'cache');
+    registry.services.setObservedState('shop', 'cache', {
+      state: 'exited',
+      image: 'registry.example:5000/old:v0',
+    });
+    expect(driftOf(registry.services.require('shop'))).toEqual([
+      {
+        service: 'shop',
+        component: 'db',
+        desiredState: DesiredState.DESIRED_STATE_RUNNING,
+        observedState: ObservedState.OBSERVED_STATE_RUNNING,
+        reason: DriftReason.DRIFT_REASON_IMAGE,
+        desiredImage: 'registry.example:5000/db:v1',
+        runningImage: 'registry.example:5000/db:v0',
+      },
+    ]);
+  });
+});
+
+describe('image references compared for drift', () => {
+  const DIGEST = `sha256:${'a'.repeat(64)}`;
+  it.each([
+    ['bb:v1', 'localhost/bb:v1'],
+    ['localhost/bb:v1', 'bb:v1'],
+    ['nginx', 'docker.io/library/nginx:latest'],
+    ['docker.io/library/nginx:1.27', 'nginx:1.27'],
+    ['index.docker.io/user/app:2', 'docker.io/user/app:2'],
+    ['127.0.0.1:5000/bb:v2', '127.0.0.1:5000/bb:v2'],
+    [`localhost/bb@${DIGEST}`, `bb@${DIGEST}`],
+    [`bb:v1@${DIGEST}`, `localhost/bb@${DIGEST}`],
+  ])('%s is %s', (desired, running) => {
+    expect(sameImage(desired, running)).toBe(true);
+  });
+
+  it.each([
+    ['localhost/bb:v2', 'localhost/bb:v1'],
+    ['127.0.0.1:5000/bb:v1', 'localhost/bb:v1'],
+    ['docker.io/library/bb:v1', 'localhost/bb:v1'],
+    ['bb:v1', 'other:v1'],
+    ['bb', 'bb:v1'],
+    [`bb@${DIGEST}`, 'bb:v1'],
+    [`bb@${DIGEST}`, `bb@sha256:${'b'.repeat(64)}`],
+    ['127.0.0.1:5000/bb:v1', '127.0.0.1:5001/bb:v1'],
+  ])('%s is not %s', (desired, running) => {
+    expect(sameImage(desired, running)).toBe(false);
   });
 });
 

@@ -183,10 +183,13 @@ describe('drift alerts', () => {
       {
         MCP_ALERT_TYPE: 'drift',
         MCP_COMPONENT: 'web',
+        MCP_DESIRED_IMAGE: image,
         MCP_DESIRED_STATE: 'running',
+        MCP_DRIFT_REASON: 'state',
         MCP_MESSAGE: 'shop/web should be running but is exited',
         MCP_NODE: 'node1',
         MCP_OBSERVED_STATE: 'exited',
+        MCP_RUNNING_IMAGE: image,
         MCP_SERVICE: 'shop',
         MCP_TIMESTAMP: new Date(start + 30_000).toISOString(),
         MCP_TRANSITIONS: '2',
@@ -196,6 +199,33 @@ describe('drift alerts', () => {
       .query({ service: 'shop', component: 'web' })
       .filter((e) => e.kind === 'drift_alert');
     expect(recorded).toHaveLength(1);
+  });
+
+  it('alerts once on a running container whose image is not the recorded one, saying so, and stops when it is', async () => {
+    const m = monitor();
+    runtime.set({ 'shop-web': 'running', 'shop-db': 'running' });
+    const stale = 'registry.example:5000/app:v6';
+    runtime.containers = runtime.containers.map((c) => (c.name === 'shop-db' ? { ...c, image: stale } : c));
+    await m.tick();
+    advance(30);
+    await m.tick(); // still stale: no second alert
+    expect(alerts()).toEqual([
+      expect.objectContaining({
+        MCP_ALERT_TYPE: 'drift',
+        MCP_COMPONENT: 'db',
+        MCP_DRIFT_REASON: 'image',
+        MCP_DESIRED_STATE: 'running',
+        MCP_OBSERVED_STATE: 'running',
+        MCP_DESIRED_IMAGE: image,
+        MCP_RUNNING_IMAGE: stale,
+        MCP_MESSAGE: `shop/db runs image ${stale}, not the recorded ${image}: deploy it again`,
+      }),
+    ]);
+    runtime.set({ 'shop-web': 'running', 'shop-db': 'running' }); // redeployed
+    advance(30);
+    await m.tick();
+    expect(alerts()).toHaveLength(1);
+    expect(registry.services.getComponent('shop', 'db')?.observedImage).toBe(image);
   });
 
   it('does not alert for a second drift inside the cooldown, and does once it has passed if the drift lasts', async () => {

@@ -156,6 +156,49 @@ export function observedStateToJSON(object: ObservedState): string {
   }
 }
 
+/** Why a component is in drift. */
+export enum DriftReason {
+  /** DRIFT_REASON_UNSPECIFIED - Not set. */
+  DRIFT_REASON_UNSPECIFIED = 0,
+  /** DRIFT_REASON_STATE - The observed state does not meet the desired state. */
+  DRIFT_REASON_STATE = 1,
+  /** DRIFT_REASON_IMAGE - Running, but from another image than the recorded one (e.g. a deploy interrupted between components). */
+  DRIFT_REASON_IMAGE = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function driftReasonFromJSON(object: any): DriftReason {
+  switch (object) {
+    case 0:
+    case "DRIFT_REASON_UNSPECIFIED":
+      return DriftReason.DRIFT_REASON_UNSPECIFIED;
+    case 1:
+    case "DRIFT_REASON_STATE":
+      return DriftReason.DRIFT_REASON_STATE;
+    case 2:
+    case "DRIFT_REASON_IMAGE":
+      return DriftReason.DRIFT_REASON_IMAGE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return DriftReason.UNRECOGNIZED;
+  }
+}
+
+export function driftReasonToJSON(object: DriftReason): string {
+  switch (object) {
+    case DriftReason.DRIFT_REASON_UNSPECIFIED:
+      return "DRIFT_REASON_UNSPECIFIED";
+    case DriftReason.DRIFT_REASON_STATE:
+      return "DRIFT_REASON_STATE";
+    case DriftReason.DRIFT_REASON_IMAGE:
+      return "DRIFT_REASON_IMAGE";
+    case DriftReason.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Whether the agent let a call through. */
 export enum AuditDecision {
   /** AUDIT_DECISION_UNSPECIFIED - Not set. */
@@ -514,6 +557,8 @@ export interface LiveCheckResponse {
   changes: StateChange[];
   /** Containers that belong to no known service; `adopt_containers` can take them under management. */
   unmanaged: UnmanagedContainer[];
+  /** Components out of their desired state after this check (state or image), as `service_status` reports them. */
+  drift: Drift[];
 }
 
 export interface GetServiceStatusRequest {
@@ -533,6 +578,12 @@ export interface Drift {
   desiredState: DesiredState;
   /** What the runtime last reported. */
   observedState: ObservedState;
+  /** Why it drifts: its state, or the image its running container was created from. */
+  reason: DriftReason;
+  /** Image the registry records for the component. */
+  desiredImage: string;
+  /** Image the container was created from, as the runtime lists it; empty if never seen. */
+  runningImage: string;
 }
 
 /** Something that happened to a component. */
@@ -562,7 +613,7 @@ export interface GetServiceStatusResponse {
   service:
     | ServiceInfo
     | undefined;
-  /** Components out of their desired state. */
+  /** Components out of their desired state, or running another image than the recorded one. */
   drift: Drift[];
   /** Most recent events first. */
   events: Event[];
@@ -3542,7 +3593,7 @@ export const UnmanagedContainer: MessageFns<UnmanagedContainer> = {
 };
 
 function createBaseLiveCheckResponse(): LiveCheckResponse {
-  return { services: [], changes: [], unmanaged: [] };
+  return { services: [], changes: [], unmanaged: [], drift: [] };
 }
 
 export const LiveCheckResponse: MessageFns<LiveCheckResponse> = {
@@ -3555,6 +3606,9 @@ export const LiveCheckResponse: MessageFns<LiveCheckResponse> = {
     }
     for (const v of message.unmanaged) {
       UnmanagedContainer.encode(v!, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.drift) {
+      Drift.encode(v!, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -3596,6 +3650,14 @@ export const LiveCheckResponse: MessageFns<LiveCheckResponse> = {
             message.unmanaged.push(UnmanagedContainer.decode(reader, reader.uint32()));
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.drift.push(Drift.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3617,6 +3679,7 @@ export const LiveCheckResponse: MessageFns<LiveCheckResponse> = {
       unmanaged: globalThis.Array.isArray(object?.unmanaged)
         ? object.unmanaged.map((e: any) => UnmanagedContainer.fromJSON(e))
         : [],
+      drift: globalThis.Array.isArray(object?.drift) ? object.drift.map((e: any) => Drift.fromJSON(e)) : [],
     };
   },
 
@@ -3631,6 +3694,9 @@ export const LiveCheckResponse: MessageFns<LiveCheckResponse> = {
     if (message.unmanaged?.length) {
       obj.unmanaged = message.unmanaged.map((e) => UnmanagedContainer.toJSON(e));
     }
+    if (message.drift?.length) {
+      obj.drift = message.drift.map((e) => Drift.toJSON(e));
+    }
     return obj;
   },
 
@@ -3642,6 +3708,7 @@ export const LiveCheckResponse: MessageFns<LiveCheckResponse> = {
     message.services = object.services?.map((e) => ServiceInfo.fromPartial(e)) || [];
     message.changes = object.changes?.map((e) => StateChange.fromPartial(e)) || [];
     message.unmanaged = object.unmanaged?.map((e) => UnmanagedContainer.fromPartial(e)) || [];
+    message.drift = object.drift?.map((e) => Drift.fromPartial(e)) || [];
     return message;
   },
 };
@@ -3736,7 +3803,15 @@ export const GetServiceStatusRequest: MessageFns<GetServiceStatusRequest> = {
 };
 
 function createBaseDrift(): Drift {
-  return { service: "", component: "", desiredState: 0, observedState: 0 };
+  return {
+    service: "",
+    component: "",
+    desiredState: 0,
+    observedState: 0,
+    reason: 0,
+    desiredImage: "",
+    runningImage: "",
+  };
 }
 
 export const Drift: MessageFns<Drift> = {
@@ -3752,6 +3827,15 @@ export const Drift: MessageFns<Drift> = {
     }
     if (message.observedState !== 0) {
       writer.uint32(32).int32(message.observedState);
+    }
+    if (message.reason !== 0) {
+      writer.uint32(40).int32(message.reason);
+    }
+    if (message.desiredImage !== "") {
+      writer.uint32(50).string(message.desiredImage);
+    }
+    if (message.runningImage !== "") {
+      writer.uint32(58).string(message.runningImage);
     }
     return writer;
   },
@@ -3801,6 +3885,30 @@ export const Drift: MessageFns<Drift> = {
             message.observedState = reader.int32() as any;
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.reason = reader.int32() as any;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.desiredImage = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.runningImage = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3827,6 +3935,17 @@ export const Drift: MessageFns<Drift> = {
         : isSet(object.observed_state)
         ? observedStateFromJSON(object.observed_state)
         : 0,
+      reason: isSet(object.reason) ? driftReasonFromJSON(object.reason) : 0,
+      desiredImage: isSet(object.desiredImage)
+        ? globalThis.String(object.desiredImage)
+        : isSet(object.desired_image)
+        ? globalThis.String(object.desired_image)
+        : "",
+      runningImage: isSet(object.runningImage)
+        ? globalThis.String(object.runningImage)
+        : isSet(object.running_image)
+        ? globalThis.String(object.running_image)
+        : "",
     };
   },
 
@@ -3844,6 +3963,15 @@ export const Drift: MessageFns<Drift> = {
     if (message.observedState !== 0) {
       obj.observedState = observedStateToJSON(message.observedState);
     }
+    if (message.reason !== 0) {
+      obj.reason = driftReasonToJSON(message.reason);
+    }
+    if (message.desiredImage !== "") {
+      obj.desiredImage = message.desiredImage;
+    }
+    if (message.runningImage !== "") {
+      obj.runningImage = message.runningImage;
+    }
     return obj;
   },
 
@@ -3856,6 +3984,9 @@ export const Drift: MessageFns<Drift> = {
     message.component = object.component ?? "";
     message.desiredState = object.desiredState ?? 0;
     message.observedState = object.observedState ?? 0;
+    message.reason = object.reason ?? 0;
+    message.desiredImage = object.desiredImage ?? "";
+    message.runningImage = object.runningImage ?? "";
     return message;
   },
 };
@@ -6754,7 +6885,7 @@ export const McpAgentServiceService = {
   /**
    * Ask the container runtime for the state of every container now, update the
    * observed state in the registry and record an event for every change.
-   * Reports containers the registry does not know.
+   * Reports containers the registry does not know, and drift.
    */
   liveCheck: {
     path: "/mcp.v1.McpAgentService/LiveCheck" as const,
@@ -6767,7 +6898,8 @@ export const McpAgentServiceService = {
   },
   /**
    * Show one service in detail: each component's desired and observed state,
-   * drift (components whose observed state differs from the desired one), and
+   * drift (components whose observed state differs from the desired one, or
+   * that run another image than the recorded one), and
    * the most recent events.
    */
   getServiceStatus: {
@@ -6901,12 +7033,13 @@ export interface McpAgentServiceServer extends UntypedServiceImplementation {
   /**
    * Ask the container runtime for the state of every container now, update the
    * observed state in the registry and record an event for every change.
-   * Reports containers the registry does not know.
+   * Reports containers the registry does not know, and drift.
    */
   liveCheck: handleUnaryCall<LiveCheckRequest, LiveCheckResponse>;
   /**
    * Show one service in detail: each component's desired and observed state,
-   * drift (components whose observed state differs from the desired one), and
+   * drift (components whose observed state differs from the desired one, or
+   * that run another image than the recorded one), and
    * the most recent events.
    */
   getServiceStatus: handleUnaryCall<GetServiceStatusRequest, GetServiceStatusResponse>;
@@ -7063,7 +7196,7 @@ export interface McpAgentServiceClient extends Client {
   /**
    * Ask the container runtime for the state of every container now, update the
    * observed state in the registry and record an event for every change.
-   * Reports containers the registry does not know.
+   * Reports containers the registry does not know, and drift.
    */
   liveCheck(
     request: LiveCheckRequest,
@@ -7082,7 +7215,8 @@ export interface McpAgentServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Show one service in detail: each component's desired and observed state,
-   * drift (components whose observed state differs from the desired one), and
+   * drift (components whose observed state differs from the desired one, or
+   * that run another image than the recorded one), and
    * the most recent events.
    */
   getServiceStatus(
