@@ -24,7 +24,9 @@ describe.skipIf(!bed)('mcp-agent server shutdown', () => {
   });
 
   it('finishes an in-flight deploy on SIGTERM, records its outcome, and exits 0', async () => {
-    agent = await startTestAgent({ process: true });
+    // A grace long enough for the deploy to finish on a busy machine: the test is about
+    // finishing in-flight work, not about how long it takes.
+    agent = await startTestAgent({ process: true, shutdownGraceSeconds: 120 });
     const child = agent.child!;
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     const client = agent.client();

@@ -57,6 +57,8 @@ export interface TestAgentOptions {
   issuers?: TomlTable[];
   /** Require client certificates signed by the test CA. */
   clientCertificates?: boolean;
+  /** `[server] shutdown_grace_seconds`; 2 s unless a test waits for in-flight calls. */
+  shutdownGraceSeconds?: number;
   /** Any other top-level settings, e.g. `{ runtime_path: '/nonexistent/podman' }`. */
   settings?: TomlTable;
   /** Reuse a data directory (to restart an agent on the same database). */
@@ -201,7 +203,7 @@ export async function startTestAgent(opts: TestAgentOptions = {}): Promise<TestA
       listen: '127.0.0.1:0',
       tls_cert: paths.cert,
       tls_key: paths.key,
-      shutdown_grace_seconds: 2,
+      shutdown_grace_seconds: opts.shutdownGraceSeconds ?? 2,
       ...(opts.clientCertificates ? { client_ca: paths.ca } : {}),
     },
     issuers: [
