@@ -105,8 +105,10 @@ interface Target {
  * What a request targets, for authorization and the audit record. Written out per RPC on
  * purpose: a new RPC fails to compile here until someone decides what it targets.
  */
+const NO_TARGET: Target = { services: [], service: '', component: '', requestId: '' };
+
 function targetOf(rpc: RpcName, req: unknown): Target {
-  const none: Target = { services: [], service: '', component: '', requestId: '' };
+  const none = NO_TARGET;
   switch (rpc) {
     case 'Deploy': {
       const r = req as pb.DeployRequest;
@@ -170,6 +172,49 @@ function argsDigest(codec: Codec, req: unknown): string {
     .digest('hex');
 }
 
+/**
+ * A request message that did not decode. grpc-js answers a deserializer that throws with
+ * INTERNAL before any of our code runs; the agent's deserializers return this instead, so the
+ * guard can refuse the call as the bad input it is, after authentication, and audit it.
+ */
+class UndecodableRequest {
+  constructor(readonly reason: string) {}
+}
+
+const UNDECODABLE_ADVICE =
+  'check that every integer field is below 2^53 and every timestamp lies between the years 0001 and 9999';
+
+/** The request's problem as a client can act on it, or undefined when it decodes and converts. */
+function requestProblem(codec: Codec, req: unknown): InvalidArgumentError | undefined {
+  if (req instanceof UndecodableRequest) {
+    return new InvalidArgumentError(`the request could not be decoded (${req.reason}): ${UNDECODABLE_ADVICE}`);
+  }
+  try {
+    codec.toJSON(req);
+    return undefined;
+  } catch (err) {
+    return new InvalidArgumentError(
+      `the request holds a value out of range (${err instanceof Error ? err.message : String(err)}): ${UNDECODABLE_ADVICE}`,
+    );
+  }
+}
+
+/** The generated service definition with deserializers that never throw (see UndecodableRequest). */
+function tolerantDefinition(definition: typeof McpAgentServiceService): typeof McpAgentServiceService {
+  const methods = Object.entries(definition).map(([name, method]) => {
+    const decode = method.requestDeserialize as (bytes: Buffer) => unknown;
+    const requestDeserialize = (bytes: Buffer) => {
+      try {
+        return decode(bytes);
+      } catch (err) {
+        return new UndecodableRequest(err instanceof Error ? err.message : String(err));
+      }
+    };
+    return [name, { ...method, requestDeserialize }];
+  });
+  return Object.fromEntries(methods) as typeof McpAgentServiceService;
+}
+
 function bearer(metadata: Metadata): string | undefined {
   const values = metadata.get('authorization');
   if (values.length !== 1) return undefined; // zero, or an ambiguous repeat
@@ -218,7 +263,9 @@ class Guard {
     }
 
     const req = await readRequest();
-    const target = targetOf(rpc, req);
+    const problem = requestProblem(codec, req);
+    // A request that does not decode targets nothing; it is refused before authorization.
+    const target = problem ? NO_TARGET : targetOf(rpc, req);
     const roles = this.opts.authorizer.rolesOf(caller);
     const record = {
       ...base,
@@ -228,10 +275,11 @@ class Guard {
       roles,
       service: target.service,
       component: target.component,
-      argsSha256: argsDigest(codec, req),
+      argsSha256: problem ? '' : argsDigest(codec, req),
       requestId: target.requestId,
     };
     try {
+      if (problem) throw problem;
       if (target.services.some((s) => !s)) {
         throw new InvalidArgumentError(
           `${rpc}: the target service name is empty: name the service to act on`,
@@ -423,7 +471,7 @@ export async function startAgentServer(
     'grpc.http2.min_ping_interval_without_data_ms': 10_000,
     'grpc.max_receive_message_length': 8 * 1024 * 1024,
   });
-  server.addService(McpAgentServiceService, buildServiceImplementation(opts));
+  server.addService(tolerantDefinition(McpAgentServiceService), buildServiceImplementation(opts));
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(opts.listen, tlsCredentials(opts.tls), (err, p) => (err ? reject(err) : resolve(p)));
   });

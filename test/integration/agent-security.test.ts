@@ -9,6 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
+import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import { credentials, Metadata, status } from '@grpc/grpc-js';
 import Database from 'better-sqlite3';
 import { base64url, generateKeyPair, importJWK, type JWK, SignJWT } from 'jose';
@@ -279,6 +280,45 @@ describe('authorization', () => {
     await expect(unary(client.listServices.bind(client), { desiredState: 0 }, md)).rejects.toMatchObject({
       code: status.PERMISSION_DENIED,
     });
+  });
+});
+
+describe('requests that do not decode or convert', () => {
+  let agent: TestAgent;
+  beforeAll(async () => {
+    agent = await startTestAgent();
+  });
+  afterAll(() => agent?.stop());
+
+  /** A QueryAudit whose `since` Timestamp has `seconds` as given, written field by field. */
+  async function queryAuditSince(seconds: bigint): Promise<{ code: number; details: string }> {
+    const timestamp = new BinaryWriter().uint32(8).int64(seconds).finish();
+    const request = new BinaryWriter().uint32(10).bytes(timestamp).finish();
+    const client = agent.client();
+    const md = await agent.auth({ roles: ['admin'], subject: 'range' });
+    return new Promise((resolve) => {
+      client.makeUnaryRequest(
+        '/mcp.v1.McpAgentService/QueryAudit',
+        (bytes: Uint8Array) => Buffer.from(bytes),
+        (bytes: Buffer) => bytes,
+        request,
+        md,
+        (err) => resolve(err as unknown as { code: number; details: string }),
+      );
+    });
+  }
+
+  it('answers INVALID_ARGUMENT, not INTERNAL, to an int64 past 2^53 and to a timestamp past the year 275760', async () => {
+    const huge = await queryAuditSince(2n ** 60n);
+    expect(huge.code).toBe(status.INVALID_ARGUMENT);
+    expect(huge.details).toMatch(/could not be decoded/);
+    const farFuture = await queryAuditSince(9_000_000_000_000n);
+    expect(farFuture.code).toBe(status.INVALID_ARGUMENT);
+    expect(farFuture.details).toMatch(/out of range/);
+    // Both refusals are audited, after authentication, as refused calls.
+    const records = await auditPages(agent, { subject: 'range', rpc: 'QueryAudit' });
+    expect(records.filter((r) => r.decision === AuditDecision.AUDIT_DECISION_DENY)).toHaveLength(2);
+    expect(records.every((r) => r.errorCode === 'INVALID_ARGUMENT')).toBe(true);
   });
 });
 
