@@ -77,7 +77,8 @@ export interface SubjectAltNames {
   ipAddresses: string[];
 }
 
-const DNS_NAME = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const DNS_NAME =
+  /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 /** `10.0.0.5,node1.lan` → IP and DNS SANs; a port or a URL is refused with what to give instead. */
 export function parseAddresses(list: readonly string[]): SubjectAltNames {
@@ -139,7 +140,10 @@ export async function issueNode(
 }
 
 function whatToCopy(issued: IssuedNode, caCert: string): string {
-  const names = [...issued.sans.ipAddresses.map((a) => `IP ${a}`), ...issued.sans.dnsNames.map((d) => `DNS ${d}`)];
+  const names = [
+    ...issued.sans.ipAddresses.map((a) => `IP ${a}`),
+    ...issued.sans.dnsNames.map((d) => `DNS ${d}`),
+  ];
   return `issued a certificate for node ${issued.node} (${names.join(', ')}), valid until ${issued.notAfter.toISOString()}
 
 On ${issued.node}, as root:

@@ -13,8 +13,8 @@ import { McpError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import { PACKAGE_VERSION } from '../core/version.js';
 import { type ToolDefinition, tools } from '../tools.generated.js';
-import { defaultConnectorConfigPath, loadConnectorConfig } from './config.js';
 import { runCaCommand } from './ca-cli.js';
+import { defaultConnectorConfigPath, loadConnectorConfig } from './config.js';
 import { startConnector } from './connector.js';
 import { localFleetHome } from './local-fleet.js';
 
