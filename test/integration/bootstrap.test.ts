@@ -80,8 +80,8 @@ describe.skipIf(!bed)('bootstrap a node whose containers were started by hand', 
 
   beforeAll(async () => {
     shopPort = await freePort();
-    // What an operator did before mcp: containers started by hand.
-    const image = 'localhost/bb:v1';
+    // What an operator did before mcp: containers started by hand, from a registry (a deploy pulls).
+    const image = bed?.imageV1 ?? '';
     await execa('podman', ['run', '--detach', `--name=${WEB}`, image, ...SLEEPER]);
     await execa('podman', ['run', '--detach', `--name=${WEB}-db`, '--env=DB_NAME=app', image, ...SLEEPER]);
     await execa('podman', [
@@ -174,7 +174,7 @@ describe.skipIf(!bed)('bootstrap a node whose containers were started by hand', 
     }
   });
 
-  it('exports definitions that match what runs, naming the bare container <service>-<component>', async () => {
+  it('exports definitions that match what runs; recorded anew, the bare one would be <service>-<component>', async () => {
     const registry = agent.registry;
     if (!registry) throw new Error('the bootstrap test needs the in-process agent');
     // Export: what the agent recorded at adoption, written by the connector's definition writer.
@@ -202,9 +202,8 @@ describe.skipIf(!bed)('bootstrap a node whose containers were started by hand', 
       cmd: SLEEPER,
     });
 
-    // The naming rule: with two components, the bare `web` is the component `web` of service
-    // `web`, whose container is `web-web`: the next deploy of this definition runs it under that
-    // name. `web-db` and `shop-api` already have their names.
+    // The naming rule for a service recorded anew (this definition deployed to another node):
+    // with two components, component `web` of service `web` runs as `web-web`.
     const names = (d: ServiceDefinition | undefined) =>
       d?.components.map((c) => containerName(d.name, c.name, d.components.length)).sort();
     expect(names(web)).toEqual([`${WEB}-db`, `${WEB}-${WEB}`].sort());
@@ -220,4 +219,20 @@ describe.skipIf(!bed)('bootstrap a node whose containers were started by hand', 
       expect(sync.services.find((s) => s.service === name)).toMatchObject({ change: 'unchanged' });
     }
   });
+
+  it('keeps the adopted bare container name on this node when the definition is deployed', async () => {
+    const result = await call<{ components: Array<{ component: string; container: string; ok: boolean }> }>(
+      'deploy',
+      { service: WEB },
+    );
+    expect(result.components.map((c) => [c.component, c.container, c.ok]).sort()).toEqual(
+      [
+        ['db', `${WEB}-db`, true],
+        [WEB, WEB, true],
+      ].sort(),
+    );
+    const { stdout } = await execa('podman', ['ps', '--all', '--format', '{{.Names}}']);
+    const running = stdout.split('\n').filter((n) => n.startsWith(WEB));
+    expect(running.sort()).toEqual([WEB, `${WEB}-db`].sort());
+  }, 120_000);
 });
