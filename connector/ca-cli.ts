@@ -146,11 +146,11 @@ function whatToCopy(issued: IssuedNode, caCert: string): string {
   ];
   return `issued a certificate for node ${issued.node} (${names.join(', ')}), valid until ${issued.notAfter.toISOString()}
 
-On ${issued.node}, as root:
+Copy ${issued.cert} and ${issued.key} to ${issued.node} (scp), then there, as root, from where you copied them:
   install -d -m 0700 ${AGENT_TLS_DIR}
-  install -m 0644 agent.crt ${AGENT_TLS_DIR}/agent.crt     # from ${issued.cert}
-  install -m 0600 agent.key ${AGENT_TLS_DIR}/agent.key     # from ${issued.key}
-then restart the agent: systemctl restart mcp-agent
+  install -m 0644 agent.crt ${AGENT_TLS_DIR}/agent.crt
+  install -m 0600 agent.key ${AGENT_TLS_DIR}/agent.key
+  systemctl restart mcp-agent
 
 In the connector config, for this node:
   [[nodes]]
