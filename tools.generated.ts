@@ -2126,6 +2126,22 @@ export const tools: readonly ToolDefinition[] = [
                       "string"
                     ],
                     "pattern": "^-?[0-9]+$"
+                  },
+                  "tlsCertNotAfter": {
+                    "description": "When the agent's TLS certificate expires: renew it (`mcp ca issue`) before then.",
+                    "type": "string",
+                    "format": "date-time"
+                  },
+                  "tlsCertSubject": {
+                    "description": "Subject of the agent's TLS certificate, e.g. `CN=node1`.",
+                    "type": "string"
+                  },
+                  "tlsCertSans": {
+                    "description": "Names the agent's TLS certificate is valid for, e.g. `IP Address:10.0.0.5`, `DNS:node1.lan`.",
+                    "type": "array",
+                    "items": {
+                      "type": "string"
+                    }
                   }
                 },
                 "additionalProperties": false

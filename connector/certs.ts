@@ -1,7 +1,8 @@
 /**
  * A small certificate authority for the embedded single-node setup and the test harness:
  * one CA, server certificates for the agents, client certificates when mutual TLS is on.
- * Production fleets bring their own PKI; this only saves a first-time user from openssl.
+ * A fleet's operator CA (`mcp ca`, connector/ca-cli.ts) is made here too, so nobody needs openssl;
+ * fleets with their own PKI can keep it.
  */
 import { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
@@ -21,6 +22,8 @@ export interface CertificateAuthority {
 export interface IssuedCertificate {
   certPem: string;
   keyPem: string;
+  /** End of validity, for telling the operator when to renew. */
+  notAfter: Date;
 }
 
 export interface CertificateRequest {
@@ -106,5 +109,5 @@ export async function issueCertificate(
       await x509.AuthorityKeyIdentifierExtension.create(caCert),
     ],
   });
-  return { certPem: cert.toString('pem'), keyPem: await keyToPem(keys.privateKey) };
+  return { certPem: cert.toString('pem'), keyPem: await keyToPem(keys.privateKey), notAfter: cert.notAfter };
 }

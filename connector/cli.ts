@@ -13,6 +13,7 @@ import { McpError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import { PACKAGE_VERSION } from '../core/version.js';
 import { type ToolDefinition, tools } from '../tools.generated.js';
+import { runCaCommand } from './ca-cli.js';
 import { defaultConnectorConfigPath, loadConnectorConfig } from './config.js';
 import { startConnector } from './connector.js';
 import { localFleetHome } from './local-fleet.js';
@@ -24,6 +25,7 @@ Usage:
   mcp help TOOL                          one operation's arguments
   mcp TOOL [key=value ...] [--json]      run an operation
   mcp login [--token-file FILE]          store a bearer token read from stdin (mode 0600)
+  mcp ca init | issue NODE --address H   the fleet's CA and node certificates (mcp ca --help)
 
 Values are read as JSON when they parse as JSON (numbers, true, ["a"], {"k": 1}), else as
 text. The connector config is --config FILE, else $MCP_CONFIG, else
@@ -132,6 +134,7 @@ async function callTool(
 }
 
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'ca') return runCaCommand(argv.slice(1));
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,

@@ -162,6 +162,7 @@ function nodeStatus(responses: readonly pb.NodeStatusResponse[]): string {
       'memory free',
       'load',
       'uptime',
+      'cert expires',
     ],
     responses.map((r) => [
       r.node,
@@ -174,6 +175,7 @@ function nodeStatus(responses: readonly pb.NodeStatusResponse[]): string {
       `${bytes(r.memoryAvailableBytes)} of ${bytes(r.memoryTotalBytes)}`,
       r.loadAverage.map((l) => l.toFixed(2)).join(' ') || '-',
       duration(r.uptimeSeconds),
+      r.tlsCertNotAfter ? new Date(r.tlsCertNotAfter).toISOString().slice(0, 10) : '-',
     ]),
   );
 }

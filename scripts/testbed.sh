@@ -38,7 +38,7 @@ readonly REGISTRY_PIDFILE=$STATE_DIR/registry.pid
 readonly REGISTRY_LOG=$STATE_DIR/registry.log
 readonly CONTAINERS_DROPIN=/etc/containers/containers.conf.d/50-mcp-testbed.conf
 readonly REGISTRIES_DROPIN=/etc/containers/registries.conf.d/50-mcp-testbed.conf
-readonly PACKAGES=(podman runc docker-registry busybox-static catatonit uidmap curl)
+readonly PACKAGES=(podman runc docker-registry busybox-static catatonit uidmap curl nftables)
 readonly TAGS=(v1 v2)
 # Bump when the image recipe changes: images with another revision are rebuilt and re-pushed.
 readonly IMAGE_REVISION=1

@@ -134,6 +134,14 @@ export function adoptHandler(
 
 function recordAdoptions(registry: Registry, service: string, adoptions: readonly Adoption[]): void {
   let existing: ServiceRecord | undefined = registry.services.get(service);
+  // A service that sync recorded only from strays (all `ignore`) was never declared: its
+  // `active` follows what runs now, as for a new one, so an exported definition says so.
+  if (existing?.components.every((c) => c.desiredState === 'ignore')) {
+    registry.services.setActive(
+      service,
+      adoptions.some((a) => a.desired === 'running'),
+    );
+  }
   for (const adoption of adoptions) {
     if (!existing) {
       const active = adoptions.some((a) => a.desired === 'running');

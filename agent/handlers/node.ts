@@ -2,8 +2,11 @@
  * NodeStatus: the node as an operator sizing it up wants to see it. Counts come from the
  * registry (observed state as last recorded); disk is the filesystem holding the registry;
  * memory available is the kernel's MemAvailable estimate (what can be allocated without
- * swapping), not MemFree.
+ * swapping), not MemFree. The TLS certificate is read from the configured file on every call,
+ * so a renewed file shows (the agent serves the new one after a restart) and expiry is visible
+ * before clients start failing.
  */
+import { X509Certificate } from 'node:crypto';
 import { readFile, statfs } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, resolve } from 'node:path';
@@ -27,6 +30,34 @@ async function diskUsage(path: string): Promise<DiskUsage> {
   return { path, totalBytes: stats.blocks * stats.bsize, availableBytes: stats.bavail * stats.bsize };
 }
 
+export interface ServedCertificate {
+  tlsCertNotAfter: Date | undefined;
+  tlsCertSubject: string;
+  tlsCertSans: string[];
+}
+
+/** Subject, SANs and expiry of a PEM certificate; `subjectAltName` is `DNS:a, IP Address:b`. */
+export function describeCertificate(pem: string | Buffer): ServedCertificate {
+  const cert = new X509Certificate(pem);
+  return {
+    tlsCertNotAfter: new Date(cert.validTo),
+    tlsCertSubject: cert.subject.split('\n').join(', '),
+    tlsCertSans: (cert.subjectAltName ?? '')
+      .split(', ')
+      .map((san) => san.trim())
+      .filter((san) => san.length > 0),
+  };
+}
+
+/** Empty fields when the file cannot be read now: the status of the rest of the node still matters. */
+async function servedCertificate(file: string): Promise<ServedCertificate> {
+  try {
+    return describeCertificate(await readFile(file));
+  } catch {
+    return { tlsCertNotAfter: undefined, tlsCertSubject: '', tlsCertSans: [] };
+  }
+}
+
 export function nodeHandlers(sc: ServiceContext): {
   nodeStatus: UnaryHandler<NodeStatusRequest, NodeStatusResponse>;
 } {
@@ -36,10 +67,11 @@ export function nodeHandlers(sc: ServiceContext): {
       const { registry, runtime, config } = deps;
       // A registry in memory (tests) has no directory: measure the configured one's parent instead.
       const database = registry.path === ':memory:' ? config.database : registry.path;
-      const [runtimeVersion, disk, memoryAvailableBytes] = await Promise.all([
+      const [runtimeVersion, disk, memoryAvailableBytes, certificate] = await Promise.all([
         runtime.version(),
         diskUsage(dirname(resolve(database))),
         memoryAvailable(),
+        servedCertificate(config.server.tlsCert),
       ]);
       const components = registry.services.list().flatMap((s) => s.components);
       return {
@@ -57,6 +89,7 @@ export function nodeHandlers(sc: ServiceContext): {
         cpus: os.availableParallelism(),
         uptimeSeconds: Math.floor(os.uptime()),
         agentUptimeSeconds: Math.floor((Date.now() - deps.startedAt.getTime()) / 1000),
+        ...certificate,
       };
     },
   };

@@ -669,6 +669,14 @@ export interface NodeStatusResponse {
   uptimeSeconds: number;
   /** Seconds since the agent started. */
   agentUptimeSeconds: number;
+  /** When the agent's TLS certificate expires: renew it (`mcp ca issue`) before then. */
+  tlsCertNotAfter:
+    | Date
+    | undefined;
+  /** Subject of the agent's TLS certificate, e.g. `CN=node1`. */
+  tlsCertSubject: string;
+  /** Names the agent's TLS certificate is valid for, e.g. `IP Address:10.0.0.5`, `DNS:node1.lan`. */
+  tlsCertSans: string[];
 }
 
 /** Space on a filesystem. */
@@ -4552,6 +4560,9 @@ function createBaseNodeStatusResponse(): NodeStatusResponse {
     cpus: 0,
     uptimeSeconds: 0,
     agentUptimeSeconds: 0,
+    tlsCertNotAfter: undefined,
+    tlsCertSubject: "",
+    tlsCertSans: [],
   };
 }
 
@@ -4602,6 +4613,15 @@ export const NodeStatusResponse: MessageFns<NodeStatusResponse> = {
     }
     if (message.agentUptimeSeconds !== 0) {
       writer.uint32(112).int64(message.agentUptimeSeconds);
+    }
+    if (message.tlsCertNotAfter !== undefined) {
+      Timestamp.encode(toTimestamp(message.tlsCertNotAfter), writer.uint32(122).fork()).join();
+    }
+    if (message.tlsCertSubject !== "") {
+      writer.uint32(130).string(message.tlsCertSubject);
+    }
+    for (const v of message.tlsCertSans) {
+      writer.uint32(138).string(v!);
     }
     return writer;
   },
@@ -4741,6 +4761,30 @@ export const NodeStatusResponse: MessageFns<NodeStatusResponse> = {
             message.agentUptimeSeconds = longToNumber(reader.int64());
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.tlsCertNotAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.tlsCertSubject = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.tlsCertSans.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4797,6 +4841,21 @@ export const NodeStatusResponse: MessageFns<NodeStatusResponse> = {
         : isSet(object.agent_uptime_seconds)
         ? globalThis.Number(object.agent_uptime_seconds)
         : 0,
+      tlsCertNotAfter: isSet(object.tlsCertNotAfter)
+        ? fromJsonTimestamp(object.tlsCertNotAfter)
+        : isSet(object.tls_cert_not_after)
+        ? fromJsonTimestamp(object.tls_cert_not_after)
+        : undefined,
+      tlsCertSubject: isSet(object.tlsCertSubject)
+        ? globalThis.String(object.tlsCertSubject)
+        : isSet(object.tls_cert_subject)
+        ? globalThis.String(object.tls_cert_subject)
+        : "",
+      tlsCertSans: globalThis.Array.isArray(object?.tlsCertSans)
+        ? object.tlsCertSans.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.tls_cert_sans)
+        ? object.tls_cert_sans.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -4844,6 +4903,15 @@ export const NodeStatusResponse: MessageFns<NodeStatusResponse> = {
     if (message.agentUptimeSeconds !== 0) {
       obj.agentUptimeSeconds = Math.round(message.agentUptimeSeconds);
     }
+    if (message.tlsCertNotAfter !== undefined) {
+      obj.tlsCertNotAfter = message.tlsCertNotAfter.toISOString();
+    }
+    if (message.tlsCertSubject !== "") {
+      obj.tlsCertSubject = message.tlsCertSubject;
+    }
+    if (message.tlsCertSans?.length) {
+      obj.tlsCertSans = message.tlsCertSans;
+    }
     return obj;
   },
 
@@ -4866,6 +4934,9 @@ export const NodeStatusResponse: MessageFns<NodeStatusResponse> = {
     message.cpus = object.cpus ?? 0;
     message.uptimeSeconds = object.uptimeSeconds ?? 0;
     message.agentUptimeSeconds = object.agentUptimeSeconds ?? 0;
+    message.tlsCertNotAfter = object.tlsCertNotAfter ?? undefined;
+    message.tlsCertSubject = object.tlsCertSubject ?? "";
+    message.tlsCertSans = object.tlsCertSans?.map((e) => e) || [];
     return message;
   },
 };
