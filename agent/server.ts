@@ -187,7 +187,9 @@ const UNDECODABLE_ADVICE =
 /** The request's problem as a client can act on it, or undefined when it decodes and converts. */
 function requestProblem(codec: Codec, req: unknown): InvalidArgumentError | undefined {
   if (req instanceof UndecodableRequest) {
-    return new InvalidArgumentError(`the request could not be decoded (${req.reason}): ${UNDECODABLE_ADVICE}`);
+    return new InvalidArgumentError(
+      `the request could not be decoded (${req.reason}): ${UNDECODABLE_ADVICE}`,
+    );
   }
   try {
     codec.toJSON(req);
