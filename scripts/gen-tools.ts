@@ -29,6 +29,7 @@ import {
 } from '@bufbuild/protobuf';
 import { type FileDescriptorSet, FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { getComments } from '@bufbuild/protoplugin';
+import { NAME_PATTERN } from '../core/spec.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SERVICE = 'mcp.v1.McpAgentService';
@@ -127,7 +128,8 @@ const SHAPES = {
   client_streaming: 'clientStream',
 } as const satisfies Record<Exclude<DescMethod['methodKind'], 'bidi_streaming'>, CallShape>;
 
-const NODE_NAME_PATTERN = '^[a-z0-9][a-z0-9-]*$';
+/** Node names follow the service-name rule (core/spec.ts). */
+const NODE_NAME_PATTERN = NAME_PATTERN.source;
 
 class SchemaBuilder {
   constructor(private readonly requiredExt: DescExtension) {}
