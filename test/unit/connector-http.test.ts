@@ -4,9 +4,7 @@
  * The agents are unreachable here (closed ports); what reaches them is covered by test/e2e.
  */
 import { request } from 'node:http';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
+import { type AuthInfo, Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentPool } from '../../connector/agent-client.js';
 import { parseConnectorConfig } from '../../connector/config.js';
