@@ -14,11 +14,13 @@
 import {
   type AuthInfo,
   type CallToolResult,
+  type JSONRPCRequest,
   LOG_LEVEL_META_KEY,
   type LoggingLevel,
   PROTOCOL_VERSION_META_KEY,
   ProtocolError,
   ProtocolErrorCode,
+  type Result,
   Server,
   type ServerContext,
   type Tool,
@@ -71,7 +73,7 @@ export class ConnectorTools {
   }
 
   createServer(): Server {
-    const server = new Server(
+    const server = new ConnectorServer(
       { name: SERVER_NAME, title: 'mcp fleet connector', version: this.opts.version },
       {
         capabilities: { tools: {}, logging: {} },
@@ -210,6 +212,47 @@ export class ConnectorTools {
 
 /** Five minutes: a restarted connector may publish another tool set (--read-only, --tools). */
 const LISTING_CACHE = { ttlMs: 5 * 60_000, cacheScope: 'public' } as const;
+
+/**
+ * The SDK's server, with one readable line for a tools/call whose params do not have the
+ * shape of the protocol (`arguments` as a string, a missing name): the SDK answers those
+ * -32602 with its schema library's issue list, which a model cannot act on.
+ */
+class ConnectorServer extends Server {
+  protected override _wrapHandler(
+    method: string,
+    handler: (request: JSONRPCRequest, ctx: ServerContext) => Promise<Result>,
+  ): (request: JSONRPCRequest, ctx: ServerContext) => Promise<Result> {
+    const wrapped = super._wrapHandler(method, handler);
+    if (method !== 'tools/call') return wrapped;
+    return async (request, ctx) => {
+      try {
+        return await wrapped(request, ctx);
+      } catch (err) {
+        if (err instanceof ProtocolError && err.code === ProtocolErrorCode.InvalidParams) {
+          const problem = callParamsProblem(request.params);
+          if (problem) throw new ProtocolError(ProtocolErrorCode.InvalidParams, problem);
+        }
+        throw err;
+      }
+    };
+  }
+}
+
+/** What is wrong with tools/call params, in one line; undefined when their shape is right. */
+export function callParamsProblem(params: unknown): string | undefined {
+  const shape = (value: unknown) =>
+    value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`;
+  if (typeof params !== 'object' || params === null || Array.isArray(params)) {
+    return `tools/call params must be an object with "name" and "arguments", not ${shape(params)}`;
+  }
+  const { name, arguments: args } = params as { name?: unknown; arguments?: unknown };
+  if (typeof name !== 'string') return `tools/call needs the tool's "name" as a string, not ${shape(name)}`;
+  if (args !== undefined && (typeof args !== 'object' || args === null || Array.isArray(args))) {
+    return `the arguments of ${name} must be a JSON object of named values (for example {"service": "web"}), not ${shape(args)}`;
+  }
+  return undefined;
+}
 
 const LEVELS: readonly LoggingLevel[] = [
   'debug',
