@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f dist/connector/main.js ] || npm run build
 
-SCENARIOS=(server-initialize ping tools-list logging-set-level dns-rebinding-protection)
+SCENARIOS=(server-initialize ping tools-list logging-set-level dns-rebinding-protection
+  server-sse-polling server-sse-multiple-streams)
 work="$(mktemp -d)"
 port="$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
 cat > "$work/connector.toml" <<TOML
