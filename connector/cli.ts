@@ -7,8 +7,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
+import { Client, InMemoryTransport } from '@modelcontextprotocol/client';
 import { McpError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import { PACKAGE_VERSION } from '../core/version.js';
@@ -109,16 +108,21 @@ async function callTool(
     tools,
     log,
   });
+  // A linked in-memory pair carries a 2025-era session only (initialize, then calls): enough
+  // here, where client and server are this process and no protocol revision is negotiated.
   const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
   const server = connector.tools.createServer();
   const client = new Client({ name: 'mcp-cli', version: PACKAGE_VERSION });
   try {
     await server.connect(serverSide);
     await client.connect(clientSide);
-    const result = await client.callTool({ name: tool.name, arguments: args }, undefined, {
-      timeout: (tool.timeoutSeconds + 30) * 1000,
-      onprogress: (p) => process.stderr.write(`${p.message ?? ''}\n`),
-    });
+    const result = await client.callTool(
+      { name: tool.name, arguments: args },
+      {
+        timeout: (tool.timeoutSeconds + 30) * 1000,
+        onprogress: (p) => process.stderr.write(`${p.message ?? ''}\n`),
+      },
+    );
     if (opts.json) {
       process.stdout.write(`${JSON.stringify(result.structuredContent ?? result.content, null, 2)}\n`);
     } else {

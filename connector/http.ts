@@ -18,9 +18,16 @@ import { readFileSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
-import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { toNodeHandler } from '@modelcontextprotocol/node';
+import {
+  type AuthInfo,
+  createMcpHandler,
+  isLegacyRequest,
+  legacyStatelessFallback,
+  type McpHandlerRequestOptions,
+  type Server,
+  WebStandardStreamableHTTPServerTransport,
+} from '@modelcontextprotocol/server';
 import { type Authenticator, createAuthenticator } from '../core/auth/authenticator.js';
 import type { Caller } from '../core/auth/caller.js';
 import type { TrustedIssuerConfig } from '../core/auth/issuers.js';
@@ -33,6 +40,8 @@ export const MCP_PATH = '/mcp';
 const METADATA_PATH = '/.well-known/oauth-protected-resource';
 /** Sessions nobody has used for this long are closed. */
 const SESSION_IDLE_MS = 30 * 60_000;
+/** Refusal log lines per minute; past it, one line counts the rest (a flood must not fill the disk). */
+const REFUSALS_PER_MINUTE = 60;
 
 export interface HttpAuth {
   /** The protected resource: the audience callers' tokens must carry. */
@@ -54,6 +63,8 @@ export interface HttpServerOptions {
   log: Logger;
   /** Tests inject an authenticator; otherwise built from `auth.issuers`. */
   authenticator?: Authenticator;
+  /** Refusals logged per minute before the rest are only counted (default REFUSALS_PER_MINUTE). */
+  refusalsPerMinute?: number;
 }
 
 export interface RunningHttpServer {
@@ -95,7 +106,7 @@ export function resourceMetadataUrl(resource: string): string {
 }
 
 interface Session {
-  transport: StreamableHTTPServerTransport;
+  transport: WebStandardStreamableHTTPServerTransport;
   server: Server;
   /** `issuer subject` of the caller who opened it; '' without authentication. */
   owner: string;
@@ -111,7 +122,8 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
   const { host, port } = parseHostPort(opts.listen, { listen: true });
   checkExposure(opts.listen, opts.tls !== undefined, opts.auth !== undefined);
   const log = opts.log;
-  const hostAndOrigin = new HostAndOriginCheck(isLoopbackHost(host), opts.allowedOrigins, log);
+  const refusals = new RefusalLog(log, opts.refusalsPerMinute ?? REFUSALS_PER_MINUTE);
+  const hostAndOrigin = new HostAndOriginCheck(isLoopbackHost(host), opts.allowedOrigins, refusals);
   const metadata = opts.auth && new ResourceMetadata(opts.auth);
   const authentication =
     opts.auth &&
@@ -119,25 +131,18 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
     new CallerAuthentication(
       opts.authenticator ?? createAuthenticator(httpIssuers(opts.auth)),
       metadata.url,
-      log,
+      refusals,
     );
-  const sessions = new Sessions(opts.tools);
-  const sweep = sessions.sweepIdle();
+  const eras = new ProtocolEras(opts.tools, opts.stateless, log, refusals);
 
   const handle = async (req: AuthedRequest, res: ServerResponse): Promise<void> => {
     const path = new URL(req.url ?? '/', 'http://placeholder').pathname;
     if (hostAndOrigin.check(req, res) === 'handled') return;
-    if (path === '/healthz') return json(res, 200, { status: 'ok', sessions: sessions.size });
+    if (path === '/healthz') return json(res, 200, { status: 'ok', sessions: eras.sessions });
     if (metadata?.serve(req, res, path) === 'handled') return;
     if (path !== MCP_PATH) return json(res, 404, { error: 'not found', endpoint: MCP_PATH });
-    let owner = '';
-    if (authentication) {
-      const caller = await authentication.authenticate(req, res);
-      if (caller === undefined) return;
-      owner = caller;
-    }
-    if (opts.stateless) return sessions.serveStateless(req, res);
-    return sessions.serve(req, res, owner);
+    if (authentication && (await authentication.authenticate(req, res)) === 'handled') return;
+    await eras.serve(req, res);
   };
 
   const listener = (req: IncomingMessage, res: ServerResponse) => {
@@ -154,7 +159,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
   const url = `${scheme}://${host.includes(':') ? `[${host}]` : host}:${bound}${MCP_PATH}`;
   log.info('serving MCP over HTTP', {
     url,
-    stateless: opts.stateless,
+    protocols: `2026-07-28 (stateless) and 2025-era (${opts.stateless ? 'stateless' : 'sessions'})`,
     authentication: opts.auth
       ? `tokens for ${opts.auth.resource}`
       : "none (loopback only; the connector's own token goes to the agents)",
@@ -163,14 +168,67 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
   return {
     url,
     close: async () => {
-      clearInterval(sweep);
-      await sessions.closeAll();
+      refusals.close();
+      await eras.close();
       await new Promise<void>((resolve) => {
         httpServer.close(() => resolve());
         httpServer.closeAllConnections();
       });
     },
   };
+}
+
+/**
+ * The two protocol eras on one endpoint. A request carrying the 2026-07-28 `_meta` envelope
+ * goes to the SDK's stateless handler, which builds a server for that request alone; anything
+ * else (`initialize`, a 2025 session's POSTs, GET and DELETE) goes to the 2025 leg: sessions
+ * owned by their caller, or one server per request with `--stateless`. Both legs see the
+ * caller's validated token as `authInfo`.
+ */
+class ProtocolEras {
+  private readonly modern;
+  /** The 2025 leg; `peer` is the remote address, for the refusal log. */
+  private readonly legacy: (
+    request: Request,
+    options: McpHandlerRequestOptions | undefined,
+    peer: string,
+  ) => Promise<Response>;
+  private readonly legacySessions?: Sessions;
+  private readonly onerror: (error: Error) => void;
+
+  constructor(tools: ConnectorTools, stateless: boolean, log: Logger, refusals: RefusalLog) {
+    const onerror = (error: Error) => log.warn('MCP request failed', { error: error.message });
+    const factory = () => tools.createServer();
+    this.modern = createMcpHandler(factory, { legacy: 'reject', onerror });
+    if (stateless) {
+      this.legacy = legacyStatelessFallback(factory, onerror);
+    } else {
+      const sessions = new Sessions(tools, refusals);
+      this.legacySessions = sessions;
+      this.legacy = (request, options, peer) => sessions.serve(request, options?.authInfo, peer);
+    }
+    this.onerror = onerror;
+  }
+
+  get sessions(): number {
+    return this.legacySessions?.size ?? 0;
+  }
+
+  serve(req: AuthedRequest, res: ServerResponse): Promise<void> {
+    // The SDK's Node adapter: Node request to web Request (the client hanging up aborts it)
+    // and the Response, streamed or not, back to Node; `req.auth` becomes `authInfo`.
+    const route = async (request: Request, options?: McpHandlerRequestOptions) => {
+      return (await isLegacyRequest(request))
+        ? this.legacy(request, options, req.socket.remoteAddress ?? '')
+        : this.modern.fetch(request, options);
+    };
+    return toNodeHandler({ fetch: route }, { onerror: this.onerror })(req, res);
+  }
+
+  async close(): Promise<void> {
+    await this.modern.close();
+    await this.legacySessions?.close();
+  }
 }
 
 /**
@@ -184,7 +242,7 @@ class HostAndOriginCheck {
   constructor(
     private readonly loopback: boolean,
     private readonly allowedOrigins: readonly string[],
-    private readonly log: Logger,
+    private readonly refusals: RefusalLog,
   ) {}
 
   allowHosts(hosts: Set<string>): void {
@@ -193,13 +251,14 @@ class HostAndOriginCheck {
 
   check(req: IncomingMessage, res: ServerResponse): Step {
     if (!this.allowedHosts.has((req.headers.host ?? '').toLowerCase())) {
+      this.refusals.record("Host header not this server's", peerOf(req));
       refuse(res, 403, `Host header "${req.headers.host ?? ''}" is not this server's`);
       return 'handled';
     }
     const origin = req.headers.origin;
     if (origin === undefined) return 'continue';
     if (!this.originAllowed(origin)) {
-      this.log.warn('request refused: origin not allowed', { origin });
+      this.refusals.record('Origin not allowed', peerOf(req), { origin });
       refuse(
         res,
         403,
@@ -252,25 +311,29 @@ class ResourceMetadata {
 }
 
 /**
- * The caller's bearer token, checked for this resource. Missing or bad: 401 with a
- * `WWW-Authenticate` challenge naming the metadata document.
+ * The caller's bearer token, checked for this resource. Missing, bad, or given more than once:
+ * 401 with a `WWW-Authenticate` challenge naming the metadata document.
  */
 class CallerAuthentication {
   constructor(
     private readonly authenticator: Authenticator,
     private readonly metadataUrl: string,
-    private readonly log: Logger,
+    private readonly refusals: RefusalLog,
   ) {}
 
-  /** The session owner (`issuer subject`), with `req.auth` set; undefined when refused. */
-  async authenticate(req: AuthedRequest, res: ServerResponse): Promise<string | undefined> {
-    const authorization = req.headers.authorization;
+  /** Sets `req.auth` (the token and the caller) and continues, or answers 401. */
+  async authenticate(req: AuthedRequest, res: ServerResponse): Promise<Step> {
+    // Node keeps only the first of repeated Authorization headers; which one a proxy or the
+    // agent would read is anyone's guess, so a request with two is refused outright.
+    const given = req.headersDistinct.authorization ?? [];
+    const authorization = given[0];
     let caller: Caller;
     try {
+      if (given.length > 1) throw new UnauthenticatedError('more than one Authorization header');
       caller = await this.authenticator.authenticate(authorization);
     } catch (err) {
       const detail = err instanceof UnauthenticatedError ? err.detail : String(err);
-      this.log.info('request refused: not authenticated', { reason: detail });
+      this.refusals.record('not authenticated', peerOf(req), { detail });
       // Fixed words only: nothing from the request or the verifier reaches the header.
       const challenge =
         authorization === undefined
@@ -278,50 +341,100 @@ class CallerAuthentication {
           : `Bearer error="invalid_token", error_description="the access token is missing, invalid, expired or not for this resource", resource_metadata="${this.metadataUrl}"`;
       res.setHeader('WWW-Authenticate', challenge);
       json(res, 401, { error: 'invalid_token', error_description: UnauthenticatedError.MESSAGE });
-      return undefined;
+      return 'handled';
     }
     const token = (authorization ?? '').replace(/^Bearer /i, '');
     req.auth = { token, clientId: caller.clientId || caller.subject, scopes: [], extra: { caller } };
-    return `${caller.issuer} ${caller.subject}`;
+    return 'continue';
   }
 }
 
-/** MCP sessions, each with its own server, owned by the caller who opened it; or none (stateless). */
+/**
+ * Refusals at the HTTP edge never reach an agent, so no audit record tells of them: each is
+ * one structured log line (reason, remote address, time; never a token) on the connector's
+ * log. At most `perMinute` lines a minute; past that the refusals are counted, and one line
+ * says how many were suppressed when the minute ends.
+ */
+export class RefusalLog {
+  private logged = 0;
+  private suppressed = 0;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly perMinute: number,
+  ) {
+    this.timer = setInterval(() => this.rollOver(), 60_000);
+    this.timer.unref();
+  }
+
+  record(reason: string, remote: string, fields: Record<string, unknown> = {}): void {
+    if (this.logged >= this.perMinute) {
+      this.suppressed++;
+      return;
+    }
+    this.logged++;
+    this.log.warn('http request refused', { reason, remote, ...fields });
+  }
+
+  /** Ends the current minute: reports what was suppressed, and logs again. */
+  rollOver(): void {
+    if (this.suppressed > 0) {
+      this.log.warn(`suppressed ${this.suppressed} refusals`, {
+        reason: 'refusal log rate limit',
+        perMinute: this.perMinute,
+        suppressed: this.suppressed,
+      });
+    }
+    this.logged = 0;
+    this.suppressed = 0;
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.rollOver();
+  }
+}
+
+function peerOf(req: IncomingMessage): string {
+  return req.socket.remoteAddress ?? '';
+}
+
+/**
+ * 2025-era MCP sessions, each with its own server, owned by the caller who opened it. Sessions
+ * nobody has used for SESSION_IDLE_MS are closed.
+ */
 class Sessions {
   private readonly sessions = new Map<string, Session>();
+  private readonly sweep: NodeJS.Timeout;
 
-  constructor(private readonly tools: ConnectorTools) {}
+  constructor(
+    private readonly tools: ConnectorTools,
+    private readonly refusals: RefusalLog,
+  ) {
+    this.sweep = this.sweepIdle();
+  }
 
   get size(): number {
     return this.sessions.size;
   }
 
-  /** One server and transport for this request alone. */
-  async serveStateless(req: AuthedRequest, res: ServerResponse): Promise<void> {
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
-    const server = this.tools.createServer();
-    res.on('close', () => {
-      void transport.close();
-      void server.close();
-    });
-    await server.connect(transport);
-    await transport.handleRequest(req, res);
-  }
-
-  async serve(req: AuthedRequest, res: ServerResponse, owner: string): Promise<void> {
-    const sessionId = req.headers['mcp-session-id'];
-    if (typeof sessionId === 'string') {
+  async serve(request: Request, authInfo: AuthInfo | undefined, peer: string): Promise<Response> {
+    const owner = ownerOf(authInfo);
+    const sessionId = request.headers.get('mcp-session-id');
+    if (sessionId !== null) {
       const session = this.sessions.get(sessionId);
       // Another caller's session is reported as missing, not as forbidden: ids are not to be probed.
-      if (!session || session.owner !== owner)
-        return refuse(res, 404, 'session not found: initialize a new one');
+      if (!session || session.owner !== owner) {
+        if (session) this.refusals.record('session owned by another caller', peer);
+        return refusal(404, 'session not found: initialize a new one');
+      }
       session.lastUsed = Date.now();
-      await session.transport.handleRequest(req, res);
-      return;
+      return session.transport.handleRequest(request, { authInfo });
     }
     // No session yet: a new transport, kept only if this request initializes it.
     let entry: Session | undefined;
-    const transport = new StreamableHTTPServerTransport({
+    const transport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: randomUUID,
       onsessioninitialized: (id) => {
         if (entry) this.sessions.set(id, entry);
@@ -333,15 +446,16 @@ class Sessions {
       if (transport.sessionId) this.sessions.delete(transport.sessionId);
     };
     await server.connect(transport);
-    await transport.handleRequest(req, res);
+    const response = await transport.handleRequest(request, { authInfo });
     if (transport.sessionId === undefined) {
       await transport.close();
       await server.close();
     }
+    return response;
   }
 
   /** Closes sessions nobody has used for SESSION_IDLE_MS, checking every minute. */
-  sweepIdle(): NodeJS.Timeout {
+  private sweepIdle(): NodeJS.Timeout {
     const sweep = setInterval(() => {
       const now = Date.now();
       for (const [id, session] of this.sessions) {
@@ -355,13 +469,20 @@ class Sessions {
     return sweep;
   }
 
-  async closeAll(): Promise<void> {
+  async close(): Promise<void> {
+    clearInterval(this.sweep);
     for (const session of this.sessions.values()) {
       await session.transport.close();
       await session.server.close();
     }
     this.sessions.clear();
   }
+}
+
+/** `issuer subject` of an authenticated caller; '' without authentication. */
+function ownerOf(authInfo: AuthInfo | undefined): string {
+  const caller = authInfo?.extra?.caller as Caller | undefined;
+  return caller ? `${caller.issuer} ${caller.subject}` : '';
 }
 
 /** Listens on `host:port`, over TLS when certificate files are given. */
@@ -406,6 +527,11 @@ function cors(res: ServerResponse, origin: string): void {
 
 function json(res: ServerResponse, statusCode: number, body: unknown): void {
   res.writeHead(statusCode, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+}
+
+/** A refusal as a JSON-RPC error, which MCP clients show: the web Response form. */
+function refusal(status: number, message: string): Response {
+  return Response.json({ jsonrpc: '2.0', error: { code: -32000, message }, id: null }, { status });
 }
 
 /** A refusal as a JSON-RPC error, which MCP clients show. */

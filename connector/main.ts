@@ -7,7 +7,7 @@
  */
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+import { serveStdio } from '@modelcontextprotocol/server/stdio';
 import { McpError, toMcpError } from '../core/errors.js';
 import { createLogger, type Logger, type LogLevel } from '../core/log.js';
 import { PACKAGE_VERSION } from '../core/version.js';
@@ -28,7 +28,7 @@ issuer, state under $MCP_HOME (default ~/.local/state/mcp).
 options:
   --config FILE         connector config (default $MCP_CONFIG, else ~/.config/mcp/connector.toml)
   --http [ADDR]         serve Streamable HTTP on ADDR (host:port; default: [http] listen in the config)
-  --stateless           HTTP without sessions: every request stands alone
+  --stateless           HTTP without sessions for 2025-era clients too (2026-07-28 is always stateless)
   --tls-cert FILE       HTTPS certificate (PEM); required off loopback
   --tls-key FILE        HTTPS private key (PEM)
   --read-only           publish only the read-only tools
@@ -166,22 +166,23 @@ async function run(options: ConnectorOptions, log: Logger): Promise<() => Promis
     };
   }
 
-  const server = connectorTools.createServer();
-  const transport = new StdioServerTransport();
-  const closed = new Promise<void>((resolve) => {
-    server.onclose = resolve;
+  // The client's opening exchange picks the era (server/discover for 2026-07-28, initialize
+  // for 2025); one server from the factory then serves the connection.
+  let closing = false;
+  const stdio = serveStdio(() => connectorTools.createServer(), {
+    onerror: (error) => log.warn('stdio MCP error', { error: error.message }),
   });
-  await server.connect(transport);
-  // The client closing stdin ends the session, and the process with it.
-  process.stdin.on('end', () => void server.close());
-  closed.then(async () => {
-    await connector.close();
-    process.exit(0);
-  });
-  return async () => {
-    await server.close();
+  const stop = async () => {
+    if (closing) return;
+    closing = true;
+    await stdio.close();
     await connector.close();
   };
+  // The client closing stdin ends the connection, and the process with it.
+  process.stdin.on('end', () => {
+    void stop().finally(() => process.exit(0));
+  });
+  return stop;
 }
 
 async function main(): Promise<void> {

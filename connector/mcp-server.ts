@@ -6,22 +6,25 @@
  * `isError: true` and the text `CODE: message`, so a model can read and act on them; only an
  * unknown tool is a protocol error.
  *
- * One Server per MCP session (stdio has one; HTTP makes one per session or per request);
+ * One Server per serving unit: a stdio connection, a 2025-era HTTP session (or request, with
+ * `--stateless`), or one 2026-07-28 HTTP request. The same factory serves both protocol eras;
  * `createServer` is cheap because the schemas are compiled once, in `ConnectorTools`.
  */
 
-import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
-import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import {
-  CallToolRequestSchema,
+  type AuthInfo,
   type CallToolResult,
-  ErrorCode,
-  ListToolsRequestSchema,
+  type JSONRPCRequest,
+  LOG_LEVEL_META_KEY,
   type LoggingLevel,
-  McpError as ProtocolError,
-  SetLevelRequestSchema,
+  PROTOCOL_VERSION_META_KEY,
+  ProtocolError,
+  ProtocolErrorCode,
+  type Result,
+  Server,
+  type ServerContext,
   type Tool,
-} from '@modelcontextprotocol/sdk/types.js';
+} from '@modelcontextprotocol/server';
 import { toMcpError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type * as pb from '../gen/mcp/v1/mcp.js';
@@ -70,27 +73,37 @@ export class ConnectorTools {
   }
 
   createServer(): Server {
-    const server = new Server(
+    const server = new ConnectorServer(
       { name: SERVER_NAME, title: 'mcp fleet connector', version: this.opts.version },
       {
         capabilities: { tools: {}, logging: {} },
         instructions: instructions(this.opts),
+        // 2026-07-28 results carry cache hints. The tool list and the server's description are
+        // fixed for the life of this process and the same for every caller.
+        cacheHints: { 'tools/list': LISTING_CACHE, 'server/discover': LISTING_CACHE },
       },
     );
-    // The SDK keeps levels per session only for sendLoggingMessage; messages here go out
-    // request-scoped (extra.sendNotification, which also works in stateless HTTP), so the
-    // level this session asked for is kept here.
+    // Logging is deprecated in 2026-07-28 but kept for 2025 clients. A 2025 session starts at
+    // 'warning' until the client asks for another level (the SDK's own handler would send
+    // everything until then); a 2026 request names its level in `_meta`, and gets no log
+    // messages without one.
     let level: LoggingLevel = 'warning';
-    server.setRequestHandler(SetLevelRequestSchema, async (request) => {
+    server.setRequestHandler('logging/setLevel', async (request) => {
       level = request.params.level;
       return {};
     });
-    server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: this.listing }));
-    server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+    const logThreshold = (ctx: ServerContext): LoggingLevel | undefined => {
+      // The SDK 2.4.0 declares the envelope as `{}`; its keys are the `_meta` names.
+      const envelope = ctx.mcpReq.envelope as Record<string, unknown> | undefined;
+      if (envelope?.[PROTOCOL_VERSION_META_KEY] === undefined) return level;
+      return envelope[LOG_LEVEL_META_KEY] as LoggingLevel | undefined;
+    };
+    server.setRequestHandler('tools/list', async () => ({ tools: this.listing }));
+    server.setRequestHandler('tools/call', async (request, ctx) => {
       const tool = this.byName.get(request.params.name);
       if (!tool) {
         throw new ProtocolError(
-          ErrorCode.InvalidParams,
+          ProtocolErrorCode.InvalidParams,
           `unknown tool "${request.params.name}": the tools are ${[...this.byName.keys()].join(', ')}`,
         );
       }
@@ -100,30 +113,32 @@ export class ConnectorTools {
           `INVALID_ARGUMENT: the arguments of ${tool.name} do not match its input schema:\n${check.problems.map((p) => `- ${p}`).join('\n')}`,
         );
       }
+      const threshold = logThreshold(ctx);
+      // Request-scoped notifications: they travel with this call's response in every mode.
       const notify = (messageLevel: LoggingLevel, data: string) =>
-        LEVELS.indexOf(messageLevel) < LEVELS.indexOf(level)
+        threshold === undefined || LEVELS.indexOf(messageLevel) < LEVELS.indexOf(threshold)
           ? Promise.resolve()
-          : extra
-              .sendNotification({
+          : ctx.mcpReq
+              .notify({
                 method: 'notifications/message',
                 params: { level: messageLevel, logger: SERVER_NAME, data },
               })
               .catch(() => {});
-      const progressToken = request.params._meta?.progressToken;
+      const progressToken = ctx.mcpReq._meta?.progressToken;
       const model = toolBindings[tool.name].progress;
       const progress = model && new ProgressReporter(model);
       const started = performance.now();
       try {
         const routed = await this.opts.router.call(tool, check.args, {
-          bearer: () => this.opts.bearerFor(extra.authInfo),
-          signal: extra.signal,
+          bearer: () => this.opts.bearerFor(ctx.http?.authInfo),
+          signal: ctx.mcpReq.signal,
           onProgress: async (step) => {
             const message = `${step.component}: ${step.step}: ${step.message}`;
             await notify('info', `deploy ${step.service}: ${message}`);
             const value = progress?.next(step);
             if (progressToken === undefined || value === undefined) return;
-            await extra
-              .sendNotification({
+            await ctx.mcpReq
+              .notify({
                 method: 'notifications/progress',
                 params: { progressToken, progress: value, total: step.total, message },
               })
@@ -131,8 +146,8 @@ export class ConnectorTools {
           },
           onTransfer: async (bytes, total) => {
             if (progressToken === undefined) return;
-            await extra
-              .sendNotification({
+            await ctx.mcpReq
+              .notify({
                 method: 'notifications/progress',
                 params: { progressToken, progress: bytes, total, message: `${bytes} of ${total} bytes` },
               })
@@ -193,6 +208,50 @@ export class ConnectorTools {
       structuredContent: { node: answer?.node, ...json(answer?.response) },
     };
   }
+}
+
+/** Five minutes: a restarted connector may publish another tool set (--read-only, --tools). */
+const LISTING_CACHE = { ttlMs: 5 * 60_000, cacheScope: 'public' } as const;
+
+/**
+ * The SDK's server, with one readable line for a tools/call whose params do not have the
+ * shape of the protocol (`arguments` as a string, a missing name): the SDK answers those
+ * -32602 with its schema library's issue list, which a model cannot act on.
+ */
+class ConnectorServer extends Server {
+  protected override _wrapHandler(
+    method: string,
+    handler: (request: JSONRPCRequest, ctx: ServerContext) => Promise<Result>,
+  ): (request: JSONRPCRequest, ctx: ServerContext) => Promise<Result> {
+    const wrapped = super._wrapHandler(method, handler);
+    if (method !== 'tools/call') return wrapped;
+    return async (request, ctx) => {
+      try {
+        return await wrapped(request, ctx);
+      } catch (err) {
+        if (err instanceof ProtocolError && err.code === ProtocolErrorCode.InvalidParams) {
+          const problem = callParamsProblem(request.params);
+          if (problem) throw new ProtocolError(ProtocolErrorCode.InvalidParams, problem);
+        }
+        throw err;
+      }
+    };
+  }
+}
+
+/** What is wrong with tools/call params, in one line; undefined when their shape is right. */
+export function callParamsProblem(params: unknown): string | undefined {
+  const shape = (value: unknown) =>
+    value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`;
+  if (typeof params !== 'object' || params === null || Array.isArray(params)) {
+    return `tools/call params must be an object with "name" and "arguments", not ${shape(params)}`;
+  }
+  const { name, arguments: args } = params as { name?: unknown; arguments?: unknown };
+  if (typeof name !== 'string') return `tools/call needs the tool's "name" as a string, not ${shape(name)}`;
+  if (args !== undefined && (typeof args !== 'object' || args === null || Array.isArray(args))) {
+    return `the arguments of ${name} must be a JSON object of named values (for example {"service": "web"}), not ${shape(args)}`;
+  }
+  return undefined;
 }
 
 const LEVELS: readonly LoggingLevel[] = [

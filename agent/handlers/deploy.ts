@@ -85,7 +85,7 @@ export function deployHandler(sc: ServiceContext): ServerStreamHandler<DeployReq
         codec: DeployResult,
         signal: ctx.signal,
       },
-      () => deployLocked(sc, plan, emit),
+      () => deployLocked(sc, plan, emit, ctx.signal),
     );
     await emit({ result });
   };
@@ -95,6 +95,7 @@ async function deployLocked(
   sc: ServiceContext,
   plan: DeployPlan,
   emit: (msg: DeployResponse) => Promise<void>,
+  signal: AbortSignal,
 ): Promise<DeployResult> {
   const { registry, runtime } = sc.deps;
   assertDeployAdmitted(sc.deps, plan); // before anything is recorded or run (agent/admission.ts)
@@ -123,7 +124,7 @@ async function deployLocked(
   const results: ComponentResult[] = [];
   for (const target of targets) {
     const progress: Progress = (step) => emit({ progress: { ...step, completed, total } });
-    const outcome = await deployComponent(sc, target, existing.get(target.container), progress);
+    const outcome = await deployComponent(sc, target, existing.get(target.container), progress, signal);
     completed += 1;
     const last = outcome.ok ? 'done' : 'failed';
     await progress({ service: target.service, component: target.name, step: last, message: outcome.message });
@@ -137,6 +138,7 @@ async function deployComponent(
   component: ComponentRecord,
   current: ContainerSummary | undefined,
   progress: Progress,
+  signal: AbortSignal,
 ): Promise<{ ok: boolean; message: string; result: ComponentResult }> {
   const { runtime, registry } = sc.deps;
   const { service, name, container, image } = component;
@@ -144,7 +146,8 @@ async function deployComponent(
     progress({ service, component: name, step: stepName, message });
   const before = component.observedState;
   try {
-    await runtime.pull(image);
+    // A client that cancels stops the pull: nothing has changed on the node yet.
+    await runtime.pull(image, { signal });
     await step('pull', `pulled ${image}`);
     if (current) {
       if (isLive(current.state) && (await stopContainer(sc, container))) {

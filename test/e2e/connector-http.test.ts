@@ -4,8 +4,7 @@
  * the same audience: the connector checks the caller, the agent checks it again and audits
  * the call under the caller's name. Run `npm run build` first (`npm test` does).
  */
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestAgent, type TestAgent } from '../support/agent.js';
 import {

@@ -5,8 +5,7 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import type { Progress } from '@modelcontextprotocol/sdk/types.js';
+import type { Client, Progress } from '@modelcontextprotocol/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tools as contractTools } from '../../tools.generated.js';
 import { signTestToken, startTestAgent, type TestAgent } from '../support/agent.js';
@@ -86,7 +85,6 @@ describe('mcp-connector over stdio', () => {
     // A refused deploy must come back at once, not at its 900 s deadline.
     const result = await admin.client.callTool(
       { name: 'deploy', arguments: { service: 'nothing-here', node: 'node1' } },
-      undefined,
       { timeout: 20_000 },
     );
     expect(result.isError).toBe(true);
@@ -103,10 +101,13 @@ describe('mcp-connector over stdio', () => {
       `name = "${service}"\nnode = "node1"\n\n[[components]]\nname = "${service}"\nimage = "${bed.imageV1}"\n`,
     );
     const progress: Progress[] = [];
-    const result = await admin.client.callTool({ name: 'deploy', arguments: { service } }, undefined, {
-      onprogress: (p) => progress.push(p),
-      timeout: 300_000,
-    });
+    const result = await admin.client.callTool(
+      { name: 'deploy', arguments: { service } },
+      {
+        onprogress: (p) => progress.push(p),
+        timeout: 300_000,
+      },
+    );
     const text = resultText(result);
     expect(result.isError, text).toBeFalsy();
     const deployed = result.structuredContent as {
@@ -188,9 +189,12 @@ describe('mcp-connector over stdio', () => {
       ['pull_file', { service, node: 'node1', path: 'large.bin', localPath: 'copies/large.bin' }],
     ] as const) {
       const seen: Array<{ progress: number; total?: number }> = [];
-      const result = await admin.client.callTool({ name, arguments: args }, undefined, {
-        onprogress: (p) => seen.push(p),
-      });
+      const result = await admin.client.callTool(
+        { name, arguments: args },
+        {
+          onprogress: (p) => seen.push(p),
+        },
+      );
       expect(result.isError, resultText(result)).toBeFalsy();
       // At least one: a notification sharing a chunk with the response can be dropped (SDK #2580).
       expect(seen.length, name).toBeGreaterThan(0);

@@ -8,10 +8,13 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import {
+  type CallToolResult,
+  Client,
+  type ClientOptions,
+  InMemoryTransport,
+} from '@modelcontextprotocol/client';
+import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { AgentPool } from '../../connector/agent-client.js';
 import { type ConnectorConfig, parseConnectorConfig } from '../../connector/config.js';
 import { ConnectorTools } from '../../connector/mcp-server.js';
@@ -132,10 +135,11 @@ export async function connectInProcess(
   };
 }
 
-/** The built connector over stdio, as an AI client starts it. */
+/** The built connector over stdio, as an AI client starts it (a 2025-era client unless `clientOptions` pins another). */
 export async function spawnStdioConnector(
   args: readonly string[],
   env: Record<string, string> = {},
+  clientOptions: ClientOptions = {},
 ): Promise<{ client: Client; stderr: () => string; close(): Promise<void> }> {
   requireBuild();
   let stderr = '';
@@ -148,7 +152,7 @@ export async function spawnStdioConnector(
   transport.stderr?.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();
   });
-  const client = new Client({ name: 'connector-e2e', version: '1.0.0' });
+  const client = new Client({ name: 'connector-e2e', version: '1.0.0' }, clientOptions);
   await client.connect(transport);
   return { client, stderr: () => stderr, close: () => client.close() };
 }

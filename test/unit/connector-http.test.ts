@@ -4,14 +4,13 @@
  * The agents are unreachable here (closed ports); what reaches them is covered by test/e2e.
  */
 import { request } from 'node:http';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
+import { type AuthInfo, Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentPool } from '../../connector/agent-client.js';
 import { parseConnectorConfig } from '../../connector/config.js';
 import {
   checkExposure,
+  RefusalLog,
   type RunningHttpServer,
   resourceMetadataUrl,
   startHttpServer,
@@ -20,7 +19,7 @@ import { ConnectorTools } from '../../connector/mcp-server.js';
 import { Router } from '../../connector/routing.js';
 import { selectTools } from '../../connector/tool-selection.js';
 import type { JwtIssuerConfig } from '../../core/auth/issuers.js';
-import { silentLogger } from '../../core/log.js';
+import { createLogger, silentLogger } from '../../core/log.js';
 import { resultText } from '../support/connector.js';
 import { startOidcProvider, type TestOidcProvider } from '../support/oidc.js';
 import { freePort } from '../support/testbed.js';
@@ -30,6 +29,8 @@ let http: RunningHttpServer;
 let port: number;
 let resource: string;
 let pool: AgentPool;
+/** The connector's log lines, parsed. */
+const logLines: Record<string, unknown>[] = [];
 /** The authInfo each tool call saw, to check the caller's token is what goes on to the agents. */
 const seen: (AuthInfo | undefined)[] = [];
 
@@ -81,7 +82,7 @@ beforeAll(async () => {
     auth: { resource, issuers: [issuer] },
     allowedOrigins: ['https://claude.ai'],
     tools: tools(),
-    log: silentLogger,
+    log: createLogger({ level: 'info', write: (line) => logLines.push(JSON.parse(line)) }),
   });
 });
 
@@ -183,6 +184,85 @@ describe('authentication', () => {
       list,
     );
     expect(bob.status).toBe(404);
+  });
+});
+
+describe('two Authorization headers', () => {
+  it('refuses a request with a good token followed by another one, with the fixed 401', async () => {
+    const good = await idp.token('alice');
+    // fetch folds repeated headers into one; node:http sends them as given.
+    const { status, challenge, body } = await new Promise<{
+      status?: number;
+      challenge?: string;
+      body: string;
+    }>((resolve, reject) => {
+      const req = request({
+        host: '127.0.0.1',
+        port,
+        path: '/mcp',
+        method: 'POST',
+        headers: [
+          'host',
+          `127.0.0.1:${port}`,
+          'content-type',
+          'application/json',
+          'accept',
+          'application/json, text/event-stream',
+          'authorization',
+          `Bearer ${good}`,
+          'authorization',
+          'Bearer garbage',
+        ],
+      });
+      req.on('response', (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => {
+          text += c.toString();
+        });
+        res.on('end', () =>
+          resolve({ status: res.statusCode, challenge: res.headers['www-authenticate'], body: text }),
+        );
+      });
+      req.on('error', reject);
+      req.end(initialize);
+    });
+    expect(status).toBe(401);
+    expect(challenge).toMatch(/^Bearer error="invalid_token"/);
+    expect(JSON.parse(body)).toEqual({
+      error: 'invalid_token',
+      error_description: 'authentication required: present a valid bearer token from a trusted issuer',
+    });
+  });
+});
+
+describe('refusal log', () => {
+  it('writes one structured line per refusal, with reason, address and time, never the token', async () => {
+    logLines.length = 0;
+    const res = await post({ authorization: 'Bearer secret-garbage-token' });
+    expect(res.status).toBe(401);
+    const refusals = logLines.filter((l) => l.msg === 'http request refused');
+    expect(refusals).toHaveLength(1);
+    expect(refusals[0]).toMatchObject({ level: 'warn', reason: 'not authenticated', remote: '127.0.0.1' });
+    expect(refusals[0]?.time).toMatch(/^\d{4}-\d\d-\d\dT/);
+    expect(JSON.stringify(logLines)).not.toContain('secret-garbage-token');
+  });
+
+  it('logs at most N refusals a minute, then one line counting the rest', () => {
+    const lines: Record<string, unknown>[] = [];
+    const log = new RefusalLog(createLogger({ level: 'info', write: (l) => lines.push(JSON.parse(l)) }), 3);
+    try {
+      for (let i = 0; i < 50; i++) log.record('not authenticated', '192.0.2.7');
+      expect(lines).toHaveLength(3);
+      log.rollOver();
+      expect(lines).toHaveLength(4);
+      expect(lines[3]).toMatchObject({ msg: 'suppressed 47 refusals', suppressed: 47 });
+      log.record('Origin not allowed', '192.0.2.7');
+      expect(lines).toHaveLength(5);
+      log.rollOver(); // nothing suppressed: no line
+      expect(lines).toHaveLength(5);
+    } finally {
+      log.close();
+    }
   });
 });
 

@@ -4,7 +4,7 @@
  * nodes are real closed ports, not fakes).
  */
 import { createServer } from 'node:net';
-import { McpError as ProtocolError } from '@modelcontextprotocol/sdk/types.js';
+import { ProtocolError } from '@modelcontextprotocol/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tools as contractTools } from '../../tools.generated.js';
 import {
