@@ -230,7 +230,8 @@ describe.skipIf(!bed)('deploy (real agent, real podman, local registry)', () => 
     const v1: ServiceSpec = {
       name,
       components: webSpec.components.map((c) =>
-        c.name === 'web' ? { ...c, ports: [`127.0.0.1:${v2Port}:8080`] } : c,
+        // No bind: the first service's data directory is not this service's to mount.
+        c.name === 'web' ? { ...c, ports: [`127.0.0.1:${v2Port}:8080`], volumes: [] } : c,
       ),
     };
     await deploy(client, { spec: v1 }, md);
@@ -388,7 +389,8 @@ describe.skipIf(!bed)('deploy (real agent, real podman, local registry)', () => 
     beforeAll(async () => {
       // A service the registry knows, for the unknown-component case: inactive, so its deploy
       // records it and runs nothing.
-      await deploy(client, { spec: { name: known, active: false, components: webSpec.components } }, md);
+      const components = webSpec.components.map((c) => ({ ...c, volumes: [] })); // not web's data to mount
+      await deploy(client, { spec: { name: known, active: false, components } }, md);
     });
 
     // Taken before each case: a case elsewhere in the file may have run in between.

@@ -11,7 +11,12 @@ import type { Metadata } from '@grpc/grpc-js';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRuntime } from '../../agent/runtime/index.js';
-import { DesiredState, type McpAgentServiceClient, ObservedState } from '../../gen/mcp/v1/mcp.js';
+import {
+  DesiredState,
+  DriftReason,
+  type McpAgentServiceClient,
+  ObservedState,
+} from '../../gen/mcp/v1/mcp.js';
 import { deploy, startTestAgent, type TestAgent, unary } from '../support/agent.js';
 import { ENGINE_KINDS, requireEngine } from '../support/engines.js';
 import { SLEEPER, sleeper } from '../support/specs.js';
@@ -123,7 +128,15 @@ for (const kind of ENGINE_KINDS) {
         { service: shop, component: 'worker', previousState: RUNNING, observedState: EXITED },
       ]);
       expect((await call.status(shop)).drift).toEqual([
-        { service: shop, component: 'worker', desiredState: WANT_RUNNING, observedState: EXITED },
+        {
+          service: shop,
+          component: 'worker',
+          desiredState: WANT_RUNNING,
+          observedState: EXITED,
+          reason: DriftReason.DRIFT_REASON_STATE,
+          desiredImage: bed!.imageV1,
+          runningImage: bed!.imageV1,
+        },
       ]);
       const restarted = await call.start(shop, 'worker');
       expect(restarted.components.map((c) => [c.component, c.ok, c.observedState])).toEqual([
