@@ -524,73 +524,21 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string",
-          "description": "Node that answered."
+          "type": "string"
         },
         "service": {
-          "description": "Service deployed.",
           "type": "string"
         },
         "components": {
-          "description": "One entry per component deployed.",
           "type": "array",
           "items": {
-            "type": "object",
-            "properties": {
-              "component": {
-                "description": "Component name.",
-                "type": "string"
-              },
-              "ok": {
-                "description": "Whether the operation succeeded for this component.",
-                "type": "boolean"
-              },
-              "error": {
-                "description": "What went wrong, when `ok` is false.",
-                "type": "string"
-              },
-              "observedState": {
-                "description": "The component's observed state after the operation.",
-                "type": "string",
-                "enum": [
-                  "OBSERVED_STATE_UNSPECIFIED",
-                  "OBSERVED_STATE_RUNNING",
-                  "OBSERVED_STATE_EXITED",
-                  "OBSERVED_STATE_CREATED",
-                  "OBSERVED_STATE_PAUSED",
-                  "OBSERVED_STATE_RESTARTING",
-                  "OBSERVED_STATE_MISSING",
-                  "OBSERVED_STATE_UNKNOWN"
-                ]
-              },
-              "desiredState": {
-                "description": "The component's desired state after the operation.",
-                "type": "string",
-                "enum": [
-                  "DESIRED_STATE_UNSPECIFIED",
-                  "DESIRED_STATE_RUNNING",
-                  "DESIRED_STATE_STOPPED",
-                  "DESIRED_STATE_IGNORE"
-                ]
-              },
-              "version": {
-                "description": "The version (image tag) now running.",
-                "type": "string"
-              },
-              "container": {
-                "description": "Container name.",
-                "type": "string"
-              }
-            },
-            "additionalProperties": false
+            "type": "object"
           }
         },
         "replayed": {
-          "description": "True when this result was recorded for an earlier call with the same request id and nothing was done now.",
           "type": "boolean"
         }
       },
-      "additionalProperties": false,
       "required": [
         "node"
       ]
@@ -640,73 +588,21 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string",
-          "description": "Node that answered."
+          "type": "string"
         },
         "service": {
-          "description": "Service stopped.",
           "type": "string"
         },
         "components": {
-          "description": "One entry per component.",
           "type": "array",
           "items": {
-            "type": "object",
-            "properties": {
-              "component": {
-                "description": "Component name.",
-                "type": "string"
-              },
-              "ok": {
-                "description": "Whether the operation succeeded for this component.",
-                "type": "boolean"
-              },
-              "error": {
-                "description": "What went wrong, when `ok` is false.",
-                "type": "string"
-              },
-              "observedState": {
-                "description": "The component's observed state after the operation.",
-                "type": "string",
-                "enum": [
-                  "OBSERVED_STATE_UNSPECIFIED",
-                  "OBSERVED_STATE_RUNNING",
-                  "OBSERVED_STATE_EXITED",
-                  "OBSERVED_STATE_CREATED",
-                  "OBSERVED_STATE_PAUSED",
-                  "OBSERVED_STATE_RESTARTING",
-                  "OBSERVED_STATE_MISSING",
-                  "OBSERVED_STATE_UNKNOWN"
-                ]
-              },
-              "desiredState": {
-                "description": "The component's desired state after the operation.",
-                "type": "string",
-                "enum": [
-                  "DESIRED_STATE_UNSPECIFIED",
-                  "DESIRED_STATE_RUNNING",
-                  "DESIRED_STATE_STOPPED",
-                  "DESIRED_STATE_IGNORE"
-                ]
-              },
-              "version": {
-                "description": "The version (image tag) now running.",
-                "type": "string"
-              },
-              "container": {
-                "description": "Container name.",
-                "type": "string"
-              }
-            },
-            "additionalProperties": false
+            "type": "object"
           }
         },
         "replayed": {
-          "description": "True when this result was recorded for an earlier call with the same request id.",
           "type": "boolean"
         }
       },
-      "additionalProperties": false,
       "required": [
         "node"
       ]
@@ -756,73 +652,21 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string",
-          "description": "Node that answered."
+          "type": "string"
         },
         "service": {
-          "description": "Service started.",
           "type": "string"
         },
         "components": {
-          "description": "One entry per component.",
           "type": "array",
           "items": {
-            "type": "object",
-            "properties": {
-              "component": {
-                "description": "Component name.",
-                "type": "string"
-              },
-              "ok": {
-                "description": "Whether the operation succeeded for this component.",
-                "type": "boolean"
-              },
-              "error": {
-                "description": "What went wrong, when `ok` is false.",
-                "type": "string"
-              },
-              "observedState": {
-                "description": "The component's observed state after the operation.",
-                "type": "string",
-                "enum": [
-                  "OBSERVED_STATE_UNSPECIFIED",
-                  "OBSERVED_STATE_RUNNING",
-                  "OBSERVED_STATE_EXITED",
-                  "OBSERVED_STATE_CREATED",
-                  "OBSERVED_STATE_PAUSED",
-                  "OBSERVED_STATE_RESTARTING",
-                  "OBSERVED_STATE_MISSING",
-                  "OBSERVED_STATE_UNKNOWN"
-                ]
-              },
-              "desiredState": {
-                "description": "The component's desired state after the operation.",
-                "type": "string",
-                "enum": [
-                  "DESIRED_STATE_UNSPECIFIED",
-                  "DESIRED_STATE_RUNNING",
-                  "DESIRED_STATE_STOPPED",
-                  "DESIRED_STATE_IGNORE"
-                ]
-              },
-              "version": {
-                "description": "The version (image tag) now running.",
-                "type": "string"
-              },
-              "container": {
-                "description": "Container name.",
-                "type": "string"
-              }
-            },
-            "additionalProperties": false
+            "type": "object"
           }
         },
         "replayed": {
-          "description": "True when this result was recorded for an earlier call with the same request id.",
           "type": "boolean"
         }
       },
-      "additionalProperties": false,
       "required": [
         "node"
       ]
@@ -872,73 +716,21 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string",
-          "description": "Node that answered."
+          "type": "string"
         },
         "service": {
-          "description": "Service restarted.",
           "type": "string"
         },
         "components": {
-          "description": "One entry per component.",
           "type": "array",
           "items": {
-            "type": "object",
-            "properties": {
-              "component": {
-                "description": "Component name.",
-                "type": "string"
-              },
-              "ok": {
-                "description": "Whether the operation succeeded for this component.",
-                "type": "boolean"
-              },
-              "error": {
-                "description": "What went wrong, when `ok` is false.",
-                "type": "string"
-              },
-              "observedState": {
-                "description": "The component's observed state after the operation.",
-                "type": "string",
-                "enum": [
-                  "OBSERVED_STATE_UNSPECIFIED",
-                  "OBSERVED_STATE_RUNNING",
-                  "OBSERVED_STATE_EXITED",
-                  "OBSERVED_STATE_CREATED",
-                  "OBSERVED_STATE_PAUSED",
-                  "OBSERVED_STATE_RESTARTING",
-                  "OBSERVED_STATE_MISSING",
-                  "OBSERVED_STATE_UNKNOWN"
-                ]
-              },
-              "desiredState": {
-                "description": "The component's desired state after the operation.",
-                "type": "string",
-                "enum": [
-                  "DESIRED_STATE_UNSPECIFIED",
-                  "DESIRED_STATE_RUNNING",
-                  "DESIRED_STATE_STOPPED",
-                  "DESIRED_STATE_IGNORE"
-                ]
-              },
-              "version": {
-                "description": "The version (image tag) now running.",
-                "type": "string"
-              },
-              "container": {
-                "description": "Container name.",
-                "type": "string"
-              }
-            },
-            "additionalProperties": false
+            "type": "object"
           }
         },
         "replayed": {
-          "description": "True when this result was recorded for an earlier call with the same request id.",
           "type": "boolean"
         }
       },
-      "additionalProperties": false,
       "required": [
         "node"
       ]
@@ -1064,47 +856,24 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string",
-          "description": "Node that answered."
+          "type": "string"
         },
         "services": {
-          "description": "One entry per service in the request.",
           "type": "array",
           "items": {
-            "type": "object",
-            "properties": {
-              "service": {
-                "description": "Service name.",
-                "type": "string"
-              },
-              "change": {
-                "description": "`created`, `updated` or `unchanged`.",
-                "type": "string"
-              },
-              "details": {
-                "description": "Human-readable list of what changed, for example `web: image a:v1 -> a:v2`.",
-                "type": "array",
-                "items": {
-                  "type": "string"
-                }
-              }
-            },
-            "additionalProperties": false
+            "type": "object"
           }
         },
         "ignored": {
-          "description": "Containers that match no definition and were marked `ignore`, as `service/component`.",
           "type": "array",
           "items": {
             "type": "string"
           }
         },
         "replayed": {
-          "description": "True when this result was recorded for an earlier call with the same request id.",
           "type": "boolean"
         }
       },
-      "additionalProperties": false,
       "required": [
         "node"
       ]
@@ -1150,129 +919,44 @@ export const tools: readonly ToolDefinition[] = [
       "properties": {
         "nodes": {
           "type": "array",
-          "description": "One entry per node asked, each with a result or an error.",
           "items": {
             "type": "object",
             "properties": {
               "node": {
-                "type": "string",
-                "description": "Node name."
+                "type": "string"
               },
               "result": {
                 "type": "object",
                 "properties": {
                   "services": {
-                    "description": "Services on the node, by name.",
                     "type": "array",
                     "items": {
-                      "type": "object",
-                      "properties": {
-                        "name": {
-                          "description": "Service name.",
-                          "type": "string"
-                        },
-                        "active": {
-                          "description": "Whether the service should run.",
-                          "type": "boolean"
-                        },
-                        "components": {
-                          "description": "Its components.",
-                          "type": "array",
-                          "items": {
-                            "type": "object",
-                            "properties": {
-                              "name": {
-                                "description": "Component name.",
-                                "type": "string"
-                              },
-                              "container": {
-                                "description": "Container name in the runtime.",
-                                "type": "string"
-                              },
-                              "image": {
-                                "description": "Image reference.",
-                                "type": "string"
-                              },
-                              "version": {
-                                "description": "Version (image tag) deployed.",
-                                "type": "string"
-                              },
-                              "desiredState": {
-                                "description": "What the operator wants.",
-                                "type": "string",
-                                "enum": [
-                                  "DESIRED_STATE_UNSPECIFIED",
-                                  "DESIRED_STATE_RUNNING",
-                                  "DESIRED_STATE_STOPPED",
-                                  "DESIRED_STATE_IGNORE"
-                                ]
-                              },
-                              "observedState": {
-                                "description": "What the runtime last reported.",
-                                "type": "string",
-                                "enum": [
-                                  "OBSERVED_STATE_UNSPECIFIED",
-                                  "OBSERVED_STATE_RUNNING",
-                                  "OBSERVED_STATE_EXITED",
-                                  "OBSERVED_STATE_CREATED",
-                                  "OBSERVED_STATE_PAUSED",
-                                  "OBSERVED_STATE_RESTARTING",
-                                  "OBSERVED_STATE_MISSING",
-                                  "OBSERVED_STATE_UNKNOWN"
-                                ]
-                              },
-                              "startedAt": {
-                                "description": "When the container last started, if known.",
-                                "type": "string",
-                                "format": "date-time"
-                              },
-                              "updatedAt": {
-                                "description": "When the registry row last changed.",
-                                "type": "string",
-                                "format": "date-time"
-                              }
-                            },
-                            "additionalProperties": false
-                          }
-                        }
-                      },
-                      "additionalProperties": false
+                      "type": "object"
                     }
                   }
-                },
-                "additionalProperties": false
+                }
               },
               "error": {
                 "type": "object",
-                "description": "Why this node did not answer.",
                 "properties": {
                   "code": {
-                    "type": "string",
-                    "description": "Error code, for example UNAVAILABLE or PERMISSION_DENIED."
+                    "type": "string"
                   },
                   "message": {
-                    "type": "string",
-                    "description": "What went wrong and what to do."
+                    "type": "string"
                   }
-                },
-                "required": [
-                  "code",
-                  "message"
-                ],
-                "additionalProperties": false
+                }
               }
             },
             "required": [
               "node"
-            ],
-            "additionalProperties": false
+            ]
           }
         }
       },
       "required": [
         "nodes"
-      ],
-      "additionalProperties": false
+      ]
     }
   },
   {
@@ -1309,266 +993,62 @@ export const tools: readonly ToolDefinition[] = [
       "properties": {
         "nodes": {
           "type": "array",
-          "description": "One entry per node asked, each with a result or an error.",
           "items": {
             "type": "object",
             "properties": {
               "node": {
-                "type": "string",
-                "description": "Node name."
+                "type": "string"
               },
               "result": {
                 "type": "object",
                 "properties": {
                   "services": {
-                    "description": "Services with the observed state just read from the runtime.",
                     "type": "array",
                     "items": {
-                      "type": "object",
-                      "properties": {
-                        "name": {
-                          "description": "Service name.",
-                          "type": "string"
-                        },
-                        "active": {
-                          "description": "Whether the service should run.",
-                          "type": "boolean"
-                        },
-                        "components": {
-                          "description": "Its components.",
-                          "type": "array",
-                          "items": {
-                            "type": "object",
-                            "properties": {
-                              "name": {
-                                "description": "Component name.",
-                                "type": "string"
-                              },
-                              "container": {
-                                "description": "Container name in the runtime.",
-                                "type": "string"
-                              },
-                              "image": {
-                                "description": "Image reference.",
-                                "type": "string"
-                              },
-                              "version": {
-                                "description": "Version (image tag) deployed.",
-                                "type": "string"
-                              },
-                              "desiredState": {
-                                "description": "What the operator wants.",
-                                "type": "string",
-                                "enum": [
-                                  "DESIRED_STATE_UNSPECIFIED",
-                                  "DESIRED_STATE_RUNNING",
-                                  "DESIRED_STATE_STOPPED",
-                                  "DESIRED_STATE_IGNORE"
-                                ]
-                              },
-                              "observedState": {
-                                "description": "What the runtime last reported.",
-                                "type": "string",
-                                "enum": [
-                                  "OBSERVED_STATE_UNSPECIFIED",
-                                  "OBSERVED_STATE_RUNNING",
-                                  "OBSERVED_STATE_EXITED",
-                                  "OBSERVED_STATE_CREATED",
-                                  "OBSERVED_STATE_PAUSED",
-                                  "OBSERVED_STATE_RESTARTING",
-                                  "OBSERVED_STATE_MISSING",
-                                  "OBSERVED_STATE_UNKNOWN"
-                                ]
-                              },
-                              "startedAt": {
-                                "description": "When the container last started, if known.",
-                                "type": "string",
-                                "format": "date-time"
-                              },
-                              "updatedAt": {
-                                "description": "When the registry row last changed.",
-                                "type": "string",
-                                "format": "date-time"
-                              }
-                            },
-                            "additionalProperties": false
-                          }
-                        }
-                      },
-                      "additionalProperties": false
+                      "type": "object"
                     }
                   },
                   "changes": {
-                    "description": "Observed-state changes found by this check (each also recorded as an event).",
                     "type": "array",
                     "items": {
-                      "type": "object",
-                      "properties": {
-                        "service": {
-                          "description": "Service name.",
-                          "type": "string"
-                        },
-                        "component": {
-                          "description": "Component name.",
-                          "type": "string"
-                        },
-                        "previousState": {
-                          "description": "State before.",
-                          "type": "string",
-                          "enum": [
-                            "OBSERVED_STATE_UNSPECIFIED",
-                            "OBSERVED_STATE_RUNNING",
-                            "OBSERVED_STATE_EXITED",
-                            "OBSERVED_STATE_CREATED",
-                            "OBSERVED_STATE_PAUSED",
-                            "OBSERVED_STATE_RESTARTING",
-                            "OBSERVED_STATE_MISSING",
-                            "OBSERVED_STATE_UNKNOWN"
-                          ]
-                        },
-                        "observedState": {
-                          "description": "State now.",
-                          "type": "string",
-                          "enum": [
-                            "OBSERVED_STATE_UNSPECIFIED",
-                            "OBSERVED_STATE_RUNNING",
-                            "OBSERVED_STATE_EXITED",
-                            "OBSERVED_STATE_CREATED",
-                            "OBSERVED_STATE_PAUSED",
-                            "OBSERVED_STATE_RESTARTING",
-                            "OBSERVED_STATE_MISSING",
-                            "OBSERVED_STATE_UNKNOWN"
-                          ]
-                        }
-                      },
-                      "additionalProperties": false
+                      "type": "object"
                     }
                   },
                   "unmanaged": {
-                    "description": "Containers that belong to no known service; `adopt_containers` can take them under management.",
                     "type": "array",
                     "items": {
-                      "type": "object",
-                      "properties": {
-                        "name": {
-                          "description": "Container name.",
-                          "type": "string"
-                        },
-                        "image": {
-                          "description": "Image reference.",
-                          "type": "string"
-                        },
-                        "observedState": {
-                          "description": "The runtime's state for it.",
-                          "type": "string",
-                          "enum": [
-                            "OBSERVED_STATE_UNSPECIFIED",
-                            "OBSERVED_STATE_RUNNING",
-                            "OBSERVED_STATE_EXITED",
-                            "OBSERVED_STATE_CREATED",
-                            "OBSERVED_STATE_PAUSED",
-                            "OBSERVED_STATE_RESTARTING",
-                            "OBSERVED_STATE_MISSING",
-                            "OBSERVED_STATE_UNKNOWN"
-                          ]
-                        }
-                      },
-                      "additionalProperties": false
+                      "type": "object"
                     }
                   },
                   "drift": {
-                    "description": "Components out of their desired state after this check (state or image), as `service_status` reports them.",
                     "type": "array",
                     "items": {
-                      "type": "object",
-                      "properties": {
-                        "service": {
-                          "description": "Service name.",
-                          "type": "string"
-                        },
-                        "component": {
-                          "description": "Component name.",
-                          "type": "string"
-                        },
-                        "desiredState": {
-                          "description": "What the operator wants.",
-                          "type": "string",
-                          "enum": [
-                            "DESIRED_STATE_UNSPECIFIED",
-                            "DESIRED_STATE_RUNNING",
-                            "DESIRED_STATE_STOPPED",
-                            "DESIRED_STATE_IGNORE"
-                          ]
-                        },
-                        "observedState": {
-                          "description": "What the runtime last reported.",
-                          "type": "string",
-                          "enum": [
-                            "OBSERVED_STATE_UNSPECIFIED",
-                            "OBSERVED_STATE_RUNNING",
-                            "OBSERVED_STATE_EXITED",
-                            "OBSERVED_STATE_CREATED",
-                            "OBSERVED_STATE_PAUSED",
-                            "OBSERVED_STATE_RESTARTING",
-                            "OBSERVED_STATE_MISSING",
-                            "OBSERVED_STATE_UNKNOWN"
-                          ]
-                        },
-                        "reason": {
-                          "description": "Why it drifts: its state, or the image its running container was created from.",
-                          "type": "string",
-                          "enum": [
-                            "DRIFT_REASON_UNSPECIFIED",
-                            "DRIFT_REASON_STATE",
-                            "DRIFT_REASON_IMAGE"
-                          ]
-                        },
-                        "desiredImage": {
-                          "description": "Image the registry records for the component.",
-                          "type": "string"
-                        },
-                        "runningImage": {
-                          "description": "Image the container was created from, as the runtime lists it; empty if never seen.",
-                          "type": "string"
-                        }
-                      },
-                      "additionalProperties": false
+                      "type": "object"
                     }
                   }
-                },
-                "additionalProperties": false
+                }
               },
               "error": {
                 "type": "object",
-                "description": "Why this node did not answer.",
                 "properties": {
                   "code": {
-                    "type": "string",
-                    "description": "Error code, for example UNAVAILABLE or PERMISSION_DENIED."
+                    "type": "string"
                   },
                   "message": {
-                    "type": "string",
-                    "description": "What went wrong and what to do."
+                    "type": "string"
                   }
-                },
-                "required": [
-                  "code",
-                  "message"
-                ],
-                "additionalProperties": false
+                }
               }
             },
             "required": [
               "node"
-            ],
-            "additionalProperties": false
+            ]
           }
         }
       },
       "required": [
         "nodes"
-      ],
-      "additionalProperties": false
+      ]
     }
   },
   {
@@ -1614,252 +1094,53 @@ export const tools: readonly ToolDefinition[] = [
       "properties": {
         "nodes": {
           "type": "array",
-          "description": "One entry per node asked, each with a result or an error.",
           "items": {
             "type": "object",
             "properties": {
               "node": {
-                "type": "string",
-                "description": "Node name."
+                "type": "string"
               },
               "result": {
                 "type": "object",
                 "properties": {
                   "service": {
-                    "description": "The service with its components.",
-                    "type": "object",
-                    "properties": {
-                      "name": {
-                        "description": "Service name.",
-                        "type": "string"
-                      },
-                      "active": {
-                        "description": "Whether the service should run.",
-                        "type": "boolean"
-                      },
-                      "components": {
-                        "description": "Its components.",
-                        "type": "array",
-                        "items": {
-                          "type": "object",
-                          "properties": {
-                            "name": {
-                              "description": "Component name.",
-                              "type": "string"
-                            },
-                            "container": {
-                              "description": "Container name in the runtime.",
-                              "type": "string"
-                            },
-                            "image": {
-                              "description": "Image reference.",
-                              "type": "string"
-                            },
-                            "version": {
-                              "description": "Version (image tag) deployed.",
-                              "type": "string"
-                            },
-                            "desiredState": {
-                              "description": "What the operator wants.",
-                              "type": "string",
-                              "enum": [
-                                "DESIRED_STATE_UNSPECIFIED",
-                                "DESIRED_STATE_RUNNING",
-                                "DESIRED_STATE_STOPPED",
-                                "DESIRED_STATE_IGNORE"
-                              ]
-                            },
-                            "observedState": {
-                              "description": "What the runtime last reported.",
-                              "type": "string",
-                              "enum": [
-                                "OBSERVED_STATE_UNSPECIFIED",
-                                "OBSERVED_STATE_RUNNING",
-                                "OBSERVED_STATE_EXITED",
-                                "OBSERVED_STATE_CREATED",
-                                "OBSERVED_STATE_PAUSED",
-                                "OBSERVED_STATE_RESTARTING",
-                                "OBSERVED_STATE_MISSING",
-                                "OBSERVED_STATE_UNKNOWN"
-                              ]
-                            },
-                            "startedAt": {
-                              "description": "When the container last started, if known.",
-                              "type": "string",
-                              "format": "date-time"
-                            },
-                            "updatedAt": {
-                              "description": "When the registry row last changed.",
-                              "type": "string",
-                              "format": "date-time"
-                            }
-                          },
-                          "additionalProperties": false
-                        }
-                      }
-                    },
-                    "additionalProperties": false
+                    "type": "object"
                   },
                   "drift": {
-                    "description": "Components out of their desired state, or running another image than the recorded one.",
                     "type": "array",
                     "items": {
-                      "type": "object",
-                      "properties": {
-                        "service": {
-                          "description": "Service name.",
-                          "type": "string"
-                        },
-                        "component": {
-                          "description": "Component name.",
-                          "type": "string"
-                        },
-                        "desiredState": {
-                          "description": "What the operator wants.",
-                          "type": "string",
-                          "enum": [
-                            "DESIRED_STATE_UNSPECIFIED",
-                            "DESIRED_STATE_RUNNING",
-                            "DESIRED_STATE_STOPPED",
-                            "DESIRED_STATE_IGNORE"
-                          ]
-                        },
-                        "observedState": {
-                          "description": "What the runtime last reported.",
-                          "type": "string",
-                          "enum": [
-                            "OBSERVED_STATE_UNSPECIFIED",
-                            "OBSERVED_STATE_RUNNING",
-                            "OBSERVED_STATE_EXITED",
-                            "OBSERVED_STATE_CREATED",
-                            "OBSERVED_STATE_PAUSED",
-                            "OBSERVED_STATE_RESTARTING",
-                            "OBSERVED_STATE_MISSING",
-                            "OBSERVED_STATE_UNKNOWN"
-                          ]
-                        },
-                        "reason": {
-                          "description": "Why it drifts: its state, or the image its running container was created from.",
-                          "type": "string",
-                          "enum": [
-                            "DRIFT_REASON_UNSPECIFIED",
-                            "DRIFT_REASON_STATE",
-                            "DRIFT_REASON_IMAGE"
-                          ]
-                        },
-                        "desiredImage": {
-                          "description": "Image the registry records for the component.",
-                          "type": "string"
-                        },
-                        "runningImage": {
-                          "description": "Image the container was created from, as the runtime lists it; empty if never seen.",
-                          "type": "string"
-                        }
-                      },
-                      "additionalProperties": false
+                      "type": "object"
                     }
                   },
                   "events": {
-                    "description": "Most recent events first.",
                     "type": "array",
                     "items": {
-                      "type": "object",
-                      "properties": {
-                        "id": {
-                          "description": "Event id, increasing.",
-                          "type": [
-                            "integer",
-                            "string"
-                          ],
-                          "pattern": "^-?[0-9]+$"
-                        },
-                        "service": {
-                          "description": "Service name.",
-                          "type": "string"
-                        },
-                        "component": {
-                          "description": "Component name.",
-                          "type": "string"
-                        },
-                        "time": {
-                          "description": "When it happened.",
-                          "type": "string",
-                          "format": "date-time"
-                        },
-                        "kind": {
-                          "description": "Kind of event, for example `observed_state` or `deployed`.",
-                          "type": "string"
-                        },
-                        "previousState": {
-                          "description": "Observed state before.",
-                          "type": "string",
-                          "enum": [
-                            "OBSERVED_STATE_UNSPECIFIED",
-                            "OBSERVED_STATE_RUNNING",
-                            "OBSERVED_STATE_EXITED",
-                            "OBSERVED_STATE_CREATED",
-                            "OBSERVED_STATE_PAUSED",
-                            "OBSERVED_STATE_RESTARTING",
-                            "OBSERVED_STATE_MISSING",
-                            "OBSERVED_STATE_UNKNOWN"
-                          ]
-                        },
-                        "observedState": {
-                          "description": "Observed state after.",
-                          "type": "string",
-                          "enum": [
-                            "OBSERVED_STATE_UNSPECIFIED",
-                            "OBSERVED_STATE_RUNNING",
-                            "OBSERVED_STATE_EXITED",
-                            "OBSERVED_STATE_CREATED",
-                            "OBSERVED_STATE_PAUSED",
-                            "OBSERVED_STATE_RESTARTING",
-                            "OBSERVED_STATE_MISSING",
-                            "OBSERVED_STATE_UNKNOWN"
-                          ]
-                        },
-                        "message": {
-                          "description": "Details.",
-                          "type": "string"
-                        }
-                      },
-                      "additionalProperties": false
+                      "type": "object"
                     }
                   }
-                },
-                "additionalProperties": false
+                }
               },
               "error": {
                 "type": "object",
-                "description": "Why this node did not answer.",
                 "properties": {
                   "code": {
-                    "type": "string",
-                    "description": "Error code, for example UNAVAILABLE or PERMISSION_DENIED."
+                    "type": "string"
                   },
                   "message": {
-                    "type": "string",
-                    "description": "What went wrong and what to do."
+                    "type": "string"
                   }
-                },
-                "required": [
-                  "code",
-                  "message"
-                ],
-                "additionalProperties": false
+                }
               }
             },
             "required": [
               "node"
-            ],
-            "additionalProperties": false
+            ]
           }
         }
       },
       "required": [
         "nodes"
-      ],
-      "additionalProperties": false
+      ]
     }
   },
   {
@@ -1902,79 +1183,21 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string",
-          "description": "Node that answered."
+          "type": "string"
         },
         "service": {
-          "description": "Service the containers were adopted into.",
           "type": "string"
         },
         "components": {
-          "description": "The components now managed.",
           "type": "array",
           "items": {
-            "type": "object",
-            "properties": {
-              "name": {
-                "description": "Component name.",
-                "type": "string"
-              },
-              "container": {
-                "description": "Container name in the runtime.",
-                "type": "string"
-              },
-              "image": {
-                "description": "Image reference.",
-                "type": "string"
-              },
-              "version": {
-                "description": "Version (image tag) deployed.",
-                "type": "string"
-              },
-              "desiredState": {
-                "description": "What the operator wants.",
-                "type": "string",
-                "enum": [
-                  "DESIRED_STATE_UNSPECIFIED",
-                  "DESIRED_STATE_RUNNING",
-                  "DESIRED_STATE_STOPPED",
-                  "DESIRED_STATE_IGNORE"
-                ]
-              },
-              "observedState": {
-                "description": "What the runtime last reported.",
-                "type": "string",
-                "enum": [
-                  "OBSERVED_STATE_UNSPECIFIED",
-                  "OBSERVED_STATE_RUNNING",
-                  "OBSERVED_STATE_EXITED",
-                  "OBSERVED_STATE_CREATED",
-                  "OBSERVED_STATE_PAUSED",
-                  "OBSERVED_STATE_RESTARTING",
-                  "OBSERVED_STATE_MISSING",
-                  "OBSERVED_STATE_UNKNOWN"
-                ]
-              },
-              "startedAt": {
-                "description": "When the container last started, if known.",
-                "type": "string",
-                "format": "date-time"
-              },
-              "updatedAt": {
-                "description": "When the registry row last changed.",
-                "type": "string",
-                "format": "date-time"
-              }
-            },
-            "additionalProperties": false
+            "type": "object"
           }
         },
         "replayed": {
-          "description": "True when this result was recorded for an earlier call with the same request id.",
           "type": "boolean"
         }
       },
-      "additionalProperties": false,
       "required": [
         "node"
       ]
@@ -2010,173 +1233,108 @@ export const tools: readonly ToolDefinition[] = [
       "properties": {
         "nodes": {
           "type": "array",
-          "description": "One entry per node asked, each with a result or an error.",
           "items": {
             "type": "object",
             "properties": {
               "node": {
-                "type": "string",
-                "description": "Node name."
+                "type": "string"
               },
               "result": {
                 "type": "object",
                 "properties": {
                   "node": {
-                    "description": "Node name.",
                     "type": "string"
                   },
                   "runtime": {
-                    "description": "Container runtime: `podman` or `docker`.",
                     "type": "string"
                   },
                   "runtimeVersion": {
-                    "description": "Runtime version.",
                     "type": "string"
                   },
                   "agentVersion": {
-                    "description": "Agent version.",
                     "type": "string"
                   },
                   "services": {
-                    "description": "Services in the registry.",
-                    "type": "integer",
-                    "minimum": 0,
-                    "maximum": 4294967295
+                    "type": "integer"
                   },
                   "components": {
-                    "description": "Components in the registry.",
-                    "type": "integer",
-                    "minimum": 0,
-                    "maximum": 4294967295
+                    "type": "integer"
                   },
                   "running": {
-                    "description": "Components observed running.",
-                    "type": "integer",
-                    "minimum": 0,
-                    "maximum": 4294967295
+                    "type": "integer"
                   },
                   "disk": {
-                    "description": "Filesystem holding the agent's data.",
-                    "type": "object",
-                    "properties": {
-                      "path": {
-                        "description": "Path measured.",
-                        "type": "string"
-                      },
-                      "totalBytes": {
-                        "description": "Size in bytes.",
-                        "type": [
-                          "integer",
-                          "string"
-                        ],
-                        "pattern": "^-?[0-9]+$"
-                      },
-                      "availableBytes": {
-                        "description": "Free bytes available to the agent.",
-                        "type": [
-                          "integer",
-                          "string"
-                        ],
-                        "pattern": "^-?[0-9]+$"
-                      }
-                    },
-                    "additionalProperties": false
+                    "type": "object"
                   },
                   "memoryTotalBytes": {
-                    "description": "Total memory in bytes.",
                     "type": [
                       "integer",
                       "string"
-                    ],
-                    "pattern": "^-?[0-9]+$"
+                    ]
                   },
                   "memoryAvailableBytes": {
-                    "description": "Available memory in bytes.",
                     "type": [
                       "integer",
                       "string"
-                    ],
-                    "pattern": "^-?[0-9]+$"
+                    ]
                   },
                   "loadAverage": {
-                    "description": "Load averages over 1, 5 and 15 minutes.",
                     "type": "array",
                     "items": {
                       "type": "number"
                     }
                   },
                   "cpus": {
-                    "description": "Number of CPUs.",
-                    "type": "integer",
-                    "minimum": 0,
-                    "maximum": 4294967295
+                    "type": "integer"
                   },
                   "uptimeSeconds": {
-                    "description": "Seconds since the node booted.",
                     "type": [
                       "integer",
                       "string"
-                    ],
-                    "pattern": "^-?[0-9]+$"
+                    ]
                   },
                   "agentUptimeSeconds": {
-                    "description": "Seconds since the agent started.",
                     "type": [
                       "integer",
                       "string"
-                    ],
-                    "pattern": "^-?[0-9]+$"
+                    ]
                   },
                   "tlsCertNotAfter": {
-                    "description": "When the agent's TLS certificate expires: renew it (`mcp ca issue`) before then.",
                     "type": "string",
                     "format": "date-time"
                   },
                   "tlsCertSubject": {
-                    "description": "Subject of the agent's TLS certificate, e.g. `CN=node1`.",
                     "type": "string"
                   },
                   "tlsCertSans": {
-                    "description": "Names the agent's TLS certificate is valid for, e.g. `IP Address:10.0.0.5`, `DNS:node1.lan`.",
                     "type": "array",
                     "items": {
                       "type": "string"
                     }
                   }
-                },
-                "additionalProperties": false
+                }
               },
               "error": {
                 "type": "object",
-                "description": "Why this node did not answer.",
                 "properties": {
                   "code": {
-                    "type": "string",
-                    "description": "Error code, for example UNAVAILABLE or PERMISSION_DENIED."
+                    "type": "string"
                   },
                   "message": {
-                    "type": "string",
-                    "description": "What went wrong and what to do."
+                    "type": "string"
                   }
-                },
-                "required": [
-                  "code",
-                  "message"
-                ],
-                "additionalProperties": false
+                }
               }
             },
             "required": [
               "node"
-            ],
-            "additionalProperties": false
+            ]
           }
         }
       },
       "required": [
         "nodes"
-      ],
-      "additionalProperties": false
+      ]
     }
   },
   {
@@ -2238,37 +1396,27 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string",
-          "description": "Node that answered."
+          "type": "string"
         },
         "service": {
-          "description": "Service directory.",
           "type": "string"
         },
         "path": {
-          "description": "Path written, relative to the service directory.",
           "type": "string"
         },
         "size": {
-          "description": "Bytes written.",
           "type": [
             "integer",
             "string"
-          ],
-          "pattern": "^-?[0-9]+$"
+          ]
         },
         "sha256": {
-          "description": "SHA-256 of what was written, lower-case hex.",
           "type": "string"
         },
         "mode": {
-          "description": "Mode set.",
-          "type": "integer",
-          "minimum": 0,
-          "maximum": 4294967295
+          "type": "integer"
         }
       },
-      "additionalProperties": false,
       "required": [
         "node"
       ]
@@ -2319,49 +1467,36 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string",
-          "description": "Node that answered."
+          "type": "string"
         },
         "service": {
-          "description": "Service directory.",
           "type": "string"
         },
         "path": {
-          "description": "Path read.",
           "type": "string"
         },
         "size": {
-          "description": "Size in bytes.",
           "type": [
             "integer",
             "string"
-          ],
-          "pattern": "^-?[0-9]+$"
+          ]
         },
         "mode": {
-          "description": "File mode.",
-          "type": "integer",
-          "minimum": 0,
-          "maximum": 4294967295
+          "type": "integer"
         },
         "sha256": {
-          "description": "SHA-256 of the content, lower-case hex.",
           "type": "string"
         },
         "content": {
-          "description": "The content, when it is UTF-8 text small enough to return.",
           "type": "string"
         },
         "contentBase64": {
-          "description": "The content base64-encoded, when it is binary and small enough to return.",
           "type": "string"
         },
         "localPath": {
-          "description": "Where the content was saved, when `localPath` was given.",
           "type": "string"
         }
       },
-      "additionalProperties": false,
       "required": [
         "node"
       ]
@@ -2448,160 +1583,47 @@ export const tools: readonly ToolDefinition[] = [
       "properties": {
         "nodes": {
           "type": "array",
-          "description": "One entry per node asked, each with a result or an error.",
           "items": {
             "type": "object",
             "properties": {
               "node": {
-                "type": "string",
-                "description": "Node name."
+                "type": "string"
               },
               "result": {
                 "type": "object",
                 "properties": {
                   "records": {
-                    "description": "Matching records, newest first.",
                     "type": "array",
                     "items": {
-                      "type": "object",
-                      "properties": {
-                        "seq": {
-                          "description": "Position in the log, increasing.",
-                          "type": [
-                            "integer",
-                            "string"
-                          ],
-                          "pattern": "^-?[0-9]+$"
-                        },
-                        "time": {
-                          "description": "When the call arrived.",
-                          "type": "string",
-                          "format": "date-time"
-                        },
-                        "node": {
-                          "description": "Node that served it.",
-                          "type": "string"
-                        },
-                        "issuer": {
-                          "description": "Token issuer of the caller.",
-                          "type": "string"
-                        },
-                        "subject": {
-                          "description": "Caller's subject.",
-                          "type": "string"
-                        },
-                        "clientId": {
-                          "description": "Caller's client id, when the token names one.",
-                          "type": "string"
-                        },
-                        "roles": {
-                          "description": "Roles the caller held.",
-                          "type": "array",
-                          "items": {
-                            "type": "string"
-                          }
-                        },
-                        "rpc": {
-                          "description": "RPC called, for example `Deploy`.",
-                          "type": "string"
-                        },
-                        "tool": {
-                          "description": "Tool name of that RPC.",
-                          "type": "string"
-                        },
-                        "service": {
-                          "description": "Target service.",
-                          "type": "string"
-                        },
-                        "component": {
-                          "description": "Target component.",
-                          "type": "string"
-                        },
-                        "argsSha256": {
-                          "description": "SHA-256 of the canonical arguments (file content excluded).",
-                          "type": "string"
-                        },
-                        "decision": {
-                          "description": "Allowed or denied.",
-                          "type": "string",
-                          "enum": [
-                            "AUDIT_DECISION_UNSPECIFIED",
-                            "AUDIT_DECISION_ALLOW",
-                            "AUDIT_DECISION_DENY"
-                          ]
-                        },
-                        "outcome": {
-                          "description": "How it ended.",
-                          "type": "string",
-                          "enum": [
-                            "AUDIT_OUTCOME_UNSPECIFIED",
-                            "AUDIT_OUTCOME_OK",
-                            "AUDIT_OUTCOME_ERROR",
-                            "AUDIT_OUTCOME_UNKNOWN"
-                          ]
-                        },
-                        "errorCode": {
-                          "description": "gRPC status code name when it failed, for example `NOT_FOUND`.",
-                          "type": "string"
-                        },
-                        "durationMs": {
-                          "description": "Duration in milliseconds.",
-                          "type": "number"
-                        },
-                        "requestId": {
-                          "description": "Client request id.",
-                          "type": "string"
-                        },
-                        "prevHash": {
-                          "description": "Hash of the previous record.",
-                          "type": "string"
-                        },
-                        "hash": {
-                          "description": "Hash of this record.",
-                          "type": "string"
-                        }
-                      },
-                      "additionalProperties": false
+                      "type": "object"
                     }
                   },
                   "nextPageToken": {
-                    "description": "Give this as `pageToken` for the next page; empty on the last page.",
                     "type": "string"
                   }
-                },
-                "additionalProperties": false
+                }
               },
               "error": {
                 "type": "object",
-                "description": "Why this node did not answer.",
                 "properties": {
                   "code": {
-                    "type": "string",
-                    "description": "Error code, for example UNAVAILABLE or PERMISSION_DENIED."
+                    "type": "string"
                   },
                   "message": {
-                    "type": "string",
-                    "description": "What went wrong and what to do."
+                    "type": "string"
                   }
-                },
-                "required": [
-                  "code",
-                  "message"
-                ],
-                "additionalProperties": false
+                }
               }
             },
             "required": [
               "node"
-            ],
-            "additionalProperties": false
+            ]
           }
         }
       },
       "required": [
         "nodes"
-      ],
-      "additionalProperties": false
+      ]
     }
   }
 ];
