@@ -405,7 +405,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "deploy",
     "title": "Deploy a service",
-    "description": "Deploy a service, or one of its components, onto this node. Give either a full `spec` (which is recorded as the service's new definition) or the name of a `service` this node already knows. For each component the agent pulls the image, stops and removes the old container, runs the new one and inspects it; one component failing does not stop the others. Replaces running containers. Repeating a call with the same `requestId` returns the first result instead of deploying twice.",
+    "description": "Deploy a service (or one component): pull, replace and check each container. By `service`: its definition file, else the node's record. A `spec` is also written to the definition file.",
     "rpc": "Deploy",
     "permission": "service.deploy",
     "fanOut": false,
@@ -420,71 +420,68 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to act on. Omit to use the node named in the service's definition (or the only configured node).",
-          "type": "string",
-          "pattern": "^[a-z0-9][a-z0-9-]*$"
+          "type": "string"
         },
         "spec": {
-          "description": "Full definition to deploy and record. Give this or `service`.",
+          "description": "Full definition, written to the definition file. Or give `service`.",
           "type": "object",
           "properties": {
             "name": {
-              "description": "Service name: lower-case letters, digits and '-', starting with a letter or digit.",
+              "description": "Lower-case letters, digits, '-'.",
               "type": "string"
             },
             "active": {
-              "description": "Whether the service should run. Absent means true.",
+              "description": "Default true.",
               "type": "boolean"
             },
             "components": {
-              "description": "The containers that make up the service; at least one.",
+              "description": "Its containers; at least one.",
               "type": "array",
               "items": {
                 "type": "object",
                 "properties": {
                   "name": {
-                    "description": "Component name: lower-case letters, digits and '-'.",
+                    "description": "Lower-case letters, digits, '-'.",
                     "type": "string"
                   },
                   "image": {
-                    "description": "Image reference, for example `registry.example:5000/web:v1.2.0`. Its tag is the component's version.",
+                    "description": "Image; its tag is the version.",
                     "type": "string"
                   },
                   "network": {
-                    "description": "Container network to join; empty for the runtime's default.",
+                    "description": "Network; empty for the default.",
                     "type": "string"
                   },
                   "user": {
-                    "description": "User (and optionally group) to run as, for example `1000:1000`.",
+                    "description": "`uid[:gid]`.",
                     "type": "string"
                   },
                   "restart": {
-                    "description": "Restart policy: `no`, `always`, `on-failure` or `unless-stopped`; empty for `no`.",
+                    "description": "`no`, `always`, `on-failure` or `unless-stopped`.",
                     "type": "string"
                   },
                   "ports": {
-                    "description": "Published ports as `[host_ip:]host_port:container_port[/tcp|/udp]`, for example `127.0.0.1:8080:80`.",
+                    "description": "`[ip:]host:container[/udp]`.",
                     "type": "array",
                     "items": {
                       "type": "string"
                     }
                   },
                   "volumes": {
-                    "description": "Bind mounts as `host_path:container_path[:ro|:rw|:z|:Z]`; host paths are absolute.",
+                    "description": "`/host/path:/container/path[:ro]`.",
                     "type": "array",
                     "items": {
                       "type": "string"
                     }
                   },
                   "cmd": {
-                    "description": "Command and arguments, replacing the image's default command.",
+                    "description": "Replaces the image's command.",
                     "type": "array",
                     "items": {
                       "type": "string"
                     }
                   },
                   "env": {
-                    "description": "Environment variables.",
                     "type": "object",
                     "additionalProperties": {
                       "type": "string"
@@ -506,15 +503,15 @@ export const tools: readonly ToolDefinition[] = [
           ]
         },
         "service": {
-          "description": "Name of a service this node already knows, to deploy from its recorded definition. Give this or `spec`.",
+          "description": "Service to deploy from its definition file (else the node's record).",
           "type": "string"
         },
         "component": {
-          "description": "Deploy only this component; empty for all of them.",
+          "description": "Only this component.",
           "type": "string"
         },
         "requestId": {
-          "description": "Client-chosen id; a retried call with the same id returns the first result instead of acting twice.",
+          "description": "Idempotency key: a retry with the same id returns the first result.",
           "type": "string"
         }
       },
@@ -530,10 +527,7 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "components": {
-          "type": "array",
-          "items": {
-            "type": "object"
-          }
+          "type": "array"
         },
         "replayed": {
           "type": "boolean"
@@ -547,7 +541,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "stop_service",
     "title": "Stop a service",
-    "description": "Stop a service, or one component, and mark it inactive: its desired state becomes stopped, so the monitor will not report it as drift. The containers are kept and can be started again.",
+    "description": "Stop a service (or one component) and mark it inactive, so it is not drift. Containers are kept.",
     "rpc": "StopService",
     "permission": "service.stop",
     "fanOut": false,
@@ -562,20 +556,18 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to act on. Omit to use the node named in the service's definition (or the only configured node).",
-          "type": "string",
-          "pattern": "^[a-z0-9][a-z0-9-]*$"
+          "type": "string"
         },
         "service": {
           "description": "Service to stop.",
           "type": "string"
         },
         "component": {
-          "description": "Stop only this component; empty for all of them.",
+          "description": "Only this component.",
           "type": "string"
         },
         "requestId": {
-          "description": "Client-chosen id; a retried call with the same id returns the first result instead of acting twice.",
+          "description": "Idempotency key: a retry with the same id returns the first result.",
           "type": "string"
         }
       },
@@ -594,10 +586,7 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "components": {
-          "type": "array",
-          "items": {
-            "type": "object"
-          }
+          "type": "array"
         },
         "replayed": {
           "type": "boolean"
@@ -611,7 +600,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "start_service",
     "title": "Start a service",
-    "description": "Start a stopped service, or one component, and mark it active: its desired state becomes running. A component whose container was removed is run again from its recorded spec.",
+    "description": "Start a service (or one component) and mark it active; a removed container is run again from its spec.",
     "rpc": "StartService",
     "permission": "service.start",
     "fanOut": false,
@@ -626,20 +615,18 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to act on. Omit to use the node named in the service's definition (or the only configured node).",
-          "type": "string",
-          "pattern": "^[a-z0-9][a-z0-9-]*$"
+          "type": "string"
         },
         "service": {
           "description": "Service to start.",
           "type": "string"
         },
         "component": {
-          "description": "Start only this component; empty for all of them.",
+          "description": "Only this component.",
           "type": "string"
         },
         "requestId": {
-          "description": "Client-chosen id; a retried call with the same id returns the first result instead of acting twice.",
+          "description": "Idempotency key: a retry with the same id returns the first result.",
           "type": "string"
         }
       },
@@ -658,10 +645,7 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "components": {
-          "type": "array",
-          "items": {
-            "type": "object"
-          }
+          "type": "array"
         },
         "replayed": {
           "type": "boolean"
@@ -675,7 +659,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "restart_service",
     "title": "Restart a service",
-    "description": "Restart the containers of a service, or of one component. The desired state is left as it is. Interrupts whatever the containers are serving.",
+    "description": "Restart a service's containers (or one component's). Desired state is unchanged.",
     "rpc": "RestartService",
     "permission": "service.restart",
     "fanOut": false,
@@ -690,20 +674,18 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to act on. Omit to use the node named in the service's definition (or the only configured node).",
-          "type": "string",
-          "pattern": "^[a-z0-9][a-z0-9-]*$"
+          "type": "string"
         },
         "service": {
           "description": "Service to restart.",
           "type": "string"
         },
         "component": {
-          "description": "Restart only this component; empty for all of them.",
+          "description": "Only this component.",
           "type": "string"
         },
         "requestId": {
-          "description": "Client-chosen id; a retried call with the same id returns the first result instead of acting twice.",
+          "description": "Idempotency key: a retry with the same id returns the first result.",
           "type": "string"
         }
       },
@@ -722,10 +704,7 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "components": {
-          "type": "array",
-          "items": {
-            "type": "object"
-          }
+          "type": "array"
         },
         "replayed": {
           "type": "boolean"
@@ -739,7 +718,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "sync_desired_state",
     "title": "Sync service definitions",
-    "description": "Record the declared service definitions on this node without touching any container: services are created or updated, `active` sets the desired state, and containers that match no definition are marked `ignore` so they never raise alerts. Additive: nothing is ever deleted.",
+    "description": "Record service definitions on a node without touching containers; unmatched containers are marked `ignore`. Never deletes.",
     "rpc": "SyncDesiredState",
     "permission": "service.sync",
     "fanOut": false,
@@ -754,73 +733,59 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to act on. Omit to use the node named in the service's definition (or the only configured node).",
-          "type": "string",
-          "pattern": "^[a-z0-9][a-z0-9-]*$"
+          "type": "string"
         },
         "services": {
-          "description": "The declared definitions of services on this node.",
+          "description": "Specs as in deploy's `spec`.",
           "type": "array",
           "items": {
             "type": "object",
             "properties": {
               "name": {
-                "description": "Service name: lower-case letters, digits and '-', starting with a letter or digit.",
                 "type": "string"
               },
               "active": {
-                "description": "Whether the service should run. Absent means true.",
                 "type": "boolean"
               },
               "components": {
-                "description": "The containers that make up the service; at least one.",
                 "type": "array",
                 "items": {
                   "type": "object",
                   "properties": {
                     "name": {
-                      "description": "Component name: lower-case letters, digits and '-'.",
                       "type": "string"
                     },
                     "image": {
-                      "description": "Image reference, for example `registry.example:5000/web:v1.2.0`. Its tag is the component's version.",
                       "type": "string"
                     },
                     "network": {
-                      "description": "Container network to join; empty for the runtime's default.",
                       "type": "string"
                     },
                     "user": {
-                      "description": "User (and optionally group) to run as, for example `1000:1000`.",
                       "type": "string"
                     },
                     "restart": {
-                      "description": "Restart policy: `no`, `always`, `on-failure` or `unless-stopped`; empty for `no`.",
                       "type": "string"
                     },
                     "ports": {
-                      "description": "Published ports as `[host_ip:]host_port:container_port[/tcp|/udp]`, for example `127.0.0.1:8080:80`.",
                       "type": "array",
                       "items": {
                         "type": "string"
                       }
                     },
                     "volumes": {
-                      "description": "Bind mounts as `host_path:container_path[:ro|:rw|:z|:Z]`; host paths are absolute.",
                       "type": "array",
                       "items": {
                         "type": "string"
                       }
                     },
                     "cmd": {
-                      "description": "Command and arguments, replacing the image's default command.",
                       "type": "array",
                       "items": {
                         "type": "string"
                       }
                     },
                     "env": {
-                      "description": "Environment variables.",
                       "type": "object",
                       "additionalProperties": {
                         "type": "string"
@@ -843,7 +808,7 @@ export const tools: readonly ToolDefinition[] = [
           }
         },
         "requestId": {
-          "description": "Client-chosen id; a retried call with the same id returns the first result instead of acting twice.",
+          "description": "Idempotency key: a retry with the same id returns the first result.",
           "type": "string"
         }
       },
@@ -859,10 +824,7 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "services": {
-          "type": "array",
-          "items": {
-            "type": "object"
-          }
+          "type": "array"
         },
         "ignored": {
           "type": "array",
@@ -882,7 +844,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "list_services",
     "title": "List services",
-    "description": "List the services and components recorded on the node, with their desired and last observed state. Reads the registry only; use `live_check` for the runtime's state right now.",
+    "description": "Services and components in the node's registry, with desired and last observed state. `live_check` asks the runtime now.",
     "rpc": "ListServices",
     "permission": "service.list",
     "fanOut": true,
@@ -897,9 +859,7 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to ask. Omit to ask every configured node and get one result per node.",
-          "type": "string",
-          "pattern": "^[a-z0-9][a-z0-9-]*$"
+          "type": "string"
         },
         "desiredState": {
           "description": "Only components with this desired state; unspecified for all.",
@@ -929,23 +889,12 @@ export const tools: readonly ToolDefinition[] = [
                 "type": "object",
                 "properties": {
                   "services": {
-                    "type": "array",
-                    "items": {
-                      "type": "object"
-                    }
+                    "type": "array"
                   }
                 }
               },
               "error": {
-                "type": "object",
-                "properties": {
-                  "code": {
-                    "type": "string"
-                  },
-                  "message": {
-                    "type": "string"
-                  }
-                }
+                "type": "object"
               }
             },
             "required": [
@@ -962,7 +911,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "live_check",
     "title": "Check containers now",
-    "description": "Ask the container runtime for the state of every container now, update the observed state in the registry and record an event for every change. Reports containers the registry does not know, and drift.",
+    "description": "Ask the runtime for every container's state now and record changes. Reports drift and unmanaged containers.",
     "rpc": "LiveCheck",
     "permission": "service.live_check",
     "fanOut": true,
@@ -977,9 +926,7 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to ask. Omit to ask every configured node and get one result per node.",
-          "type": "string",
-          "pattern": "^[a-z0-9][a-z0-9-]*$"
+          "type": "string"
         },
         "service": {
           "description": "Only this service; empty for all.",
@@ -1003,41 +950,21 @@ export const tools: readonly ToolDefinition[] = [
                 "type": "object",
                 "properties": {
                   "services": {
-                    "type": "array",
-                    "items": {
-                      "type": "object"
-                    }
+                    "type": "array"
                   },
                   "changes": {
-                    "type": "array",
-                    "items": {
-                      "type": "object"
-                    }
+                    "type": "array"
                   },
                   "unmanaged": {
-                    "type": "array",
-                    "items": {
-                      "type": "object"
-                    }
+                    "type": "array"
                   },
                   "drift": {
-                    "type": "array",
-                    "items": {
-                      "type": "object"
-                    }
+                    "type": "array"
                   }
                 }
               },
               "error": {
-                "type": "object",
-                "properties": {
-                  "code": {
-                    "type": "string"
-                  },
-                  "message": {
-                    "type": "string"
-                  }
-                }
+                "type": "object"
               }
             },
             "required": [
@@ -1054,7 +981,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "service_status",
     "title": "Service status and drift",
-    "description": "Show one service in detail: each component's desired and observed state, drift (components whose observed state differs from the desired one, or that run another image than the recorded one), and the most recent events.",
+    "description": "One service in detail: its components, drift (wrong state or image) and recent events.",
     "rpc": "GetServiceStatus",
     "permission": "service.status",
     "fanOut": true,
@@ -1069,9 +996,7 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to ask. Omit to ask every configured node and get one result per node.",
-          "type": "string",
-          "pattern": "^[a-z0-9][a-z0-9-]*$"
+          "type": "string"
         },
         "service": {
           "description": "Service to describe.",
@@ -1107,29 +1032,15 @@ export const tools: readonly ToolDefinition[] = [
                     "type": "object"
                   },
                   "drift": {
-                    "type": "array",
-                    "items": {
-                      "type": "object"
-                    }
+                    "type": "array"
                   },
                   "events": {
-                    "type": "array",
-                    "items": {
-                      "type": "object"
-                    }
+                    "type": "array"
                   }
                 }
               },
               "error": {
-                "type": "object",
-                "properties": {
-                  "code": {
-                    "type": "string"
-                  },
-                  "message": {
-                    "type": "string"
-                  }
-                }
+                "type": "object"
               }
             },
             "required": [
@@ -1146,7 +1057,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "adopt_containers",
     "title": "Adopt existing containers",
-    "description": "Take existing containers named `<service>-<component>` (or just `<service>`) under management as components of `service`, with image, ports, volumes, env, command, network, user and restart policy read from the runtime. Nothing is restarted; the desired state follows what is running now.",
+    "description": "Manage existing containers `<service>` and `<service>-<component>` as `service`, their spec read from the runtime. Nothing is restarted.",
     "rpc": "AdoptContainers",
     "permission": "service.adopt",
     "fanOut": false,
@@ -1161,16 +1072,14 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to act on. Omit to use the node named in the service's definition (or the only configured node).",
-          "type": "string",
-          "pattern": "^[a-z0-9][a-z0-9-]*$"
+          "type": "string"
         },
         "service": {
           "description": "Service whose containers (`<service>` and `<service>-*`) to adopt.",
           "type": "string"
         },
         "requestId": {
-          "description": "Client-chosen id; a retried call with the same id returns the first result instead of acting twice.",
+          "description": "Idempotency key: a retry with the same id returns the first result.",
           "type": "string"
         }
       },
@@ -1189,10 +1098,7 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "components": {
-          "type": "array",
-          "items": {
-            "type": "object"
-          }
+          "type": "array"
         },
         "replayed": {
           "type": "boolean"
@@ -1206,7 +1112,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "node_status",
     "title": "Node status",
-    "description": "Describe the node: its name, container runtime and version, how many services and components it runs, disk, memory, CPU load, uptime and the agent's version.",
+    "description": "The node: runtime, service counts, disk, memory, load, uptime, certificate expiry.",
     "rpc": "NodeStatus",
     "permission": "node.status",
     "fanOut": true,
@@ -1221,9 +1127,7 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to ask. Omit to ask every configured node and get one result per node.",
-          "type": "string",
-          "pattern": "^[a-z0-9][a-z0-9-]*$"
+          "type": "string"
         }
       },
       "additionalProperties": false
@@ -1315,15 +1219,7 @@ export const tools: readonly ToolDefinition[] = [
                 }
               },
               "error": {
-                "type": "object",
-                "properties": {
-                  "code": {
-                    "type": "string"
-                  },
-                  "message": {
-                    "type": "string"
-                  }
-                }
+                "type": "object"
               }
             },
             "required": [
@@ -1340,7 +1236,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "push_file",
     "title": "Write a file to a service",
-    "description": "Write a file under `/srv/<service>/` on the node. The first message is a header with the path and the expected SHA-256; the content follows in chunks. The file appears atomically, only if the digest matches; an existing file at that path is replaced.",
+    "description": "Write a file into the service's files directory on the node, replacing any file there. It appears whole or not at all.",
     "rpc": "PushFile",
     "permission": "file.push",
     "fanOut": false,
@@ -1355,9 +1251,7 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to act on. Omit to use the node named in the service's definition (or the only configured node).",
-          "type": "string",
-          "pattern": "^[a-z0-9][a-z0-9-]*$"
+          "type": "string"
         },
         "service": {
           "description": "Service whose directory receives the file.",
@@ -1425,7 +1319,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "pull_file",
     "title": "Read a file of a service",
-    "description": "Read a file under `/srv/<service>/` on the node: a header with size and mode, the content in chunks, then its SHA-256.",
+    "description": "Read a file from the service's files directory on the node.",
     "rpc": "PullFile",
     "permission": "file.pull",
     "fanOut": false,
@@ -1440,9 +1334,7 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to act on. Omit to use the node named in the service's definition (or the only configured node).",
-          "type": "string",
-          "pattern": "^[a-z0-9][a-z0-9-]*$"
+          "type": "string"
         },
         "service": {
           "description": "Service whose directory holds the file.",
@@ -1505,7 +1397,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "query_audit",
     "title": "Query the audit log",
-    "description": "Read the node's audit log: one record per call to the agent, allowed or denied, with caller, roles, operation, target, decision, outcome and duration. Newest first, paginated with `pageToken`.",
+    "description": "The node's audit log: every call, allowed or denied, newest first.",
     "rpc": "QueryAudit",
     "permission": "audit.query",
     "fanOut": true,
@@ -1520,9 +1412,7 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to ask. Omit to ask every configured node and get one result per node.",
-          "type": "string",
-          "pattern": "^[a-z0-9][a-z0-9-]*$"
+          "type": "string"
         },
         "since": {
           "description": "Only records at or after this time.",
@@ -1593,10 +1483,7 @@ export const tools: readonly ToolDefinition[] = [
                 "type": "object",
                 "properties": {
                   "records": {
-                    "type": "array",
-                    "items": {
-                      "type": "object"
-                    }
+                    "type": "array"
                   },
                   "nextPageToken": {
                     "type": "string"
@@ -1604,15 +1491,7 @@ export const tools: readonly ToolDefinition[] = [
                 }
               },
               "error": {
-                "type": "object",
-                "properties": {
-                  "code": {
-                    "type": "string"
-                  },
-                  "message": {
-                    "type": "string"
-                  }
-                }
+                "type": "object"
               }
             },
             "required": [

@@ -60,16 +60,7 @@ export class ConnectorTools {
   constructor(private readonly opts: ConnectorToolsOptions) {
     this.byName = new Map(opts.tools.map((t) => [t.name, t]));
     this.validator = new ArgumentValidator(opts.tools);
-    this.listing = opts.tools.map(
-      (t): Tool => ({
-        name: t.name,
-        title: t.title,
-        description: t.description,
-        inputSchema: t.inputSchema as Tool['inputSchema'],
-        outputSchema: t.outputSchema as Tool['outputSchema'],
-        annotations: { title: t.title, ...t.annotations },
-      }),
-    );
+    this.listing = toolListing(opts.tools);
   }
 
   createServer(): Server {
@@ -208,6 +199,33 @@ export class ConnectorTools {
       structuredContent: { node: answer?.node, ...json(answer?.response) },
     };
   }
+}
+
+/**
+ * The tools/list answer. Annotations carry only what differs from the protocol's defaults
+ * (readOnlyHint false, destructiveHint true, idempotentHint false, openWorldHint true; the
+ * last three mean nothing on a read-only tool), and no second title: every byte here is
+ * context a model pays for before its first call (the budget is in test/unit/contract.test.ts).
+ */
+export function toolListing(tools: readonly ToolDefinition[]): Tool[] {
+  return tools.map((t): Tool => {
+    const a = t.annotations;
+    const annotations: Tool['annotations'] = a.readOnlyHint
+      ? { readOnlyHint: true }
+      : {
+          destructiveHint: a.destructiveHint,
+          ...(a.idempotentHint ? { idempotentHint: true } : {}),
+        };
+    if (!a.openWorldHint) annotations.openWorldHint = false;
+    return {
+      name: t.name,
+      title: t.title,
+      description: t.description,
+      inputSchema: t.inputSchema as Tool['inputSchema'],
+      outputSchema: t.outputSchema as Tool['outputSchema'],
+      annotations,
+    };
+  });
 }
 
 /** Five minutes: a restarted connector may publish another tool set (--read-only, --tools). */

@@ -86,7 +86,8 @@ export interface GeneratedTool {
   };
   inputSchema: JsonSchema;
   outputSchema: JsonSchema;
-  /** The output with every field's description, for docs/tools.md only (not published). */
+  /** The input and output with every field's description, for docs/tools.md only (not published). */
+  docInputSchema?: JsonSchema;
   docOutputSchema?: JsonSchema;
 }
 
@@ -151,6 +152,8 @@ const OUTPUT_DEPTH = 0;
 class SchemaBuilder {
   /** Output messages by name, for `$defs`; filled by `output`. */
   private defs = new Map<string, JsonSchema>();
+  /** Input messages already described in an earlier tool: their fields go without descriptions after. */
+  private readonly described = new Set<string>();
 
   constructor(
     private readonly requiredExt: DescExtension,
@@ -170,9 +173,14 @@ class SchemaBuilder {
     }
     const properties: Record<string, JsonSchema> = {};
     const required: string[] = [];
+    // A nested input message (ServiceSpec in deploy and sync_desired_state) is described in the
+    // first tool that takes it; the field that holds it elsewhere says where.
+    const describe =
+      this.mode === 'doc' || (this.mode === 'input' && (seen.length === 0 || !this.described.has(desc.typeName)));
+    if (this.mode === 'input' && seen.length > 0) this.described.add(desc.typeName);
     for (const field of desc.fields) {
       const schema = this.field(field, [...seen, desc.typeName]);
-      const description = this.mode === 'output' ? '' : commentOf(field);
+      const description = describe ? commentOf(field) : '';
       properties[field.jsonName] = description ? { description, ...schema } : schema;
       if (hasOption(field, this.requiredExt) && getOption(field, this.requiredExt))
         required.push(field.jsonName);
@@ -198,6 +206,8 @@ class SchemaBuilder {
         if (field.listKind === 'scalar') items = this.scalar(field.scalar);
         else if (field.listKind === 'enum') items = this.enumeration(field.enum.values.map((v) => v.name));
         else items = this.messageRef(field.message, seen);
+        // A list of messages past the output depth is just a list.
+        if (this.mode === 'output' && items.$ref === undefined && items.type === 'object') return { type: 'array' };
         return { type: 'array', items };
       }
       case 'map': {
@@ -289,15 +299,19 @@ function inlineSingleUseDefs(schema: JsonSchema, defs: Map<string, JsonSchema>):
   return { ...resolved, $defs: Object.fromEntries(shared.map((name) => [name, resolve(defs.get(name))])) };
 }
 
-function toolInputSchema(base: JsonSchema, fanOut: boolean): JsonSchema {
+/**
+ * The tool's arguments: the request message and `node`. How `node` is chosen when it is left
+ * out is said once, in the server's instructions, not in every tool.
+ */
+function toolInputSchema(base: JsonSchema, fanOut: boolean, brief = true): JsonSchema {
   const properties = base.properties as Record<string, JsonSchema>;
-  const node: JsonSchema = {
-    description: fanOut
+  const node: JsonSchema = { type: 'string' };
+  if (!brief) {
+    node.description = fanOut
       ? 'Node to ask. Omit to ask every configured node and get one result per node.'
-      : "Node to act on. Omit to use the node named in the service's definition (or the only configured node).",
-    type: 'string',
-    pattern: NODE_NAME_PATTERN,
-  };
+      : "Node to act on. Omit to use the node named in the service's definition (or the only configured node).";
+    node.pattern = NODE_NAME_PATTERN;
+  }
   return { ...base, properties: { node, ...properties } };
 }
 
@@ -327,9 +341,7 @@ function toolOutputSchema(base: JsonSchema, fanOut: boolean, brief = false): Jso
       required: ['node', ...((base.required as string[] | undefined) ?? [])],
     };
   }
-  const error = brief
-    ? { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } } }
-    : ERROR_SCHEMA;
+  const error = brief ? { type: 'object' } : ERROR_SCHEMA;
   return {
     type: 'object',
     properties: {
@@ -442,6 +454,7 @@ export function generate(set: FileDescriptorSet): GeneratedRpc[] {
           openWorldHint: opts.openWorld ?? false,
         },
         inputSchema: toolInputSchema(builder.message(input), fanOut),
+        docInputSchema: toolInputSchema(docs.message(input), fanOut, false),
         outputSchema: outputs.output(output, (base) => toolOutputSchema(base, fanOut, true)),
         docOutputSchema: toolOutputSchema(docs.message(output), fanOut),
       };
@@ -452,7 +465,7 @@ export function generate(set: FileDescriptorSet): GeneratedRpc[] {
 }
 
 function renderTs(rpcs: GeneratedRpc[]): string {
-  const tools = rpcs.flatMap((r) => (r.tool ? [{ ...r.tool, docOutputSchema: undefined }] : []));
+  const tools = rpcs.flatMap((r) => (r.tool ? [{ ...r.tool, docInputSchema: undefined, docOutputSchema: undefined }] : []));
   const table = rpcs.map((r) => ({
     rpc: r.rpc,
     method: r.method,
@@ -660,7 +673,7 @@ function renderMarkdown(rpcs: GeneratedRpc[]): string {
       '',
       '| argument | type | required | description |',
       '| --- | --- | --- | --- |',
-      ...paramRows(tool.inputSchema),
+      ...paramRows(tool.docInputSchema ?? tool.inputSchema),
       '',
       'Result:',
       '',
