@@ -420,7 +420,8 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string"
+          "type": "string",
+          "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "spec": {
           "description": "Full definition, written to the definition file. Or give `service`.",
@@ -556,7 +557,8 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string"
+          "type": "string",
+          "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "service": {
           "description": "Service to stop.",
@@ -615,7 +617,8 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string"
+          "type": "string",
+          "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "service": {
           "description": "Service to start.",
@@ -674,7 +677,8 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string"
+          "type": "string",
+          "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "service": {
           "description": "Service to restart.",
@@ -733,7 +737,8 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string"
+          "type": "string",
+          "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "services": {
           "description": "Specs as in deploy's `spec`.",
@@ -859,7 +864,8 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string"
+          "type": "string",
+          "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "desiredState": {
           "description": "Only components with this desired state; unspecified for all.",
@@ -926,7 +932,8 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string"
+          "type": "string",
+          "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "service": {
           "description": "Only this service; empty for all.",
@@ -996,7 +1003,8 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string"
+          "type": "string",
+          "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "service": {
           "description": "Service to describe.",
@@ -1072,7 +1080,8 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string"
+          "type": "string",
+          "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "service": {
           "description": "Service whose containers (`<service>` and `<service>-*`) to adopt.",
@@ -1127,7 +1136,8 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string"
+          "type": "string",
+          "pattern": "^[a-z0-9][a-z0-9-]*$"
         }
       },
       "additionalProperties": false
@@ -1251,7 +1261,8 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string"
+          "type": "string",
+          "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "service": {
           "description": "Service whose directory receives the file.",
@@ -1334,7 +1345,8 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string"
+          "type": "string",
+          "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "service": {
           "description": "Service whose directory holds the file.",
@@ -1412,7 +1424,8 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string"
+          "type": "string",
+          "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "since": {
           "description": "Only records at or after this time.",

@@ -176,7 +176,8 @@ class SchemaBuilder {
     // A nested input message (ServiceSpec in deploy and sync_desired_state) is described in the
     // first tool that takes it; the field that holds it elsewhere says where.
     const describe =
-      this.mode === 'doc' || (this.mode === 'input' && (seen.length === 0 || !this.described.has(desc.typeName)));
+      this.mode === 'doc' ||
+      (this.mode === 'input' && (seen.length === 0 || !this.described.has(desc.typeName)));
     if (this.mode === 'input' && seen.length > 0) this.described.add(desc.typeName);
     for (const field of desc.fields) {
       const schema = this.field(field, [...seen, desc.typeName]);
@@ -207,7 +208,8 @@ class SchemaBuilder {
         else if (field.listKind === 'enum') items = this.enumeration(field.enum.values.map((v) => v.name));
         else items = this.messageRef(field.message, seen);
         // A list of messages past the output depth is just a list.
-        if (this.mode === 'output' && items.$ref === undefined && items.type === 'object') return { type: 'array' };
+        if (this.mode === 'output' && items.$ref === undefined && items.type === 'object')
+          return { type: 'array' };
         return { type: 'array', items };
       }
       case 'map': {
@@ -260,7 +262,9 @@ class SchemaBuilder {
         return output ? { type: 'integer' } : { type: 'integer', minimum: 0, maximum: 4294967295 };
       default:
         // 64-bit integers: ProtoJSON writes them as decimal strings, and accepts numbers.
-        return output ? { type: ['integer', 'string'] } : { type: ['integer', 'string'], pattern: '^-?[0-9]+$' };
+        return output
+          ? { type: ['integer', 'string'] }
+          : { type: ['integer', 'string'], pattern: '^-?[0-9]+$' };
     }
   }
 }
@@ -305,12 +309,11 @@ function inlineSingleUseDefs(schema: JsonSchema, defs: Map<string, JsonSchema>):
  */
 function toolInputSchema(base: JsonSchema, fanOut: boolean, brief = true): JsonSchema {
   const properties = base.properties as Record<string, JsonSchema>;
-  const node: JsonSchema = { type: 'string' };
+  const node: JsonSchema = { type: 'string', pattern: NODE_NAME_PATTERN };
   if (!brief) {
     node.description = fanOut
       ? 'Node to ask. Omit to ask every configured node and get one result per node.'
       : "Node to act on. Omit to use the node named in the service's definition (or the only configured node).";
-    node.pattern = NODE_NAME_PATTERN;
   }
   return { ...base, properties: { node, ...properties } };
 }
@@ -465,7 +468,9 @@ export function generate(set: FileDescriptorSet): GeneratedRpc[] {
 }
 
 function renderTs(rpcs: GeneratedRpc[]): string {
-  const tools = rpcs.flatMap((r) => (r.tool ? [{ ...r.tool, docInputSchema: undefined, docOutputSchema: undefined }] : []));
+  const tools = rpcs.flatMap((r) =>
+    r.tool ? [{ ...r.tool, docInputSchema: undefined, docOutputSchema: undefined }] : [],
+  );
   const table = rpcs.map((r) => ({
     rpc: r.rpc,
     method: r.method,
