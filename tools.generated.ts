@@ -405,7 +405,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "deploy",
     "title": "Deploy a service",
-    "description": "Deploy a service (or one component): pull, replace and check each container. By `service`: its definition file, else the node's record. A `spec` is also written to the definition file.",
+    "description": "Deploy a service (or one component): pull, replace and check each container. By `service`: its definition file, else the node's record.",
     "rpc": "Deploy",
     "permission": "service.deploy",
     "fanOut": false,
@@ -424,7 +424,7 @@ export const tools: readonly ToolDefinition[] = [
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "spec": {
-          "description": "Full definition, written to the definition file. Or give `service`.",
+          "description": "Full definition, recorded on the node. Or give `service`.",
           "type": "object",
           "properties": {
             "name": {

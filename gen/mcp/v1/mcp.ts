@@ -352,7 +352,7 @@ export interface ComponentResult {
 }
 
 export interface DeployRequest {
-  /** Full definition, written to the definition file. Or give `service`. */
+  /** Full definition, recorded on the node. Or give `service`. */
   spec:
     | ServiceSpec
     | undefined;
@@ -6860,8 +6860,7 @@ export type McpAgentServiceService = typeof McpAgentServiceService;
 export const McpAgentServiceService = {
   /**
    * Deploy a service (or one component): pull, replace and check each
-   * container. By `service`: its definition file, else the node's record. A
-   * `spec` is also written to the definition file.
+   * container. By `service`: its definition file, else the node's record.
    */
   deploy: {
     path: "/mcp.v1.McpAgentService/Deploy" as const,
@@ -7037,8 +7036,7 @@ export const McpAgentServiceService = {
 export interface McpAgentServiceServer extends UntypedServiceImplementation {
   /**
    * Deploy a service (or one component): pull, replace and check each
-   * container. By `service`: its definition file, else the node's record. A
-   * `spec` is also written to the definition file.
+   * container. By `service`: its definition file, else the node's record.
    */
   deploy: handleServerStreamingCall<DeployRequest, DeployResponse>;
   /**
@@ -7100,8 +7098,7 @@ export interface McpAgentServiceServer extends UntypedServiceImplementation {
 export interface McpAgentServiceClient extends Client {
   /**
    * Deploy a service (or one component): pull, replace and check each
-   * container. By `service`: its definition file, else the node's record. A
-   * `spec` is also written to the definition file.
+   * container. By `service`: its definition file, else the node's record.
    */
   deploy(request: DeployRequest, options?: Partial<CallOptions>): ClientReadableStream<DeployResponse>;
   deploy(
