@@ -405,7 +405,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "deploy",
     "title": "Deploy a service",
-    "description": "Deploy a service, or one of its components, onto this node. Give either a full `spec` (which is recorded as the service's new definition) or the name of a `service` this node already knows. For each component the agent pulls the image, stops and removes the old container, runs the new one and inspects it; one component failing does not stop the others. Replaces running containers. Repeating a call with the same `requestId` returns the first result instead of deploying twice.",
+    "description": "Deploy a service (or one component): pull, replace and check each container. By `service`: its definition file, else the node's record.",
     "rpc": "Deploy",
     "permission": "service.deploy",
     "fanOut": false,
@@ -420,71 +420,69 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to act on. Omit to use the node named in the service's definition (or the only configured node).",
           "type": "string",
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "spec": {
-          "description": "Full definition to deploy and record. Give this or `service`.",
+          "description": "Full definition, recorded on the node. Or give `service`.",
           "type": "object",
           "properties": {
             "name": {
-              "description": "Service name: lower-case letters, digits and '-', starting with a letter or digit.",
+              "description": "Lower-case letters, digits, '-'.",
               "type": "string"
             },
             "active": {
-              "description": "Whether the service should run. Absent means true.",
+              "description": "Default true.",
               "type": "boolean"
             },
             "components": {
-              "description": "The containers that make up the service; at least one.",
+              "description": "Its containers; at least one.",
               "type": "array",
               "items": {
                 "type": "object",
                 "properties": {
                   "name": {
-                    "description": "Component name: lower-case letters, digits and '-'.",
+                    "description": "Lower-case letters, digits, '-'.",
                     "type": "string"
                   },
                   "image": {
-                    "description": "Image reference, for example `registry.example:5000/web:v1.2.0`. Its tag is the component's version.",
+                    "description": "Image; its tag is the version.",
                     "type": "string"
                   },
                   "network": {
-                    "description": "Container network to join; empty for the runtime's default.",
+                    "description": "Network; empty for the default.",
                     "type": "string"
                   },
                   "user": {
-                    "description": "User (and optionally group) to run as, for example `1000:1000`.",
+                    "description": "`uid[:gid]`.",
                     "type": "string"
                   },
                   "restart": {
-                    "description": "Restart policy: `no`, `always`, `on-failure` or `unless-stopped`; empty for `no`.",
+                    "description": "`no`, `always`, `on-failure` or `unless-stopped`.",
                     "type": "string"
                   },
                   "ports": {
-                    "description": "Published ports as `[host_ip:]host_port:container_port[/tcp|/udp]`, for example `127.0.0.1:8080:80`.",
+                    "description": "`[ip:]host:container[/udp]`.",
                     "type": "array",
                     "items": {
                       "type": "string"
                     }
                   },
                   "volumes": {
-                    "description": "Bind mounts as `host_path:container_path[:ro|:rw|:z|:Z]`; host paths are absolute.",
+                    "description": "`/host/path:/container/path[:ro]`.",
                     "type": "array",
                     "items": {
                       "type": "string"
                     }
                   },
                   "cmd": {
-                    "description": "Command and arguments, replacing the image's default command.",
+                    "description": "Replaces the image's command.",
                     "type": "array",
                     "items": {
                       "type": "string"
                     }
                   },
                   "env": {
-                    "description": "Environment variables.",
                     "type": "object",
                     "additionalProperties": {
                       "type": "string"
@@ -506,15 +504,15 @@ export const tools: readonly ToolDefinition[] = [
           ]
         },
         "service": {
-          "description": "Name of a service this node already knows, to deploy from its recorded definition. Give this or `spec`.",
+          "description": "Service to deploy from its definition file (else the node's record).",
           "type": "string"
         },
         "component": {
-          "description": "Deploy only this component; empty for all of them.",
+          "description": "Only this component.",
           "type": "string"
         },
         "requestId": {
-          "description": "Client-chosen id; a retried call with the same id returns the first result instead of acting twice.",
+          "description": "Idempotency key: a retry with the same id returns the first result.",
           "type": "string"
         }
       },
@@ -524,73 +522,18 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string",
-          "description": "Node that answered."
+          "type": "string"
         },
         "service": {
-          "description": "Service deployed.",
           "type": "string"
         },
         "components": {
-          "description": "One entry per component deployed.",
-          "type": "array",
-          "items": {
-            "type": "object",
-            "properties": {
-              "component": {
-                "description": "Component name.",
-                "type": "string"
-              },
-              "ok": {
-                "description": "Whether the operation succeeded for this component.",
-                "type": "boolean"
-              },
-              "error": {
-                "description": "What went wrong, when `ok` is false.",
-                "type": "string"
-              },
-              "observedState": {
-                "description": "The component's observed state after the operation.",
-                "type": "string",
-                "enum": [
-                  "OBSERVED_STATE_UNSPECIFIED",
-                  "OBSERVED_STATE_RUNNING",
-                  "OBSERVED_STATE_EXITED",
-                  "OBSERVED_STATE_CREATED",
-                  "OBSERVED_STATE_PAUSED",
-                  "OBSERVED_STATE_RESTARTING",
-                  "OBSERVED_STATE_MISSING",
-                  "OBSERVED_STATE_UNKNOWN"
-                ]
-              },
-              "desiredState": {
-                "description": "The component's desired state after the operation.",
-                "type": "string",
-                "enum": [
-                  "DESIRED_STATE_UNSPECIFIED",
-                  "DESIRED_STATE_RUNNING",
-                  "DESIRED_STATE_STOPPED",
-                  "DESIRED_STATE_IGNORE"
-                ]
-              },
-              "version": {
-                "description": "The version (image tag) now running.",
-                "type": "string"
-              },
-              "container": {
-                "description": "Container name.",
-                "type": "string"
-              }
-            },
-            "additionalProperties": false
-          }
+          "type": "array"
         },
         "replayed": {
-          "description": "True when this result was recorded for an earlier call with the same request id and nothing was done now.",
           "type": "boolean"
         }
       },
-      "additionalProperties": false,
       "required": [
         "node"
       ]
@@ -599,7 +542,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "stop_service",
     "title": "Stop a service",
-    "description": "Stop a service, or one component, and mark it inactive: its desired state becomes stopped, so the monitor will not report it as drift. The containers are kept and can be started again.",
+    "description": "Stop a service (or one component) and mark it inactive, so it is not drift. Containers are kept.",
     "rpc": "StopService",
     "permission": "service.stop",
     "fanOut": false,
@@ -614,7 +557,6 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to act on. Omit to use the node named in the service's definition (or the only configured node).",
           "type": "string",
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
@@ -623,11 +565,11 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "component": {
-          "description": "Stop only this component; empty for all of them.",
+          "description": "Only this component.",
           "type": "string"
         },
         "requestId": {
-          "description": "Client-chosen id; a retried call with the same id returns the first result instead of acting twice.",
+          "description": "Idempotency key: a retry with the same id returns the first result.",
           "type": "string"
         }
       },
@@ -640,73 +582,18 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string",
-          "description": "Node that answered."
+          "type": "string"
         },
         "service": {
-          "description": "Service stopped.",
           "type": "string"
         },
         "components": {
-          "description": "One entry per component.",
-          "type": "array",
-          "items": {
-            "type": "object",
-            "properties": {
-              "component": {
-                "description": "Component name.",
-                "type": "string"
-              },
-              "ok": {
-                "description": "Whether the operation succeeded for this component.",
-                "type": "boolean"
-              },
-              "error": {
-                "description": "What went wrong, when `ok` is false.",
-                "type": "string"
-              },
-              "observedState": {
-                "description": "The component's observed state after the operation.",
-                "type": "string",
-                "enum": [
-                  "OBSERVED_STATE_UNSPECIFIED",
-                  "OBSERVED_STATE_RUNNING",
-                  "OBSERVED_STATE_EXITED",
-                  "OBSERVED_STATE_CREATED",
-                  "OBSERVED_STATE_PAUSED",
-                  "OBSERVED_STATE_RESTARTING",
-                  "OBSERVED_STATE_MISSING",
-                  "OBSERVED_STATE_UNKNOWN"
-                ]
-              },
-              "desiredState": {
-                "description": "The component's desired state after the operation.",
-                "type": "string",
-                "enum": [
-                  "DESIRED_STATE_UNSPECIFIED",
-                  "DESIRED_STATE_RUNNING",
-                  "DESIRED_STATE_STOPPED",
-                  "DESIRED_STATE_IGNORE"
-                ]
-              },
-              "version": {
-                "description": "The version (image tag) now running.",
-                "type": "string"
-              },
-              "container": {
-                "description": "Container name.",
-                "type": "string"
-              }
-            },
-            "additionalProperties": false
-          }
+          "type": "array"
         },
         "replayed": {
-          "description": "True when this result was recorded for an earlier call with the same request id.",
           "type": "boolean"
         }
       },
-      "additionalProperties": false,
       "required": [
         "node"
       ]
@@ -715,7 +602,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "start_service",
     "title": "Start a service",
-    "description": "Start a stopped service, or one component, and mark it active: its desired state becomes running. A component whose container was removed is run again from its recorded spec.",
+    "description": "Start a service (or one component) and mark it active; a removed container is run again from its spec.",
     "rpc": "StartService",
     "permission": "service.start",
     "fanOut": false,
@@ -730,7 +617,6 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to act on. Omit to use the node named in the service's definition (or the only configured node).",
           "type": "string",
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
@@ -739,11 +625,11 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "component": {
-          "description": "Start only this component; empty for all of them.",
+          "description": "Only this component.",
           "type": "string"
         },
         "requestId": {
-          "description": "Client-chosen id; a retried call with the same id returns the first result instead of acting twice.",
+          "description": "Idempotency key: a retry with the same id returns the first result.",
           "type": "string"
         }
       },
@@ -756,73 +642,18 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string",
-          "description": "Node that answered."
+          "type": "string"
         },
         "service": {
-          "description": "Service started.",
           "type": "string"
         },
         "components": {
-          "description": "One entry per component.",
-          "type": "array",
-          "items": {
-            "type": "object",
-            "properties": {
-              "component": {
-                "description": "Component name.",
-                "type": "string"
-              },
-              "ok": {
-                "description": "Whether the operation succeeded for this component.",
-                "type": "boolean"
-              },
-              "error": {
-                "description": "What went wrong, when `ok` is false.",
-                "type": "string"
-              },
-              "observedState": {
-                "description": "The component's observed state after the operation.",
-                "type": "string",
-                "enum": [
-                  "OBSERVED_STATE_UNSPECIFIED",
-                  "OBSERVED_STATE_RUNNING",
-                  "OBSERVED_STATE_EXITED",
-                  "OBSERVED_STATE_CREATED",
-                  "OBSERVED_STATE_PAUSED",
-                  "OBSERVED_STATE_RESTARTING",
-                  "OBSERVED_STATE_MISSING",
-                  "OBSERVED_STATE_UNKNOWN"
-                ]
-              },
-              "desiredState": {
-                "description": "The component's desired state after the operation.",
-                "type": "string",
-                "enum": [
-                  "DESIRED_STATE_UNSPECIFIED",
-                  "DESIRED_STATE_RUNNING",
-                  "DESIRED_STATE_STOPPED",
-                  "DESIRED_STATE_IGNORE"
-                ]
-              },
-              "version": {
-                "description": "The version (image tag) now running.",
-                "type": "string"
-              },
-              "container": {
-                "description": "Container name.",
-                "type": "string"
-              }
-            },
-            "additionalProperties": false
-          }
+          "type": "array"
         },
         "replayed": {
-          "description": "True when this result was recorded for an earlier call with the same request id.",
           "type": "boolean"
         }
       },
-      "additionalProperties": false,
       "required": [
         "node"
       ]
@@ -831,7 +662,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "restart_service",
     "title": "Restart a service",
-    "description": "Restart the containers of a service, or of one component. The desired state is left as it is. Interrupts whatever the containers are serving.",
+    "description": "Restart a service's containers (or one component's). Desired state is unchanged.",
     "rpc": "RestartService",
     "permission": "service.restart",
     "fanOut": false,
@@ -846,7 +677,6 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to act on. Omit to use the node named in the service's definition (or the only configured node).",
           "type": "string",
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
@@ -855,11 +685,11 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "component": {
-          "description": "Restart only this component; empty for all of them.",
+          "description": "Only this component.",
           "type": "string"
         },
         "requestId": {
-          "description": "Client-chosen id; a retried call with the same id returns the first result instead of acting twice.",
+          "description": "Idempotency key: a retry with the same id returns the first result.",
           "type": "string"
         }
       },
@@ -872,73 +702,18 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string",
-          "description": "Node that answered."
+          "type": "string"
         },
         "service": {
-          "description": "Service restarted.",
           "type": "string"
         },
         "components": {
-          "description": "One entry per component.",
-          "type": "array",
-          "items": {
-            "type": "object",
-            "properties": {
-              "component": {
-                "description": "Component name.",
-                "type": "string"
-              },
-              "ok": {
-                "description": "Whether the operation succeeded for this component.",
-                "type": "boolean"
-              },
-              "error": {
-                "description": "What went wrong, when `ok` is false.",
-                "type": "string"
-              },
-              "observedState": {
-                "description": "The component's observed state after the operation.",
-                "type": "string",
-                "enum": [
-                  "OBSERVED_STATE_UNSPECIFIED",
-                  "OBSERVED_STATE_RUNNING",
-                  "OBSERVED_STATE_EXITED",
-                  "OBSERVED_STATE_CREATED",
-                  "OBSERVED_STATE_PAUSED",
-                  "OBSERVED_STATE_RESTARTING",
-                  "OBSERVED_STATE_MISSING",
-                  "OBSERVED_STATE_UNKNOWN"
-                ]
-              },
-              "desiredState": {
-                "description": "The component's desired state after the operation.",
-                "type": "string",
-                "enum": [
-                  "DESIRED_STATE_UNSPECIFIED",
-                  "DESIRED_STATE_RUNNING",
-                  "DESIRED_STATE_STOPPED",
-                  "DESIRED_STATE_IGNORE"
-                ]
-              },
-              "version": {
-                "description": "The version (image tag) now running.",
-                "type": "string"
-              },
-              "container": {
-                "description": "Container name.",
-                "type": "string"
-              }
-            },
-            "additionalProperties": false
-          }
+          "type": "array"
         },
         "replayed": {
-          "description": "True when this result was recorded for an earlier call with the same request id.",
           "type": "boolean"
         }
       },
-      "additionalProperties": false,
       "required": [
         "node"
       ]
@@ -947,7 +722,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "sync_desired_state",
     "title": "Sync service definitions",
-    "description": "Record the declared service definitions on this node without touching any container: services are created or updated, `active` sets the desired state, and containers that match no definition are marked `ignore` so they never raise alerts. Additive: nothing is ever deleted.",
+    "description": "Record service definitions on a node without touching containers; unmatched containers are marked `ignore`. Never deletes.",
     "rpc": "SyncDesiredState",
     "permission": "service.sync",
     "fanOut": false,
@@ -962,73 +737,60 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to act on. Omit to use the node named in the service's definition (or the only configured node).",
           "type": "string",
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "services": {
-          "description": "The declared definitions of services on this node.",
+          "description": "Specs as in deploy's `spec`.",
           "type": "array",
           "items": {
             "type": "object",
             "properties": {
               "name": {
-                "description": "Service name: lower-case letters, digits and '-', starting with a letter or digit.",
                 "type": "string"
               },
               "active": {
-                "description": "Whether the service should run. Absent means true.",
                 "type": "boolean"
               },
               "components": {
-                "description": "The containers that make up the service; at least one.",
                 "type": "array",
                 "items": {
                   "type": "object",
                   "properties": {
                     "name": {
-                      "description": "Component name: lower-case letters, digits and '-'.",
                       "type": "string"
                     },
                     "image": {
-                      "description": "Image reference, for example `registry.example:5000/web:v1.2.0`. Its tag is the component's version.",
                       "type": "string"
                     },
                     "network": {
-                      "description": "Container network to join; empty for the runtime's default.",
                       "type": "string"
                     },
                     "user": {
-                      "description": "User (and optionally group) to run as, for example `1000:1000`.",
                       "type": "string"
                     },
                     "restart": {
-                      "description": "Restart policy: `no`, `always`, `on-failure` or `unless-stopped`; empty for `no`.",
                       "type": "string"
                     },
                     "ports": {
-                      "description": "Published ports as `[host_ip:]host_port:container_port[/tcp|/udp]`, for example `127.0.0.1:8080:80`.",
                       "type": "array",
                       "items": {
                         "type": "string"
                       }
                     },
                     "volumes": {
-                      "description": "Bind mounts as `host_path:container_path[:ro|:rw|:z|:Z]`; host paths are absolute.",
                       "type": "array",
                       "items": {
                         "type": "string"
                       }
                     },
                     "cmd": {
-                      "description": "Command and arguments, replacing the image's default command.",
                       "type": "array",
                       "items": {
                         "type": "string"
                       }
                     },
                     "env": {
-                      "description": "Environment variables.",
                       "type": "object",
                       "additionalProperties": {
                         "type": "string"
@@ -1051,7 +813,7 @@ export const tools: readonly ToolDefinition[] = [
           }
         },
         "requestId": {
-          "description": "Client-chosen id; a retried call with the same id returns the first result instead of acting twice.",
+          "description": "Idempotency key: a retry with the same id returns the first result.",
           "type": "string"
         }
       },
@@ -1064,47 +826,21 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string",
-          "description": "Node that answered."
+          "type": "string"
         },
         "services": {
-          "description": "One entry per service in the request.",
-          "type": "array",
-          "items": {
-            "type": "object",
-            "properties": {
-              "service": {
-                "description": "Service name.",
-                "type": "string"
-              },
-              "change": {
-                "description": "`created`, `updated` or `unchanged`.",
-                "type": "string"
-              },
-              "details": {
-                "description": "Human-readable list of what changed, for example `web: image a:v1 -> a:v2`.",
-                "type": "array",
-                "items": {
-                  "type": "string"
-                }
-              }
-            },
-            "additionalProperties": false
-          }
+          "type": "array"
         },
         "ignored": {
-          "description": "Containers that match no definition and were marked `ignore`, as `service/component`.",
           "type": "array",
           "items": {
             "type": "string"
           }
         },
         "replayed": {
-          "description": "True when this result was recorded for an earlier call with the same request id.",
           "type": "boolean"
         }
       },
-      "additionalProperties": false,
       "required": [
         "node"
       ]
@@ -1113,7 +849,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "list_services",
     "title": "List services",
-    "description": "List the services and components recorded on the node, with their desired and last observed state. Reads the registry only; use `live_check` for the runtime's state right now.",
+    "description": "Services and components in the node's registry, with desired and last observed state. `live_check` asks the runtime now.",
     "rpc": "ListServices",
     "permission": "service.list",
     "fanOut": true,
@@ -1128,7 +864,6 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to ask. Omit to ask every configured node and get one result per node.",
           "type": "string",
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
@@ -1150,135 +885,39 @@ export const tools: readonly ToolDefinition[] = [
       "properties": {
         "nodes": {
           "type": "array",
-          "description": "One entry per node asked, each with a result or an error.",
           "items": {
             "type": "object",
             "properties": {
               "node": {
-                "type": "string",
-                "description": "Node name."
+                "type": "string"
               },
               "result": {
                 "type": "object",
                 "properties": {
                   "services": {
-                    "description": "Services on the node, by name.",
-                    "type": "array",
-                    "items": {
-                      "type": "object",
-                      "properties": {
-                        "name": {
-                          "description": "Service name.",
-                          "type": "string"
-                        },
-                        "active": {
-                          "description": "Whether the service should run.",
-                          "type": "boolean"
-                        },
-                        "components": {
-                          "description": "Its components.",
-                          "type": "array",
-                          "items": {
-                            "type": "object",
-                            "properties": {
-                              "name": {
-                                "description": "Component name.",
-                                "type": "string"
-                              },
-                              "container": {
-                                "description": "Container name in the runtime.",
-                                "type": "string"
-                              },
-                              "image": {
-                                "description": "Image reference.",
-                                "type": "string"
-                              },
-                              "version": {
-                                "description": "Version (image tag) deployed.",
-                                "type": "string"
-                              },
-                              "desiredState": {
-                                "description": "What the operator wants.",
-                                "type": "string",
-                                "enum": [
-                                  "DESIRED_STATE_UNSPECIFIED",
-                                  "DESIRED_STATE_RUNNING",
-                                  "DESIRED_STATE_STOPPED",
-                                  "DESIRED_STATE_IGNORE"
-                                ]
-                              },
-                              "observedState": {
-                                "description": "What the runtime last reported.",
-                                "type": "string",
-                                "enum": [
-                                  "OBSERVED_STATE_UNSPECIFIED",
-                                  "OBSERVED_STATE_RUNNING",
-                                  "OBSERVED_STATE_EXITED",
-                                  "OBSERVED_STATE_CREATED",
-                                  "OBSERVED_STATE_PAUSED",
-                                  "OBSERVED_STATE_RESTARTING",
-                                  "OBSERVED_STATE_MISSING",
-                                  "OBSERVED_STATE_UNKNOWN"
-                                ]
-                              },
-                              "startedAt": {
-                                "description": "When the container last started, if known.",
-                                "type": "string",
-                                "format": "date-time"
-                              },
-                              "updatedAt": {
-                                "description": "When the registry row last changed.",
-                                "type": "string",
-                                "format": "date-time"
-                              }
-                            },
-                            "additionalProperties": false
-                          }
-                        }
-                      },
-                      "additionalProperties": false
-                    }
+                    "type": "array"
                   }
-                },
-                "additionalProperties": false
+                }
               },
               "error": {
-                "type": "object",
-                "description": "Why this node did not answer.",
-                "properties": {
-                  "code": {
-                    "type": "string",
-                    "description": "Error code, for example UNAVAILABLE or PERMISSION_DENIED."
-                  },
-                  "message": {
-                    "type": "string",
-                    "description": "What went wrong and what to do."
-                  }
-                },
-                "required": [
-                  "code",
-                  "message"
-                ],
-                "additionalProperties": false
+                "type": "object"
               }
             },
             "required": [
               "node"
-            ],
-            "additionalProperties": false
+            ]
           }
         }
       },
       "required": [
         "nodes"
-      ],
-      "additionalProperties": false
+      ]
     }
   },
   {
     "name": "live_check",
     "title": "Check containers now",
-    "description": "Ask the container runtime for the state of every container now, update the observed state in the registry and record an event for every change. Reports containers the registry does not know, and drift.",
+    "description": "Ask the runtime for every container's state now and record changes. Reports drift and unmanaged containers.",
     "rpc": "LiveCheck",
     "permission": "service.live_check",
     "fanOut": true,
@@ -1293,7 +932,6 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to ask. Omit to ask every configured node and get one result per node.",
           "type": "string",
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
@@ -1309,272 +947,48 @@ export const tools: readonly ToolDefinition[] = [
       "properties": {
         "nodes": {
           "type": "array",
-          "description": "One entry per node asked, each with a result or an error.",
           "items": {
             "type": "object",
             "properties": {
               "node": {
-                "type": "string",
-                "description": "Node name."
+                "type": "string"
               },
               "result": {
                 "type": "object",
                 "properties": {
                   "services": {
-                    "description": "Services with the observed state just read from the runtime.",
-                    "type": "array",
-                    "items": {
-                      "type": "object",
-                      "properties": {
-                        "name": {
-                          "description": "Service name.",
-                          "type": "string"
-                        },
-                        "active": {
-                          "description": "Whether the service should run.",
-                          "type": "boolean"
-                        },
-                        "components": {
-                          "description": "Its components.",
-                          "type": "array",
-                          "items": {
-                            "type": "object",
-                            "properties": {
-                              "name": {
-                                "description": "Component name.",
-                                "type": "string"
-                              },
-                              "container": {
-                                "description": "Container name in the runtime.",
-                                "type": "string"
-                              },
-                              "image": {
-                                "description": "Image reference.",
-                                "type": "string"
-                              },
-                              "version": {
-                                "description": "Version (image tag) deployed.",
-                                "type": "string"
-                              },
-                              "desiredState": {
-                                "description": "What the operator wants.",
-                                "type": "string",
-                                "enum": [
-                                  "DESIRED_STATE_UNSPECIFIED",
-                                  "DESIRED_STATE_RUNNING",
-                                  "DESIRED_STATE_STOPPED",
-                                  "DESIRED_STATE_IGNORE"
-                                ]
-                              },
-                              "observedState": {
-                                "description": "What the runtime last reported.",
-                                "type": "string",
-                                "enum": [
-                                  "OBSERVED_STATE_UNSPECIFIED",
-                                  "OBSERVED_STATE_RUNNING",
-                                  "OBSERVED_STATE_EXITED",
-                                  "OBSERVED_STATE_CREATED",
-                                  "OBSERVED_STATE_PAUSED",
-                                  "OBSERVED_STATE_RESTARTING",
-                                  "OBSERVED_STATE_MISSING",
-                                  "OBSERVED_STATE_UNKNOWN"
-                                ]
-                              },
-                              "startedAt": {
-                                "description": "When the container last started, if known.",
-                                "type": "string",
-                                "format": "date-time"
-                              },
-                              "updatedAt": {
-                                "description": "When the registry row last changed.",
-                                "type": "string",
-                                "format": "date-time"
-                              }
-                            },
-                            "additionalProperties": false
-                          }
-                        }
-                      },
-                      "additionalProperties": false
-                    }
+                    "type": "array"
                   },
                   "changes": {
-                    "description": "Observed-state changes found by this check (each also recorded as an event).",
-                    "type": "array",
-                    "items": {
-                      "type": "object",
-                      "properties": {
-                        "service": {
-                          "description": "Service name.",
-                          "type": "string"
-                        },
-                        "component": {
-                          "description": "Component name.",
-                          "type": "string"
-                        },
-                        "previousState": {
-                          "description": "State before.",
-                          "type": "string",
-                          "enum": [
-                            "OBSERVED_STATE_UNSPECIFIED",
-                            "OBSERVED_STATE_RUNNING",
-                            "OBSERVED_STATE_EXITED",
-                            "OBSERVED_STATE_CREATED",
-                            "OBSERVED_STATE_PAUSED",
-                            "OBSERVED_STATE_RESTARTING",
-                            "OBSERVED_STATE_MISSING",
-                            "OBSERVED_STATE_UNKNOWN"
-                          ]
-                        },
-                        "observedState": {
-                          "description": "State now.",
-                          "type": "string",
-                          "enum": [
-                            "OBSERVED_STATE_UNSPECIFIED",
-                            "OBSERVED_STATE_RUNNING",
-                            "OBSERVED_STATE_EXITED",
-                            "OBSERVED_STATE_CREATED",
-                            "OBSERVED_STATE_PAUSED",
-                            "OBSERVED_STATE_RESTARTING",
-                            "OBSERVED_STATE_MISSING",
-                            "OBSERVED_STATE_UNKNOWN"
-                          ]
-                        }
-                      },
-                      "additionalProperties": false
-                    }
+                    "type": "array"
                   },
                   "unmanaged": {
-                    "description": "Containers that belong to no known service; `adopt_containers` can take them under management.",
-                    "type": "array",
-                    "items": {
-                      "type": "object",
-                      "properties": {
-                        "name": {
-                          "description": "Container name.",
-                          "type": "string"
-                        },
-                        "image": {
-                          "description": "Image reference.",
-                          "type": "string"
-                        },
-                        "observedState": {
-                          "description": "The runtime's state for it.",
-                          "type": "string",
-                          "enum": [
-                            "OBSERVED_STATE_UNSPECIFIED",
-                            "OBSERVED_STATE_RUNNING",
-                            "OBSERVED_STATE_EXITED",
-                            "OBSERVED_STATE_CREATED",
-                            "OBSERVED_STATE_PAUSED",
-                            "OBSERVED_STATE_RESTARTING",
-                            "OBSERVED_STATE_MISSING",
-                            "OBSERVED_STATE_UNKNOWN"
-                          ]
-                        }
-                      },
-                      "additionalProperties": false
-                    }
+                    "type": "array"
                   },
                   "drift": {
-                    "description": "Components out of their desired state after this check (state or image), as `service_status` reports them.",
-                    "type": "array",
-                    "items": {
-                      "type": "object",
-                      "properties": {
-                        "service": {
-                          "description": "Service name.",
-                          "type": "string"
-                        },
-                        "component": {
-                          "description": "Component name.",
-                          "type": "string"
-                        },
-                        "desiredState": {
-                          "description": "What the operator wants.",
-                          "type": "string",
-                          "enum": [
-                            "DESIRED_STATE_UNSPECIFIED",
-                            "DESIRED_STATE_RUNNING",
-                            "DESIRED_STATE_STOPPED",
-                            "DESIRED_STATE_IGNORE"
-                          ]
-                        },
-                        "observedState": {
-                          "description": "What the runtime last reported.",
-                          "type": "string",
-                          "enum": [
-                            "OBSERVED_STATE_UNSPECIFIED",
-                            "OBSERVED_STATE_RUNNING",
-                            "OBSERVED_STATE_EXITED",
-                            "OBSERVED_STATE_CREATED",
-                            "OBSERVED_STATE_PAUSED",
-                            "OBSERVED_STATE_RESTARTING",
-                            "OBSERVED_STATE_MISSING",
-                            "OBSERVED_STATE_UNKNOWN"
-                          ]
-                        },
-                        "reason": {
-                          "description": "Why it drifts: its state, or the image its running container was created from.",
-                          "type": "string",
-                          "enum": [
-                            "DRIFT_REASON_UNSPECIFIED",
-                            "DRIFT_REASON_STATE",
-                            "DRIFT_REASON_IMAGE"
-                          ]
-                        },
-                        "desiredImage": {
-                          "description": "Image the registry records for the component.",
-                          "type": "string"
-                        },
-                        "runningImage": {
-                          "description": "Image the container was created from, as the runtime lists it; empty if never seen.",
-                          "type": "string"
-                        }
-                      },
-                      "additionalProperties": false
-                    }
+                    "type": "array"
                   }
-                },
-                "additionalProperties": false
+                }
               },
               "error": {
-                "type": "object",
-                "description": "Why this node did not answer.",
-                "properties": {
-                  "code": {
-                    "type": "string",
-                    "description": "Error code, for example UNAVAILABLE or PERMISSION_DENIED."
-                  },
-                  "message": {
-                    "type": "string",
-                    "description": "What went wrong and what to do."
-                  }
-                },
-                "required": [
-                  "code",
-                  "message"
-                ],
-                "additionalProperties": false
+                "type": "object"
               }
             },
             "required": [
               "node"
-            ],
-            "additionalProperties": false
+            ]
           }
         }
       },
       "required": [
         "nodes"
-      ],
-      "additionalProperties": false
+      ]
     }
   },
   {
     "name": "service_status",
     "title": "Service status and drift",
-    "description": "Show one service in detail: each component's desired and observed state, drift (components whose observed state differs from the desired one, or that run another image than the recorded one), and the most recent events.",
+    "description": "One service in detail: its components, drift (wrong state or image) and recent events.",
     "rpc": "GetServiceStatus",
     "permission": "service.status",
     "fanOut": true,
@@ -1589,7 +1003,6 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to ask. Omit to ask every configured node and get one result per node.",
           "type": "string",
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
@@ -1614,258 +1027,45 @@ export const tools: readonly ToolDefinition[] = [
       "properties": {
         "nodes": {
           "type": "array",
-          "description": "One entry per node asked, each with a result or an error.",
           "items": {
             "type": "object",
             "properties": {
               "node": {
-                "type": "string",
-                "description": "Node name."
+                "type": "string"
               },
               "result": {
                 "type": "object",
                 "properties": {
                   "service": {
-                    "description": "The service with its components.",
-                    "type": "object",
-                    "properties": {
-                      "name": {
-                        "description": "Service name.",
-                        "type": "string"
-                      },
-                      "active": {
-                        "description": "Whether the service should run.",
-                        "type": "boolean"
-                      },
-                      "components": {
-                        "description": "Its components.",
-                        "type": "array",
-                        "items": {
-                          "type": "object",
-                          "properties": {
-                            "name": {
-                              "description": "Component name.",
-                              "type": "string"
-                            },
-                            "container": {
-                              "description": "Container name in the runtime.",
-                              "type": "string"
-                            },
-                            "image": {
-                              "description": "Image reference.",
-                              "type": "string"
-                            },
-                            "version": {
-                              "description": "Version (image tag) deployed.",
-                              "type": "string"
-                            },
-                            "desiredState": {
-                              "description": "What the operator wants.",
-                              "type": "string",
-                              "enum": [
-                                "DESIRED_STATE_UNSPECIFIED",
-                                "DESIRED_STATE_RUNNING",
-                                "DESIRED_STATE_STOPPED",
-                                "DESIRED_STATE_IGNORE"
-                              ]
-                            },
-                            "observedState": {
-                              "description": "What the runtime last reported.",
-                              "type": "string",
-                              "enum": [
-                                "OBSERVED_STATE_UNSPECIFIED",
-                                "OBSERVED_STATE_RUNNING",
-                                "OBSERVED_STATE_EXITED",
-                                "OBSERVED_STATE_CREATED",
-                                "OBSERVED_STATE_PAUSED",
-                                "OBSERVED_STATE_RESTARTING",
-                                "OBSERVED_STATE_MISSING",
-                                "OBSERVED_STATE_UNKNOWN"
-                              ]
-                            },
-                            "startedAt": {
-                              "description": "When the container last started, if known.",
-                              "type": "string",
-                              "format": "date-time"
-                            },
-                            "updatedAt": {
-                              "description": "When the registry row last changed.",
-                              "type": "string",
-                              "format": "date-time"
-                            }
-                          },
-                          "additionalProperties": false
-                        }
-                      }
-                    },
-                    "additionalProperties": false
+                    "type": "object"
                   },
                   "drift": {
-                    "description": "Components out of their desired state, or running another image than the recorded one.",
-                    "type": "array",
-                    "items": {
-                      "type": "object",
-                      "properties": {
-                        "service": {
-                          "description": "Service name.",
-                          "type": "string"
-                        },
-                        "component": {
-                          "description": "Component name.",
-                          "type": "string"
-                        },
-                        "desiredState": {
-                          "description": "What the operator wants.",
-                          "type": "string",
-                          "enum": [
-                            "DESIRED_STATE_UNSPECIFIED",
-                            "DESIRED_STATE_RUNNING",
-                            "DESIRED_STATE_STOPPED",
-                            "DESIRED_STATE_IGNORE"
-                          ]
-                        },
-                        "observedState": {
-                          "description": "What the runtime last reported.",
-                          "type": "string",
-                          "enum": [
-                            "OBSERVED_STATE_UNSPECIFIED",
-                            "OBSERVED_STATE_RUNNING",
-                            "OBSERVED_STATE_EXITED",
-                            "OBSERVED_STATE_CREATED",
-                            "OBSERVED_STATE_PAUSED",
-                            "OBSERVED_STATE_RESTARTING",
-                            "OBSERVED_STATE_MISSING",
-                            "OBSERVED_STATE_UNKNOWN"
-                          ]
-                        },
-                        "reason": {
-                          "description": "Why it drifts: its state, or the image its running container was created from.",
-                          "type": "string",
-                          "enum": [
-                            "DRIFT_REASON_UNSPECIFIED",
-                            "DRIFT_REASON_STATE",
-                            "DRIFT_REASON_IMAGE"
-                          ]
-                        },
-                        "desiredImage": {
-                          "description": "Image the registry records for the component.",
-                          "type": "string"
-                        },
-                        "runningImage": {
-                          "description": "Image the container was created from, as the runtime lists it; empty if never seen.",
-                          "type": "string"
-                        }
-                      },
-                      "additionalProperties": false
-                    }
+                    "type": "array"
                   },
                   "events": {
-                    "description": "Most recent events first.",
-                    "type": "array",
-                    "items": {
-                      "type": "object",
-                      "properties": {
-                        "id": {
-                          "description": "Event id, increasing.",
-                          "type": [
-                            "integer",
-                            "string"
-                          ],
-                          "pattern": "^-?[0-9]+$"
-                        },
-                        "service": {
-                          "description": "Service name.",
-                          "type": "string"
-                        },
-                        "component": {
-                          "description": "Component name.",
-                          "type": "string"
-                        },
-                        "time": {
-                          "description": "When it happened.",
-                          "type": "string",
-                          "format": "date-time"
-                        },
-                        "kind": {
-                          "description": "Kind of event, for example `observed_state` or `deployed`.",
-                          "type": "string"
-                        },
-                        "previousState": {
-                          "description": "Observed state before.",
-                          "type": "string",
-                          "enum": [
-                            "OBSERVED_STATE_UNSPECIFIED",
-                            "OBSERVED_STATE_RUNNING",
-                            "OBSERVED_STATE_EXITED",
-                            "OBSERVED_STATE_CREATED",
-                            "OBSERVED_STATE_PAUSED",
-                            "OBSERVED_STATE_RESTARTING",
-                            "OBSERVED_STATE_MISSING",
-                            "OBSERVED_STATE_UNKNOWN"
-                          ]
-                        },
-                        "observedState": {
-                          "description": "Observed state after.",
-                          "type": "string",
-                          "enum": [
-                            "OBSERVED_STATE_UNSPECIFIED",
-                            "OBSERVED_STATE_RUNNING",
-                            "OBSERVED_STATE_EXITED",
-                            "OBSERVED_STATE_CREATED",
-                            "OBSERVED_STATE_PAUSED",
-                            "OBSERVED_STATE_RESTARTING",
-                            "OBSERVED_STATE_MISSING",
-                            "OBSERVED_STATE_UNKNOWN"
-                          ]
-                        },
-                        "message": {
-                          "description": "Details.",
-                          "type": "string"
-                        }
-                      },
-                      "additionalProperties": false
-                    }
+                    "type": "array"
                   }
-                },
-                "additionalProperties": false
+                }
               },
               "error": {
-                "type": "object",
-                "description": "Why this node did not answer.",
-                "properties": {
-                  "code": {
-                    "type": "string",
-                    "description": "Error code, for example UNAVAILABLE or PERMISSION_DENIED."
-                  },
-                  "message": {
-                    "type": "string",
-                    "description": "What went wrong and what to do."
-                  }
-                },
-                "required": [
-                  "code",
-                  "message"
-                ],
-                "additionalProperties": false
+                "type": "object"
               }
             },
             "required": [
               "node"
-            ],
-            "additionalProperties": false
+            ]
           }
         }
       },
       "required": [
         "nodes"
-      ],
-      "additionalProperties": false
+      ]
     }
   },
   {
     "name": "adopt_containers",
     "title": "Adopt existing containers",
-    "description": "Take existing containers named `<service>-<component>` (or just `<service>`) under management as components of `service`, with image, ports, volumes, env, command, network, user and restart policy read from the runtime. Nothing is restarted; the desired state follows what is running now.",
+    "description": "Manage existing containers `<service>` and `<service>-<component>` as `service`, their spec read from the runtime. Nothing is restarted.",
     "rpc": "AdoptContainers",
     "permission": "service.adopt",
     "fanOut": false,
@@ -1880,7 +1080,6 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to act on. Omit to use the node named in the service's definition (or the only configured node).",
           "type": "string",
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
@@ -1889,7 +1088,7 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "requestId": {
-          "description": "Client-chosen id; a retried call with the same id returns the first result instead of acting twice.",
+          "description": "Idempotency key: a retry with the same id returns the first result.",
           "type": "string"
         }
       },
@@ -1902,79 +1101,18 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string",
-          "description": "Node that answered."
+          "type": "string"
         },
         "service": {
-          "description": "Service the containers were adopted into.",
           "type": "string"
         },
         "components": {
-          "description": "The components now managed.",
-          "type": "array",
-          "items": {
-            "type": "object",
-            "properties": {
-              "name": {
-                "description": "Component name.",
-                "type": "string"
-              },
-              "container": {
-                "description": "Container name in the runtime.",
-                "type": "string"
-              },
-              "image": {
-                "description": "Image reference.",
-                "type": "string"
-              },
-              "version": {
-                "description": "Version (image tag) deployed.",
-                "type": "string"
-              },
-              "desiredState": {
-                "description": "What the operator wants.",
-                "type": "string",
-                "enum": [
-                  "DESIRED_STATE_UNSPECIFIED",
-                  "DESIRED_STATE_RUNNING",
-                  "DESIRED_STATE_STOPPED",
-                  "DESIRED_STATE_IGNORE"
-                ]
-              },
-              "observedState": {
-                "description": "What the runtime last reported.",
-                "type": "string",
-                "enum": [
-                  "OBSERVED_STATE_UNSPECIFIED",
-                  "OBSERVED_STATE_RUNNING",
-                  "OBSERVED_STATE_EXITED",
-                  "OBSERVED_STATE_CREATED",
-                  "OBSERVED_STATE_PAUSED",
-                  "OBSERVED_STATE_RESTARTING",
-                  "OBSERVED_STATE_MISSING",
-                  "OBSERVED_STATE_UNKNOWN"
-                ]
-              },
-              "startedAt": {
-                "description": "When the container last started, if known.",
-                "type": "string",
-                "format": "date-time"
-              },
-              "updatedAt": {
-                "description": "When the registry row last changed.",
-                "type": "string",
-                "format": "date-time"
-              }
-            },
-            "additionalProperties": false
-          }
+          "type": "array"
         },
         "replayed": {
-          "description": "True when this result was recorded for an earlier call with the same request id.",
           "type": "boolean"
         }
       },
-      "additionalProperties": false,
       "required": [
         "node"
       ]
@@ -1983,7 +1121,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "node_status",
     "title": "Node status",
-    "description": "Describe the node: its name, container runtime and version, how many services and components it runs, disk, memory, CPU load, uptime and the agent's version.",
+    "description": "The node: runtime, service counts, disk, memory, load, uptime, certificate expiry.",
     "rpc": "NodeStatus",
     "permission": "node.status",
     "fanOut": true,
@@ -1998,7 +1136,6 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to ask. Omit to ask every configured node and get one result per node.",
           "type": "string",
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         }
@@ -2010,179 +1147,106 @@ export const tools: readonly ToolDefinition[] = [
       "properties": {
         "nodes": {
           "type": "array",
-          "description": "One entry per node asked, each with a result or an error.",
           "items": {
             "type": "object",
             "properties": {
               "node": {
-                "type": "string",
-                "description": "Node name."
+                "type": "string"
               },
               "result": {
                 "type": "object",
                 "properties": {
                   "node": {
-                    "description": "Node name.",
                     "type": "string"
                   },
                   "runtime": {
-                    "description": "Container runtime: `podman` or `docker`.",
                     "type": "string"
                   },
                   "runtimeVersion": {
-                    "description": "Runtime version.",
                     "type": "string"
                   },
                   "agentVersion": {
-                    "description": "Agent version.",
                     "type": "string"
                   },
                   "services": {
-                    "description": "Services in the registry.",
-                    "type": "integer",
-                    "minimum": 0,
-                    "maximum": 4294967295
+                    "type": "integer"
                   },
                   "components": {
-                    "description": "Components in the registry.",
-                    "type": "integer",
-                    "minimum": 0,
-                    "maximum": 4294967295
+                    "type": "integer"
                   },
                   "running": {
-                    "description": "Components observed running.",
-                    "type": "integer",
-                    "minimum": 0,
-                    "maximum": 4294967295
+                    "type": "integer"
                   },
                   "disk": {
-                    "description": "Filesystem holding the agent's data.",
-                    "type": "object",
-                    "properties": {
-                      "path": {
-                        "description": "Path measured.",
-                        "type": "string"
-                      },
-                      "totalBytes": {
-                        "description": "Size in bytes.",
-                        "type": [
-                          "integer",
-                          "string"
-                        ],
-                        "pattern": "^-?[0-9]+$"
-                      },
-                      "availableBytes": {
-                        "description": "Free bytes available to the agent.",
-                        "type": [
-                          "integer",
-                          "string"
-                        ],
-                        "pattern": "^-?[0-9]+$"
-                      }
-                    },
-                    "additionalProperties": false
+                    "type": "object"
                   },
                   "memoryTotalBytes": {
-                    "description": "Total memory in bytes.",
                     "type": [
                       "integer",
                       "string"
-                    ],
-                    "pattern": "^-?[0-9]+$"
+                    ]
                   },
                   "memoryAvailableBytes": {
-                    "description": "Available memory in bytes.",
                     "type": [
                       "integer",
                       "string"
-                    ],
-                    "pattern": "^-?[0-9]+$"
+                    ]
                   },
                   "loadAverage": {
-                    "description": "Load averages over 1, 5 and 15 minutes.",
                     "type": "array",
                     "items": {
                       "type": "number"
                     }
                   },
                   "cpus": {
-                    "description": "Number of CPUs.",
-                    "type": "integer",
-                    "minimum": 0,
-                    "maximum": 4294967295
+                    "type": "integer"
                   },
                   "uptimeSeconds": {
-                    "description": "Seconds since the node booted.",
                     "type": [
                       "integer",
                       "string"
-                    ],
-                    "pattern": "^-?[0-9]+$"
+                    ]
                   },
                   "agentUptimeSeconds": {
-                    "description": "Seconds since the agent started.",
                     "type": [
                       "integer",
                       "string"
-                    ],
-                    "pattern": "^-?[0-9]+$"
+                    ]
                   },
                   "tlsCertNotAfter": {
-                    "description": "When the agent's TLS certificate expires: renew it (`mcp ca issue`) before then.",
                     "type": "string",
                     "format": "date-time"
                   },
                   "tlsCertSubject": {
-                    "description": "Subject of the agent's TLS certificate, e.g. `CN=node1`.",
                     "type": "string"
                   },
                   "tlsCertSans": {
-                    "description": "Names the agent's TLS certificate is valid for, e.g. `IP Address:10.0.0.5`, `DNS:node1.lan`.",
                     "type": "array",
                     "items": {
                       "type": "string"
                     }
                   }
-                },
-                "additionalProperties": false
+                }
               },
               "error": {
-                "type": "object",
-                "description": "Why this node did not answer.",
-                "properties": {
-                  "code": {
-                    "type": "string",
-                    "description": "Error code, for example UNAVAILABLE or PERMISSION_DENIED."
-                  },
-                  "message": {
-                    "type": "string",
-                    "description": "What went wrong and what to do."
-                  }
-                },
-                "required": [
-                  "code",
-                  "message"
-                ],
-                "additionalProperties": false
+                "type": "object"
               }
             },
             "required": [
               "node"
-            ],
-            "additionalProperties": false
+            ]
           }
         }
       },
       "required": [
         "nodes"
-      ],
-      "additionalProperties": false
+      ]
     }
   },
   {
     "name": "push_file",
     "title": "Write a file to a service",
-    "description": "Write a file under `/srv/<service>/` on the node. The first message is a header with the path and the expected SHA-256; the content follows in chunks. The file appears atomically, only if the digest matches; an existing file at that path is replaced.",
+    "description": "Write a file into the service's files directory on the node, replacing any file there. It appears whole or not at all.",
     "rpc": "PushFile",
     "permission": "file.push",
     "fanOut": false,
@@ -2197,7 +1261,6 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to act on. Omit to use the node named in the service's definition (or the only configured node).",
           "type": "string",
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
@@ -2238,37 +1301,27 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string",
-          "description": "Node that answered."
+          "type": "string"
         },
         "service": {
-          "description": "Service directory.",
           "type": "string"
         },
         "path": {
-          "description": "Path written, relative to the service directory.",
           "type": "string"
         },
         "size": {
-          "description": "Bytes written.",
           "type": [
             "integer",
             "string"
-          ],
-          "pattern": "^-?[0-9]+$"
+          ]
         },
         "sha256": {
-          "description": "SHA-256 of what was written, lower-case hex.",
           "type": "string"
         },
         "mode": {
-          "description": "Mode set.",
-          "type": "integer",
-          "minimum": 0,
-          "maximum": 4294967295
+          "type": "integer"
         }
       },
-      "additionalProperties": false,
       "required": [
         "node"
       ]
@@ -2277,7 +1330,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "pull_file",
     "title": "Read a file of a service",
-    "description": "Read a file under `/srv/<service>/` on the node: a header with size and mode, the content in chunks, then its SHA-256.",
+    "description": "Read a file from the service's files directory on the node.",
     "rpc": "PullFile",
     "permission": "file.pull",
     "fanOut": false,
@@ -2292,7 +1345,6 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to act on. Omit to use the node named in the service's definition (or the only configured node).",
           "type": "string",
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
@@ -2319,49 +1371,36 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "type": "string",
-          "description": "Node that answered."
+          "type": "string"
         },
         "service": {
-          "description": "Service directory.",
           "type": "string"
         },
         "path": {
-          "description": "Path read.",
           "type": "string"
         },
         "size": {
-          "description": "Size in bytes.",
           "type": [
             "integer",
             "string"
-          ],
-          "pattern": "^-?[0-9]+$"
+          ]
         },
         "mode": {
-          "description": "File mode.",
-          "type": "integer",
-          "minimum": 0,
-          "maximum": 4294967295
+          "type": "integer"
         },
         "sha256": {
-          "description": "SHA-256 of the content, lower-case hex.",
           "type": "string"
         },
         "content": {
-          "description": "The content, when it is UTF-8 text small enough to return.",
           "type": "string"
         },
         "contentBase64": {
-          "description": "The content base64-encoded, when it is binary and small enough to return.",
           "type": "string"
         },
         "localPath": {
-          "description": "Where the content was saved, when `localPath` was given.",
           "type": "string"
         }
       },
-      "additionalProperties": false,
       "required": [
         "node"
       ]
@@ -2370,7 +1409,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "query_audit",
     "title": "Query the audit log",
-    "description": "Read the node's audit log: one record per call to the agent, allowed or denied, with caller, roles, operation, target, decision, outcome and duration. Newest first, paginated with `pageToken`.",
+    "description": "The node's audit log: every call, allowed or denied, newest first.",
     "rpc": "QueryAudit",
     "permission": "audit.query",
     "fanOut": true,
@@ -2385,7 +1424,6 @@ export const tools: readonly ToolDefinition[] = [
       "type": "object",
       "properties": {
         "node": {
-          "description": "Node to ask. Omit to ask every configured node and get one result per node.",
           "type": "string",
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
@@ -2448,160 +1486,36 @@ export const tools: readonly ToolDefinition[] = [
       "properties": {
         "nodes": {
           "type": "array",
-          "description": "One entry per node asked, each with a result or an error.",
           "items": {
             "type": "object",
             "properties": {
               "node": {
-                "type": "string",
-                "description": "Node name."
+                "type": "string"
               },
               "result": {
                 "type": "object",
                 "properties": {
                   "records": {
-                    "description": "Matching records, newest first.",
-                    "type": "array",
-                    "items": {
-                      "type": "object",
-                      "properties": {
-                        "seq": {
-                          "description": "Position in the log, increasing.",
-                          "type": [
-                            "integer",
-                            "string"
-                          ],
-                          "pattern": "^-?[0-9]+$"
-                        },
-                        "time": {
-                          "description": "When the call arrived.",
-                          "type": "string",
-                          "format": "date-time"
-                        },
-                        "node": {
-                          "description": "Node that served it.",
-                          "type": "string"
-                        },
-                        "issuer": {
-                          "description": "Token issuer of the caller.",
-                          "type": "string"
-                        },
-                        "subject": {
-                          "description": "Caller's subject.",
-                          "type": "string"
-                        },
-                        "clientId": {
-                          "description": "Caller's client id, when the token names one.",
-                          "type": "string"
-                        },
-                        "roles": {
-                          "description": "Roles the caller held.",
-                          "type": "array",
-                          "items": {
-                            "type": "string"
-                          }
-                        },
-                        "rpc": {
-                          "description": "RPC called, for example `Deploy`.",
-                          "type": "string"
-                        },
-                        "tool": {
-                          "description": "Tool name of that RPC.",
-                          "type": "string"
-                        },
-                        "service": {
-                          "description": "Target service.",
-                          "type": "string"
-                        },
-                        "component": {
-                          "description": "Target component.",
-                          "type": "string"
-                        },
-                        "argsSha256": {
-                          "description": "SHA-256 of the canonical arguments (file content excluded).",
-                          "type": "string"
-                        },
-                        "decision": {
-                          "description": "Allowed or denied.",
-                          "type": "string",
-                          "enum": [
-                            "AUDIT_DECISION_UNSPECIFIED",
-                            "AUDIT_DECISION_ALLOW",
-                            "AUDIT_DECISION_DENY"
-                          ]
-                        },
-                        "outcome": {
-                          "description": "How it ended.",
-                          "type": "string",
-                          "enum": [
-                            "AUDIT_OUTCOME_UNSPECIFIED",
-                            "AUDIT_OUTCOME_OK",
-                            "AUDIT_OUTCOME_ERROR",
-                            "AUDIT_OUTCOME_UNKNOWN"
-                          ]
-                        },
-                        "errorCode": {
-                          "description": "gRPC status code name when it failed, for example `NOT_FOUND`.",
-                          "type": "string"
-                        },
-                        "durationMs": {
-                          "description": "Duration in milliseconds.",
-                          "type": "number"
-                        },
-                        "requestId": {
-                          "description": "Client request id.",
-                          "type": "string"
-                        },
-                        "prevHash": {
-                          "description": "Hash of the previous record.",
-                          "type": "string"
-                        },
-                        "hash": {
-                          "description": "Hash of this record.",
-                          "type": "string"
-                        }
-                      },
-                      "additionalProperties": false
-                    }
+                    "type": "array"
                   },
                   "nextPageToken": {
-                    "description": "Give this as `pageToken` for the next page; empty on the last page.",
                     "type": "string"
                   }
-                },
-                "additionalProperties": false
+                }
               },
               "error": {
-                "type": "object",
-                "description": "Why this node did not answer.",
-                "properties": {
-                  "code": {
-                    "type": "string",
-                    "description": "Error code, for example UNAVAILABLE or PERMISSION_DENIED."
-                  },
-                  "message": {
-                    "type": "string",
-                    "description": "What went wrong and what to do."
-                  }
-                },
-                "required": [
-                  "code",
-                  "message"
-                ],
-                "additionalProperties": false
+                "type": "object"
               }
             },
             "required": [
               "node"
-            ],
-            "additionalProperties": false
+            ]
           }
         }
       },
       "required": [
         "nodes"
-      ],
-      "additionalProperties": false
+      ]
     }
   }
 ];

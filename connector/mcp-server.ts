@@ -60,16 +60,7 @@ export class ConnectorTools {
   constructor(private readonly opts: ConnectorToolsOptions) {
     this.byName = new Map(opts.tools.map((t) => [t.name, t]));
     this.validator = new ArgumentValidator(opts.tools);
-    this.listing = opts.tools.map(
-      (t): Tool => ({
-        name: t.name,
-        title: t.title,
-        description: t.description,
-        inputSchema: t.inputSchema as Tool['inputSchema'],
-        outputSchema: t.outputSchema as Tool['outputSchema'],
-        annotations: { title: t.title, ...t.annotations },
-      }),
-    );
+    this.listing = toolListing(opts.tools);
   }
 
   createServer(): Server {
@@ -184,8 +175,12 @@ export class ConnectorTools {
     routed: RoutedCall<ToolOutput<T>>,
   ): CallToolResult {
     const { output } = toolCodecs[tool.name];
+    const shape = resultShape(tool);
     const json = (response: ToolOutput<T> | undefined) =>
-      (response === undefined ? {} : output.toJSON(response)) as Record<string, unknown>;
+      withZeroValues(
+        (response === undefined ? {} : output.toJSON(response)) as Record<string, unknown>,
+        shape,
+      );
     let text = formatAnswers(tool.name, routed.answers, routed.notes);
     if (routed.requestId) text += `\nrequest id: ${routed.requestId}`;
     if (tool.fanOut) {
@@ -208,6 +203,59 @@ export class ConnectorTools {
       structuredContent: { node: answer?.node, ...json(answer?.response) },
     };
   }
+}
+
+/**
+ * The tools/list answer. Annotations carry only what differs from the protocol's defaults
+ * (readOnlyHint false, destructiveHint true, idempotentHint false, openWorldHint true; the
+ * last three mean nothing on a read-only tool), and no second title: every byte here is
+ * context a model pays for before its first call (the budget is in test/unit/contract.test.ts).
+ */
+export function toolListing(tools: readonly ToolDefinition[]): Tool[] {
+  return tools.map((t): Tool => {
+    const a = t.annotations;
+    const annotations: Tool['annotations'] = a.readOnlyHint
+      ? { readOnlyHint: true }
+      : {
+          destructiveHint: a.destructiveHint,
+          ...(a.idempotentHint ? { idempotentHint: true } : {}),
+        };
+    if (!a.openWorldHint) annotations.openWorldHint = false;
+    return {
+      name: t.name,
+      title: t.title,
+      description: t.description,
+      inputSchema: t.inputSchema as Tool['inputSchema'],
+      outputSchema: t.outputSchema as Tool['outputSchema'],
+      annotations,
+    };
+  });
+}
+
+/** The published schema of one node's result: the tool's output, or a fan-out entry's `result`. */
+function resultShape(tool: ToolDefinition): Record<string, { type?: unknown }> {
+  type Obj = { properties?: Record<string, Obj>; items?: Obj; type?: unknown };
+  const schema = tool.outputSchema as Obj;
+  const result = tool.fanOut ? schema.properties?.nodes?.items?.properties?.result : schema;
+  return result?.properties ?? {};
+}
+
+/**
+ * ProtoJSON leaves out zero values, so an empty list read as `{}` and a node running nothing
+ * had no `running`. Lists and counts of the result's top level are filled in: `services: []`,
+ * `running: 0`.
+ */
+function withZeroValues(
+  json: Record<string, unknown>,
+  shape: Record<string, { type?: unknown }>,
+): Record<string, unknown> {
+  const filled = { ...json };
+  for (const [name, schema] of Object.entries(shape)) {
+    if (name === 'node' || filled[name] !== undefined) continue;
+    if (schema.type === 'array') filled[name] = [];
+    else if (schema.type === 'integer') filled[name] = 0;
+  }
+  return filled;
 }
 
 /** Five minutes: a restarted connector may publish another tool set (--read-only, --tools). */
@@ -300,13 +348,12 @@ export function instructions({
       .map((t) => t.name)
       .join(', ') || 'none here';
   return [
-    'These tools operate a small fleet of container hosts ("nodes"). Each node runs an agent that owns its registry of services (groups of containers, called components) and drives podman or docker. Every call is authenticated, checked against the caller\'s roles, and written to the node\'s audit log.',
-    `Reads (${names((t) => t.fanOut)}) ask every node at once unless you pass \`node\`: the result has one entry per node, and a node that is down or refuses the call shows an error in its own entry while the others answer. list_services reads the registry; live_check asks the container runtime now; service_status shows drift and recent events.`,
-    `Service definitions are TOML files on the operator's side, one per service, in ${servicesDir}; each names the node the service runs on. deploy with \`service\` deploys that file's definition; stop_service, start_service, restart_service and adopt_containers find the node from it. Without a definition, pass \`node\` unless only one node is configured.`,
-    `Destructive (they replace or interrupt running containers): ${names((t) => t.annotations.destructiveHint)}. Confirm with the user before calling them. Other writes: ${names((t) => !t.annotations.readOnlyHint && !t.annotations.destructiveHint)}.`,
-    'Every write carries a requestId; one is generated when you leave it out and shown in the result. Retrying a write with the same requestId is safe: the agent returns the first result instead of acting twice.',
-    'A write that times out or loses its connection has an unknown outcome: it may have completed. Check with service_status, then retry with the same requestId if needed; never retry with a new requestId just because of a timeout.',
-    `push_file and pull_file move one file under /srv/<service>/ on the node: content inline (text, or base64 for binary) or through files in ${localDir}, the only local directory they use.`,
-    "Errors read CODE: message. PERMISSION_DENIED names the permission the caller lacks: ask an operator to grant it instead of retrying. UNAVAILABLE means the node's agent could not be reached.",
+    'These tools operate container hosts ("nodes"); each node\'s agent keeps a registry of services (groups of containers called components). Calls are authorized and audited.',
+    `Reads (${names((t) => t.fanOut)}) ask every node unless you pass \`node\`; a failing node shows an error in its entry.`,
+    `Definitions are TOML files in ${servicesDir}, one per service, naming its node: writes find the node there; without one, pass \`node\` unless only one node is configured.`,
+    `Destructive: ${names((t) => t.annotations.destructiveHint)}. Confirm with the user first.`,
+    'Writes take a requestId (generated if omitted); a retry with the same id is safe. A timeout leaves an unknown outcome: check service_status, then retry with the same id, never a new one.',
+    `push_file and pull_file use the service's files directory on the node; local files only in ${localDir}.`,
+    'Errors read CODE: message. PERMISSION_DENIED names the missing permission: ask an operator.',
   ].join('\n\n');
 }

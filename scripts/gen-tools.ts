@@ -86,6 +86,9 @@ export interface GeneratedTool {
   };
   inputSchema: JsonSchema;
   outputSchema: JsonSchema;
+  /** The input and output with every field's description, for docs/tools.md only (not published). */
+  docInputSchema?: JsonSchema;
+  docOutputSchema?: JsonSchema;
 }
 
 /** `buf build` of the module in `dir` (the repository's contract by default), as a FileDescriptorSet. */
@@ -131,8 +134,38 @@ const SHAPES = {
 /** Node names follow the service-name rule (core/spec.ts). */
 const NODE_NAME_PATTERN = NAME_PATTERN.source;
 
+/**
+ * Input schemas are complete (they are what a model writes to, and the connector validates
+ * calls against them) and keep their field descriptions. Output schemas are what a client
+ * validates results against and cost context on every tools/list, so they keep names and
+ * types only, share a message used more than once through `$defs`, and stop at a depth:
+ * docs/tools.md shows the long form (`docOutputSchema`).
+ */
+type SchemaMode = 'input' | 'output' | 'doc';
+
+/**
+ * Output schemas describe messages down to this depth (the result's own fields are depth 0);
+ * deeper ones are `{type: object}`. 0 keeps tools/list within its budget (test/unit/contract.test.ts).
+ */
+const OUTPUT_DEPTH = 0;
+
 class SchemaBuilder {
-  constructor(private readonly requiredExt: DescExtension) {}
+  /** Output messages by name, for `$defs`; filled by `output`. */
+  private defs = new Map<string, JsonSchema>();
+  /** Input messages already described in an earlier tool: their fields go without descriptions after. */
+  private readonly described = new Set<string>();
+
+  constructor(
+    private readonly requiredExt: DescExtension,
+    private readonly mode: SchemaMode = 'input',
+  ) {}
+
+  /** An output schema whose shared messages are in `$defs`, referenced from where they are used. */
+  output(desc: DescMessage, wrap: (base: JsonSchema) => JsonSchema): JsonSchema {
+    this.defs = new Map();
+    const schema = wrap(this.message(desc));
+    return inlineSingleUseDefs(schema, this.defs);
+  }
 
   message(desc: DescMessage, seen: string[] = []): JsonSchema {
     if (seen.includes(desc.typeName)) {
@@ -140,14 +173,23 @@ class SchemaBuilder {
     }
     const properties: Record<string, JsonSchema> = {};
     const required: string[] = [];
+    // A nested input message (ServiceSpec in deploy and sync_desired_state) is described in the
+    // first tool that takes it; the field that holds it elsewhere says where.
+    const describe =
+      this.mode === 'doc' ||
+      (this.mode === 'input' && (seen.length === 0 || !this.described.has(desc.typeName)));
+    if (this.mode === 'input' && seen.length > 0) this.described.add(desc.typeName);
     for (const field of desc.fields) {
       const schema = this.field(field, [...seen, desc.typeName]);
-      const description = commentOf(field);
+      const description = describe ? commentOf(field) : '';
       properties[field.jsonName] = description ? { description, ...schema } : schema;
       if (hasOption(field, this.requiredExt) && getOption(field, this.requiredExt))
         required.push(field.jsonName);
     }
-    const schema: JsonSchema = { type: 'object', properties, additionalProperties: false };
+    const schema: JsonSchema =
+      this.mode === 'output'
+        ? { type: 'object', properties }
+        : { type: 'object', properties, additionalProperties: false };
     if (required.length > 0) schema.required = required;
     return schema;
   }
@@ -157,67 +199,122 @@ class SchemaBuilder {
       case 'scalar':
         return this.scalar(field.scalar);
       case 'enum':
-        return { type: 'string', enum: field.enum.values.map((v) => v.name) };
+        return this.enumeration(field.enum.values.map((v) => v.name));
       case 'message':
         return this.messageRef(field.message, seen);
       case 'list': {
         let items: JsonSchema;
         if (field.listKind === 'scalar') items = this.scalar(field.scalar);
-        else if (field.listKind === 'enum')
-          items = { type: 'string', enum: field.enum.values.map((v) => v.name) };
+        else if (field.listKind === 'enum') items = this.enumeration(field.enum.values.map((v) => v.name));
         else items = this.messageRef(field.message, seen);
+        // A list of messages past the output depth is just a list.
+        if (this.mode === 'output' && items.$ref === undefined && items.type === 'object')
+          return { type: 'array' };
         return { type: 'array', items };
       }
       case 'map': {
         let values: JsonSchema;
         if (field.mapKind === 'scalar') values = this.scalar(field.scalar);
-        else if (field.mapKind === 'enum')
-          values = { type: 'string', enum: field.enum.values.map((v) => v.name) };
+        else if (field.mapKind === 'enum') values = this.enumeration(field.enum.values.map((v) => v.name));
         else values = this.messageRef(field.message, seen);
         return { type: 'object', additionalProperties: values };
       }
     }
   }
 
+  /** Enum values by name; an output names them once in the description-free schema only as strings. */
+  private enumeration(values: string[]): JsonSchema {
+    return this.mode === 'output' ? { type: 'string' } : { type: 'string', enum: values };
+  }
+
   private messageRef(desc: DescMessage, seen: string[]): JsonSchema {
     if (desc.typeName === 'google.protobuf.Timestamp') return { type: 'string', format: 'date-time' };
-    return this.message(desc, seen);
+    if (this.mode !== 'output') return this.message(desc, seen);
+    if (seen.length > OUTPUT_DEPTH) return { type: 'object' };
+    const name = desc.name;
+    const known = this.defs.get(name);
+    if (!known) {
+      // Set before recursing, so a message met again inside itself is a reference, not a loop.
+      this.defs.set(name, {});
+      this.defs.set(name, this.message(desc, seen));
+    }
+    return { $ref: `#/$defs/${name}` };
   }
 
   private scalar(type: ScalarType): JsonSchema {
+    const output = this.mode === 'output';
     switch (type) {
       case ScalarType.STRING:
         return { type: 'string' };
       case ScalarType.BOOL:
         return { type: 'boolean' };
       case ScalarType.BYTES:
-        return { type: 'string', contentEncoding: 'base64' };
+        return output ? { type: 'string' } : { type: 'string', contentEncoding: 'base64' };
       case ScalarType.DOUBLE:
       case ScalarType.FLOAT:
         return { type: 'number' };
       case ScalarType.INT32:
       case ScalarType.SINT32:
       case ScalarType.SFIXED32:
-        return { type: 'integer', minimum: -2147483648, maximum: 2147483647 };
+        return output ? { type: 'integer' } : { type: 'integer', minimum: -2147483648, maximum: 2147483647 };
       case ScalarType.UINT32:
       case ScalarType.FIXED32:
-        return { type: 'integer', minimum: 0, maximum: 4294967295 };
+        return output ? { type: 'integer' } : { type: 'integer', minimum: 0, maximum: 4294967295 };
       default:
         // 64-bit integers: ProtoJSON writes them as decimal strings, and accepts numbers.
-        return { type: ['integer', 'string'], pattern: '^-?[0-9]+$' };
+        return output
+          ? { type: ['integer', 'string'] }
+          : { type: ['integer', 'string'], pattern: '^-?[0-9]+$' };
     }
   }
 }
 
-function toolInputSchema(base: JsonSchema, fanOut: boolean): JsonSchema {
-  const properties = base.properties as Record<string, JsonSchema>;
-  const node: JsonSchema = {
-    description: fanOut
-      ? 'Node to ask. Omit to ask every configured node and get one result per node.'
-      : "Node to act on. Omit to use the node named in the service's definition (or the only configured node).",
-    type: 'string',
-    pattern: NODE_NAME_PATTERN,
+/**
+ * Replaces each `$ref` to a message used once with the message itself, and puts the rest
+ * under `$defs` at the root: a reference only pays for itself when it is shared.
+ */
+function inlineSingleUseDefs(schema: JsonSchema, defs: Map<string, JsonSchema>): JsonSchema {
+  const uses = new Map<string, number>();
+  const count = (node: unknown): void => {
+    if (Array.isArray(node)) node.forEach(count);
+    else if (node && typeof node === 'object') {
+      const ref = (node as JsonSchema).$ref;
+      if (typeof ref === 'string') {
+        const name = ref.slice('#/$defs/'.length);
+        uses.set(name, (uses.get(name) ?? 0) + 1);
+        if ((uses.get(name) ?? 0) === 1) count(defs.get(name));
+      } else Object.values(node).forEach(count);
+    }
   };
+  count(schema);
+  const shared = [...defs.keys()].filter((name) => (uses.get(name) ?? 0) > 1);
+  const resolve = (node: unknown): unknown => {
+    if (Array.isArray(node)) return node.map(resolve);
+    if (!node || typeof node !== 'object') return node;
+    const ref = (node as JsonSchema).$ref;
+    if (typeof ref === 'string') {
+      const name = ref.slice('#/$defs/'.length);
+      return shared.includes(name) ? node : resolve(defs.get(name));
+    }
+    return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, resolve(v)]));
+  };
+  const resolved = resolve(schema) as JsonSchema;
+  if (shared.length === 0) return resolved;
+  return { ...resolved, $defs: Object.fromEntries(shared.map((name) => [name, resolve(defs.get(name))])) };
+}
+
+/**
+ * The tool's arguments: the request message and `node`. How `node` is chosen when it is left
+ * out is said once, in the server's instructions, not in every tool.
+ */
+function toolInputSchema(base: JsonSchema, fanOut: boolean, brief = true): JsonSchema {
+  const properties = base.properties as Record<string, JsonSchema>;
+  const node: JsonSchema = { type: 'string', pattern: NODE_NAME_PATTERN };
+  if (!brief) {
+    node.description = fanOut
+      ? 'Node to ask. Omit to ask every configured node and get one result per node.'
+      : "Node to act on. Omit to use the node named in the service's definition (or the only configured node).";
+  }
   return { ...base, properties: { node, ...properties } };
 }
 
@@ -232,35 +329,42 @@ const ERROR_SCHEMA: JsonSchema = {
   additionalProperties: false,
 };
 
-function toolOutputSchema(base: JsonSchema, fanOut: boolean): JsonSchema {
+/**
+ * The tool's result around its output message: the node that answered, or (fan-out) one entry
+ * per node with a result or an error. With `brief`, names and types only (the published form).
+ */
+function toolOutputSchema(base: JsonSchema, fanOut: boolean, brief = false): JsonSchema {
+  const d = (description: string) => (brief ? {} : { description });
+  const closed = brief ? {} : { additionalProperties: false };
   if (!fanOut) {
     const properties = base.properties as Record<string, JsonSchema>;
     return {
       ...base,
-      properties: { node: { type: 'string', description: 'Node that answered.' }, ...properties },
+      properties: { node: { type: 'string', ...d('Node that answered.') }, ...properties },
       required: ['node', ...((base.required as string[] | undefined) ?? [])],
     };
   }
+  const error = brief ? { type: 'object' } : ERROR_SCHEMA;
   return {
     type: 'object',
     properties: {
       nodes: {
         type: 'array',
-        description: 'One entry per node asked, each with a result or an error.',
+        ...d('One entry per node asked, each with a result or an error.'),
         items: {
           type: 'object',
           properties: {
-            node: { type: 'string', description: 'Node name.' },
+            node: { type: 'string', ...d('Node name.') },
             result: base,
-            error: ERROR_SCHEMA,
+            error,
           },
           required: ['node'],
-          additionalProperties: false,
+          ...closed,
         },
       },
     },
     required: ['nodes'],
-    additionalProperties: false,
+    ...closed,
   };
 }
 
@@ -278,6 +382,8 @@ export function generate(set: FileDescriptorSet): GeneratedRpc[] {
     throw new Error(`${SERVICE}, mcp.v1.tool or mcp.v1.required not found in the contract`);
   }
   const builder = new SchemaBuilder(requiredExt);
+  const outputs = new SchemaBuilder(requiredExt, 'output');
+  const docs = new SchemaBuilder(requiredExt, 'doc');
   const messageByName = (name: string, rpc: string): DescMessage => {
     const m = registry.getMessage(name);
     if (!m) throw new Error(`${rpc}: message ${name} named in (mcp.v1.tool) does not exist`);
@@ -351,7 +457,9 @@ export function generate(set: FileDescriptorSet): GeneratedRpc[] {
           openWorldHint: opts.openWorld ?? false,
         },
         inputSchema: toolInputSchema(builder.message(input), fanOut),
-        outputSchema: toolOutputSchema(builder.message(output), fanOut),
+        docInputSchema: toolInputSchema(docs.message(input), fanOut, false),
+        outputSchema: outputs.output(output, (base) => toolOutputSchema(base, fanOut, true)),
+        docOutputSchema: toolOutputSchema(docs.message(output), fanOut),
       };
     }
     rpcs.push(entry);
@@ -360,7 +468,9 @@ export function generate(set: FileDescriptorSet): GeneratedRpc[] {
 }
 
 function renderTs(rpcs: GeneratedRpc[]): string {
-  const tools = rpcs.flatMap((r) => (r.tool ? [r.tool] : []));
+  const tools = rpcs.flatMap((r) =>
+    r.tool ? [{ ...r.tool, docInputSchema: undefined, docOutputSchema: undefined }] : [],
+  );
   const table = rpcs.map((r) => ({
     rpc: r.rpc,
     method: r.method,
@@ -568,13 +678,13 @@ function renderMarkdown(rpcs: GeneratedRpc[]): string {
       '',
       '| argument | type | required | description |',
       '| --- | --- | --- | --- |',
-      ...paramRows(tool.inputSchema),
+      ...paramRows(tool.docInputSchema ?? tool.inputSchema),
       '',
       'Result:',
       '',
       '| field | type | required | description |',
       '| --- | --- | --- | --- |',
-      ...paramRows(tool.outputSchema),
+      ...paramRows(tool.docOutputSchema ?? tool.outputSchema),
     );
   }
   return `${out.join('\n')}\n`;

@@ -54,7 +54,12 @@ describe('tools/list', () => {
       expect(listed?.description).toBe(t.description);
       expect(listed?.inputSchema).toEqual(t.inputSchema);
       expect(listed?.outputSchema).toEqual(t.outputSchema);
-      expect(listed?.annotations).toEqual({ title: t.title, ...t.annotations });
+      expect(listed?.annotations?.readOnlyHint ?? false).toBe(t.annotations.readOnlyHint);
+      if (!t.annotations.readOnlyHint) {
+        expect(listed?.annotations?.destructiveHint ?? true).toBe(t.annotations.destructiveHint);
+        expect(listed?.annotations?.idempotentHint ?? false).toBe(t.annotations.idempotentHint);
+      }
+      expect(listed?.annotations?.openWorldHint ?? true).toBe(t.annotations.openWorldHint);
     }
   });
 

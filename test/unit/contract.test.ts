@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { instructions, toolListing } from '../../connector/mcp-server.js';
 import { createSchemaValidator } from '../../core/json-schema.js';
 import {
   AuditDecision,
@@ -130,7 +131,8 @@ describe('schemas describe the ProtoJSON the generated types produce', () => {
     const validate = compiler().compile(tool('deploy').outputSchema);
     const json = { node: 'node1', ...(DeployResult.toJSON(result) as object) };
     expect(validate(json), JSON.stringify(validate.errors)).toBe(true);
-    expect(validate({ ...json, components: [{ component: 'app', observedState: 'SLEEPING' }] })).toBe(false);
+    // Published output schemas stop at the result's own fields (the context budget, below).
+    expect(validate({ ...json, components: 'app' })).toBe(false);
   });
 
   it('accepts fan-out results with a result on one node and an error on another', () => {
@@ -156,7 +158,7 @@ describe('schemas describe the ProtoJSON the generated types produce', () => {
       ],
     };
     expect(validate(json), JSON.stringify(validate.errors)).toBe(true);
-    expect(validate({ nodes: [{ node: 'node1', result: { service: { name: 7 } } }] })).toBe(false);
+    expect(validate({ nodes: [{ node: 'node1', result: { service: 'web' } }] })).toBe(false);
   });
 
   it('accepts list, node status and audit responses', () => {
@@ -205,5 +207,38 @@ describe('schemas describe the ProtoJSON the generated types produce', () => {
         `${name}: ${JSON.stringify(validate.errors)}`,
       ).toBe(true);
     }
+  });
+});
+
+/**
+ * What tools/list costs a model's context before its first call: the `tools` array of the
+ * JSON-RPC result, serialized as JSON without spaces (what the connector sends), in bytes.
+ * Sizes are deterministic, so this is a budget, not a benchmark (docs/benchmarks.md has the
+ * measurement beside podman-mcp-server's).
+ */
+describe('the context budget', () => {
+  const bytes = (value: unknown) =>
+    Buffer.byteLength(typeof value === 'string' ? value : JSON.stringify(value));
+
+  it('keeps the whole tools/list answer within its ceiling, and --read-only smaller still', () => {
+    // Issue 12 asks for 10,240 bytes; this contract is at 14,670 bytes (from 42,656). The ceiling
+    // stops it growing back while the rest is cut; lower it as the contract shrinks.
+    const all = bytes(toolListing(tools));
+    expect(all).toBeLessThanOrEqual(14_700);
+    const readOnly = bytes(toolListing(tools.filter((t) => t.annotations.readOnlyHint)));
+    expect(readOnly).toBeLessThan(all / 2);
+  });
+
+  it('publishes output schemas without field descriptions (docs/tools.md keeps them)', () => {
+    for (const t of toolListing(tools)) expect(JSON.stringify(t.outputSchema)).not.toContain('"description"');
+  });
+
+  it('keeps the server instructions within 1 KB, with paths as long as a typical home', () => {
+    const text = instructions({
+      servicesDir: '/home/operator/.config/mcp/services',
+      localDir: '/home/operator/mcp-files',
+      tools,
+    });
+    expect(bytes(text)).toBeLessThanOrEqual(1024);
   });
 });

@@ -294,13 +294,13 @@ export function auditOutcomeToJSON(object: AuditOutcome): string {
 
 /** A service: a named group of containers deployed together on one node. */
 export interface ServiceSpec {
-  /** Service name: lower-case letters, digits and '-', starting with a letter or digit. */
+  /** Lower-case letters, digits, '-'. */
   name: string;
-  /** Whether the service should run. Absent means true. */
+  /** Default true. */
   active?:
     | boolean
     | undefined;
-  /** The containers that make up the service; at least one. */
+  /** Its containers; at least one. */
   components: ComponentSpec[];
 }
 
@@ -309,23 +309,22 @@ export interface ServiceSpec {
  * `<service>` when it is the only component and is named like the service.
  */
 export interface ComponentSpec {
-  /** Component name: lower-case letters, digits and '-'. */
+  /** Lower-case letters, digits, '-'. */
   name: string;
-  /** Image reference, for example `registry.example:5000/web:v1.2.0`. Its tag is the component's version. */
+  /** Image; its tag is the version. */
   image: string;
-  /** Container network to join; empty for the runtime's default. */
+  /** Network; empty for the default. */
   network: string;
-  /** User (and optionally group) to run as, for example `1000:1000`. */
+  /** `uid[:gid]`. */
   user: string;
-  /** Restart policy: `no`, `always`, `on-failure` or `unless-stopped`; empty for `no`. */
+  /** `no`, `always`, `on-failure` or `unless-stopped`. */
   restart: string;
-  /** Published ports as `[host_ip:]host_port:container_port[/tcp|/udp]`, for example `127.0.0.1:8080:80`. */
+  /** `[ip:]host:container[/udp]`. */
   ports: string[];
-  /** Bind mounts as `host_path:container_path[:ro|:rw|:z|:Z]`; host paths are absolute. */
+  /** `/host/path:/container/path[:ro]`. */
   volumes: string[];
-  /** Command and arguments, replacing the image's default command. */
+  /** Replaces the image's command. */
   cmd: string[];
-  /** Environment variables. */
   env: { [key: string]: string };
 }
 
@@ -353,15 +352,15 @@ export interface ComponentResult {
 }
 
 export interface DeployRequest {
-  /** Full definition to deploy and record. Give this or `service`. */
+  /** Full definition, recorded on the node. Or give `service`. */
   spec:
     | ServiceSpec
     | undefined;
-  /** Name of a service this node already knows, to deploy from its recorded definition. Give this or `spec`. */
+  /** Service to deploy from its definition file (else the node's record). */
   service: string;
-  /** Deploy only this component; empty for all of them. */
+  /** Only this component. */
   component: string;
-  /** Client-chosen id; a retried call with the same id returns the first result instead of acting twice. */
+  /** Idempotency key: a retry with the same id returns the first result. */
   requestId: string;
 }
 
@@ -404,9 +403,9 @@ export interface DeployResult {
 export interface StopServiceRequest {
   /** Service to stop. */
   service: string;
-  /** Stop only this component; empty for all of them. */
+  /** Only this component. */
   component: string;
-  /** Client-chosen id; a retried call with the same id returns the first result instead of acting twice. */
+  /** Idempotency key: a retry with the same id returns the first result. */
   requestId: string;
 }
 
@@ -422,9 +421,9 @@ export interface StopServiceResponse {
 export interface StartServiceRequest {
   /** Service to start. */
   service: string;
-  /** Start only this component; empty for all of them. */
+  /** Only this component. */
   component: string;
-  /** Client-chosen id; a retried call with the same id returns the first result instead of acting twice. */
+  /** Idempotency key: a retry with the same id returns the first result. */
   requestId: string;
 }
 
@@ -440,9 +439,9 @@ export interface StartServiceResponse {
 export interface RestartServiceRequest {
   /** Service to restart. */
   service: string;
-  /** Restart only this component; empty for all of them. */
+  /** Only this component. */
   component: string;
-  /** Client-chosen id; a retried call with the same id returns the first result instead of acting twice. */
+  /** Idempotency key: a retry with the same id returns the first result. */
   requestId: string;
 }
 
@@ -456,9 +455,9 @@ export interface RestartServiceResponse {
 }
 
 export interface SyncDesiredStateRequest {
-  /** The declared definitions of services on this node. */
+  /** Specs as in deploy's `spec`. */
   services: ServiceSpec[];
-  /** Client-chosen id; a retried call with the same id returns the first result instead of acting twice. */
+  /** Idempotency key: a retry with the same id returns the first result. */
   requestId: string;
 }
 
@@ -622,7 +621,7 @@ export interface GetServiceStatusResponse {
 export interface AdoptContainersRequest {
   /** Service whose containers (`<service>` and `<service>-*`) to adopt. */
   service: string;
-  /** Client-chosen id; a retried call with the same id returns the first result instead of acting twice. */
+  /** Idempotency key: a retry with the same id returns the first result. */
   requestId: string;
 }
 
@@ -6860,13 +6859,8 @@ export const QueryAuditResponse: MessageFns<QueryAuditResponse> = {
 export type McpAgentServiceService = typeof McpAgentServiceService;
 export const McpAgentServiceService = {
   /**
-   * Deploy a service, or one of its components, onto this node. Give either a
-   * full `spec` (which is recorded as the service's new definition) or the name
-   * of a `service` this node already knows. For each component the agent pulls
-   * the image, stops and removes the old container, runs the new one and
-   * inspects it; one component failing does not stop the others. Replaces
-   * running containers. Repeating a call with the same `requestId` returns the
-   * first result instead of deploying twice.
+   * Deploy a service (or one component): pull, replace and check each
+   * container. By `service`: its definition file, else the node's record.
    */
   deploy: {
     path: "/mcp.v1.McpAgentService/Deploy" as const,
@@ -6878,9 +6872,8 @@ export const McpAgentServiceService = {
     responseDeserialize: (value: Buffer): DeployResponse => DeployResponse.decode(value),
   },
   /**
-   * Stop a service, or one component, and mark it inactive: its desired state
-   * becomes stopped, so the monitor will not report it as drift. The containers
-   * are kept and can be started again.
+   * Stop a service (or one component) and mark it inactive, so it is not
+   * drift. Containers are kept.
    */
   stopService: {
     path: "/mcp.v1.McpAgentService/StopService" as const,
@@ -6892,9 +6885,8 @@ export const McpAgentServiceService = {
     responseDeserialize: (value: Buffer): StopServiceResponse => StopServiceResponse.decode(value),
   },
   /**
-   * Start a stopped service, or one component, and mark it active: its desired
-   * state becomes running. A component whose container was removed is run again
-   * from its recorded spec.
+   * Start a service (or one component) and mark it active; a removed
+   * container is run again from its spec.
    */
   startService: {
     path: "/mcp.v1.McpAgentService/StartService" as const,
@@ -6907,8 +6899,8 @@ export const McpAgentServiceService = {
     responseDeserialize: (value: Buffer): StartServiceResponse => StartServiceResponse.decode(value),
   },
   /**
-   * Restart the containers of a service, or of one component. The desired
-   * state is left as it is. Interrupts whatever the containers are serving.
+   * Restart a service's containers (or one component's). Desired state is
+   * unchanged.
    */
   restartService: {
     path: "/mcp.v1.McpAgentService/RestartService" as const,
@@ -6922,10 +6914,8 @@ export const McpAgentServiceService = {
     responseDeserialize: (value: Buffer): RestartServiceResponse => RestartServiceResponse.decode(value),
   },
   /**
-   * Record the declared service definitions on this node without touching any
-   * container: services are created or updated, `active` sets the desired
-   * state, and containers that match no definition are marked `ignore` so they
-   * never raise alerts. Additive: nothing is ever deleted.
+   * Record service definitions on a node without touching containers;
+   * unmatched containers are marked `ignore`. Never deletes.
    */
   syncDesiredState: {
     path: "/mcp.v1.McpAgentService/SyncDesiredState" as const,
@@ -6939,9 +6929,8 @@ export const McpAgentServiceService = {
     responseDeserialize: (value: Buffer): SyncDesiredStateResponse => SyncDesiredStateResponse.decode(value),
   },
   /**
-   * List the services and components recorded on the node, with their desired
-   * and last observed state. Reads the registry only; use `live_check` for the
-   * runtime's state right now.
+   * Services and components in the node's registry, with desired and last
+   * observed state. `live_check` asks the runtime now.
    */
   listServices: {
     path: "/mcp.v1.McpAgentService/ListServices" as const,
@@ -6954,9 +6943,8 @@ export const McpAgentServiceService = {
     responseDeserialize: (value: Buffer): ListServicesResponse => ListServicesResponse.decode(value),
   },
   /**
-   * Ask the container runtime for the state of every container now, update the
-   * observed state in the registry and record an event for every change.
-   * Reports containers the registry does not know, and drift.
+   * Ask the runtime for every container's state now and record changes.
+   * Reports drift and unmanaged containers.
    */
   liveCheck: {
     path: "/mcp.v1.McpAgentService/LiveCheck" as const,
@@ -6968,10 +6956,8 @@ export const McpAgentServiceService = {
     responseDeserialize: (value: Buffer): LiveCheckResponse => LiveCheckResponse.decode(value),
   },
   /**
-   * Show one service in detail: each component's desired and observed state,
-   * drift (components whose observed state differs from the desired one, or
-   * that run another image than the recorded one), and
-   * the most recent events.
+   * One service in detail: its components, drift (wrong state or image) and
+   * recent events.
    */
   getServiceStatus: {
     path: "/mcp.v1.McpAgentService/GetServiceStatus" as const,
@@ -6985,11 +6971,8 @@ export const McpAgentServiceService = {
     responseDeserialize: (value: Buffer): GetServiceStatusResponse => GetServiceStatusResponse.decode(value),
   },
   /**
-   * Take existing containers named `<service>-<component>` (or just
-   * `<service>`) under management as components of `service`, with image,
-   * ports, volumes, env, command, network, user and restart policy read from
-   * the runtime. Nothing is restarted; the desired state follows what is
-   * running now.
+   * Manage existing containers `<service>` and `<service>-<component>` as
+   * `service`, their spec read from the runtime. Nothing is restarted.
    */
   adoptContainers: {
     path: "/mcp.v1.McpAgentService/AdoptContainers" as const,
@@ -7003,9 +6986,8 @@ export const McpAgentServiceService = {
     responseDeserialize: (value: Buffer): AdoptContainersResponse => AdoptContainersResponse.decode(value),
   },
   /**
-   * Describe the node: its name, container runtime and version, how many
-   * services and components it runs, disk, memory, CPU load, uptime and the
-   * agent's version.
+   * The node: runtime, service counts, disk, memory, load, uptime,
+   * certificate expiry.
    */
   nodeStatus: {
     path: "/mcp.v1.McpAgentService/NodeStatus" as const,
@@ -7017,10 +6999,8 @@ export const McpAgentServiceService = {
     responseDeserialize: (value: Buffer): NodeStatusResponse => NodeStatusResponse.decode(value),
   },
   /**
-   * Write a file under `/srv/<service>/` on the node. The first message is a
-   * header with the path and the expected SHA-256; the content follows in
-   * chunks. The file appears atomically, only if the digest matches; an
-   * existing file at that path is replaced.
+   * Write a file into the service's files directory on the node, replacing
+   * any file there. It appears whole or not at all.
    */
   pushFile: {
     path: "/mcp.v1.McpAgentService/PushFile" as const,
@@ -7031,10 +7011,7 @@ export const McpAgentServiceService = {
     responseSerialize: (value: PushFileResponse): Buffer => Buffer.from(PushFileResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PushFileResponse => PushFileResponse.decode(value),
   },
-  /**
-   * Read a file under `/srv/<service>/` on the node: a header with size and
-   * mode, the content in chunks, then its SHA-256.
-   */
+  /** Read a file from the service's files directory on the node. */
   pullFile: {
     path: "/mcp.v1.McpAgentService/PullFile" as const,
     requestStream: false as const,
@@ -7044,11 +7021,7 @@ export const McpAgentServiceService = {
     responseSerialize: (value: PullFileResponse): Buffer => Buffer.from(PullFileResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PullFileResponse => PullFileResponse.decode(value),
   },
-  /**
-   * Read the node's audit log: one record per call to the agent, allowed or
-   * denied, with caller, roles, operation, target, decision, outcome and
-   * duration. Newest first, paginated with `pageToken`.
-   */
+  /** The node's audit log: every call, allowed or denied, newest first. */
   queryAudit: {
     path: "/mcp.v1.McpAgentService/QueryAudit" as const,
     requestStream: false as const,
@@ -7062,101 +7035,70 @@ export const McpAgentServiceService = {
 
 export interface McpAgentServiceServer extends UntypedServiceImplementation {
   /**
-   * Deploy a service, or one of its components, onto this node. Give either a
-   * full `spec` (which is recorded as the service's new definition) or the name
-   * of a `service` this node already knows. For each component the agent pulls
-   * the image, stops and removes the old container, runs the new one and
-   * inspects it; one component failing does not stop the others. Replaces
-   * running containers. Repeating a call with the same `requestId` returns the
-   * first result instead of deploying twice.
+   * Deploy a service (or one component): pull, replace and check each
+   * container. By `service`: its definition file, else the node's record.
    */
   deploy: handleServerStreamingCall<DeployRequest, DeployResponse>;
   /**
-   * Stop a service, or one component, and mark it inactive: its desired state
-   * becomes stopped, so the monitor will not report it as drift. The containers
-   * are kept and can be started again.
+   * Stop a service (or one component) and mark it inactive, so it is not
+   * drift. Containers are kept.
    */
   stopService: handleUnaryCall<StopServiceRequest, StopServiceResponse>;
   /**
-   * Start a stopped service, or one component, and mark it active: its desired
-   * state becomes running. A component whose container was removed is run again
-   * from its recorded spec.
+   * Start a service (or one component) and mark it active; a removed
+   * container is run again from its spec.
    */
   startService: handleUnaryCall<StartServiceRequest, StartServiceResponse>;
   /**
-   * Restart the containers of a service, or of one component. The desired
-   * state is left as it is. Interrupts whatever the containers are serving.
+   * Restart a service's containers (or one component's). Desired state is
+   * unchanged.
    */
   restartService: handleUnaryCall<RestartServiceRequest, RestartServiceResponse>;
   /**
-   * Record the declared service definitions on this node without touching any
-   * container: services are created or updated, `active` sets the desired
-   * state, and containers that match no definition are marked `ignore` so they
-   * never raise alerts. Additive: nothing is ever deleted.
+   * Record service definitions on a node without touching containers;
+   * unmatched containers are marked `ignore`. Never deletes.
    */
   syncDesiredState: handleUnaryCall<SyncDesiredStateRequest, SyncDesiredStateResponse>;
   /**
-   * List the services and components recorded on the node, with their desired
-   * and last observed state. Reads the registry only; use `live_check` for the
-   * runtime's state right now.
+   * Services and components in the node's registry, with desired and last
+   * observed state. `live_check` asks the runtime now.
    */
   listServices: handleUnaryCall<ListServicesRequest, ListServicesResponse>;
   /**
-   * Ask the container runtime for the state of every container now, update the
-   * observed state in the registry and record an event for every change.
-   * Reports containers the registry does not know, and drift.
+   * Ask the runtime for every container's state now and record changes.
+   * Reports drift and unmanaged containers.
    */
   liveCheck: handleUnaryCall<LiveCheckRequest, LiveCheckResponse>;
   /**
-   * Show one service in detail: each component's desired and observed state,
-   * drift (components whose observed state differs from the desired one, or
-   * that run another image than the recorded one), and
-   * the most recent events.
+   * One service in detail: its components, drift (wrong state or image) and
+   * recent events.
    */
   getServiceStatus: handleUnaryCall<GetServiceStatusRequest, GetServiceStatusResponse>;
   /**
-   * Take existing containers named `<service>-<component>` (or just
-   * `<service>`) under management as components of `service`, with image,
-   * ports, volumes, env, command, network, user and restart policy read from
-   * the runtime. Nothing is restarted; the desired state follows what is
-   * running now.
+   * Manage existing containers `<service>` and `<service>-<component>` as
+   * `service`, their spec read from the runtime. Nothing is restarted.
    */
   adoptContainers: handleUnaryCall<AdoptContainersRequest, AdoptContainersResponse>;
   /**
-   * Describe the node: its name, container runtime and version, how many
-   * services and components it runs, disk, memory, CPU load, uptime and the
-   * agent's version.
+   * The node: runtime, service counts, disk, memory, load, uptime,
+   * certificate expiry.
    */
   nodeStatus: handleUnaryCall<NodeStatusRequest, NodeStatusResponse>;
   /**
-   * Write a file under `/srv/<service>/` on the node. The first message is a
-   * header with the path and the expected SHA-256; the content follows in
-   * chunks. The file appears atomically, only if the digest matches; an
-   * existing file at that path is replaced.
+   * Write a file into the service's files directory on the node, replacing
+   * any file there. It appears whole or not at all.
    */
   pushFile: handleClientStreamingCall<PushFileRequest, PushFileResponse>;
-  /**
-   * Read a file under `/srv/<service>/` on the node: a header with size and
-   * mode, the content in chunks, then its SHA-256.
-   */
+  /** Read a file from the service's files directory on the node. */
   pullFile: handleServerStreamingCall<PullFileRequest, PullFileResponse>;
-  /**
-   * Read the node's audit log: one record per call to the agent, allowed or
-   * denied, with caller, roles, operation, target, decision, outcome and
-   * duration. Newest first, paginated with `pageToken`.
-   */
+  /** The node's audit log: every call, allowed or denied, newest first. */
   queryAudit: handleUnaryCall<QueryAuditRequest, QueryAuditResponse>;
 }
 
 export interface McpAgentServiceClient extends Client {
   /**
-   * Deploy a service, or one of its components, onto this node. Give either a
-   * full `spec` (which is recorded as the service's new definition) or the name
-   * of a `service` this node already knows. For each component the agent pulls
-   * the image, stops and removes the old container, runs the new one and
-   * inspects it; one component failing does not stop the others. Replaces
-   * running containers. Repeating a call with the same `requestId` returns the
-   * first result instead of deploying twice.
+   * Deploy a service (or one component): pull, replace and check each
+   * container. By `service`: its definition file, else the node's record.
    */
   deploy(request: DeployRequest, options?: Partial<CallOptions>): ClientReadableStream<DeployResponse>;
   deploy(
@@ -7165,9 +7107,8 @@ export interface McpAgentServiceClient extends Client {
     options?: Partial<CallOptions>,
   ): ClientReadableStream<DeployResponse>;
   /**
-   * Stop a service, or one component, and mark it inactive: its desired state
-   * becomes stopped, so the monitor will not report it as drift. The containers
-   * are kept and can be started again.
+   * Stop a service (or one component) and mark it inactive, so it is not
+   * drift. Containers are kept.
    */
   stopService(
     request: StopServiceRequest,
@@ -7185,9 +7126,8 @@ export interface McpAgentServiceClient extends Client {
     callback: (error: ServiceError | null, response: StopServiceResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Start a stopped service, or one component, and mark it active: its desired
-   * state becomes running. A component whose container was removed is run again
-   * from its recorded spec.
+   * Start a service (or one component) and mark it active; a removed
+   * container is run again from its spec.
    */
   startService(
     request: StartServiceRequest,
@@ -7205,8 +7145,8 @@ export interface McpAgentServiceClient extends Client {
     callback: (error: ServiceError | null, response: StartServiceResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Restart the containers of a service, or of one component. The desired
-   * state is left as it is. Interrupts whatever the containers are serving.
+   * Restart a service's containers (or one component's). Desired state is
+   * unchanged.
    */
   restartService(
     request: RestartServiceRequest,
@@ -7224,10 +7164,8 @@ export interface McpAgentServiceClient extends Client {
     callback: (error: ServiceError | null, response: RestartServiceResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Record the declared service definitions on this node without touching any
-   * container: services are created or updated, `active` sets the desired
-   * state, and containers that match no definition are marked `ignore` so they
-   * never raise alerts. Additive: nothing is ever deleted.
+   * Record service definitions on a node without touching containers;
+   * unmatched containers are marked `ignore`. Never deletes.
    */
   syncDesiredState(
     request: SyncDesiredStateRequest,
@@ -7245,9 +7183,8 @@ export interface McpAgentServiceClient extends Client {
     callback: (error: ServiceError | null, response: SyncDesiredStateResponse) => void,
   ): ClientUnaryCall;
   /**
-   * List the services and components recorded on the node, with their desired
-   * and last observed state. Reads the registry only; use `live_check` for the
-   * runtime's state right now.
+   * Services and components in the node's registry, with desired and last
+   * observed state. `live_check` asks the runtime now.
    */
   listServices(
     request: ListServicesRequest,
@@ -7265,9 +7202,8 @@ export interface McpAgentServiceClient extends Client {
     callback: (error: ServiceError | null, response: ListServicesResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Ask the container runtime for the state of every container now, update the
-   * observed state in the registry and record an event for every change.
-   * Reports containers the registry does not know, and drift.
+   * Ask the runtime for every container's state now and record changes.
+   * Reports drift and unmanaged containers.
    */
   liveCheck(
     request: LiveCheckRequest,
@@ -7285,10 +7221,8 @@ export interface McpAgentServiceClient extends Client {
     callback: (error: ServiceError | null, response: LiveCheckResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Show one service in detail: each component's desired and observed state,
-   * drift (components whose observed state differs from the desired one, or
-   * that run another image than the recorded one), and
-   * the most recent events.
+   * One service in detail: its components, drift (wrong state or image) and
+   * recent events.
    */
   getServiceStatus(
     request: GetServiceStatusRequest,
@@ -7306,11 +7240,8 @@ export interface McpAgentServiceClient extends Client {
     callback: (error: ServiceError | null, response: GetServiceStatusResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Take existing containers named `<service>-<component>` (or just
-   * `<service>`) under management as components of `service`, with image,
-   * ports, volumes, env, command, network, user and restart policy read from
-   * the runtime. Nothing is restarted; the desired state follows what is
-   * running now.
+   * Manage existing containers `<service>` and `<service>-<component>` as
+   * `service`, their spec read from the runtime. Nothing is restarted.
    */
   adoptContainers(
     request: AdoptContainersRequest,
@@ -7328,9 +7259,8 @@ export interface McpAgentServiceClient extends Client {
     callback: (error: ServiceError | null, response: AdoptContainersResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Describe the node: its name, container runtime and version, how many
-   * services and components it runs, disk, memory, CPU load, uptime and the
-   * agent's version.
+   * The node: runtime, service counts, disk, memory, load, uptime,
+   * certificate expiry.
    */
   nodeStatus(
     request: NodeStatusRequest,
@@ -7348,10 +7278,8 @@ export interface McpAgentServiceClient extends Client {
     callback: (error: ServiceError | null, response: NodeStatusResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Write a file under `/srv/<service>/` on the node. The first message is a
-   * header with the path and the expected SHA-256; the content follows in
-   * chunks. The file appears atomically, only if the digest matches; an
-   * existing file at that path is replaced.
+   * Write a file into the service's files directory on the node, replacing
+   * any file there. It appears whole or not at all.
    */
   pushFile(
     callback: (error: ServiceError | null, response: PushFileResponse) => void,
@@ -7369,21 +7297,14 @@ export interface McpAgentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PushFileResponse) => void,
   ): ClientWritableStream<PushFileRequest>;
-  /**
-   * Read a file under `/srv/<service>/` on the node: a header with size and
-   * mode, the content in chunks, then its SHA-256.
-   */
+  /** Read a file from the service's files directory on the node. */
   pullFile(request: PullFileRequest, options?: Partial<CallOptions>): ClientReadableStream<PullFileResponse>;
   pullFile(
     request: PullFileRequest,
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<PullFileResponse>;
-  /**
-   * Read the node's audit log: one record per call to the agent, allowed or
-   * denied, with caller, roles, operation, target, decision, outcome and
-   * duration. Newest first, paginated with `pageToken`.
-   */
+  /** The node's audit log: every call, allowed or denied, newest first. */
   queryAudit(
     request: QueryAuditRequest,
     callback: (error: ServiceError | null, response: QueryAuditResponse) => void,
