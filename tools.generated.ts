@@ -21,7 +21,7 @@ export interface RpcEntry {
 }
 
 /** Every published tool's name. */
-export const toolNames = ["deploy","stop_service","start_service","restart_service","sync_desired_state","list_services","live_check","service_status","adopt_containers","node_status","push_file","pull_file","query_audit"] as const;
+export const toolNames = ["deploy","stop_service","start_service","restart_service","remove_service","service_logs","sync_desired_state","list_services","live_check","service_status","adopt_containers","node_status","push_file","pull_file","query_audit"] as const;
 
 export type ToolName = (typeof toolNames)[number];
 
@@ -78,6 +78,22 @@ export const rpcs = [
     "requestStream": false,
     "responseStream": false,
     "tool": "restart_service"
+  },
+  {
+    "rpc": "RemoveService",
+    "method": "removeService",
+    "permission": "service.remove",
+    "requestStream": false,
+    "responseStream": false,
+    "tool": "remove_service"
+  },
+  {
+    "rpc": "ServiceLogs",
+    "method": "serviceLogs",
+    "permission": "service.logs",
+    "requestStream": false,
+    "responseStream": false,
+    "tool": "service_logs"
   },
   {
     "rpc": "SyncDesiredState",
@@ -158,7 +174,7 @@ export type RpcName = (typeof rpcs)[number]['rpc'];
 export type Permission = (typeof rpcs)[number]['permission'];
 
 /** Every permission the contract defines, sorted. */
-export const permissions: readonly Permission[] = ["audit.query","file.pull","file.push","node.status","service.adopt","service.deploy","service.list","service.live_check","service.restart","service.start","service.status","service.stop","service.sync"];
+export const permissions: readonly Permission[] = ["audit.query","file.pull","file.push","node.status","service.adopt","service.deploy","service.list","service.live_check","service.logs","service.remove","service.restart","service.start","service.status","service.stop","service.sync"];
 
 /** How an RPC is called: one request and one response, or a stream on one side. */
 export type CallShape = 'unary' | 'serverStream' | 'clientStream';
@@ -177,6 +193,8 @@ export interface RpcMessages {
   readonly StopService: { readonly request: pb.StopServiceRequest; readonly response: pb.StopServiceResponse };
   readonly StartService: { readonly request: pb.StartServiceRequest; readonly response: pb.StartServiceResponse };
   readonly RestartService: { readonly request: pb.RestartServiceRequest; readonly response: pb.RestartServiceResponse };
+  readonly RemoveService: { readonly request: pb.RemoveServiceRequest; readonly response: pb.RemoveServiceResponse };
+  readonly ServiceLogs: { readonly request: pb.ServiceLogsRequest; readonly response: pb.ServiceLogsResponse };
   readonly SyncDesiredState: { readonly request: pb.SyncDesiredStateRequest; readonly response: pb.SyncDesiredStateResponse };
   readonly ListServices: { readonly request: pb.ListServicesRequest; readonly response: pb.ListServicesResponse };
   readonly LiveCheck: { readonly request: pb.LiveCheckRequest; readonly response: pb.LiveCheckResponse };
@@ -212,6 +230,18 @@ export const rpcCodecs = {
     method: pb.McpAgentServiceService.restartService,
     request: pb.RestartServiceRequest,
     response: pb.RestartServiceResponse,
+  },
+  RemoveService: {
+    shape: 'unary',
+    method: pb.McpAgentServiceService.removeService,
+    request: pb.RemoveServiceRequest,
+    response: pb.RemoveServiceResponse,
+  },
+  ServiceLogs: {
+    shape: 'unary',
+    method: pb.McpAgentServiceService.serviceLogs,
+    request: pb.ServiceLogsRequest,
+    response: pb.ServiceLogsResponse,
   },
   SyncDesiredState: {
     shape: 'unary',
@@ -304,6 +334,20 @@ export interface ToolMessages {
     readonly input: pb.RestartServiceRequest;
     readonly output: pb.RestartServiceResponse;
   };
+  readonly remove_service: {
+    readonly shape: 'unary';
+    readonly request: pb.RemoveServiceRequest;
+    readonly response: pb.RemoveServiceResponse;
+    readonly input: pb.RemoveServiceRequest;
+    readonly output: pb.RemoveServiceResponse;
+  };
+  readonly service_logs: {
+    readonly shape: 'unary';
+    readonly request: pb.ServiceLogsRequest;
+    readonly response: pb.ServiceLogsResponse;
+    readonly input: pb.ServiceLogsRequest;
+    readonly output: pb.ServiceLogsResponse;
+  };
   readonly sync_desired_state: {
     readonly shape: 'unary';
     readonly request: pb.SyncDesiredStateRequest;
@@ -390,6 +434,8 @@ export const toolCodecs: { readonly [T in ToolName]: ToolCodecs<T> } = {
   stop_service: { rpc: 'StopService', ...rpcCodecs.StopService, input: pb.StopServiceRequest, output: pb.StopServiceResponse },
   start_service: { rpc: 'StartService', ...rpcCodecs.StartService, input: pb.StartServiceRequest, output: pb.StartServiceResponse },
   restart_service: { rpc: 'RestartService', ...rpcCodecs.RestartService, input: pb.RestartServiceRequest, output: pb.RestartServiceResponse },
+  remove_service: { rpc: 'RemoveService', ...rpcCodecs.RemoveService, input: pb.RemoveServiceRequest, output: pb.RemoveServiceResponse },
+  service_logs: { rpc: 'ServiceLogs', ...rpcCodecs.ServiceLogs, input: pb.ServiceLogsRequest, output: pb.ServiceLogsResponse },
   sync_desired_state: { rpc: 'SyncDesiredState', ...rpcCodecs.SyncDesiredState, input: pb.SyncDesiredStateRequest, output: pb.SyncDesiredStateResponse },
   list_services: { rpc: 'ListServices', ...rpcCodecs.ListServices, input: pb.ListServicesRequest, output: pb.ListServicesResponse },
   live_check: { rpc: 'LiveCheck', ...rpcCodecs.LiveCheck, input: pb.LiveCheckRequest, output: pb.LiveCheckResponse },
@@ -945,6 +991,211 @@ export const tools: readonly ToolDefinition[] = [
     }
   },
   {
+    "name": "remove_service",
+    "title": "Remove a service",
+    "description": "Remove a service from this node: stop and remove its containers, delete its record (its events and the audit log stay), and with `purgeFiles` its files directory. Components with desired state `ignore` (containers of other tools, recorded by a sync) are forgotten, their containers left alone. Repeating a call with the same `requestId` returns the first result.",
+    "rpc": "RemoveService",
+    "permission": "service.remove",
+    "fanOut": false,
+    "timeoutSeconds": 180,
+    "annotations": {
+      "readOnlyHint": false,
+      "destructiveHint": true,
+      "idempotentHint": true,
+      "openWorldHint": false
+    },
+    "inputSchema": {
+      "type": "object",
+      "properties": {
+        "node": {
+          "description": "Node to act on. Omit to use the node named in the service's definition (or the only configured node).",
+          "type": "string",
+          "pattern": "^[a-z0-9][a-z0-9-]*$"
+        },
+        "service": {
+          "description": "Service to remove.",
+          "type": "string"
+        },
+        "purgeFiles": {
+          "description": "Also delete the service's files directory on the node; default false.",
+          "type": "boolean"
+        },
+        "deleteDefinition": {
+          "description": "Also delete the service's definition file on the connector's side; default false.",
+          "type": "boolean"
+        },
+        "requestId": {
+          "description": "Client-chosen id; a retried call with the same id returns the first result instead of acting twice.",
+          "type": "string"
+        }
+      },
+      "additionalProperties": false,
+      "required": [
+        "service"
+      ]
+    },
+    "outputSchema": {
+      "type": "object",
+      "properties": {
+        "node": {
+          "type": "string",
+          "description": "Node that answered."
+        },
+        "service": {
+          "description": "Service removed.",
+          "type": "string"
+        },
+        "components": {
+          "description": "What happened to each component's container.",
+          "type": "array",
+          "items": {
+            "type": "object",
+            "properties": {
+              "component": {
+                "description": "Component name.",
+                "type": "string"
+              },
+              "container": {
+                "description": "Container name.",
+                "type": "string"
+              },
+              "outcome": {
+                "description": "`removed`, `absent` (no container) or `left` (not managed, desired state ignore).",
+                "type": "string"
+              }
+            },
+            "additionalProperties": false
+          }
+        },
+        "filesRemoved": {
+          "description": "The files directory deleted, when `purgeFiles` was given and it existed.",
+          "type": "string"
+        },
+        "replayed": {
+          "description": "True when this result was recorded for an earlier call with the same request id.",
+          "type": "boolean"
+        }
+      },
+      "additionalProperties": false,
+      "required": [
+        "node"
+      ]
+    }
+  },
+  {
+    "name": "service_logs",
+    "title": "Read a service's logs",
+    "description": "Read the recent logs of a service's containers, bounded: the last `tail` lines (100 by default, at most 1000) per component, from `since` if given, cut at `maxBytes` (16 KiB by default) with the cut stated.",
+    "rpc": "ServiceLogs",
+    "permission": "service.logs",
+    "fanOut": false,
+    "timeoutSeconds": 60,
+    "annotations": {
+      "readOnlyHint": true,
+      "destructiveHint": false,
+      "idempotentHint": true,
+      "openWorldHint": false
+    },
+    "inputSchema": {
+      "type": "object",
+      "properties": {
+        "node": {
+          "description": "Node to act on. Omit to use the node named in the service's definition (or the only configured node).",
+          "type": "string",
+          "pattern": "^[a-z0-9][a-z0-9-]*$"
+        },
+        "service": {
+          "description": "Service whose logs to read.",
+          "type": "string"
+        },
+        "component": {
+          "description": "Only this component; empty for all of them.",
+          "type": "string"
+        },
+        "tail": {
+          "description": "Last lines per component; 0 for 100, at most 1000.",
+          "type": "integer",
+          "minimum": 0,
+          "maximum": 4294967295
+        },
+        "since": {
+          "description": "Only lines written at or after this time.",
+          "type": "string",
+          "format": "date-time"
+        },
+        "maxBytes": {
+          "description": "Bytes returned in all, at most 262144; 0 for 16384.",
+          "type": "integer",
+          "minimum": 0,
+          "maximum": 4294967295
+        }
+      },
+      "additionalProperties": false,
+      "required": [
+        "service"
+      ]
+    },
+    "outputSchema": {
+      "type": "object",
+      "properties": {
+        "node": {
+          "type": "string",
+          "description": "Node that answered."
+        },
+        "service": {
+          "description": "Service read.",
+          "type": "string"
+        },
+        "components": {
+          "description": "One entry per component read.",
+          "type": "array",
+          "items": {
+            "type": "object",
+            "properties": {
+              "component": {
+                "description": "Component name.",
+                "type": "string"
+              },
+              "container": {
+                "description": "Container name.",
+                "type": "string"
+              },
+              "text": {
+                "description": "The log lines, stdout and stderr interleaved as the runtime gives them.",
+                "type": "string"
+              },
+              "truncated": {
+                "description": "True when the byte cap cut this component's logs.",
+                "type": "boolean"
+              },
+              "bytesDropped": {
+                "description": "Bytes left out by the cut (at least; reading stopped there).",
+                "type": [
+                  "integer",
+                  "string"
+                ],
+                "pattern": "^-?[0-9]+$"
+              },
+              "error": {
+                "description": "Why there are no logs, e.g. no container; empty otherwise.",
+                "type": "string"
+              }
+            },
+            "additionalProperties": false
+          }
+        },
+        "truncated": {
+          "description": "True when any component's logs were cut by the byte cap.",
+          "type": "boolean"
+        }
+      },
+      "additionalProperties": false,
+      "required": [
+        "node"
+      ]
+    }
+  },
+  {
     "name": "sync_desired_state",
     "title": "Sync service definitions",
     "description": "Record the declared service definitions on this node without touching any container: services are created or updated, `active` sets the desired state, and containers that match no definition are marked `ignore` so they never raise alerts. Additive: nothing is ever deleted.",
@@ -967,7 +1218,7 @@ export const tools: readonly ToolDefinition[] = [
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "services": {
-          "description": "The declared definitions of services on this node.",
+          "description": "The declared definitions of services on this node. Leave it out to sync every definition file, each on its node.",
           "type": "array",
           "items": {
             "type": "object",
@@ -1055,10 +1306,7 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         }
       },
-      "additionalProperties": false,
-      "required": [
-        "services"
-      ]
+      "additionalProperties": false
     },
     "outputSchema": {
       "type": "object",

@@ -20,6 +20,8 @@ import {
   type ContainerDetails,
   type ContainerRuntime,
   type ContainerSummary,
+  type LogsOptions,
+  type LogsRead,
   observedStateName,
   type RunSpec,
   type RuntimeKind,
@@ -184,6 +186,60 @@ export class CliRuntime implements ContainerRuntime {
 
   async list(): Promise<ContainerSummary[]> {
     return this.#dialect.list((args) => this.#exec(args));
+  }
+
+  /**
+   * `logs --tail N [--since T] NAME`, read as it streams: once `maxBytes` are held the
+   * runtime is killed, so a chatty container costs at most the cap in memory. stdout and
+   * stderr are read through one interleaved stream (execa's `all`).
+   */
+  async logs(name: string, options: LogsOptions): Promise<LogsRead> {
+    checkContainerName(name);
+    const args = ['logs', `--tail=${options.tail}`];
+    if (options.since) args.push(`--since=${options.since.toISOString()}`);
+    args.push(name);
+    const child = execa(this.path, args, {
+      reject: false,
+      stdin: 'ignore',
+      all: true,
+      buffer: false,
+      cancelSignal: options.signal,
+      timeout: this.#commandTimeoutMs,
+    });
+    const kept: Buffer[] = [];
+    let keptBytes = 0;
+    let bytesDropped = 0;
+    for await (const chunk of child.all as AsyncIterable<Buffer>) {
+      const room = options.maxBytes - keptBytes;
+      if (chunk.length <= room) {
+        kept.push(chunk);
+        keptBytes += chunk.length;
+        continue;
+      }
+      if (room > 0) kept.push(chunk.subarray(0, room));
+      keptBytes += Math.max(room, 0);
+      bytesDropped += chunk.length - Math.max(room, 0);
+      child.kill();
+      break;
+    }
+    const result = await child;
+    const text = Buffer.concat(kept).toString('utf8');
+    if (bytesDropped > 0) {
+      const cut = cutAtLineEnd(text);
+      return { text: cut, truncated: true, bytesDropped: bytesDropped + keptBytes - Buffer.byteLength(cut) };
+    }
+    if (result.failed && !result.isTerminated) {
+      // Without buffering there is no stderr to classify; the runtime's words went into `text`.
+      const argv = redactArgv([this.path, ...args]);
+      if (NO_SUCH_CONTAINER.test(text)) {
+        throw new NotFoundError(`no container named '${name}' (${this.kind})`);
+      }
+      throw new RuntimeCommandError(
+        result.timedOut ? 'DEADLINE_EXCEEDED' : result.isCanceled ? 'ABORTED' : classifyFailure(text),
+        { argv, exitCode: result.exitCode, stderr: trimStderr(text), reason: reasonOf(result.exitCode) },
+      );
+    }
+    return { text, truncated: false, bytesDropped: 0 };
   }
 
   async #containerId(name: string): Promise<string | undefined> {
@@ -365,6 +421,16 @@ function trimStderr(stderr: string): string {
     .join('\n')
     .trim();
   return trimmed.length > MAX_STDERR_CHARS ? `...${trimmed.slice(-MAX_STDERR_CHARS)}` : trimmed;
+}
+
+/**
+ * Text cut by a byte cap: ends at its last line end (when that drops less than a quarter of
+ * it), and never in the middle of a UTF-8 sequence (a cut one decodes as U+FFFD at the end).
+ */
+function cutAtLineEnd(text: string): string {
+  const clean = text.replace(/\uFFFD+$/, '');
+  const lastNewline = clean.lastIndexOf('\n');
+  return lastNewline >= clean.length * 0.75 ? clean.slice(0, lastNewline + 1) : clean;
 }
 
 function reasonOf(exitCode: number | undefined): string {
