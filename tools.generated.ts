@@ -353,7 +353,7 @@ export interface ToolMessages {
     readonly request: pb.SyncDesiredStateRequest;
     readonly response: pb.SyncDesiredStateResponse;
     readonly input: pb.SyncDesiredStateRequest;
-    readonly output: pb.SyncDesiredStateResponse;
+    readonly output: pb.SyncDesiredStateToolOutput;
   };
   readonly list_services: {
     readonly shape: 'unary';
@@ -436,7 +436,7 @@ export const toolCodecs: { readonly [T in ToolName]: ToolCodecs<T> } = {
   restart_service: { rpc: 'RestartService', ...rpcCodecs.RestartService, input: pb.RestartServiceRequest, output: pb.RestartServiceResponse },
   remove_service: { rpc: 'RemoveService', ...rpcCodecs.RemoveService, input: pb.RemoveServiceRequest, output: pb.RemoveServiceResponse },
   service_logs: { rpc: 'ServiceLogs', ...rpcCodecs.ServiceLogs, input: pb.ServiceLogsRequest, output: pb.ServiceLogsResponse },
-  sync_desired_state: { rpc: 'SyncDesiredState', ...rpcCodecs.SyncDesiredState, input: pb.SyncDesiredStateRequest, output: pb.SyncDesiredStateResponse },
+  sync_desired_state: { rpc: 'SyncDesiredState', ...rpcCodecs.SyncDesiredState, input: pb.SyncDesiredStateRequest, output: pb.SyncDesiredStateToolOutput },
   list_services: { rpc: 'ListServices', ...rpcCodecs.ListServices, input: pb.ListServicesRequest, output: pb.ListServicesResponse },
   live_check: { rpc: 'LiveCheck', ...rpcCodecs.LiveCheck, input: pb.LiveCheckRequest, output: pb.LiveCheckResponse },
   service_status: { rpc: 'GetServiceStatus', ...rpcCodecs.GetServiceStatus, input: pb.GetServiceStatusRequest, output: pb.GetServiceStatusResponse },
@@ -1316,7 +1316,7 @@ export const tools: readonly ToolDefinition[] = [
           "description": "Node that answered."
         },
         "services": {
-          "description": "One entry per service in the request.",
+          "description": "One entry per service synced, on every node.",
           "type": "array",
           "items": {
             "type": "object",
@@ -1341,15 +1341,47 @@ export const tools: readonly ToolDefinition[] = [
           }
         },
         "ignored": {
-          "description": "Containers that match no definition and were marked `ignore`, as `service/component`.",
+          "description": "Containers that match no definition and were marked `ignore`, as `service/component`; `remove_service` removes such a service.",
           "type": "array",
           "items": {
             "type": "string"
           }
         },
         "replayed": {
-          "description": "True when this result was recorded for an earlier call with the same request id.",
+          "description": "True when every node replayed an earlier result for the same request id.",
           "type": "boolean"
+        },
+        "nodes": {
+          "description": "One entry per node synced: several when the services came from the definition files.",
+          "type": "array",
+          "items": {
+            "type": "object",
+            "properties": {
+              "node": {
+                "description": "Node name.",
+                "type": "string"
+              },
+              "services": {
+                "description": "Services synced there.",
+                "type": "array",
+                "items": {
+                  "type": "string"
+                }
+              },
+              "ignored": {
+                "description": "Containers marked `ignore` there, as `service/component`.",
+                "type": "array",
+                "items": {
+                  "type": "string"
+                }
+              },
+              "error": {
+                "description": "Why this node was not synced; empty when it was.",
+                "type": "string"
+              }
+            },
+            "additionalProperties": false
+          }
         }
       },
       "additionalProperties": false,

@@ -33,7 +33,9 @@ export function logsHandler(sc: ServiceContext): UnaryHandler<ServiceLogsRequest
 function bounded(field: string, value: number, fallback: number, max: number, unit: string): number {
   if (value === 0) return fallback;
   if (value > max) {
-    throw new InvalidArgumentError(`${field} ${value} is over the limit of ${max} ${unit}: give at most ${max}, or 0 for ${fallback}`);
+    throw new InvalidArgumentError(
+      `${field} ${value} is over the limit of ${max} ${unit}: give at most ${max}, or 0 for ${fallback}`,
+    );
   }
   return value;
 }
@@ -53,7 +55,13 @@ async function readLogs(
       signal,
       ...(bounds.since ? { since: bounds.since } : {}),
     });
-    return { ...empty, text: read.text, truncated: read.truncated, bytesDropped: read.bytesDropped, error: '' };
+    return {
+      ...empty,
+      text: read.text,
+      truncated: read.truncated,
+      bytesDropped: read.bytesDropped,
+      error: '',
+    };
   } catch (err) {
     if (err instanceof NotFoundError) {
       return { ...empty, error: `no container ${container}: deploy or start_service runs it` };

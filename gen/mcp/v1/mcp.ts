@@ -553,6 +553,30 @@ export interface SyncDesiredStateResponse {
   replayed: boolean;
 }
 
+/** Result of the sync_desired_state tool: the agents' answers, and one entry per node synced. */
+export interface SyncDesiredStateToolOutput {
+  /** One entry per service synced, on every node. */
+  services: ServiceSyncResult[];
+  /** Containers that match no definition and were marked `ignore`, as `service/component`; `remove_service` removes such a service. */
+  ignored: string[];
+  /** True when every node replayed an earlier result for the same request id. */
+  replayed: boolean;
+  /** One entry per node synced: several when the services came from the definition files. */
+  nodes: NodeSync[];
+}
+
+/** What a sync did on one node. */
+export interface NodeSync {
+  /** Node name. */
+  node: string;
+  /** Services synced there. */
+  services: string[];
+  /** Containers marked `ignore` there, as `service/component`. */
+  ignored: string[];
+  /** Why this node was not synced; empty when it was. */
+  error: string;
+}
+
 export interface ListServicesRequest {
   /** Only components with this desired state; unspecified for all. */
   desiredState: DesiredState;
@@ -3664,6 +3688,242 @@ export const SyncDesiredStateResponse: MessageFns<SyncDesiredStateResponse> = {
     message.services = object.services?.map((e) => ServiceSyncResult.fromPartial(e)) || [];
     message.ignored = object.ignored?.map((e) => e) || [];
     message.replayed = object.replayed ?? false;
+    return message;
+  },
+};
+
+function createBaseSyncDesiredStateToolOutput(): SyncDesiredStateToolOutput {
+  return { services: [], ignored: [], replayed: false, nodes: [] };
+}
+
+export const SyncDesiredStateToolOutput: MessageFns<SyncDesiredStateToolOutput> = {
+  encode(message: SyncDesiredStateToolOutput, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.services) {
+      ServiceSyncResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.ignored) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.replayed !== false) {
+      writer.uint32(24).bool(message.replayed);
+    }
+    for (const v of message.nodes) {
+      NodeSync.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SyncDesiredStateToolOutput {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSyncDesiredStateToolOutput();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.services.push(ServiceSyncResult.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.ignored.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.replayed = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.nodes.push(NodeSync.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SyncDesiredStateToolOutput {
+    return {
+      services: globalThis.Array.isArray(object?.services)
+        ? object.services.map((e: any) => ServiceSyncResult.fromJSON(e))
+        : [],
+      ignored: globalThis.Array.isArray(object?.ignored) ? object.ignored.map((e: any) => globalThis.String(e)) : [],
+      replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
+      nodes: globalThis.Array.isArray(object?.nodes) ? object.nodes.map((e: any) => NodeSync.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: SyncDesiredStateToolOutput): unknown {
+    const obj: any = {};
+    if (message.services?.length) {
+      obj.services = message.services.map((e) => ServiceSyncResult.toJSON(e));
+    }
+    if (message.ignored?.length) {
+      obj.ignored = message.ignored;
+    }
+    if (message.replayed !== false) {
+      obj.replayed = message.replayed;
+    }
+    if (message.nodes?.length) {
+      obj.nodes = message.nodes.map((e) => NodeSync.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SyncDesiredStateToolOutput>, I>>(base?: I): SyncDesiredStateToolOutput {
+    return SyncDesiredStateToolOutput.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SyncDesiredStateToolOutput>, I>>(object: I): SyncDesiredStateToolOutput {
+    const message = createBaseSyncDesiredStateToolOutput();
+    message.services = object.services?.map((e) => ServiceSyncResult.fromPartial(e)) || [];
+    message.ignored = object.ignored?.map((e) => e) || [];
+    message.replayed = object.replayed ?? false;
+    message.nodes = object.nodes?.map((e) => NodeSync.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseNodeSync(): NodeSync {
+  return { node: "", services: [], ignored: [], error: "" };
+}
+
+export const NodeSync: MessageFns<NodeSync> = {
+  encode(message: NodeSync, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.node !== "") {
+      writer.uint32(10).string(message.node);
+    }
+    for (const v of message.services) {
+      writer.uint32(18).string(v!);
+    }
+    for (const v of message.ignored) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.error !== "") {
+      writer.uint32(34).string(message.error);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NodeSync {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNodeSync();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.services.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.ignored.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NodeSync {
+    return {
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+      services: globalThis.Array.isArray(object?.services) ? object.services.map((e: any) => globalThis.String(e)) : [],
+      ignored: globalThis.Array.isArray(object?.ignored) ? object.ignored.map((e: any) => globalThis.String(e)) : [],
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+    };
+  },
+
+  toJSON(message: NodeSync): unknown {
+    const obj: any = {};
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    if (message.services?.length) {
+      obj.services = message.services;
+    }
+    if (message.ignored?.length) {
+      obj.ignored = message.ignored;
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<NodeSync>, I>>(base?: I): NodeSync {
+    return NodeSync.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NodeSync>, I>>(object: I): NodeSync {
+    const message = createBaseNodeSync();
+    message.node = object.node ?? "";
+    message.services = object.services?.map((e) => e) || [];
+    message.ignored = object.ignored?.map((e) => e) || [];
+    message.error = object.error ?? "";
     return message;
   },
 };
