@@ -75,6 +75,8 @@ export class RuntimeCommandError extends McpError {
 }
 
 const DEFAULT_COMMAND_TIMEOUT_MS = 120_000;
+const LOG_READ_ATTEMPTS = 3;
+const TORN_LOG_LINE = /is not a valid container log line/;
 const MAX_STDERR_CHARS = 4000;
 // The runtime's words for "no such container"; podman: `no container with name or ID "x" found:
 // no such container`, `no such object`; docker: `No such container: x`, `No such object: x`.
@@ -195,6 +197,25 @@ export class CliRuntime implements ContainerRuntime {
    */
   async logs(name: string, options: LogsOptions): Promise<LogsRead> {
     checkContainerName(name);
+    // podman 4.3 can meet a line the container is still writing at the end of its log file
+    // and fail the whole read ("... is not a valid container log line"): read again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#readLogs(name, options);
+      } catch (err) {
+        if (
+          attempt < LOG_READ_ATTEMPTS &&
+          err instanceof RuntimeCommandError &&
+          TORN_LOG_LINE.test(err.stderr)
+        ) {
+          continue;
+        }
+        throw err;
+      }
+    }
+  }
+
+  async #readLogs(name: string, options: LogsOptions): Promise<LogsRead> {
     const args = ['logs', `--tail=${options.tail}`];
     if (options.since) args.push(`--since=${options.since.toISOString()}`);
     args.push(name);
@@ -209,16 +230,35 @@ export class CliRuntime implements ContainerRuntime {
     const kept: Buffer[] = [];
     let keptBytes = 0;
     let bytesDropped = 0;
-    for await (const chunk of child.all as AsyncIterable<Buffer>) {
+    let lines = 0;
+    let lineBound = false;
+    /** Killed here because a bound was reached: not a failure. */
+    let stopped = false;
+    for await (const whole of child.all as AsyncIterable<Buffer>) {
+      // podman reads a log file to its end, and a container that writes fast keeps moving the
+      // end: `--tail` alone can return far more lines than asked. The first `tail` lines are
+      // the ones asked for; what follows was written while reading.
+      let chunk = whole;
+      const end = lineEndAfter(chunk, options.tail - lines);
+      if (end !== undefined) {
+        chunk = chunk.subarray(0, end);
+        lineBound = true;
+      } else {
+        lines += countNewlines(chunk);
+      }
       const room = options.maxBytes - keptBytes;
       if (chunk.length <= room) {
         kept.push(chunk);
         keptBytes += chunk.length;
-        continue;
+        if (!lineBound) continue;
+        stopped = true;
+        child.kill();
+        break;
       }
       if (room > 0) kept.push(chunk.subarray(0, room));
       keptBytes += Math.max(room, 0);
       bytesDropped += chunk.length - Math.max(room, 0);
+      stopped = true;
       child.kill();
       break;
     }
@@ -228,15 +268,18 @@ export class CliRuntime implements ContainerRuntime {
       const cut = cutAtLineEnd(text);
       return { text: cut, truncated: true, bytesDropped: bytesDropped + keptBytes - Buffer.byteLength(cut) };
     }
-    if (result.failed && !result.isTerminated) {
-      // Without buffering there is no stderr to classify; the runtime's words went into `text`.
+    if (result.failed && (!stopped || result.timedOut || result.isCanceled)) {
+      // Without buffering there is no stderr to classify: the runtime's words went into `text`,
+      // after whatever log lines it printed first.
       const argv = redactArgv([this.path, ...args]);
+      const said = text.split('\n').filter((line) => /^(Error|error):/.test(line));
+      const stderr = trimStderr(said.length > 0 ? said.join('\n') : text.slice(-MAX_STDERR_CHARS));
       if (NO_SUCH_CONTAINER.test(text)) {
         throw new NotFoundError(`no container named '${name}' (${this.kind})`);
       }
       throw new RuntimeCommandError(
-        result.timedOut ? 'DEADLINE_EXCEEDED' : result.isCanceled ? 'ABORTED' : classifyFailure(text),
-        { argv, exitCode: result.exitCode, stderr: trimStderr(text), reason: reasonOf(result.exitCode) },
+        result.timedOut ? 'DEADLINE_EXCEEDED' : result.isCanceled ? 'ABORTED' : classifyFailure(stderr),
+        { argv, exitCode: result.exitCode, stderr, reason: reasonOf(result.exitCode) },
       );
     }
     return { text, truncated: false, bytesDropped: 0 };
@@ -421,6 +464,22 @@ function trimStderr(stderr: string): string {
     .join('\n')
     .trim();
   return trimmed.length > MAX_STDERR_CHARS ? `...${trimmed.slice(-MAX_STDERR_CHARS)}` : trimmed;
+}
+
+function countNewlines(chunk: Buffer): number {
+  let count = 0;
+  for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) count++;
+  return count;
+}
+
+/** The offset just past the `n`-th newline of `chunk`, or undefined when it has fewer. */
+function lineEndAfter(chunk: Buffer, n: number): number | undefined {
+  let at = -1;
+  for (let i = 0; i < n; i++) {
+    at = chunk.indexOf(10, at + 1);
+    if (at === -1) return undefined;
+  }
+  return at + 1;
 }
 
 /**

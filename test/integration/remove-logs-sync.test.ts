@@ -182,11 +182,16 @@ describe.skipIf(!bed)('remove_service, service_logs and sync from the files', ()
       const lines = talk?.text.trimEnd().split('\n') ?? [];
       expect(lines).toHaveLength(5);
       for (const line of lines) expect(line).toMatch(/^line \d+$/);
-      expect(logs.truncated).toBe(false);
+      expect(logs.truncated).toBeFalsy();
     }, 60_000);
 
     it('cuts at the byte cap and says how much it dropped', async () => {
-      const logs = await call<Logs>('service_logs', { service: chat, tail: 1000, maxBytes: 1024 });
+      const logs = await call<Logs>('service_logs', {
+        service: chat,
+        node: 'node2',
+        tail: 1000,
+        maxBytes: 1024,
+      });
       const [talk] = logs.components;
       expect(logs.truncated).toBe(true);
       expect(talk?.truncated).toBe(true);
@@ -195,22 +200,24 @@ describe.skipIf(!bed)('remove_service, service_logs and sync from the files', ()
       expect(Number(talk?.bytesDropped)).toBeGreaterThan(0);
       // Cut at a line end: every line is whole.
       for (const line of talk?.text.trimEnd().split('\n') ?? []) expect(line).toMatch(/^line \d+$/);
-      const text = resultText(await callTool('service_logs', { service: chat, tail: 1000, maxBytes: 1024 }));
+      const text = resultText(
+        await callTool('service_logs', { service: chat, node: 'node2', tail: 1000, maxBytes: 1024 }),
+      );
       expect(text).toMatch(/\[truncated: \d+\+ bytes dropped/);
     }, 60_000);
 
     it('keeps the default cap of 16 KiB and refuses more than 1000 lines', async () => {
-      const logs = await call<Logs>('service_logs', { service: chat, tail: 1000 });
+      const logs = await call<Logs>('service_logs', { service: chat, node: 'node2', tail: 1000 });
       expect(Buffer.byteLength(logs.components[0]?.text ?? '')).toBeLessThanOrEqual(16 * 1024);
-      const tooMany = await callTool('service_logs', { service: chat, tail: 1001 });
+      const tooMany = await callTool('service_logs', { service: chat, node: 'node2', tail: 1001 });
       expect(tooMany.isError).toBe(true);
       expect(resultText(tooMany)).toContain('INVALID_ARGUMENT: tail 1001 is over the limit of 1000 lines');
     }, 60_000);
 
     it('reads nothing from before `since`', async () => {
       const since = new Date(Date.now() + 3600_000).toISOString();
-      const logs = await call<Logs>('service_logs', { service: chat, since });
-      expect(logs.components[0]?.text).toBe('');
+      const logs = await call<Logs>('service_logs', { service: chat, node: 'node2', since });
+      expect(logs.components[0]?.text ?? '').toBe('');
     }, 60_000);
   });
 
@@ -224,12 +231,12 @@ describe.skipIf(!bed)('remove_service, service_logs and sync from the files', ()
 
     type Sync = {
       services: Array<{ service: string; change: string }>;
-      nodes: Array<{ node: string; services: string[]; error: string }>;
+      nodes: Array<{ node: string; services: string[]; error?: string }>;
     };
     const sync = await call<Sync>('sync_desired_state', {});
     const changes = Object.fromEntries(sync.services.map((s) => [s.service, s.change]));
     expect(changes).toMatchObject({ [a]: 'created', [b]: 'created', [c]: 'created' });
-    expect(sync.nodes.map((n) => [n.node, [...n.services].sort(), n.error])).toEqual([
+    expect(sync.nodes.map((n) => [n.node, [...n.services].sort(), n.error ?? ''])).toEqual([
       ['node1', [a, b].sort(), ''],
       ['node2', [c], ''],
     ]);
