@@ -1351,7 +1351,7 @@ export const tools: readonly ToolDefinition[] = [
           "description": "True when every node replayed an earlier result for the same request id.",
           "type": "boolean"
         },
-        "nodes": {
+        "byNode": {
           "description": "One entry per node synced: several when the services came from the definition files.",
           "type": "array",
           "items": {

@@ -233,7 +233,7 @@ function componentResults(verb: string, node: string, r: ComponentResults): stri
 }
 
 function sync(node: string, r: pb.SyncDesiredStateToolOutput): string {
-  const synced = r.nodes.filter((n) => n.error === '').map((n) => n.node);
+  const synced = r.byNode.filter((n) => n.error === '').map((n) => n.node);
   const out = [`synced on ${synced.join(', ') || node}${r.replayed ? ' (replayed)' : ''}`];
   if (r.services.length > 0) {
     out.push(
@@ -244,14 +244,14 @@ function sync(node: string, r: pb.SyncDesiredStateToolOutput): string {
     );
   }
   // Strays apart from the services: other tools' containers, recorded so they raise no alert.
-  for (const n of r.nodes) {
+  for (const n of r.byNode) {
     if (n.ignored.length > 0) {
       out.push(
         `${n.node}: marked ignore (match no definition; remove_service forgets one): ${n.ignored.join(', ')}`,
       );
     }
   }
-  for (const n of r.nodes) if (n.error) out.push(`${n.node}: not synced: ${n.error}`);
+  for (const n of r.byNode) if (n.error) out.push(`${n.node}: not synced: ${n.error}`);
   return out.join('\n');
 }
 

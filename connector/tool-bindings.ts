@@ -135,7 +135,7 @@ export const toolBindings: { readonly [T in ToolName]: ToolBinding<T> } = {
   adopt_containers: { route: singleNodeWrite(serviceDefinition()), output: response, format: adoptText },
   sync_desired_state: {
     route: singleNodeWrite(servicesDefinitions, mergeSyncs),
-    output: { from: 'response', toOutput: (r) => ({ ...r, nodes: [] }) },
+    output: { from: 'response', toOutput: (r) => ({ ...r, byNode: [] }) },
     format: syncText,
   },
   remove_service: { route: singleNodeWrite(serviceRemoval), output: response, format: removeText },
@@ -174,7 +174,7 @@ function mergeSyncs(
     services: answered.flatMap((r) => r.services),
     ignored: answered.flatMap((r) => r.ignored),
     replayed: answered.length > 0 && answered.every((r) => r.replayed),
-    nodes: answers.map((a) => ({
+    byNode: answers.map((a) => ({
       node: a.node,
       services: a.response?.services.map((s) => s.service) ?? [],
       ignored: a.response?.ignored ?? [],

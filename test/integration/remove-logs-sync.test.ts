@@ -231,12 +231,12 @@ describe.skipIf(!bed)('remove_service, service_logs and sync from the files', ()
 
     type Sync = {
       services: Array<{ service: string; change: string }>;
-      nodes: Array<{ node: string; services: string[]; error?: string }>;
+      byNode: Array<{ node: string; services: string[]; error?: string }>;
     };
     const sync = await call<Sync>('sync_desired_state', {});
     const changes = Object.fromEntries(sync.services.map((s) => [s.service, s.change]));
     expect(changes).toMatchObject({ [a]: 'created', [b]: 'created', [c]: 'created' });
-    expect(sync.nodes.map((n) => [n.node, [...n.services].sort(), n.error ?? ''])).toEqual([
+    expect(sync.byNode.map((n) => [n.node, [...n.services].sort(), n.error ?? ''])).toEqual([
       ['node1', [a, b].sort(), ''],
       ['node2', [c], ''],
     ]);

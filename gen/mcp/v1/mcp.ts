@@ -553,7 +553,7 @@ export interface SyncDesiredStateResponse {
   replayed: boolean;
 }
 
-/** Result of the sync_desired_state tool: the agents' answers, and one entry per node synced. */
+/** Result of the sync_desired_state tool: the agents' answers joined, and what each node did. */
 export interface SyncDesiredStateToolOutput {
   /** One entry per service synced, on every node. */
   services: ServiceSyncResult[];
@@ -562,7 +562,7 @@ export interface SyncDesiredStateToolOutput {
   /** True when every node replayed an earlier result for the same request id. */
   replayed: boolean;
   /** One entry per node synced: several when the services came from the definition files. */
-  nodes: NodeSync[];
+  byNode: NodeSync[];
 }
 
 /** What a sync did on one node. */
@@ -3693,7 +3693,7 @@ export const SyncDesiredStateResponse: MessageFns<SyncDesiredStateResponse> = {
 };
 
 function createBaseSyncDesiredStateToolOutput(): SyncDesiredStateToolOutput {
-  return { services: [], ignored: [], replayed: false, nodes: [] };
+  return { services: [], ignored: [], replayed: false, byNode: [] };
 }
 
 export const SyncDesiredStateToolOutput: MessageFns<SyncDesiredStateToolOutput> = {
@@ -3707,7 +3707,7 @@ export const SyncDesiredStateToolOutput: MessageFns<SyncDesiredStateToolOutput> 
     if (message.replayed !== false) {
       writer.uint32(24).bool(message.replayed);
     }
-    for (const v of message.nodes) {
+    for (const v of message.byNode) {
       NodeSync.encode(v!, writer.uint32(34).fork()).join();
     }
     return writer;
@@ -3755,7 +3755,7 @@ export const SyncDesiredStateToolOutput: MessageFns<SyncDesiredStateToolOutput> 
               break;
             }
 
-            message.nodes.push(NodeSync.decode(reader, reader.uint32()));
+            message.byNode.push(NodeSync.decode(reader, reader.uint32()));
             continue;
           }
         }
@@ -3777,7 +3777,11 @@ export const SyncDesiredStateToolOutput: MessageFns<SyncDesiredStateToolOutput> 
         : [],
       ignored: globalThis.Array.isArray(object?.ignored) ? object.ignored.map((e: any) => globalThis.String(e)) : [],
       replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
-      nodes: globalThis.Array.isArray(object?.nodes) ? object.nodes.map((e: any) => NodeSync.fromJSON(e)) : [],
+      byNode: globalThis.Array.isArray(object?.byNode)
+        ? object.byNode.map((e: any) => NodeSync.fromJSON(e))
+        : globalThis.Array.isArray(object?.by_node)
+        ? object.by_node.map((e: any) => NodeSync.fromJSON(e))
+        : [],
     };
   },
 
@@ -3792,8 +3796,8 @@ export const SyncDesiredStateToolOutput: MessageFns<SyncDesiredStateToolOutput> 
     if (message.replayed !== false) {
       obj.replayed = message.replayed;
     }
-    if (message.nodes?.length) {
-      obj.nodes = message.nodes.map((e) => NodeSync.toJSON(e));
+    if (message.byNode?.length) {
+      obj.byNode = message.byNode.map((e) => NodeSync.toJSON(e));
     }
     return obj;
   },
@@ -3806,7 +3810,7 @@ export const SyncDesiredStateToolOutput: MessageFns<SyncDesiredStateToolOutput> 
     message.services = object.services?.map((e) => ServiceSyncResult.fromPartial(e)) || [];
     message.ignored = object.ignored?.map((e) => e) || [];
     message.replayed = object.replayed ?? false;
-    message.nodes = object.nodes?.map((e) => NodeSync.fromPartial(e)) || [];
+    message.byNode = object.byNode?.map((e) => NodeSync.fromPartial(e)) || [];
     return message;
   },
 };
