@@ -32,6 +32,8 @@ import { removeContainers, requireTestbed, uniqueName } from '../support/testbed
 const bed = await requireTestbed();
 const PREFIX = uniqueName('i12');
 const name = (what: string) => `${PREFIX}-${what}`;
+/** One word (no '-'), so its container splits as service and component of the same name. */
+const STRAY = `i12stray${process.pid.toString(36)}${Math.random().toString(36).slice(2, 6)}`;
 /** Prints numbered lines as fast as it can, forever. */
 const CHATTY = ['/bin/sh', '-c', 'trap "exit 0" TERM; i=0; while true; do echo line $i; i=$((i+1)); done'];
 
@@ -79,6 +81,7 @@ describe.skipIf(!bed)('remove_service, service_logs and sync from the files', ()
     await Promise.all([node1?.stop(), node2?.stop()]);
     files?.remove();
     await removeContainers(PREFIX);
+    await removeContainers(STRAY);
   }, 60_000);
 
   it('removes a service that a failed deploy recorded; its events stay; a retry replays', async () => {
@@ -223,6 +226,7 @@ describe.skipIf(!bed)('remove_service, service_logs and sync from the files', ()
 
   it('syncs every definition file on its node when `services` is left out', async () => {
     const [a, b, c] = [name('sa'), name('sb'), name('sc')];
+    await execa('podman', ['run', '--detach', `--name=${STRAY}`, bed?.imageV1 ?? '', ...SLEEPER]);
     const toml = (service: string, node: string) =>
       `name = "${service}"\nnode = "${node}"\nactive = false\n\n[[components]]\nname = "app"\nimage = "${bed?.imageV1}"\n`;
     writeDefinition(files.servicesDir, a, toml(a, 'node1'));
@@ -231,7 +235,7 @@ describe.skipIf(!bed)('remove_service, service_logs and sync from the files', ()
 
     type Sync = {
       services: Array<{ service: string; change: string }>;
-      byNode: Array<{ node: string; services: string[]; error?: string }>;
+      byNode: Array<{ node: string; services: string[]; ignored?: string[]; error?: string }>;
     };
     const sync = await call<Sync>('sync_desired_state', {});
     const changes = Object.fromEntries(sync.services.map((s) => [s.service, s.change]));
@@ -243,6 +247,20 @@ describe.skipIf(!bed)('remove_service, service_logs and sync from the files', ()
     expect(node1.registry?.services.get(a)).toBeDefined();
     expect(node1.registry?.services.get(c)).toBeUndefined();
     expect(node2.registry?.services.get(c)).toBeDefined();
+
+    // A container another tool started is a stray: listed apart, per node, and removable.
+    const node1Strays = sync.byNode.find((n) => n.node === 'node1')?.ignored ?? [];
+    expect(node1Strays).toContain(`${STRAY}/${STRAY}`);
+    expect(sync.services.map((s) => s.service)).not.toContain(STRAY);
+    const forgotten = await call<{ components: Array<{ outcome: string }> }>('remove_service', {
+      service: STRAY,
+      node: 'node1',
+    });
+    expect(forgotten.components).toEqual([expect.objectContaining({ outcome: 'left' })]);
+    expect(node1.registry?.services.get(STRAY)).toBeUndefined();
+    expect(await execa('podman', ['container', 'exists', STRAY], { reject: false })).toMatchObject({
+      exitCode: 0,
+    });
 
     const again = await call<Sync>('sync_desired_state', {});
     for (const s of again.services.filter((s) => [a, b, c].includes(s.service))) {
