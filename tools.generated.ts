@@ -21,7 +21,7 @@ export interface RpcEntry {
 }
 
 /** Every published tool's name. */
-export const toolNames = ["deploy","stop_service","start_service","restart_service","sync_desired_state","list_services","live_check","service_status","adopt_containers","node_status","push_file","pull_file","query_audit"] as const;
+export const toolNames = ["deploy","stop_service","start_service","restart_service","remove_service","service_logs","sync_desired_state","list_services","live_check","service_status","adopt_containers","node_status","push_file","pull_file","query_audit"] as const;
 
 export type ToolName = (typeof toolNames)[number];
 
@@ -78,6 +78,22 @@ export const rpcs = [
     "requestStream": false,
     "responseStream": false,
     "tool": "restart_service"
+  },
+  {
+    "rpc": "RemoveService",
+    "method": "removeService",
+    "permission": "service.remove",
+    "requestStream": false,
+    "responseStream": false,
+    "tool": "remove_service"
+  },
+  {
+    "rpc": "ServiceLogs",
+    "method": "serviceLogs",
+    "permission": "service.logs",
+    "requestStream": false,
+    "responseStream": false,
+    "tool": "service_logs"
   },
   {
     "rpc": "SyncDesiredState",
@@ -158,7 +174,7 @@ export type RpcName = (typeof rpcs)[number]['rpc'];
 export type Permission = (typeof rpcs)[number]['permission'];
 
 /** Every permission the contract defines, sorted. */
-export const permissions: readonly Permission[] = ["audit.query","file.pull","file.push","node.status","service.adopt","service.deploy","service.list","service.live_check","service.restart","service.start","service.status","service.stop","service.sync"];
+export const permissions: readonly Permission[] = ["audit.query","file.pull","file.push","node.status","service.adopt","service.deploy","service.list","service.live_check","service.logs","service.remove","service.restart","service.start","service.status","service.stop","service.sync"];
 
 /** How an RPC is called: one request and one response, or a stream on one side. */
 export type CallShape = 'unary' | 'serverStream' | 'clientStream';
@@ -177,6 +193,8 @@ export interface RpcMessages {
   readonly StopService: { readonly request: pb.StopServiceRequest; readonly response: pb.StopServiceResponse };
   readonly StartService: { readonly request: pb.StartServiceRequest; readonly response: pb.StartServiceResponse };
   readonly RestartService: { readonly request: pb.RestartServiceRequest; readonly response: pb.RestartServiceResponse };
+  readonly RemoveService: { readonly request: pb.RemoveServiceRequest; readonly response: pb.RemoveServiceResponse };
+  readonly ServiceLogs: { readonly request: pb.ServiceLogsRequest; readonly response: pb.ServiceLogsResponse };
   readonly SyncDesiredState: { readonly request: pb.SyncDesiredStateRequest; readonly response: pb.SyncDesiredStateResponse };
   readonly ListServices: { readonly request: pb.ListServicesRequest; readonly response: pb.ListServicesResponse };
   readonly LiveCheck: { readonly request: pb.LiveCheckRequest; readonly response: pb.LiveCheckResponse };
@@ -212,6 +230,18 @@ export const rpcCodecs = {
     method: pb.McpAgentServiceService.restartService,
     request: pb.RestartServiceRequest,
     response: pb.RestartServiceResponse,
+  },
+  RemoveService: {
+    shape: 'unary',
+    method: pb.McpAgentServiceService.removeService,
+    request: pb.RemoveServiceRequest,
+    response: pb.RemoveServiceResponse,
+  },
+  ServiceLogs: {
+    shape: 'unary',
+    method: pb.McpAgentServiceService.serviceLogs,
+    request: pb.ServiceLogsRequest,
+    response: pb.ServiceLogsResponse,
   },
   SyncDesiredState: {
     shape: 'unary',
@@ -304,12 +334,26 @@ export interface ToolMessages {
     readonly input: pb.RestartServiceRequest;
     readonly output: pb.RestartServiceResponse;
   };
+  readonly remove_service: {
+    readonly shape: 'unary';
+    readonly request: pb.RemoveServiceRequest;
+    readonly response: pb.RemoveServiceResponse;
+    readonly input: pb.RemoveServiceRequest;
+    readonly output: pb.RemoveServiceResponse;
+  };
+  readonly service_logs: {
+    readonly shape: 'unary';
+    readonly request: pb.ServiceLogsRequest;
+    readonly response: pb.ServiceLogsResponse;
+    readonly input: pb.ServiceLogsRequest;
+    readonly output: pb.ServiceLogsResponse;
+  };
   readonly sync_desired_state: {
     readonly shape: 'unary';
     readonly request: pb.SyncDesiredStateRequest;
     readonly response: pb.SyncDesiredStateResponse;
     readonly input: pb.SyncDesiredStateRequest;
-    readonly output: pb.SyncDesiredStateResponse;
+    readonly output: pb.SyncDesiredStateToolOutput;
   };
   readonly list_services: {
     readonly shape: 'unary';
@@ -390,7 +434,9 @@ export const toolCodecs: { readonly [T in ToolName]: ToolCodecs<T> } = {
   stop_service: { rpc: 'StopService', ...rpcCodecs.StopService, input: pb.StopServiceRequest, output: pb.StopServiceResponse },
   start_service: { rpc: 'StartService', ...rpcCodecs.StartService, input: pb.StartServiceRequest, output: pb.StartServiceResponse },
   restart_service: { rpc: 'RestartService', ...rpcCodecs.RestartService, input: pb.RestartServiceRequest, output: pb.RestartServiceResponse },
-  sync_desired_state: { rpc: 'SyncDesiredState', ...rpcCodecs.SyncDesiredState, input: pb.SyncDesiredStateRequest, output: pb.SyncDesiredStateResponse },
+  remove_service: { rpc: 'RemoveService', ...rpcCodecs.RemoveService, input: pb.RemoveServiceRequest, output: pb.RemoveServiceResponse },
+  service_logs: { rpc: 'ServiceLogs', ...rpcCodecs.ServiceLogs, input: pb.ServiceLogsRequest, output: pb.ServiceLogsResponse },
+  sync_desired_state: { rpc: 'SyncDesiredState', ...rpcCodecs.SyncDesiredState, input: pb.SyncDesiredStateRequest, output: pb.SyncDesiredStateToolOutput },
   list_services: { rpc: 'ListServices', ...rpcCodecs.ListServices, input: pb.ListServicesRequest, output: pb.ListServicesResponse },
   live_check: { rpc: 'LiveCheck', ...rpcCodecs.LiveCheck, input: pb.LiveCheckRequest, output: pb.LiveCheckResponse },
   service_status: { rpc: 'GetServiceStatus', ...rpcCodecs.GetServiceStatus, input: pb.GetServiceStatusRequest, output: pb.GetServiceStatusResponse },
@@ -720,6 +766,146 @@ export const tools: readonly ToolDefinition[] = [
     }
   },
   {
+    "name": "remove_service",
+    "title": "Remove a service",
+    "description": "Remove a service: stop and remove its containers, delete its record (events and audit stay), with `purgeFiles` its files. `ignore` components are forgotten, their containers left running.",
+    "rpc": "RemoveService",
+    "permission": "service.remove",
+    "fanOut": false,
+    "timeoutSeconds": 180,
+    "annotations": {
+      "readOnlyHint": false,
+      "destructiveHint": true,
+      "idempotentHint": true,
+      "openWorldHint": false
+    },
+    "inputSchema": {
+      "type": "object",
+      "properties": {
+        "node": {
+          "type": "string",
+          "pattern": "^[a-z0-9][a-z0-9-]*$"
+        },
+        "service": {
+          "description": "Service to remove.",
+          "type": "string"
+        },
+        "purgeFiles": {
+          "description": "Also delete the service's files directory on the node; default false.",
+          "type": "boolean"
+        },
+        "deleteDefinition": {
+          "description": "Also delete the service's definition file on the connector's side; default false.",
+          "type": "boolean"
+        },
+        "requestId": {
+          "description": "Client-chosen id; a retried call with the same id returns the first result instead of acting twice.",
+          "type": "string"
+        }
+      },
+      "additionalProperties": false,
+      "required": [
+        "service"
+      ]
+    },
+    "outputSchema": {
+      "type": "object",
+      "properties": {
+        "node": {
+          "type": "string"
+        },
+        "service": {
+          "type": "string"
+        },
+        "components": {
+          "type": "array"
+        },
+        "filesRemoved": {
+          "type": "string"
+        },
+        "replayed": {
+          "type": "boolean"
+        }
+      },
+      "required": [
+        "node"
+      ]
+    }
+  },
+  {
+    "name": "service_logs",
+    "title": "Read a service's logs",
+    "description": "Recent logs of a service's containers, bounded by `tail` lines and `maxBytes`, with any cut stated.",
+    "rpc": "ServiceLogs",
+    "permission": "service.logs",
+    "fanOut": false,
+    "timeoutSeconds": 60,
+    "annotations": {
+      "readOnlyHint": true,
+      "destructiveHint": false,
+      "idempotentHint": true,
+      "openWorldHint": false
+    },
+    "inputSchema": {
+      "type": "object",
+      "properties": {
+        "node": {
+          "type": "string",
+          "pattern": "^[a-z0-9][a-z0-9-]*$"
+        },
+        "service": {
+          "description": "Service whose logs to read.",
+          "type": "string"
+        },
+        "component": {
+          "description": "Only this component; empty for all of them.",
+          "type": "string"
+        },
+        "tail": {
+          "description": "Last lines per component; 0 for 100, at most 1000.",
+          "type": "integer",
+          "minimum": 0,
+          "maximum": 4294967295
+        },
+        "since": {
+          "description": "Only lines written at or after this time.",
+          "type": "string",
+          "format": "date-time"
+        },
+        "maxBytes": {
+          "description": "Bytes returned in all, at most 262144; 0 for 16384.",
+          "type": "integer",
+          "minimum": 0,
+          "maximum": 4294967295
+        }
+      },
+      "additionalProperties": false,
+      "required": [
+        "service"
+      ]
+    },
+    "outputSchema": {
+      "type": "object",
+      "properties": {
+        "node": {
+          "type": "string"
+        },
+        "service": {
+          "type": "string"
+        },
+        "components": {
+          "type": "array"
+        },
+        "truncated": {
+          "type": "boolean"
+        }
+      },
+      "required": [
+        "node"
+      ]
+    }
+  },
+  {
     "name": "sync_desired_state",
     "title": "Sync service definitions",
     "description": "Record service definitions on a node without touching containers; unmatched containers are marked `ignore`. Never deletes.",
@@ -741,7 +927,7 @@ export const tools: readonly ToolDefinition[] = [
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "services": {
-          "description": "Specs as in deploy's `spec`.",
+          "description": "Specs as in deploy's `spec`; leave out to sync every definition file.",
           "type": "array",
           "items": {
             "type": "object",
@@ -817,10 +1003,7 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         }
       },
-      "additionalProperties": false,
-      "required": [
-        "services"
-      ]
+      "additionalProperties": false
     },
     "outputSchema": {
       "type": "object",
@@ -839,6 +1022,9 @@ export const tools: readonly ToolDefinition[] = [
         },
         "replayed": {
           "type": "boolean"
+        },
+        "byNode": {
+          "type": "array"
         }
       },
       "required": [

@@ -130,6 +130,14 @@ function targetOf(rpc: RpcName, req: unknown): Target {
       const r = req as pb.AdoptContainersRequest;
       return { services: [r.service], service: r.service, component: '', requestId: r.requestId };
     }
+    case 'RemoveService': {
+      const r = req as pb.RemoveServiceRequest;
+      return { services: [r.service], service: r.service, component: '', requestId: r.requestId };
+    }
+    case 'ServiceLogs': {
+      const r = req as pb.ServiceLogsRequest;
+      return { ...none, services: [r.service], service: r.service, component: r.component };
+    }
     case 'GetServiceStatus':
     case 'PullFile': {
       const r = req as { service: string };

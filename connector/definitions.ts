@@ -224,6 +224,14 @@ export async function setDefinitionActive(file: string, active: boolean): Promis
   return after;
 }
 
+/**
+ * Deletes a definition file, as remove_service with `deleteDefinition` does once the node has
+ * removed the service. A file already gone counts as deleted.
+ */
+export async function deleteDefinition(file: string): Promise<void> {
+  await rm(file, { force: true });
+}
+
 /** Rewrites or inserts the top-level `active = ...` line, before the first table header. */
 function withActive(text: string, active: boolean): string {
   const lines = text.split('\n');

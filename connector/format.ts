@@ -64,7 +64,11 @@ type ComponentResults = Pick<pb.DeployResult, 'service' | 'components' | 'replay
 export const componentResultsText = (verb: string): Formatter<ComponentResults> =>
   perNode((node, r) => componentResults(verb, node, r));
 
-export const syncText: Formatter<pb.SyncDesiredStateResponse> = perNode(sync);
+export const syncText: Formatter<pb.SyncDesiredStateToolOutput> = perNode(sync);
+
+export const removeText: Formatter<pb.RemoveServiceResponse> = perNode(removed);
+
+export const logsText: Formatter<pb.ServiceLogsResponse> = perNode(logs);
 
 export const adoptText: Formatter<pb.AdoptContainersResponse> = perNode(adopt);
 
@@ -228,15 +232,57 @@ function componentResults(verb: string, node: string, r: ComponentResults): stri
   return out.join('\n');
 }
 
-function sync(node: string, r: pb.SyncDesiredStateResponse): string {
-  const out = [`synced on ${node}${r.replayed ? ' (replayed)' : ''}`];
-  out.push(
-    table(
-      ['service', 'change', 'details'],
-      r.services.map((s) => [s.service, s.change, s.details.join('; ') || '-']),
-    ),
-  );
-  if (r.ignored.length > 0) out.push(`marked ignore (match no definition): ${r.ignored.join(', ')}`);
+function sync(node: string, r: pb.SyncDesiredStateToolOutput): string {
+  const synced = r.byNode.filter((n) => n.error === '').map((n) => n.node);
+  const out = [`synced on ${synced.join(', ') || node}${r.replayed ? ' (replayed)' : ''}`];
+  if (r.services.length > 0) {
+    out.push(
+      table(
+        ['service', 'change', 'details'],
+        r.services.map((s) => [s.service, s.change, s.details.join('; ') || '-']),
+      ),
+    );
+  }
+  // Strays apart from the services: other tools' containers, recorded so they raise no alert.
+  for (const n of r.byNode) {
+    if (n.ignored.length > 0) {
+      out.push(
+        `${n.node}: marked ignore (match no definition; remove_service forgets one): ${n.ignored.join(', ')}`,
+      );
+    }
+  }
+  for (const n of r.byNode) if (n.error) out.push(`${n.node}: not synced: ${n.error}`);
+  return out.join('\n');
+}
+
+function removed(node: string, r: pb.RemoveServiceResponse): string {
+  const out = [
+    `${r.service} removed from ${node}${r.replayed ? ' (replayed: the first result of this requestId; nothing was done now)' : ''}`,
+  ];
+  if (r.components.length > 0) {
+    out.push(
+      table(
+        ['component', 'container', 'container was'],
+        r.components.map((c) => [c.component, c.container, c.outcome]),
+      ),
+    );
+  }
+  if (r.filesRemoved) out.push(`deleted ${r.filesRemoved}`);
+  return out.join('\n');
+}
+
+function logs(node: string, r: pb.ServiceLogsResponse): string {
+  const out: string[] = [];
+  for (const c of r.components) {
+    out.push(`--- ${r.service}/${c.component} (${c.container}) on ${node}`);
+    if (c.error) out.push(c.error);
+    else if (c.text !== '') out.push(c.text.replace(/\n$/, ''));
+    else out.push('(no log lines)');
+    if (c.truncated)
+      out.push(
+        `[truncated: ${c.bytesDropped}+ bytes dropped; lower \`tail\`, set \`since\`, or raise \`maxBytes\`]`,
+      );
+  }
   return out.join('\n');
 }
 

@@ -348,11 +348,11 @@ export function instructions({
       .map((t) => t.name)
       .join(', ') || 'none here';
   return [
-    'These tools operate container hosts ("nodes"); each node\'s agent keeps a registry of services (groups of containers called components). Calls are authorized and audited.',
+    'These tools operate container hosts ("nodes"); each node\'s agent keeps a registry of services (groups of containers, "components"). Calls are audited.',
     `Reads (${names((t) => t.fanOut)}) ask every node unless you pass \`node\`; a failing node shows an error in its entry.`,
     `Definitions are TOML files in ${servicesDir}, one per service, naming its node: writes find the node there; without one, pass \`node\` unless only one node is configured.`,
     `Destructive: ${names((t) => t.annotations.destructiveHint)}. Confirm with the user first.`,
-    'Writes take a requestId (generated if omitted); a retry with the same id is safe. A timeout leaves an unknown outcome: check service_status, then retry with the same id, never a new one.',
+    'Writes take a requestId (generated if omitted); a retry with the same id is safe. A timeout leaves an unknown outcome: check service_status, then retry with the same id.',
     `push_file and pull_file use the service's files directory on the node; local files only in ${localDir}.`,
     'Errors read CODE: message. PERMISSION_DENIED names the missing permission: ask an operator.',
   ].join('\n\n');

@@ -26,6 +26,7 @@ import { type ConnectorConfig, findNode, type NodeConfig } from './config.js';
 import { type LocatedDefinition, locateDefinition } from './definitions.js';
 import { LocalDirectory, type TransferProgress } from './file-transfer.js';
 import { type FileTransferRoute, type ToolBinding, toolBindings, type WriteRoute } from './tool-bindings.js';
+import type { PreparedWrite } from './write-targets.js';
 
 /** Tool arguments after schema validation. */
 export type ToolArguments = Record<string, unknown>;
@@ -173,22 +174,45 @@ class SingleNodeWrites {
   ): Promise<RoutedCall<ToolOutput<T>>> {
     const given = call.fields.requestId;
     const requestId = typeof given === 'string' && given !== '' ? given : randomUUID();
-    const prepared = await route.target(
+    const target = await route.target(
       call.codecs.request.fromJSON({ ...call.fields, requestId }),
       call.explicitNode,
       this.fleet,
     );
     const settings = { ...(await settingsOf(call.tool, call.ctx)), requestId };
-    const agent = this.pool.connection(prepared.node.name);
-    let response: ToolOutput<T>;
-    try {
-      response = await this.send(call, agent, prepared.request, settings);
-    } catch (err) {
-      const e = toMcpError(err);
-      throw prepared.explain?.(e) ?? e;
+    const prepared = Array.isArray(target) ? target : [target as PreparedWrite<ToolRequest<T>>];
+    // Several nodes (sync from the definition files) are written at once; one failing does
+    // not stop the others, and its error is its own answer's.
+    const several = prepared.length > 1;
+    const outcomes = await Promise.all(
+      prepared.map(async (write): Promise<{ answer: NodeAnswer<ToolOutput<T>>; notes: string[] }> => {
+        try {
+          const response = await this.send(
+            call,
+            this.pool.connection(write.node.name),
+            write.request,
+            settings,
+          );
+          const after = (await write.after?.(write.node)) ?? [];
+          return { answer: { node: write.node.name, response }, notes: [...write.notes, ...after] };
+        } catch (err) {
+          const e = toMcpError(err);
+          const explained = write.explain?.(e) ?? e;
+          if (!several) throw explained;
+          return { answer: { node: write.node.name, error: explained }, notes: write.notes };
+        }
+      }),
+    );
+    const answers = outcomes.map((o) => o.answer);
+    const notes = outcomes.flatMap((o) => o.notes);
+    const failed = answers.flatMap((a) => (a.error ? [`${a.node}: ${a.error.message}`] : []));
+    if (failed.length === answers.length) {
+      const first = answers[0]?.error;
+      throw new McpError(first?.code ?? 'UNAVAILABLE', `no node was written: ${failed.join('; ')}`);
     }
-    const notes = [...prepared.notes, ...((await prepared.after?.(prepared.node)) ?? [])];
-    return { answers: [{ node: prepared.node.name, response }], notes, requestId };
+    if (!route.merge) return { answers, notes, requestId };
+    const node = answers.map((a) => a.node).join(', ');
+    return { answers: [{ node, response: route.merge(answers) }], notes, requestId };
   }
 
   /** A unary write returns its response; a streamed one its binding's pick of the stream. */

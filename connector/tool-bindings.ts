@@ -17,25 +17,37 @@ import {
   errorText,
   type Formatter,
   liveCheckText,
+  logsText,
   nodeStatusText,
   pulledText,
   pushedText,
+  removeText,
   serviceStatusText,
   servicesText,
   syncText,
 } from './format.js';
 import type { NodeAnswer } from './routing.js';
-import { deploySpec, serviceDefinition, servicesDefinitions, type WriteTarget } from './write-targets.js';
+import {
+  deploySpec,
+  serviceDefinition,
+  serviceRemoval,
+  servicesDefinitions,
+  type WriteTarget,
+} from './write-targets.js';
 
 /** Every node at once when no `node` is given (the tool's `fan_out` in the contract). */
 export interface FanOutRoute {
   readonly strategy: 'fanOutRead';
 }
 
-/** One node, found by the write target, with a request id. */
+/**
+ * One node, found by the write target, with a request id. A target may name several nodes
+ * (sync from the definition files): then `merge` joins their answers into the one result.
+ */
 export interface WriteRoute<T extends ToolName> {
   readonly strategy: 'singleNodeWrite';
   readonly target: WriteTarget<ToolRequest<T>>;
+  readonly merge?: (answers: readonly NodeAnswer<ToolOutput<T>>[]) => ToolOutput<T>;
 }
 
 /** What a file transfer is handed. */
@@ -86,10 +98,10 @@ export interface ToolBinding<T extends ToolName> {
 }
 
 const fanOutRead: FanOutRoute = { strategy: 'fanOutRead' };
-const singleNodeWrite = <T extends ToolName>(target: WriteTarget<ToolRequest<T>>): WriteRoute<T> => ({
-  strategy: 'singleNodeWrite',
-  target,
-});
+const singleNodeWrite = <T extends ToolName>(
+  target: WriteTarget<ToolRequest<T>>,
+  merge?: WriteRoute<T>['merge'],
+): WriteRoute<T> => ({ strategy: 'singleNodeWrite', target, ...(merge ? { merge } : {}) });
 /** The RPC's response is the tool's output. */
 const response = { from: 'response', toOutput: <R>(r: R): R => r } as const;
 const fileTransfer = { from: 'fileTransfer' } as const;
@@ -121,7 +133,14 @@ export const toolBindings: { readonly [T in ToolName]: ToolBinding<T> } = {
     format: componentResultsText('restarted'),
   },
   adopt_containers: { route: singleNodeWrite(serviceDefinition()), output: response, format: adoptText },
-  sync_desired_state: { route: singleNodeWrite(servicesDefinitions), output: response, format: syncText },
+  sync_desired_state: {
+    route: singleNodeWrite(servicesDefinitions, mergeSyncs),
+    output: { from: 'response', toOutput: (r) => ({ ...r, byNode: [] }) },
+    format: syncText,
+  },
+  remove_service: { route: singleNodeWrite(serviceRemoval), output: response, format: removeText },
+  // A read of one service, on the node its definition names: routed like a write (no fan-out).
+  service_logs: { route: singleNodeWrite(serviceDefinition()), output: response, format: logsText },
   list_services: { route: fanOutRead, output: response, format: servicesText },
   live_check: { route: fanOutRead, output: response, format: liveCheckText },
   service_status: { route: fanOutRead, output: response, format: serviceStatusText },
@@ -145,6 +164,24 @@ export const toolBindings: { readonly [T in ToolName]: ToolBinding<T> } = {
     format: pulledText,
   },
 };
+
+/** The syncs of every node asked, as one result; a node that failed says why in its entry. */
+function mergeSyncs(
+  answers: readonly NodeAnswer<pb.SyncDesiredStateToolOutput>[],
+): pb.SyncDesiredStateToolOutput {
+  const answered = answers.flatMap((a) => (a.response ? [a.response] : []));
+  return {
+    services: answered.flatMap((r) => r.services),
+    ignored: answered.flatMap((r) => r.ignored),
+    replayed: answered.length > 0 && answered.every((r) => r.replayed),
+    byNode: answers.map((a) => ({
+      node: a.node,
+      services: a.response?.services.map((s) => s.service) ?? [],
+      ignored: a.response?.ignored ?? [],
+      error: a.error ? errorText(a.error) : '',
+    })),
+  };
+}
 
 /** The text of a routed call: the tool's formatter over the nodes that answered, then per-node errors and notes. */
 export function formatAnswers<T extends ToolName>(

@@ -9,7 +9,9 @@ import type { NodeConfig } from './config.js';
 import {
   definitionPath,
   definitionToSpec,
+  deleteDefinition,
   type LocatedDefinition,
+  loadDefinitions,
   setDefinitionActive,
 } from './definitions.js';
 import type { Fleet } from './routing.js';
@@ -25,11 +27,12 @@ export interface PreparedWrite<Req> {
   readonly explain?: (error: McpError) => McpError;
 }
 
+/** Where a write goes: one node, or (sync from the definition files) several, one request each. */
 export type WriteTarget<Req> = (
   request: Req,
   explicitNode: string | undefined,
   fleet: Fleet,
-) => Promise<PreparedWrite<Req>>;
+) => Promise<PreparedWrite<Req> | readonly PreparedWrite<Req>[]>;
 
 /**
  * deploy: a `spec`, or a `service` by name: its definition file's spec when there is one,
@@ -120,12 +123,44 @@ export function serviceDefinition(setsActive?: boolean) {
   };
 }
 
-/** sync_desired_state: the one node all the given services are defined on, unless `node` says otherwise. */
+/**
+ * remove_service: the node its definition names (or `node`, or the only one). With
+ * `deleteDefinition`, the definition file goes too once that node has removed the service.
+ */
+export const serviceRemoval: WriteTarget<pb.RemoveServiceRequest> = async (request, explicitNode, fleet) => {
+  const located = await fleet.definition(request.service);
+  const node = fleet.writeNode(request.service, explicitNode, located);
+  const after = async (answered: NodeConfig): Promise<string[]> => {
+    if (!request.deleteDefinition) {
+      return located ? [`${located.file} kept: pass deleteDefinition to delete it too`] : [];
+    }
+    if (!located) return [`no definition file for "${request.service}" in ${fleet.config.servicesDir}`];
+    if (located.definition.node !== answered.name) {
+      return [
+        `${located.file} kept: it puts "${request.service}" on node ${located.definition.node}, not ${answered.name}`,
+      ];
+    }
+    try {
+      await deleteDefinition(located.file);
+      return [`deleted ${located.file}`];
+    } catch (err) {
+      return [`could not delete ${located.file}: ${toMcpError(err).message}`];
+    }
+  };
+  return { node, request, notes: [], after };
+};
+
+/**
+ * sync_desired_state. With `services`: the one node all of them are defined on, unless `node`
+ * says otherwise. Without: every definition file, grouped by the node it names, one sync per
+ * node (only `node`'s with `node`).
+ */
 export const servicesDefinitions: WriteTarget<pb.SyncDesiredStateRequest> = async (
   request,
   explicitNode,
   fleet,
 ) => {
+  if (request.services.length === 0) return fromDefinitionFiles(request, explicitNode, fleet);
   if (explicitNode !== undefined) return { node: fleet.node(explicitNode), request, notes: [] };
   const names = request.services.map((s) => s.name);
   const byNode = new Map<string, string[]>();
@@ -137,7 +172,7 @@ export const servicesDefinitions: WriteTarget<pb.SyncDesiredStateRequest> = asyn
   if (byNode.size > 1) {
     const groups = [...byNode].map(([node, services]) => `${node} (${services.join(', ')})`).join('; ');
     throw new InvalidArgumentError(
-      `sync_desired_state: these services are defined on different nodes: ${groups}. Sync one node at a time: call again with \`node\` and that node's services`,
+      `sync_desired_state: these services are defined on different nodes: ${groups}. Sync one node at a time: call again with \`node\` and that node's services, or leave out \`services\` to sync every definition file on its node`,
     );
   }
   const [definedOn] = byNode.keys();
@@ -145,3 +180,36 @@ export const servicesDefinitions: WriteTarget<pb.SyncDesiredStateRequest> = asyn
     definedOn !== undefined ? fleet.node(definedOn) : fleet.onlyNode(`the services ${names.join(', ')}`);
   return { node, request, notes: [] };
 };
+
+async function fromDefinitionFiles(
+  request: pb.SyncDesiredStateRequest,
+  explicitNode: string | undefined,
+  fleet: Fleet,
+): Promise<PreparedWrite<pb.SyncDesiredStateRequest>[]> {
+  const { servicesDir } = fleet.config;
+  const definitions = await loadDefinitions(servicesDir);
+  const byNode = new Map<string, pb.ServiceSpec[]>();
+  for (const definition of definitions) {
+    if (explicitNode !== undefined && definition.node !== explicitNode) continue;
+    byNode.set(definition.node, [...(byNode.get(definition.node) ?? []), definitionToSpec(definition)]);
+  }
+  if (byNode.size === 0) {
+    const where = explicitNode === undefined ? '' : ` for node ${explicitNode}`;
+    throw new InvalidArgumentError(
+      `sync_desired_state: no \`services\` given and no definition files${where} in ${servicesDir}: write one per service (name, node, [[components]] with name and image), or pass \`services\``,
+    );
+  }
+  const configured = new Set(fleet.config.nodes.map((n) => n.name));
+  const unknown = [...byNode].filter(([name]) => !configured.has(name));
+  if (unknown.length > 0) {
+    const list = unknown.map(([name, services]) => `${name} (${services.map((s) => s.name).join(', ')})`);
+    throw new InvalidArgumentError(
+      `sync_desired_state: definitions in ${servicesDir} name nodes that are not configured in ${fleet.config.configFile}: ${list.join('; ')}. Add them under [[nodes]] or fix the files; nothing was synced`,
+    );
+  }
+  return [...byNode].map(([name, services]) => ({
+    node: fleet.node(name),
+    request: { ...request, services },
+    notes: [`${name}: ${services.length} definition${services.length === 1 ? '' : 's'} from ${servicesDir}`],
+  }));
+}

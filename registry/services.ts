@@ -162,6 +162,7 @@ export class ServiceStore {
       insertService: db.prepare(
         'INSERT INTO services (name, active, created_at, updated_at) VALUES (@name, @active, @now, @now)',
       ),
+      deleteService: db.prepare<[string]>('DELETE FROM services WHERE name = ?'),
       setActive: db.prepare('UPDATE services SET active = @active, updated_at = @now WHERE name = @name'),
       touchService: db.prepare('UPDATE services SET updated_at = @now WHERE name = @name'),
       insertComponent: db.prepare(
@@ -321,6 +322,15 @@ export class ServiceStore {
       this.statements.touchService.run({ name: service, now });
       return { service, change: 'updated', details };
     });
+  }
+
+  /**
+   * Deletes the service and, by cascade, its components with their ports, volumes, cmd and
+   * env. Events have no foreign key to it: the history of a removed service stays. Returns
+   * whether there was a service to delete.
+   */
+  delete(name: string): boolean {
+    return this.statements.deleteService.run(name).changes > 0;
   }
 
   /** `active` is what start (true) and stop (false) record; restart leaves it alone. */

@@ -51,7 +51,18 @@ export interface ServiceScope {
   allows(service: string): boolean;
 }
 
-const VIEWER: readonly Permission[] = ['service.list', 'service.live_check', 'service.status', 'node.status'];
+/**
+ * Logs are in the viewer role: they are what a viewer needs to tell why a service is down.
+ * Secrets an application prints are its own bug; a role without `service.logs` can be
+ * configured where that matters.
+ */
+const VIEWER: readonly Permission[] = [
+  'service.list',
+  'service.live_check',
+  'service.status',
+  'service.logs',
+  'node.status',
+];
 
 export const builtInRoles: readonly RoleDefinition[] = [
   { name: 'viewer', permissions: VIEWER },
@@ -65,6 +76,8 @@ export const builtInRoles: readonly RoleDefinition[] = [
       'service.restart',
       'service.sync',
       'service.adopt',
+      // Not 'service.remove': a removal cannot be undone by the operator's own tools (the
+      // record, and with purgeFiles the service's files, are gone), so it stays with admin.
       'file.push',
       'file.pull',
     ],

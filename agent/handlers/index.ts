@@ -2,9 +2,10 @@
  * The composition root of the handlers: every RPC's handler, put together from the files that
  * implement them. Deploy (deploy.ts), Stop/Start/Restart (lifecycle.ts),
  * ListServices/LiveCheck/GetServiceStatus (observe.ts), NodeStatus (node.ts), SyncDesiredState
- * (sync.ts), AdoptContainers (adopt.ts), the file RPCs (files.ts) and the audit RPCs (audit.ts).
+ * (sync.ts), AdoptContainers (adopt.ts), RemoveService (remove.ts), ServiceLogs (logs.ts), the
+ * file RPCs (files.ts) and the audit RPCs (audit.ts).
  *
- * Every write (deploy, stop, start, restart, sync, adopt) holds the per-service lock of the
+ * Every write (deploy, stop, start, restart, sync, adopt, remove) holds the per-service lock of the
  * services it changes and honours the request id (service-locks.ts).
  */
 import type { AgentHandlers } from '../server.js';
@@ -16,8 +17,10 @@ import { deployHandler } from './deploy.js';
 import type { HandlerDeps } from './deps.js';
 import { fileHandlers } from './files.js';
 import { lifecycleHandlers } from './lifecycle.js';
+import { logsHandler } from './logs.js';
 import { nodeHandlers } from './node.js';
 import { observeHandlers } from './observe.js';
+import { removeHandler } from './remove.js';
 import { syncHandler } from './sync.js';
 
 export type ServiceHandlers = Pick<
@@ -31,6 +34,8 @@ export type ServiceHandlers = Pick<
   | 'liveCheck'
   | 'getServiceStatus'
   | 'adoptContainers'
+  | 'removeService'
+  | 'serviceLogs'
   | 'nodeStatus'
 >;
 
@@ -56,6 +61,8 @@ export function serviceHandlers(deps: HandlerDeps, options: ServiceHandlerOption
     syncDesiredState: syncHandler(sc),
     ...observeHandlers(sc),
     adoptContainers: adoptHandler(sc),
+    removeService: removeHandler(sc),
+    serviceLogs: logsHandler(sc),
     ...nodeHandlers(sc),
   };
 }

@@ -20,6 +20,8 @@ import {
   type ContainerDetails,
   type ContainerRuntime,
   type ContainerSummary,
+  type LogsOptions,
+  type LogsRead,
   observedStateName,
   type RunSpec,
   type RuntimeKind,
@@ -73,6 +75,8 @@ export class RuntimeCommandError extends McpError {
 }
 
 const DEFAULT_COMMAND_TIMEOUT_MS = 120_000;
+const LOG_READ_ATTEMPTS = 3;
+const TORN_LOG_LINE = /is not a valid container log line/;
 const MAX_STDERR_CHARS = 4000;
 // The runtime's words for "no such container"; podman: `no container with name or ID "x" found:
 // no such container`, `no such object`; docker: `No such container: x`, `No such object: x`.
@@ -184,6 +188,101 @@ export class CliRuntime implements ContainerRuntime {
 
   async list(): Promise<ContainerSummary[]> {
     return this.#dialect.list((args) => this.#exec(args));
+  }
+
+  /**
+   * `logs --tail N [--since T] NAME`, read as it streams: once `maxBytes` are held the
+   * runtime is killed, so a chatty container costs at most the cap in memory. stdout and
+   * stderr are read through one interleaved stream (execa's `all`).
+   */
+  async logs(name: string, options: LogsOptions): Promise<LogsRead> {
+    checkContainerName(name);
+    // podman 4.3 can meet a line the container is still writing at the end of its log file
+    // and fail the whole read ("... is not a valid container log line"): read again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#readLogs(name, options);
+      } catch (err) {
+        if (
+          attempt < LOG_READ_ATTEMPTS &&
+          err instanceof RuntimeCommandError &&
+          TORN_LOG_LINE.test(err.stderr)
+        ) {
+          continue;
+        }
+        throw err;
+      }
+    }
+  }
+
+  async #readLogs(name: string, options: LogsOptions): Promise<LogsRead> {
+    const args = ['logs', `--tail=${options.tail}`];
+    if (options.since) args.push(`--since=${options.since.toISOString()}`);
+    args.push(name);
+    const child = execa(this.path, args, {
+      reject: false,
+      stdin: 'ignore',
+      all: true,
+      buffer: false,
+      cancelSignal: options.signal,
+      timeout: this.#commandTimeoutMs,
+    });
+    const kept: Buffer[] = [];
+    let keptBytes = 0;
+    let bytesDropped = 0;
+    let lines = 0;
+    let lineBound = false;
+    /** Killed here because a bound was reached: not a failure. */
+    let stopped = false;
+    for await (const whole of child.all as AsyncIterable<Buffer>) {
+      // podman reads a log file to its end, and a container that writes fast keeps moving the
+      // end: `--tail` alone can return far more lines than asked. The first `tail` lines are
+      // the ones asked for; what follows was written while reading.
+      let chunk = whole;
+      const end = lineEndAfter(chunk, options.tail - lines);
+      if (end !== undefined) {
+        chunk = chunk.subarray(0, end);
+        lineBound = true;
+      } else {
+        lines += countNewlines(chunk);
+      }
+      const room = options.maxBytes - keptBytes;
+      if (chunk.length <= room) {
+        kept.push(chunk);
+        keptBytes += chunk.length;
+        if (!lineBound) continue;
+        stopped = true;
+        child.kill();
+        break;
+      }
+      if (room > 0) kept.push(chunk.subarray(0, room));
+      keptBytes += Math.max(room, 0);
+      bytesDropped += chunk.length - Math.max(room, 0);
+      stopped = true;
+      child.kill();
+      break;
+    }
+    const result = await child;
+    const text = Buffer.concat(kept).toString('utf8');
+    if (bytesDropped > 0) {
+      const cut = cutAtLineEnd(text);
+      return { text: cut, truncated: true, bytesDropped: bytesDropped + keptBytes - Buffer.byteLength(cut) };
+    }
+    if (result.failed && (!stopped || result.timedOut || result.isCanceled)) {
+      // Without buffering there is no stderr to classify: the runtime's words went into `text`,
+      // after whatever log lines it printed first.
+      const argv = redactArgv([this.path, ...args]);
+      const said = text.split('\n').filter((line) => /^(Error|error):/.test(line));
+      const stderr = trimStderr(said.length > 0 ? said.join('\n') : text.slice(-MAX_STDERR_CHARS));
+      if (NO_SUCH_CONTAINER.test(text)) {
+        throw new NotFoundError(`no container named '${name}' (${this.kind})`);
+      }
+      throw new RuntimeCommandError(
+        result.timedOut ? 'DEADLINE_EXCEEDED' : result.isCanceled ? 'ABORTED' : classifyFailure(stderr),
+        { argv, exitCode: result.exitCode, stderr, reason: reasonOf(result.exitCode) },
+      );
+    }
+    return { text, truncated: false, bytesDropped: 0 };
   }
 
   async #containerId(name: string): Promise<string | undefined> {
@@ -365,6 +464,32 @@ function trimStderr(stderr: string): string {
     .join('\n')
     .trim();
   return trimmed.length > MAX_STDERR_CHARS ? `...${trimmed.slice(-MAX_STDERR_CHARS)}` : trimmed;
+}
+
+function countNewlines(chunk: Buffer): number {
+  let count = 0;
+  for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) count++;
+  return count;
+}
+
+/** The offset just past the `n`-th newline of `chunk`, or undefined when it has fewer. */
+function lineEndAfter(chunk: Buffer, n: number): number | undefined {
+  let at = -1;
+  for (let i = 0; i < n; i++) {
+    at = chunk.indexOf(10, at + 1);
+    if (at === -1) return undefined;
+  }
+  return at + 1;
+}
+
+/**
+ * Text cut by a byte cap: ends at its last line end (when that drops less than a quarter of
+ * it), and never in the middle of a UTF-8 sequence (a cut one decodes as U+FFFD at the end).
+ */
+function cutAtLineEnd(text: string): string {
+  const clean = text.replace(/\uFFFD+$/, '');
+  const lastNewline = clean.lastIndexOf('\n');
+  return lastNewline >= clean.length * 0.75 ? clean.slice(0, lastNewline + 1) : clean;
 }
 
 function reasonOf(exitCode: number | undefined): string {

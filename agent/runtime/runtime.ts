@@ -107,6 +107,26 @@ export interface StopOptions {
   readonly timeoutSeconds: number;
 }
 
+/** Bounds of one `logs` read: nothing beyond them is ever held in memory. */
+export interface LogsOptions {
+  /** Last lines to read (`--tail`). */
+  readonly tail: number;
+  /** Only lines written at or after this time (`--since`). */
+  readonly since?: Date;
+  /** Bytes to keep; reading stops and the runtime is killed once more arrive. */
+  readonly maxBytes: number;
+  readonly signal?: AbortSignal;
+}
+
+/** What a bounded `logs` read kept. */
+export interface LogsRead {
+  /** stdout and stderr interleaved as they arrived, cut at a line end where one is near. */
+  readonly text: string;
+  readonly truncated: boolean;
+  /** Bytes read past the cap and dropped; a lower bound, since reading stops at the cap. */
+  readonly bytesDropped: number;
+}
+
 export interface ContainerRuntime {
   readonly kind: RuntimeKind;
   /** The runtime binary as configured (a name looked up on PATH, or a path). */
@@ -126,6 +146,8 @@ export interface ContainerRuntime {
   inspect(name: string): Promise<ContainerDetails | undefined>;
   /** Every container on the node, in one runtime call. */
   list(): Promise<ContainerSummary[]>;
+  /** The container's recent logs, streamed and cut at `maxBytes`. NOT_FOUND when there is no such container. */
+  logs(name: string, options: LogsOptions): Promise<LogsRead>;
 }
 
 /**

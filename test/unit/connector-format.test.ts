@@ -7,7 +7,10 @@ import {
   DesiredState,
   ListServicesResponse,
   ObservedState,
+  RemoveServiceResponse,
+  ServiceLogsResponse,
   StopServiceResponse,
+  SyncDesiredStateToolOutput,
 } from '../../gen/mcp/v1/mcp.js';
 
 describe('result text', () => {
@@ -103,6 +106,63 @@ describe('result text', () => {
       'db         NO   -        -         -        web-db',
       'db: podman stop web-db: exit 125: no such container',
       '/svc/web.toml: active = false',
+    ]);
+  });
+
+  it('lists strays apart, per node, and a node that was not synced', () => {
+    const output = SyncDesiredStateToolOutput.fromPartial({
+      services: [{ service: 'web', change: 'created', details: [] }],
+      ignored: ['other/other'],
+      byNode: [
+        { node: 'node1', services: ['web'], ignored: ['other/other'] },
+        { node: 'node2', error: 'UNAVAILABLE: agent node2 did not answer' },
+      ],
+    });
+    expect(
+      formatAnswers('sync_desired_state', [{ node: 'node1, node2', response: output }], []).split('\n'),
+    ).toEqual([
+      'synced on node1',
+      'service  change   details',
+      'web      created  -',
+      'node1: marked ignore (match no definition; remove_service forgets one): other/other',
+      'node2: not synced: UNAVAILABLE: agent node2 did not answer',
+    ]);
+  });
+
+  it('says what a removal did to each container and which files went', () => {
+    const removed = RemoveServiceResponse.fromPartial({
+      service: 'ghost',
+      components: [{ component: 'app', container: 'ghost-app', outcome: 'absent' }],
+      filesRemoved: '/srv/ghost/',
+    });
+    expect(formatAnswers('remove_service', [{ node: 'node1', response: removed }], []).split('\n')).toEqual([
+      'ghost removed from node1',
+      'component  container  container was',
+      'app        ghost-app  absent',
+      'deleted /srv/ghost/',
+    ]);
+  });
+
+  it('shows logs per component and states a cut', () => {
+    const logs = ServiceLogsResponse.fromPartial({
+      service: 'web',
+      truncated: true,
+      components: [
+        { component: 'app', container: 'web-app', text: 'a\nb\n', truncated: true, bytesDropped: 10 },
+        {
+          component: 'db',
+          container: 'web-db',
+          error: 'no container web-db: deploy or start_service runs it',
+        },
+      ],
+    });
+    expect(formatAnswers('service_logs', [{ node: 'node1', response: logs }], []).split('\n')).toEqual([
+      '--- web/app (web-app) on node1',
+      'a',
+      'b',
+      '[truncated: 10+ bytes dropped; lower `tail`, set `since`, or raise `maxBytes`]',
+      '--- web/db (web-db) on node1',
+      'no container web-db: deploy or start_service runs it',
     ]);
   });
 });

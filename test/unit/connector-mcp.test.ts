@@ -180,7 +180,15 @@ describe('safety switches', () => {
     try {
       const { tools } = await ro.client.listTools();
       expect(tools.map((t) => t.name).sort()).toEqual(
-        ['list_services', 'live_check', 'node_status', 'pull_file', 'query_audit', 'service_status'].sort(),
+        [
+          'list_services',
+          'live_check',
+          'node_status',
+          'pull_file',
+          'query_audit',
+          'service_logs',
+          'service_status',
+        ].sort(),
       );
       const err = await ro.client
         .callTool({ name: 'deploy', arguments: { service: 'web' } })

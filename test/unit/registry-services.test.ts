@@ -164,12 +164,14 @@ describe('services and components', () => {
     expect(() => orphan.run()).toThrow(/FOREIGN KEY constraint failed/);
   });
 
-  it('deleting a service deletes its components and their ports, volumes, cmd and env', () => {
+  it('deleting a service deletes its components and their ports, volumes, cmd and env; its events stay', () => {
     registry.services.upsert(serviceSpec('shop', [fullWeb]));
     registry.services.upsert(serviceSpec('other', [component('other', { cmd: ['x'], env: { A: '1' } })]));
-    // Nothing in the agent deletes a service yet: the schema's cascade is what is checked here.
-    expect(registry.db.prepare("DELETE FROM services WHERE name = 'shop'").run().changes).toBe(1);
+    registry.events.record({ service: 'shop', component: 'web', kind: 'deployed' });
+    expect(registry.services.delete('shop')).toBe(true);
+    expect(registry.services.delete('shop')).toBe(false);
     expect(registry.services.get('shop')).toBeUndefined();
+    expect(registry.events.query({ service: 'shop' }).map((e) => e.kind)).toEqual(['deployed']);
     for (const table of [
       'components',
       'component_ports',

@@ -454,8 +454,80 @@ export interface RestartServiceResponse {
   replayed: boolean;
 }
 
+export interface RemoveServiceRequest {
+  /** Service to remove. */
+  service: string;
+  /** Also delete the service's files directory on the node; default false. */
+  purgeFiles: boolean;
+  /** Also delete the service's definition file on the connector's side; default false. */
+  deleteDefinition: boolean;
+  /** Client-chosen id; a retried call with the same id returns the first result instead of acting twice. */
+  requestId: string;
+}
+
+export interface RemoveServiceResponse {
+  /** Service removed. */
+  service: string;
+  /** What happened to each component's container. */
+  components: ComponentRemoval[];
+  /** The files directory deleted, when `purgeFiles` was given and it existed. */
+  filesRemoved: string;
+  /** True when this result was recorded for an earlier call with the same request id. */
+  replayed: boolean;
+}
+
+/** What a removal did to one component's container. */
+export interface ComponentRemoval {
+  /** Component name. */
+  component: string;
+  /** Container name. */
+  container: string;
+  /** `removed`, `absent` (no container) or `left` (not managed, desired state ignore). */
+  outcome: string;
+}
+
+export interface ServiceLogsRequest {
+  /** Service whose logs to read. */
+  service: string;
+  /** Only this component; empty for all of them. */
+  component: string;
+  /** Last lines per component; 0 for 100, at most 1000. */
+  tail: number;
+  /** Only lines written at or after this time. */
+  since:
+    | Date
+    | undefined;
+  /** Bytes returned in all, at most 262144; 0 for 16384. */
+  maxBytes: number;
+}
+
+/** The logs of one component. */
+export interface ComponentLogs {
+  /** Component name. */
+  component: string;
+  /** Container name. */
+  container: string;
+  /** The log lines, stdout and stderr interleaved as the runtime gives them. */
+  text: string;
+  /** True when the byte cap cut this component's logs. */
+  truncated: boolean;
+  /** Bytes left out by the cut (at least; reading stopped there). */
+  bytesDropped: number;
+  /** Why there are no logs, e.g. no container; empty otherwise. */
+  error: string;
+}
+
+export interface ServiceLogsResponse {
+  /** Service read. */
+  service: string;
+  /** One entry per component read. */
+  components: ComponentLogs[];
+  /** True when any component's logs were cut by the byte cap. */
+  truncated: boolean;
+}
+
 export interface SyncDesiredStateRequest {
-  /** Specs as in deploy's `spec`. */
+  /** Specs as in deploy's `spec`; leave out to sync every definition file. */
   services: ServiceSpec[];
   /** Idempotency key: a retry with the same id returns the first result. */
   requestId: string;
@@ -478,6 +550,30 @@ export interface SyncDesiredStateResponse {
   ignored: string[];
   /** True when this result was recorded for an earlier call with the same request id. */
   replayed: boolean;
+}
+
+/** Result of the sync_desired_state tool: the agents' answers joined, and what each node did. */
+export interface SyncDesiredStateToolOutput {
+  /** One entry per service synced, on every node. */
+  services: ServiceSyncResult[];
+  /** Containers that match no definition and were marked `ignore`, as `service/component`; `remove_service` removes such a service. */
+  ignored: string[];
+  /** True when every node replayed an earlier result for the same request id. */
+  replayed: boolean;
+  /** One entry per node synced: several when the services came from the definition files. */
+  byNode: NodeSync[];
+}
+
+/** What a sync did on one node. */
+export interface NodeSync {
+  /** Node name. */
+  node: string;
+  /** Services synced there. */
+  services: string[];
+  /** Containers marked `ignore` there, as `service/component`. */
+  ignored: string[];
+  /** Why this node was not synced; empty when it was. */
+  error: string;
 }
 
 export interface ListServicesRequest {
@@ -2554,6 +2650,752 @@ export const RestartServiceResponse: MessageFns<RestartServiceResponse> = {
   },
 };
 
+function createBaseRemoveServiceRequest(): RemoveServiceRequest {
+  return { service: "", purgeFiles: false, deleteDefinition: false, requestId: "" };
+}
+
+export const RemoveServiceRequest: MessageFns<RemoveServiceRequest> = {
+  encode(message: RemoveServiceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.service !== "") {
+      writer.uint32(10).string(message.service);
+    }
+    if (message.purgeFiles !== false) {
+      writer.uint32(16).bool(message.purgeFiles);
+    }
+    if (message.deleteDefinition !== false) {
+      writer.uint32(24).bool(message.deleteDefinition);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(34).string(message.requestId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveServiceRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveServiceRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.service = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.purgeFiles = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.deleteDefinition = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveServiceRequest {
+    return {
+      service: isSet(object.service) ? globalThis.String(object.service) : "",
+      purgeFiles: isSet(object.purgeFiles)
+        ? globalThis.Boolean(object.purgeFiles)
+        : isSet(object.purge_files)
+        ? globalThis.Boolean(object.purge_files)
+        : false,
+      deleteDefinition: isSet(object.deleteDefinition)
+        ? globalThis.Boolean(object.deleteDefinition)
+        : isSet(object.delete_definition)
+        ? globalThis.Boolean(object.delete_definition)
+        : false,
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RemoveServiceRequest): unknown {
+    const obj: any = {};
+    if (message.service !== "") {
+      obj.service = message.service;
+    }
+    if (message.purgeFiles !== false) {
+      obj.purgeFiles = message.purgeFiles;
+    }
+    if (message.deleteDefinition !== false) {
+      obj.deleteDefinition = message.deleteDefinition;
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RemoveServiceRequest>, I>>(base?: I): RemoveServiceRequest {
+    return RemoveServiceRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RemoveServiceRequest>, I>>(object: I): RemoveServiceRequest {
+    const message = createBaseRemoveServiceRequest();
+    message.service = object.service ?? "";
+    message.purgeFiles = object.purgeFiles ?? false;
+    message.deleteDefinition = object.deleteDefinition ?? false;
+    message.requestId = object.requestId ?? "";
+    return message;
+  },
+};
+
+function createBaseRemoveServiceResponse(): RemoveServiceResponse {
+  return { service: "", components: [], filesRemoved: "", replayed: false };
+}
+
+export const RemoveServiceResponse: MessageFns<RemoveServiceResponse> = {
+  encode(message: RemoveServiceResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.service !== "") {
+      writer.uint32(10).string(message.service);
+    }
+    for (const v of message.components) {
+      ComponentRemoval.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.filesRemoved !== "") {
+      writer.uint32(26).string(message.filesRemoved);
+    }
+    if (message.replayed !== false) {
+      writer.uint32(32).bool(message.replayed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveServiceResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveServiceResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.service = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.components.push(ComponentRemoval.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.filesRemoved = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.replayed = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveServiceResponse {
+    return {
+      service: isSet(object.service) ? globalThis.String(object.service) : "",
+      components: globalThis.Array.isArray(object?.components)
+        ? object.components.map((e: any) => ComponentRemoval.fromJSON(e))
+        : [],
+      filesRemoved: isSet(object.filesRemoved)
+        ? globalThis.String(object.filesRemoved)
+        : isSet(object.files_removed)
+        ? globalThis.String(object.files_removed)
+        : "",
+      replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
+    };
+  },
+
+  toJSON(message: RemoveServiceResponse): unknown {
+    const obj: any = {};
+    if (message.service !== "") {
+      obj.service = message.service;
+    }
+    if (message.components?.length) {
+      obj.components = message.components.map((e) => ComponentRemoval.toJSON(e));
+    }
+    if (message.filesRemoved !== "") {
+      obj.filesRemoved = message.filesRemoved;
+    }
+    if (message.replayed !== false) {
+      obj.replayed = message.replayed;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RemoveServiceResponse>, I>>(base?: I): RemoveServiceResponse {
+    return RemoveServiceResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RemoveServiceResponse>, I>>(object: I): RemoveServiceResponse {
+    const message = createBaseRemoveServiceResponse();
+    message.service = object.service ?? "";
+    message.components = object.components?.map((e) => ComponentRemoval.fromPartial(e)) || [];
+    message.filesRemoved = object.filesRemoved ?? "";
+    message.replayed = object.replayed ?? false;
+    return message;
+  },
+};
+
+function createBaseComponentRemoval(): ComponentRemoval {
+  return { component: "", container: "", outcome: "" };
+}
+
+export const ComponentRemoval: MessageFns<ComponentRemoval> = {
+  encode(message: ComponentRemoval, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.component !== "") {
+      writer.uint32(10).string(message.component);
+    }
+    if (message.container !== "") {
+      writer.uint32(18).string(message.container);
+    }
+    if (message.outcome !== "") {
+      writer.uint32(26).string(message.outcome);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ComponentRemoval {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseComponentRemoval();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.component = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.container = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.outcome = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ComponentRemoval {
+    return {
+      component: isSet(object.component) ? globalThis.String(object.component) : "",
+      container: isSet(object.container) ? globalThis.String(object.container) : "",
+      outcome: isSet(object.outcome) ? globalThis.String(object.outcome) : "",
+    };
+  },
+
+  toJSON(message: ComponentRemoval): unknown {
+    const obj: any = {};
+    if (message.component !== "") {
+      obj.component = message.component;
+    }
+    if (message.container !== "") {
+      obj.container = message.container;
+    }
+    if (message.outcome !== "") {
+      obj.outcome = message.outcome;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ComponentRemoval>, I>>(base?: I): ComponentRemoval {
+    return ComponentRemoval.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ComponentRemoval>, I>>(object: I): ComponentRemoval {
+    const message = createBaseComponentRemoval();
+    message.component = object.component ?? "";
+    message.container = object.container ?? "";
+    message.outcome = object.outcome ?? "";
+    return message;
+  },
+};
+
+function createBaseServiceLogsRequest(): ServiceLogsRequest {
+  return { service: "", component: "", tail: 0, since: undefined, maxBytes: 0 };
+}
+
+export const ServiceLogsRequest: MessageFns<ServiceLogsRequest> = {
+  encode(message: ServiceLogsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.service !== "") {
+      writer.uint32(10).string(message.service);
+    }
+    if (message.component !== "") {
+      writer.uint32(18).string(message.component);
+    }
+    if (message.tail !== 0) {
+      writer.uint32(24).uint32(message.tail);
+    }
+    if (message.since !== undefined) {
+      Timestamp.encode(toTimestamp(message.since), writer.uint32(34).fork()).join();
+    }
+    if (message.maxBytes !== 0) {
+      writer.uint32(40).uint32(message.maxBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ServiceLogsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseServiceLogsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.service = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.component = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.tail = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.since = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.maxBytes = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ServiceLogsRequest {
+    return {
+      service: isSet(object.service) ? globalThis.String(object.service) : "",
+      component: isSet(object.component) ? globalThis.String(object.component) : "",
+      tail: isSet(object.tail) ? globalThis.Number(object.tail) : 0,
+      since: isSet(object.since) ? fromJsonTimestamp(object.since) : undefined,
+      maxBytes: isSet(object.maxBytes)
+        ? globalThis.Number(object.maxBytes)
+        : isSet(object.max_bytes)
+        ? globalThis.Number(object.max_bytes)
+        : 0,
+    };
+  },
+
+  toJSON(message: ServiceLogsRequest): unknown {
+    const obj: any = {};
+    if (message.service !== "") {
+      obj.service = message.service;
+    }
+    if (message.component !== "") {
+      obj.component = message.component;
+    }
+    if (message.tail !== 0) {
+      obj.tail = Math.round(message.tail);
+    }
+    if (message.since !== undefined) {
+      obj.since = message.since.toISOString();
+    }
+    if (message.maxBytes !== 0) {
+      obj.maxBytes = Math.round(message.maxBytes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ServiceLogsRequest>, I>>(base?: I): ServiceLogsRequest {
+    return ServiceLogsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ServiceLogsRequest>, I>>(object: I): ServiceLogsRequest {
+    const message = createBaseServiceLogsRequest();
+    message.service = object.service ?? "";
+    message.component = object.component ?? "";
+    message.tail = object.tail ?? 0;
+    message.since = object.since ?? undefined;
+    message.maxBytes = object.maxBytes ?? 0;
+    return message;
+  },
+};
+
+function createBaseComponentLogs(): ComponentLogs {
+  return { component: "", container: "", text: "", truncated: false, bytesDropped: 0, error: "" };
+}
+
+export const ComponentLogs: MessageFns<ComponentLogs> = {
+  encode(message: ComponentLogs, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.component !== "") {
+      writer.uint32(10).string(message.component);
+    }
+    if (message.container !== "") {
+      writer.uint32(18).string(message.container);
+    }
+    if (message.text !== "") {
+      writer.uint32(26).string(message.text);
+    }
+    if (message.truncated !== false) {
+      writer.uint32(32).bool(message.truncated);
+    }
+    if (message.bytesDropped !== 0) {
+      writer.uint32(40).uint64(message.bytesDropped);
+    }
+    if (message.error !== "") {
+      writer.uint32(50).string(message.error);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ComponentLogs {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseComponentLogs();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.component = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.container = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.text = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.truncated = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.bytesDropped = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ComponentLogs {
+    return {
+      component: isSet(object.component) ? globalThis.String(object.component) : "",
+      container: isSet(object.container) ? globalThis.String(object.container) : "",
+      text: isSet(object.text) ? globalThis.String(object.text) : "",
+      truncated: isSet(object.truncated) ? globalThis.Boolean(object.truncated) : false,
+      bytesDropped: isSet(object.bytesDropped)
+        ? globalThis.Number(object.bytesDropped)
+        : isSet(object.bytes_dropped)
+        ? globalThis.Number(object.bytes_dropped)
+        : 0,
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+    };
+  },
+
+  toJSON(message: ComponentLogs): unknown {
+    const obj: any = {};
+    if (message.component !== "") {
+      obj.component = message.component;
+    }
+    if (message.container !== "") {
+      obj.container = message.container;
+    }
+    if (message.text !== "") {
+      obj.text = message.text;
+    }
+    if (message.truncated !== false) {
+      obj.truncated = message.truncated;
+    }
+    if (message.bytesDropped !== 0) {
+      obj.bytesDropped = Math.round(message.bytesDropped);
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ComponentLogs>, I>>(base?: I): ComponentLogs {
+    return ComponentLogs.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ComponentLogs>, I>>(object: I): ComponentLogs {
+    const message = createBaseComponentLogs();
+    message.component = object.component ?? "";
+    message.container = object.container ?? "";
+    message.text = object.text ?? "";
+    message.truncated = object.truncated ?? false;
+    message.bytesDropped = object.bytesDropped ?? 0;
+    message.error = object.error ?? "";
+    return message;
+  },
+};
+
+function createBaseServiceLogsResponse(): ServiceLogsResponse {
+  return { service: "", components: [], truncated: false };
+}
+
+export const ServiceLogsResponse: MessageFns<ServiceLogsResponse> = {
+  encode(message: ServiceLogsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.service !== "") {
+      writer.uint32(10).string(message.service);
+    }
+    for (const v of message.components) {
+      ComponentLogs.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.truncated !== false) {
+      writer.uint32(24).bool(message.truncated);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ServiceLogsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseServiceLogsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.service = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.components.push(ComponentLogs.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.truncated = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ServiceLogsResponse {
+    return {
+      service: isSet(object.service) ? globalThis.String(object.service) : "",
+      components: globalThis.Array.isArray(object?.components)
+        ? object.components.map((e: any) => ComponentLogs.fromJSON(e))
+        : [],
+      truncated: isSet(object.truncated) ? globalThis.Boolean(object.truncated) : false,
+    };
+  },
+
+  toJSON(message: ServiceLogsResponse): unknown {
+    const obj: any = {};
+    if (message.service !== "") {
+      obj.service = message.service;
+    }
+    if (message.components?.length) {
+      obj.components = message.components.map((e) => ComponentLogs.toJSON(e));
+    }
+    if (message.truncated !== false) {
+      obj.truncated = message.truncated;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ServiceLogsResponse>, I>>(base?: I): ServiceLogsResponse {
+    return ServiceLogsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ServiceLogsResponse>, I>>(object: I): ServiceLogsResponse {
+    const message = createBaseServiceLogsResponse();
+    message.service = object.service ?? "";
+    message.components = object.components?.map((e) => ComponentLogs.fromPartial(e)) || [];
+    message.truncated = object.truncated ?? false;
+    return message;
+  },
+};
+
 function createBaseSyncDesiredStateRequest(): SyncDesiredStateRequest {
   return { services: [], requestId: "" };
 }
@@ -2845,6 +3687,246 @@ export const SyncDesiredStateResponse: MessageFns<SyncDesiredStateResponse> = {
     message.services = object.services?.map((e) => ServiceSyncResult.fromPartial(e)) || [];
     message.ignored = object.ignored?.map((e) => e) || [];
     message.replayed = object.replayed ?? false;
+    return message;
+  },
+};
+
+function createBaseSyncDesiredStateToolOutput(): SyncDesiredStateToolOutput {
+  return { services: [], ignored: [], replayed: false, byNode: [] };
+}
+
+export const SyncDesiredStateToolOutput: MessageFns<SyncDesiredStateToolOutput> = {
+  encode(message: SyncDesiredStateToolOutput, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.services) {
+      ServiceSyncResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.ignored) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.replayed !== false) {
+      writer.uint32(24).bool(message.replayed);
+    }
+    for (const v of message.byNode) {
+      NodeSync.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SyncDesiredStateToolOutput {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSyncDesiredStateToolOutput();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.services.push(ServiceSyncResult.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.ignored.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.replayed = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.byNode.push(NodeSync.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SyncDesiredStateToolOutput {
+    return {
+      services: globalThis.Array.isArray(object?.services)
+        ? object.services.map((e: any) => ServiceSyncResult.fromJSON(e))
+        : [],
+      ignored: globalThis.Array.isArray(object?.ignored) ? object.ignored.map((e: any) => globalThis.String(e)) : [],
+      replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
+      byNode: globalThis.Array.isArray(object?.byNode)
+        ? object.byNode.map((e: any) => NodeSync.fromJSON(e))
+        : globalThis.Array.isArray(object?.by_node)
+        ? object.by_node.map((e: any) => NodeSync.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SyncDesiredStateToolOutput): unknown {
+    const obj: any = {};
+    if (message.services?.length) {
+      obj.services = message.services.map((e) => ServiceSyncResult.toJSON(e));
+    }
+    if (message.ignored?.length) {
+      obj.ignored = message.ignored;
+    }
+    if (message.replayed !== false) {
+      obj.replayed = message.replayed;
+    }
+    if (message.byNode?.length) {
+      obj.byNode = message.byNode.map((e) => NodeSync.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SyncDesiredStateToolOutput>, I>>(base?: I): SyncDesiredStateToolOutput {
+    return SyncDesiredStateToolOutput.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SyncDesiredStateToolOutput>, I>>(object: I): SyncDesiredStateToolOutput {
+    const message = createBaseSyncDesiredStateToolOutput();
+    message.services = object.services?.map((e) => ServiceSyncResult.fromPartial(e)) || [];
+    message.ignored = object.ignored?.map((e) => e) || [];
+    message.replayed = object.replayed ?? false;
+    message.byNode = object.byNode?.map((e) => NodeSync.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseNodeSync(): NodeSync {
+  return { node: "", services: [], ignored: [], error: "" };
+}
+
+export const NodeSync: MessageFns<NodeSync> = {
+  encode(message: NodeSync, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.node !== "") {
+      writer.uint32(10).string(message.node);
+    }
+    for (const v of message.services) {
+      writer.uint32(18).string(v!);
+    }
+    for (const v of message.ignored) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.error !== "") {
+      writer.uint32(34).string(message.error);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NodeSync {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNodeSync();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.services.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.ignored.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NodeSync {
+    return {
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+      services: globalThis.Array.isArray(object?.services) ? object.services.map((e: any) => globalThis.String(e)) : [],
+      ignored: globalThis.Array.isArray(object?.ignored) ? object.ignored.map((e: any) => globalThis.String(e)) : [],
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+    };
+  },
+
+  toJSON(message: NodeSync): unknown {
+    const obj: any = {};
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    if (message.services?.length) {
+      obj.services = message.services;
+    }
+    if (message.ignored?.length) {
+      obj.ignored = message.ignored;
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<NodeSync>, I>>(base?: I): NodeSync {
+    return NodeSync.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NodeSync>, I>>(object: I): NodeSync {
+    const message = createBaseNodeSync();
+    message.node = object.node ?? "";
+    message.services = object.services?.map((e) => e) || [];
+    message.ignored = object.ignored?.map((e) => e) || [];
+    message.error = object.error ?? "";
     return message;
   },
 };
@@ -6914,6 +7996,34 @@ export const McpAgentServiceService = {
     responseDeserialize: (value: Buffer): RestartServiceResponse => RestartServiceResponse.decode(value),
   },
   /**
+   * Remove a service: stop and remove its containers, delete its record (events
+   * and audit stay), with `purgeFiles` its files. `ignore` components are
+   * forgotten, their containers left running.
+   */
+  removeService: {
+    path: "/mcp.v1.McpAgentService/RemoveService" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RemoveServiceRequest): Buffer => Buffer.from(RemoveServiceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RemoveServiceRequest => RemoveServiceRequest.decode(value),
+    responseSerialize: (value: RemoveServiceResponse): Buffer =>
+      Buffer.from(RemoveServiceResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RemoveServiceResponse => RemoveServiceResponse.decode(value),
+  },
+  /**
+   * Recent logs of a service's containers, bounded by `tail` lines and
+   * `maxBytes`, with any cut stated.
+   */
+  serviceLogs: {
+    path: "/mcp.v1.McpAgentService/ServiceLogs" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ServiceLogsRequest): Buffer => Buffer.from(ServiceLogsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ServiceLogsRequest => ServiceLogsRequest.decode(value),
+    responseSerialize: (value: ServiceLogsResponse): Buffer => Buffer.from(ServiceLogsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ServiceLogsResponse => ServiceLogsResponse.decode(value),
+  },
+  /**
    * Record service definitions on a node without touching containers;
    * unmatched containers are marked `ignore`. Never deletes.
    */
@@ -7055,6 +8165,17 @@ export interface McpAgentServiceServer extends UntypedServiceImplementation {
    */
   restartService: handleUnaryCall<RestartServiceRequest, RestartServiceResponse>;
   /**
+   * Remove a service: stop and remove its containers, delete its record (events
+   * and audit stay), with `purgeFiles` its files. `ignore` components are
+   * forgotten, their containers left running.
+   */
+  removeService: handleUnaryCall<RemoveServiceRequest, RemoveServiceResponse>;
+  /**
+   * Recent logs of a service's containers, bounded by `tail` lines and
+   * `maxBytes`, with any cut stated.
+   */
+  serviceLogs: handleUnaryCall<ServiceLogsRequest, ServiceLogsResponse>;
+  /**
    * Record service definitions on a node without touching containers;
    * unmatched containers are marked `ignore`. Never deletes.
    */
@@ -7162,6 +8283,45 @@ export interface McpAgentServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RestartServiceResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Remove a service: stop and remove its containers, delete its record (events
+   * and audit stay), with `purgeFiles` its files. `ignore` components are
+   * forgotten, their containers left running.
+   */
+  removeService(
+    request: RemoveServiceRequest,
+    callback: (error: ServiceError | null, response: RemoveServiceResponse) => void,
+  ): ClientUnaryCall;
+  removeService(
+    request: RemoveServiceRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RemoveServiceResponse) => void,
+  ): ClientUnaryCall;
+  removeService(
+    request: RemoveServiceRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RemoveServiceResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Recent logs of a service's containers, bounded by `tail` lines and
+   * `maxBytes`, with any cut stated.
+   */
+  serviceLogs(
+    request: ServiceLogsRequest,
+    callback: (error: ServiceError | null, response: ServiceLogsResponse) => void,
+  ): ClientUnaryCall;
+  serviceLogs(
+    request: ServiceLogsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ServiceLogsResponse) => void,
+  ): ClientUnaryCall;
+  serviceLogs(
+    request: ServiceLogsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ServiceLogsResponse) => void,
   ): ClientUnaryCall;
   /**
    * Record service definitions on a node without touching containers;
