@@ -51,6 +51,17 @@ describe('runArgs', () => {
     ]);
   });
 
+  it('runs an init process and records the stop timeout when the component asks', () => {
+    expect(runArgs({ name: 'a', image: 'img', init: true, stopTimeoutSeconds: 3 })).toEqual([
+      'run',
+      '--detach',
+      '--name=a',
+      '--init',
+      '--stop-timeout=3',
+      'img',
+    ]);
+  });
+
   it('leaves out what the spec leaves empty', () => {
     expect(
       runArgs({ name: 'a', image: 'img', network: '', user: '', restart: '', ports: [], cmd: [] }),
