@@ -50,7 +50,15 @@ try {
         await podman(['stop', '-t', '10', container]);
         await podman(['rm', '--force', container]);
       }
-      await podman(['run', '--detach', `--name=${container}`, '--init', '--stop-timeout=10', bed.imageV1, ...SLEEP]);
+      await podman([
+        'run',
+        '--detach',
+        `--name=${container}`,
+        '--init',
+        '--stop-timeout=10',
+        bed.imageV1,
+        ...SLEEP,
+      ]);
       await podman(['container', 'inspect', container]);
     }
     return performance.now() - t0;
@@ -72,7 +80,9 @@ try {
   const a = summary(agentRuns);
   const h = summary(handRuns);
   const ratio = summary(ratios.map((r) => r * 1000)); // percentile() works on any numbers
-  console.log(`Redeploy of three init = true components (busybox sleep): ${runs} runs each, interleaved; ${machine()}\n`);
+  console.log(
+    `Redeploy of three init = true components (busybox sleep): ${runs} runs each, interleaved; ${machine()}\n`,
+  );
   console.log(
     table(
       ['redeploy', 'median', 'p90'],
@@ -82,7 +92,9 @@ try {
       ],
     ),
   );
-  console.log(`\nratio agent / by hand, median of the ${runs} pairs: ${(ratio.p50 / 1000).toFixed(2)}x (goal <= 1.2x)`);
+  console.log(
+    `\nratio agent / by hand, median of the ${runs} pairs: ${(ratio.p50 / 1000).toFixed(2)}x (goal <= 1.2x)`,
+  );
 } finally {
   await agent.stop();
   await removeContainers(prefix);

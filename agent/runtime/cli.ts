@@ -141,19 +141,15 @@ export class CliRuntime implements ContainerRuntime {
 
   async run(spec: RunSpec): Promise<string> {
     const args = runArgs(spec);
-    if ((await this.#containerId(spec.name)) !== undefined) {
-      throw new McpError(
-        'ALREADY_EXISTS',
-        `a container named '${spec.name}' already exists: remove it first`,
-      );
-    }
+    // No check for the name first: a taken name fails the run itself with ALREADY_EXISTS
+    // (classifyFailure), and a deploy saves a runtime call per component.
     try {
       const stdout = await this.#exec(args);
       return stdout.trim().split('\n').at(-1) ?? '';
     } catch (err) {
       // A run that fails in the OCI runtime (bad command, port taken) leaves the container
-      // behind in state `created`, holding the name. It did not exist before: remove it
-      // (unless someone else created it since the check above).
+      // behind in state `created`, holding the name. A run that was not refused for the
+      // name created it: remove it.
       if (
         err instanceof RuntimeCommandError &&
         err.code !== 'ALREADY_EXISTS' &&
