@@ -320,6 +320,7 @@ class ProgressChannel {
   private total: number | undefined;
   private sent = 0;
   private readonly started = performance.now();
+  private lastSentAt = performance.now();
   private timer: NodeJS.Timeout | undefined;
   /** Notifications go out one at a time, in order. */
   private queue: Promise<void> = Promise.resolve();
@@ -365,15 +366,16 @@ class ProgressChannel {
 
   private heartbeat(heartbeatMs: number): Promise<void> {
     if (this.finished || performance.now() - this.lastSentAt < heartbeatMs - 50) return this.queue;
+    // Never past the total: a heartbeat after the last step waits below it.
+    const room = this.total === undefined ? this.gap : Math.min(this.gap, this.total - this.anchor);
+    if (room <= 0) return this.queue;
     this.beats += 1;
-    // anchor + gap * n/(n+1): always increasing, never reaching the next step.
-    const value = this.anchor + (this.gap * this.beats) / (this.beats + 1);
+    // anchor + room * n/(n+1): always increasing, never reaching the next step.
+    const value = this.anchor + (room * this.beats) / (this.beats + 1);
     const seconds = Math.round((performance.now() - this.started) / 1000);
     const doing = WAITING[this.tool.name] ?? 'waiting for the node';
     return this.emit(value, this.total, `${this.tool.name}: ${doing} (${seconds} s)`, undefined);
   }
-
-  private lastSentAt = performance.now();
 
   /** `gap`: how far heartbeats after this value may go; undefined for a heartbeat itself. */
   private emit(
