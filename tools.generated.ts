@@ -533,6 +533,16 @@ export const tools: readonly ToolDefinition[] = [
                     "additionalProperties": {
                       "type": "string"
                     }
+                  },
+                  "init": {
+                    "description": "Run an init process as PID 1 that forwards signals, so a command that ignores SIGTERM (a shell script, busybox `sleep`) still stops at once.",
+                    "type": "boolean"
+                  },
+                  "stopTimeoutSeconds": {
+                    "description": "Seconds a stop waits after SIGTERM before killing, 0 to 300; absent for 10.",
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": 4294967295
                   }
                 },
                 "additionalProperties": false,
@@ -981,6 +991,14 @@ export const tools: readonly ToolDefinition[] = [
                       "additionalProperties": {
                         "type": "string"
                       }
+                    },
+                    "init": {
+                      "type": "boolean"
+                    },
+                    "stopTimeoutSeconds": {
+                      "type": "integer",
+                      "minimum": 0,
+                      "maximum": 4294967295
                     }
                   },
                   "additionalProperties": false,

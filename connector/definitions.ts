@@ -16,6 +16,7 @@ import {
   checkNetwork,
   checkPortMapping,
   checkRestart,
+  checkStopTimeout,
   checkUser,
   checkVolumeMapping,
   formatSpecIssues,
@@ -37,17 +38,33 @@ export interface ServiceDefinition {
 
 // Field rules come from core/spec.ts, so one pass reports every bad field of a file; the
 // rules across fields (unique component names, env keys) run once the shape is right.
-const componentSchema = z.strictObject({
-  name: nameSchema,
-  image: checkedString(checkImage),
-  network: checkedString(checkNetwork).default(''),
-  user: checkedString(checkUser).default(''),
-  restart: checkedString(checkRestart).default(''),
-  ports: z.array(checkedString(checkPortMapping)).default([]),
-  volumes: z.array(checkedString(checkVolumeMapping)).default([]),
-  cmd: z.array(checkedString(checkArgument)).default([]),
-  env: z.record(z.string(), z.string()).default({}),
-});
+const componentSchema = z
+  .strictObject({
+    name: nameSchema,
+    image: checkedString(checkImage),
+    network: checkedString(checkNetwork).default(''),
+    user: checkedString(checkUser).default(''),
+    restart: checkedString(checkRestart).default(''),
+    ports: z.array(checkedString(checkPortMapping)).default([]),
+    volumes: z.array(checkedString(checkVolumeMapping)).default([]),
+    cmd: z.array(checkedString(checkArgument)).default([]),
+    env: z.record(z.string(), z.string()).default({}),
+    init: z.boolean().default(false),
+    // snake_case in the file, as every other key; absent keeps the default (10 s).
+    stop_timeout_seconds: z
+      .number()
+      .optional()
+      .superRefine((seconds, ctx) => {
+        const problem = checkStopTimeout(seconds);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      }),
+  })
+  .transform(
+    ({ stop_timeout_seconds, ...component }): ComponentDefinition =>
+      stop_timeout_seconds === undefined
+        ? component
+        : { ...component, stopTimeoutSeconds: stop_timeout_seconds },
+  );
 
 const definitionSchema = z.strictObject({
   name: nameSchema,
@@ -281,6 +298,10 @@ export function formatDefinition(definition: ServiceDefinition): string {
     for (const key of ['ports', 'volumes', 'cmd'] as const) {
       if (component[key].length > 0) out.push(`${key} = ${tomlArray(component[key])}`);
     }
+    if (component.init) out.push('init = true');
+    if (component.stopTimeoutSeconds !== undefined) {
+      out.push(`stop_timeout_seconds = ${component.stopTimeoutSeconds}`);
+    }
     const envKeys = Object.keys(component.env).sort();
     if (envKeys.length > 0) {
       out.push('', '[components.env]');
@@ -354,5 +375,9 @@ function copyComponent(component: ComponentDefinition): ComponentDefinition {
     volumes: [...(component.volumes ?? [])],
     cmd: [...(component.cmd ?? [])],
     env: { ...(component.env ?? {}) },
+    init: component.init ?? false,
+    ...(component.stopTimeoutSeconds !== undefined
+      ? { stopTimeoutSeconds: component.stopTimeoutSeconds }
+      : {}),
   };
 }

@@ -49,6 +49,8 @@ export interface ConnectorToolsOptions {
   localDir: string;
   version: string;
   log: Logger;
+  /** Longest quiet time between progress notifications of a pending call; default 4 s. */
+  heartbeatMs?: number;
 }
 
 /** The published tools, compiled once, and the factory of MCP servers that serve them. */
@@ -116,8 +118,17 @@ export class ConnectorTools {
               })
               .catch(() => {});
       const progressToken = ctx.mcpReq._meta?.progressToken;
-      const model = toolBindings[tool.name].progress;
-      const progress = model && new ProgressReporter(model);
+      const progress = new ProgressChannel(
+        tool,
+        toolBindings[tool.name].progress,
+        progressToken === undefined
+          ? undefined
+          : (params) =>
+              ctx.mcpReq
+                .notify({ method: 'notifications/progress', params: { progressToken, ...params } })
+                .catch(() => {}),
+        this.opts.heartbeatMs ?? HEARTBEAT_MS,
+      );
       const started = performance.now();
       try {
         const routed = await this.opts.router.call(tool, check.args, {
@@ -126,28 +137,14 @@ export class ConnectorTools {
           onProgress: async (step) => {
             const message = `${step.component}: ${step.step}: ${step.message}`;
             await notify('info', `deploy ${step.service}: ${message}`);
-            const value = progress?.next(step);
-            if (progressToken === undefined || value === undefined) return;
-            await ctx.mcpReq
-              .notify({
-                method: 'notifications/progress',
-                params: { progressToken, progress: value, total: step.total, message },
-              })
-              .catch(() => {});
+            await progress.step(step, message);
           },
-          onTransfer: async (bytes, total) => {
-            if (progressToken === undefined) return;
-            await ctx.mcpReq
-              .notify({
-                method: 'notifications/progress',
-                params: { progressToken, progress: bytes, total, message: `${bytes} of ${total} bytes` },
-              })
-              .catch(() => {});
-          },
+          onTransfer: (bytes, total) => progress.transfer(bytes, total),
         });
         for (const a of routed.answers)
           if (a.error) await notify('warning', `${tool.name}: ${a.node}: ${errorText(a.error)}`);
         const result = this.result(tool, routed);
+        await progress.finish(result.isError ? 'failed' : 'done');
         this.opts.log.info('tool call', {
           tool: tool.name,
           nodes: routed.answers.map((a) => a.node),
@@ -157,6 +154,7 @@ export class ConnectorTools {
         return result;
       } catch (err) {
         const e = toMcpError(err);
+        await progress.finish(`failed: ${e.code}`);
         this.opts.log[e.code === 'INTERNAL' ? 'error' : 'info']('tool call failed', {
           tool: tool.name,
           code: e.code,
@@ -164,6 +162,8 @@ export class ConnectorTools {
           durationMs: Math.round(performance.now() - started),
         });
         return errorResult(errorText(e));
+      } finally {
+        progress.close();
       }
     });
     return server;
@@ -198,9 +198,16 @@ export class ConnectorTools {
       };
     }
     const [answer] = routed.answers;
+    // An operation that failed for any component is an error, with every component's result.
+    const failed = failedComponents(answer?.response);
+    if (failed.length > 0) {
+      const lines = failed.map((c) => `${c.component}: ${c.error || 'failed'}`);
+      text = `FAILED_PRECONDITION: ${tool.name} failed for ${failed.length} component${failed.length === 1 ? '' : 's'}: ${lines.join('; ')}\n\n${text}`;
+    }
     return {
       content: [{ type: 'text', text }],
       structuredContent: { node: answer?.node, ...json(answer?.response) },
+      ...(failed.length > 0 ? { isError: true } : {}),
     };
   }
 }
@@ -317,24 +324,152 @@ function errorResult(text: string): CallToolResult {
   return { content: [{ type: 'text', text }], isError: true };
 }
 
+/** The component results of a response that failed (`ok: false`); none for other responses. */
+function failedComponents(response: unknown): pb.ComponentResult[] {
+  if (typeof response !== 'object' || response === null || !('components' in response)) return [];
+  const { components } = response as { components: unknown };
+  if (!Array.isArray(components)) return [];
+  return components.filter(
+    (c): c is pb.ComponentResult => typeof c === 'object' && c !== null && 'ok' in c && c.ok === false,
+  );
+}
+
+/** At most this long without a progress notification while a call is pending (clients time out at 60 s). */
+const HEARTBEAT_MS = 4000;
 /**
- * Progress for MCP, which must increase with every notification: the components completed,
- * plus how far the current step is into its component (the tool's progress model). A step
- * that would not move it forward (components deployed side by side) is reported as a log
- * message only.
+ * A pause between the last progress notification and the result. The TypeScript SDK's client
+ * handles a notification that arrives in the same read as the response after the response,
+ * and drops it (typescript-sdk #2580): the pause keeps the final step in a read of its own.
  */
-class ProgressReporter {
+const SETTLE_MS = 25;
+
+type ProgressParams = { progress: number; total?: number; message: string };
+
+/**
+ * The progress notifications of one call, when the client sent a progressToken. MCP progress
+ * must increase with every notification:
+ * - deploy: the components completed plus how far the current step is into its component
+ *   (the tool's progress model); a step that would not move it forward (components deployed
+ *   side by side) is reported as a log message only;
+ * - push_file, pull_file: bytes;
+ * - any call: a heartbeat after HEARTBEAT_MS without a notification (a podman stop or pull
+ *   waiting), creeping towards the next step without reaching it; stop, start and restart are
+ *   unary RPCs, so their heartbeats are all the progress they have;
+ * - every call that sent progress, and every write, ends with a final notification
+ *   (progress = total) before its result.
+ */
+class ProgressChannel {
   private last = -1;
+  /** The value heartbeats start from, and how far they may creep without reaching the next step. */
+  private anchor = 0;
+  private gap: number;
+  private beats = 0;
+  private finished = false;
+  private total: number | undefined;
+  private sent = 0;
+  private readonly started = performance.now();
+  private lastSentAt = performance.now();
+  private timer: NodeJS.Timeout | undefined;
+  /** Notifications go out one at a time, in order. */
+  private queue: Promise<void> = Promise.resolve();
 
-  constructor(private readonly model: ProgressModel) {}
+  constructor(
+    private readonly tool: ToolDefinition,
+    private readonly model: ProgressModel | undefined,
+    private readonly send: ((params: ProgressParams) => Promise<void>) | undefined,
+    heartbeatMs: number,
+  ) {
+    this.gap = model ? MODEL_STEP_GAP : 1;
+    if (send) this.timer = setInterval(() => void this.heartbeat(heartbeatMs), heartbeatMs).unref();
+  }
 
-  next(step: pb.DeployProgress): number | undefined {
-    const value = step.completed + (this.model.stepFraction[step.step] ?? 0);
-    if (value <= this.last) return undefined;
+  step(step: pb.DeployProgress, message: string): Promise<void> {
+    const value = step.completed + (this.model?.stepFraction[step.step] ?? 0);
+    return this.emit(value, step.total, message, MODEL_STEP_GAP);
+  }
+
+  transfer(bytes: number, total: number): Promise<void> {
+    return this.emit(bytes, total, `${bytes} of ${total} bytes`, 1);
+  }
+
+  /** The final step, unless the last notification already was one (progress = total). */
+  finish(outcome: string): Promise<void> {
+    this.finished = true;
+    if (!this.send || this.total === this.last) return this.settle();
+    if (this.tool.fanOut && this.sent === 0) return this.queue;
+    const total =
+      this.total !== undefined && this.total > this.last
+        ? this.total
+        : Math.max(1, Math.floor(this.last) + 1);
+    const seconds = Math.round((performance.now() - this.started) / 1000);
+    return this.emit(total, total, `${this.tool.name}: ${outcome} after ${seconds} s`, 1).then(() =>
+      this.settle(),
+    );
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private heartbeat(heartbeatMs: number): Promise<void> {
+    if (this.finished || performance.now() - this.lastSentAt < heartbeatMs - 50) return this.queue;
+    // Never past the total: a heartbeat after the last step waits below it.
+    const room = this.total === undefined ? this.gap : Math.min(this.gap, this.total - this.anchor);
+    if (room <= 0) return this.queue;
+    this.beats += 1;
+    // anchor + room * n/(n+1): always increasing, never reaching the next step.
+    const value = this.anchor + (room * this.beats) / (this.beats + 1);
+    const seconds = Math.round((performance.now() - this.started) / 1000);
+    const doing = WAITING[this.tool.name] ?? 'waiting for the node';
+    return this.emit(value, this.total, `${this.tool.name}: ${doing} (${seconds} s)`, undefined);
+  }
+
+  /** `gap`: how far heartbeats after this value may go; undefined for a heartbeat itself. */
+  private emit(
+    value: number,
+    total: number | undefined,
+    message: string,
+    gap: number | undefined,
+  ): Promise<void> {
+    const send = this.send;
+    if (!send || value <= this.last) return this.queue;
     this.last = value;
-    return value;
+    if (total !== undefined) this.total = total;
+    if (gap !== undefined) {
+      this.anchor = value;
+      this.gap = gap;
+      this.beats = 0;
+    }
+    this.sent += 1;
+    this.lastSentAt = performance.now();
+    const params: ProgressParams = {
+      progress: value,
+      message,
+      ...(this.total !== undefined ? { total: this.total } : {}),
+    };
+    this.queue = this.queue.then(() => send(params));
+    return this.queue;
+  }
+
+  private async settle(): Promise<void> {
+    await this.queue;
+    if (this.sent > 0) await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
   }
 }
+
+/** The smallest distance between two steps of a progress model (tool-bindings.ts). */
+const MODEL_STEP_GAP = 0.1;
+
+/** What a heartbeat says the call is waiting for. */
+const WAITING: Partial<Record<ToolName, string>> = {
+  deploy: 'pulling, stopping or starting a container',
+  stop_service: 'waiting for the containers to stop',
+  start_service: 'starting the containers',
+  restart_service: 'waiting for the containers to stop and start again',
+  push_file: 'sending the file',
+  pull_file: 'receiving the file',
+};
 
 /** What a model needs to know to use the tools together. */
 export function instructions({
@@ -349,11 +484,11 @@ export function instructions({
       .join(', ') || 'none here';
   return [
     'These tools operate container hosts ("nodes"); each node\'s agent keeps a registry of services (groups of containers, "components"). Calls are audited.',
-    `Reads (${names((t) => t.fanOut)}) ask every node unless you pass \`node\`; a failing node shows an error in its entry.`,
-    `Definitions are TOML files in ${servicesDir}, one per service, naming its node: writes find the node there; without one, pass \`node\` unless only one node is configured.`,
+    `Reads (${names((t) => t.fanOut)}) ask every node unless you pass \`node\`; a failing node gets an error entry, the call fails only if none answered. A write failing for any component is an error.`,
+    `Definitions: TOML files in ${servicesDir}, one per service, naming its node; without one, pass \`node\` unless there is one node.`,
     `Destructive: ${names((t) => t.annotations.destructiveHint)}. Confirm with the user first.`,
     'Writes take a requestId (generated if omitted); a retry with the same id is safe. A timeout leaves an unknown outcome: check service_status, then retry with the same id.',
-    `push_file and pull_file use the service's files directory on the node; local files only in ${localDir}.`,
-    'Errors read CODE: message. PERMISSION_DENIED names the missing permission: ask an operator.',
+    `push_file and pull_file use the service's files directory on the node; local files in ${localDir}.`,
+    'Errors read CODE: message; PERMISSION_DENIED names the missing permission.',
   ].join('\n\n');
 }

@@ -93,6 +93,7 @@ function validateComponentSpec(component: ComponentSpec, at: string): SpecIssue[
   report('network', checkNetwork(component.network ?? ''));
   report('user', checkUser(component.user ?? ''));
   report('restart', checkRestart(component.restart ?? ''));
+  report('stop_timeout_seconds', checkStopTimeout(component.stopTimeoutSeconds));
   (component.ports ?? []).forEach((port, i) => {
     report(`ports[${i}]`, checkPortMapping(port));
   });
@@ -461,6 +462,21 @@ const RESTART_PATTERN = /^(?:no|always|unless-stopped|on-failure(?::[1-9][0-9]{0
 export function checkRestart(restart: string): string | undefined {
   if (restart === '' || RESTART_PATTERN.test(restart)) return undefined;
   return `"${printable(restart)}" is not a restart policy: use no, always, on-failure, on-failure:N (N retries) or unless-stopped`;
+}
+
+/** Seconds a stop waits after SIGTERM when a component does not say: podman's and docker's own default. */
+export const DEFAULT_STOP_TIMEOUT_SECONDS = 10;
+export const MAX_STOP_TIMEOUT_SECONDS = 300;
+
+/** A component's stop wait: absent means the default. */
+export function stopTimeoutOf(component: Pick<ComponentSpec, 'stopTimeoutSeconds'>): number {
+  return component.stopTimeoutSeconds ?? DEFAULT_STOP_TIMEOUT_SECONDS;
+}
+
+export function checkStopTimeout(seconds: number | undefined): string | undefined {
+  if (seconds === undefined) return undefined;
+  if (Number.isInteger(seconds) && seconds >= 0 && seconds <= MAX_STOP_TIMEOUT_SECONDS) return undefined;
+  return `${seconds} is not a stop timeout: give whole seconds from 0 to ${MAX_STOP_TIMEOUT_SECONDS} (leave it out for ${DEFAULT_STOP_TIMEOUT_SECONDS})`;
 }
 
 /** Why `text` is not a valid port mapping, or undefined. */

@@ -173,6 +173,16 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE components ADD COLUMN observed_image TEXT NOT NULL DEFAULT '';
     `,
   },
+  {
+    version: 5,
+    name: 'init and stop timeout',
+    sql: `
+      -- Whether the container runs an init process as PID 1 (--init), and the seconds a stop
+      -- waits after SIGTERM (NULL: the default, 10 s).
+      ALTER TABLE components ADD COLUMN init INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE components ADD COLUMN stop_timeout_seconds INTEGER;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

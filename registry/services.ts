@@ -87,6 +87,8 @@ export function toServiceSpec(service: ServiceRecord): ServiceSpec {
       volumes: [...c.volumes],
       cmd: [...c.cmd],
       env: { ...c.env },
+      init: c.init,
+      ...(c.stopTimeoutSeconds !== undefined ? { stopTimeoutSeconds: c.stopTimeoutSeconds } : {}),
     })),
   };
 }
@@ -108,6 +110,8 @@ interface ComponentRow {
   network: string;
   user: string;
   restart: string;
+  init: number;
+  stop_timeout_seconds: number | null;
   desired_state: DesiredStateName;
   observed_state: ObservedStateName | null;
   container: string;
@@ -166,14 +170,15 @@ export class ServiceStore {
       setActive: db.prepare('UPDATE services SET active = @active, updated_at = @now WHERE name = @name'),
       touchService: db.prepare('UPDATE services SET updated_at = @now WHERE name = @name'),
       insertComponent: db.prepare(
-        `INSERT INTO components (service, name, position, image, network, user, restart, desired_state,
-           container, created_at, updated_at)
-         VALUES (@service, @name, @position, @image, @network, @user, @restart, @desiredState,
-           @container, @now, @now)`,
+        `INSERT INTO components (service, name, position, image, network, user, restart, init,
+           stop_timeout_seconds, desired_state, container, created_at, updated_at)
+         VALUES (@service, @name, @position, @image, @network, @user, @restart, @init,
+           @stopTimeoutSeconds, @desiredState, @container, @now, @now)`,
       ),
       updateComponent: db.prepare(
         `UPDATE components SET image = @image, network = @network, user = @user, restart = @restart,
-           desired_state = @desiredState, updated_at = @now
+           init = @init, stop_timeout_seconds = @stopTimeoutSeconds, desired_state = @desiredState,
+           updated_at = @now
          WHERE service = @service AND name = @name`,
       ),
       setPosition: db.prepare(
@@ -453,6 +458,8 @@ export class ServiceStore {
         network: row.network,
         user: row.user,
         restart: row.restart,
+        init: row.init === 1,
+        ...(row.stop_timeout_seconds === null ? {} : { stopTimeoutSeconds: row.stop_timeout_seconds }),
         ports: ports.get(key) ?? [],
         volumes: volumes.get(key) ?? [],
         cmd: cmd.get(key) ?? [],
@@ -487,6 +494,8 @@ function specColumns(spec: ComponentSpec) {
     network: spec.network,
     user: spec.user,
     restart: spec.restart,
+    init: spec.init ? 1 : 0,
+    stopTimeoutSeconds: spec.stopTimeoutSeconds ?? null,
   };
 }
 
@@ -515,6 +524,14 @@ function describeChanges(old: ComponentRecord, spec: ComponentSpec, desired: Des
     if (!sameList(old[field], spec[field])) {
       details.push(`${old.name}: ${field} ${JSON.stringify(old[field])} -> ${JSON.stringify(spec[field])}`);
     }
+  }
+  if (old.init !== (spec.init ?? false))
+    details.push(`${old.name}: init ${old.init} -> ${spec.init ?? false}`);
+  if (old.stopTimeoutSeconds !== spec.stopTimeoutSeconds) {
+    const seconds = (value: number | undefined) => (value === undefined ? '(default)' : `${value}s`);
+    details.push(
+      `${old.name}: stop_timeout_seconds ${seconds(old.stopTimeoutSeconds)} -> ${seconds(spec.stopTimeoutSeconds)}`,
+    );
   }
   const env = describeEnvChanges(old.env, spec.env);
   if (env.length > 0) details.push(`${old.name}: env ${env.join(', ')}`);

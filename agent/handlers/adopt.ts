@@ -5,7 +5,12 @@
 
 import { InvalidArgumentError, NotFoundError } from '../../core/errors.js';
 import { splitContainerName } from '../../core/naming.js';
-import { assertValidServiceSpec, checkName } from '../../core/spec.js';
+import {
+  assertValidServiceSpec,
+  checkName,
+  checkStopTimeout,
+  DEFAULT_STOP_TIMEOUT_SECONDS,
+} from '../../core/spec.js';
 import type { DesiredStateName } from '../../core/states.js';
 import {
   type AdoptContainersRequest,
@@ -40,7 +45,17 @@ export function componentSpecFromContainer(component: string, details: Container
     volumes: [...details.volumes],
     cmd: [...details.cmd],
     env: { ...details.env },
+    init: details.init,
+    // The runtimes record 10 s on every container: only another value is worth writing down.
+    ...(adoptedStopTimeout(details.stopTimeoutSeconds) !== undefined
+      ? { stopTimeoutSeconds: adoptedStopTimeout(details.stopTimeoutSeconds) }
+      : {}),
   };
+}
+
+function adoptedStopTimeout(seconds: number | undefined): number | undefined {
+  if (seconds === undefined || seconds === DEFAULT_STOP_TIMEOUT_SECONDS) return undefined;
+  return checkStopTimeout(seconds) === undefined ? seconds : undefined;
 }
 
 function definitionPort(mapping: string): string {

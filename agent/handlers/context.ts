@@ -5,28 +5,39 @@
  * a component from its recorded spec, read back what the runtime reports, and say how it went.
  */
 import { FailedPreconditionError, McpError, NotFoundError } from '../../core/errors.js';
-import { imageVersion } from '../../core/spec.js';
+import { DEFAULT_STOP_TIMEOUT_SECONDS, imageVersion } from '../../core/spec.js';
 import { desiredStateToProto, type ObservedStateName, observedStateToProto } from '../../core/states.js';
 import type { ComponentResult } from '../../gen/mcp/v1/mcp.js';
 import type { Registry } from '../../registry/db.js';
 import type { ComponentRecord, ServiceRecord } from '../../registry/services.js';
-import type { ContainerDetails, ContainerSummary, RunSpec } from '../runtime/index.js';
+import {
+  type ContainerDetails,
+  type ContainerSummary,
+  type RunSpec,
+  RuntimeCommandError,
+} from '../runtime/index.js';
 import type { ServiceLocks } from '../service-locks.js';
 import type { HandlerDeps } from './deps.js';
 
 /**
  * Seconds a stop waits after SIGTERM before SIGKILL, for stop, restart and the replacement
- * of a container by a deploy. The agent config has no setting for it; 10 s is podman's and
- * docker's own default. A process that ignores SIGTERM (busybox `sleep` or `httpd` as PID 1)
- * always waits it out.
+ * of a container by a deploy, when a component does not set `stop_timeout_seconds`; 10 s is
+ * podman's and docker's own default. A process that ignores SIGTERM (busybox `sleep` or
+ * `httpd` as PID 1) always waits it out, unless the component runs with `init`.
  */
-export const STOP_TIMEOUT_SECONDS = 10;
+export const STOP_TIMEOUT_SECONDS = DEFAULT_STOP_TIMEOUT_SECONDS;
 
 /** What the service handlers share: their dependencies, the per-service locks, the stop timeout. */
 export interface ServiceContext {
   readonly deps: HandlerDeps;
   readonly locks: ServiceLocks;
+  /** For components that do not set their own. */
   readonly stopTimeoutSeconds: number;
+}
+
+/** The seconds a stop of this component waits after SIGTERM. */
+export function stopTimeoutFor(sc: ServiceContext, component: ComponentRecord): number {
+  return component.stopTimeoutSeconds ?? sc.stopTimeoutSeconds;
 }
 
 /** Observed states in which a container holds a process that a stop has to end. */
@@ -90,6 +101,10 @@ export function runSpecOf(component: ComponentRecord): RunSpec {
     volumes: component.volumes,
     cmd: component.cmd,
     env: component.env,
+    init: component.init,
+    ...(component.stopTimeoutSeconds !== undefined
+      ? { stopTimeoutSeconds: component.stopTimeoutSeconds }
+      : {}),
   };
 }
 
@@ -128,15 +143,22 @@ export async function recordFailure(
 ): Promise<ComponentRecord> {
   const now = await sc.deps.runtime.inspect(component.container).catch(() => undefined);
   const { record } = recordObservation(sc, component, now);
+  // The whole command and stderr go to the agent's log; the event and the result get the line that matters.
+  sc.deps.log.warn(`${kind}`, { service: component.service, component: component.name, error: err.message });
   sc.deps.registry.events.record({
     service: component.service,
     component: component.name,
     kind,
     previousState: before,
     observedState: record.observedState ?? 'missing',
-    message: err.message,
+    message: failureLine(err),
   });
   return record;
+}
+
+/** What a result says of a component failure: a runtime command's summary, else the message. */
+export function failureLine(err: McpError): string {
+  return err instanceof RuntimeCommandError ? err.summary : err.message;
 }
 
 export function componentResult(component: ComponentRecord, error?: string): ComponentResult {
@@ -151,10 +173,10 @@ export function componentResult(component: ComponentRecord, error?: string): Com
   };
 }
 
-/** Stops a container; one that is already gone counts as stopped. */
-export async function stopContainer(sc: ServiceContext, name: string): Promise<boolean> {
+/** Stops a component's container; one that is already gone counts as stopped. */
+export async function stopContainer(sc: ServiceContext, component: ComponentRecord): Promise<boolean> {
   try {
-    await sc.deps.runtime.stop(name, { timeoutSeconds: sc.stopTimeoutSeconds });
+    await sc.deps.runtime.stop(component.container, { timeoutSeconds: stopTimeoutFor(sc, component) });
     return true;
   } catch (err) {
     if (err instanceof NotFoundError) return false;

@@ -9,6 +9,7 @@
  */
 import { InvalidArgumentError, McpError, NotFoundError } from '../../core/errors.js';
 import { assertValidServiceSpec, imageVersion } from '../../core/spec.js';
+import { desiredStateToProto } from '../../core/states.js';
 import {
   type ComponentResult,
   type DeployProgress,
@@ -24,6 +25,7 @@ import type { CallContext, ServerStreamHandler } from '../server.js';
 import { writeOnce } from '../service-locks.js';
 import {
   componentResult,
+  failureLine,
   isComponentFailure,
   isLive,
   notRunningMessage,
@@ -105,6 +107,7 @@ async function deployLocked(
 
   let service: ServiceRecord;
   let names: string[];
+  const isNewService = plan.spec !== undefined && registry.services.get(plan.service) === undefined;
   if (plan.spec) {
     registry.services.upsert(plan.spec);
     service = registry.services.require(plan.service);
@@ -130,6 +133,20 @@ async function deployLocked(
     await progress({ service: target.service, component: target.name, step: last, message: outcome.message });
     results.push(outcome.result);
   }
+  if (isNewService && results.every((r) => !r.ok)) {
+    // Nothing of it ever ran: it stays recorded (its events say why) but not as wanted
+    // running, so the monitor raises no drift alert for a service that never was.
+    registry.transaction(() => {
+      registry.services.setDesiredState(plan.service, 'stopped');
+      registry.services.setActive(plan.service, false);
+    });
+    const stopped = desiredStateToProto('stopped');
+    return {
+      service: plan.service,
+      components: results.map((r) => ({ ...r, desiredState: stopped })),
+      replayed: false,
+    };
+  }
   return { service: plan.service, components: results, replayed: false };
 }
 
@@ -150,7 +167,7 @@ async function deployComponent(
     await runtime.pull(image, { signal });
     await step('pull', `pulled ${image}`);
     if (current) {
-      if (isLive(current.state) && (await stopContainer(sc, container))) {
+      if (isLive(current.state) && (await stopContainer(sc, component))) {
         await step('stop', `stopped ${container} (${shortId(current.id)}, was ${current.state})`);
       }
       await removeIfPresent(sc, container);
@@ -195,7 +212,8 @@ async function deployComponent(
   } catch (err) {
     if (!isComponentFailure(err)) throw err;
     const record = await recordFailure(sc, component, before, 'deploy_failed', err);
-    return { ok: false, message: err.message, result: componentResult(record, err.message) };
+    const line = failureLine(err);
+    return { ok: false, message: line, result: componentResult(record, line) };
   }
 }
 

@@ -31,6 +31,7 @@ import type { CallContext, UnaryHandler } from '../server.js';
 import { type MessageCodec, writeOnce } from '../service-locks.js';
 import {
   componentResult,
+  failureLine,
   isComponentFailure,
   isLive,
   notRunningMessage,
@@ -42,6 +43,7 @@ import {
   runSpecOf,
   type ServiceContext,
   stopContainer,
+  stopTimeoutFor,
 } from './context.js';
 
 type Operation = 'stop' | 'start' | 'restart';
@@ -155,7 +157,7 @@ async function act(
   } catch (err) {
     if (!isComponentFailure(err)) throw err;
     const record = await recordFailure(sc, component, before, `${operation}_failed`, err);
-    return componentResult(record, err.message);
+    return componentResult(record, failureLine(err));
   }
 }
 
@@ -172,7 +174,7 @@ async function perform(
     case 'stop':
       if (!current) return `no container ${container}: nothing to stop`;
       if (!isLive(current.state)) return `${container} was already ${current.state}`;
-      return (await stopContainer(sc, container)) ? `stopped ${container}` : `${container} was gone`;
+      return (await stopContainer(sc, component)) ? `stopped ${container}` : `${container} was gone`;
     case 'start':
       if (!current) {
         assertComponentAdmitted(sc.deps.config, component); // a spec recorded under a looser policy
@@ -189,7 +191,7 @@ async function perform(
           `no container ${container} to restart: start_service runs it again from its recorded spec`,
         );
       }
-      await runtime.restart(container, { timeoutSeconds: sc.stopTimeoutSeconds });
+      await runtime.restart(container, { timeoutSeconds: stopTimeoutFor(sc, component) });
       return `restarted ${container}`;
   }
 }

@@ -76,7 +76,7 @@ export function removeHandler(sc: ServiceContext): UnaryHandler<RemoveServiceReq
 async function removeContainer(sc: ServiceContext, component: ComponentRecord): Promise<ComponentRemoval> {
   const { name, container } = component;
   if (component.desiredState === 'ignore') return { component: name, container, outcome: 'left' };
-  if (!(await stopContainer(sc, container))) return { component: name, container, outcome: 'absent' };
+  if (!(await stopContainer(sc, component))) return { component: name, container, outcome: 'absent' };
   try {
     await sc.deps.runtime.remove(container);
     return { component: name, container, outcome: 'removed' };

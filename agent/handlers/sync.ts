@@ -146,5 +146,6 @@ function straySpec(stray: Stray): ComponentSpec {
     volumes: [],
     cmd: [...stray.container.command],
     env: {},
+    init: false,
   };
 }

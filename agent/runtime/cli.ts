@@ -47,13 +47,16 @@ export interface CliRuntimeOptions {
 
 /**
  * A runtime command that failed. The message names the command (env values redacted), the
- * exit code and the runtime's own stderr, so a user can act on it without reading this code.
+ * exit code and the runtime's own stderr, so a user can act on it without reading this code;
+ * that is for the agent's log. `summary` is the one line that matters, for results and events.
  */
 export class RuntimeCommandError extends McpError {
   /** The command as run, binary first, env values replaced by `***`. */
   readonly argv: readonly string[];
   readonly exitCode: number | undefined;
   readonly stderr: string;
+  /** One short line: `image 127.0.0.1:5000/bb:nope not found in the registry`. */
+  readonly summary: string;
   constructor(
     code: ErrorCode,
     fields: {
@@ -71,7 +74,36 @@ export class RuntimeCommandError extends McpError {
     this.argv = fields.argv;
     this.exitCode = fields.exitCode;
     this.stderr = fields.stderr;
+    this.summary = summarize(code, fields);
   }
+}
+
+const MAX_SUMMARY_CHARS = 200;
+
+/**
+ * The line of a failure worth showing: for a pull, what is wrong with the image; else the
+ * runtime's last error line (podman ends with `Error: ...`), without the command's noise.
+ */
+function summarize(
+  code: ErrorCode,
+  fields: { argv: readonly string[]; stderr: string; reason: string; note?: string },
+): string {
+  const [, verb = '', ...rest] = fields.argv;
+  const lines = fields.stderr.split('\n').map((line) => line.trim());
+  const last = lines.filter((line) => line !== '').at(-1) ?? '';
+  const said = last.replace(/^(Error( response from daemon)?|level=error msg=)[:\s]*/i, '');
+  const cut = (text: string) =>
+    text.length > MAX_SUMMARY_CHARS ? `${text.slice(0, MAX_SUMMARY_CHARS)}...` : text;
+  const note = fields.note ? ` (${fields.note})` : '';
+  if (verb === 'pull') {
+    const image = rest.at(-1) ?? '';
+    if (code === 'NOT_FOUND') return `image ${image} not found in the registry`;
+    if (code === 'UNAVAILABLE') return cut(`the registry of image ${image} cannot be reached: ${said}`);
+  }
+  if (code === 'DEADLINE_EXCEEDED' || code === 'ABORTED' || said === '') {
+    return `${fields.argv[0]?.split('/').at(-1) ?? ''} ${verb} ${fields.reason}${note}`;
+  }
+  return `${cut(said)}${note}`;
 }
 
 const DEFAULT_COMMAND_TIMEOUT_MS = 120_000;
@@ -113,19 +145,15 @@ export class CliRuntime implements ContainerRuntime {
 
   async run(spec: RunSpec): Promise<string> {
     const args = runArgs(spec);
-    if ((await this.#containerId(spec.name)) !== undefined) {
-      throw new McpError(
-        'ALREADY_EXISTS',
-        `a container named '${spec.name}' already exists: remove it first`,
-      );
-    }
+    // No check for the name first: a taken name fails the run itself with ALREADY_EXISTS
+    // (classifyFailure), and a deploy saves a runtime call per component.
     try {
       const stdout = await this.#exec(args);
       return stdout.trim().split('\n').at(-1) ?? '';
     } catch (err) {
       // A run that fails in the OCI runtime (bad command, port taken) leaves the container
-      // behind in state `created`, holding the name. It did not exist before: remove it
-      // (unless someone else created it since the check above).
+      // behind in state `created`, holding the name. A run that was not refused for the
+      // name created it: remove it.
       if (
         err instanceof RuntimeCommandError &&
         err.code !== 'ALREADY_EXISTS' &&
@@ -409,6 +437,10 @@ export function runArgs(spec: RunSpec): string[] {
   if (spec.network) args.push(`--network=${spec.network}`);
   if (spec.user) args.push(`--user=${spec.user}`);
   if (spec.restart) args.push(`--restart=${spec.restart}`);
+  if (spec.init) args.push('--init');
+  if (spec.stopTimeoutSeconds !== undefined) {
+    args.push(`--stop-timeout=${checkTimeout(spec.stopTimeoutSeconds)}`);
+  }
   for (const port of spec.ports ?? []) args.push(`--publish=${port}`);
   for (const volume of spec.volumes ?? []) args.push(`--volume=${volume}`);
   for (const [key, value] of Object.entries(spec.env ?? {})) {
@@ -559,6 +591,8 @@ export function inspectedContainer(first: Record<string, unknown>): InspectedCon
     network: networkName(string(host.NetworkMode), Object.keys(record(settings.Networks))),
     user: string(config.User),
     restart: string(record(host.RestartPolicy).Name) || 'no',
+    init: host.Init === true,
+    stopTimeoutSeconds: typeof config.StopTimeout === 'number' ? config.StopTimeout : undefined,
     hostAccess: {
       privileged: host.Privileged === true,
       capAdd: strings(host.CapAdd),

@@ -29,6 +29,10 @@ export interface RunSpec {
   /** Replaces the image's CMD; empty keeps it. */
   readonly cmd?: readonly string[];
   readonly env?: Readonly<Record<string, string>>;
+  /** Runs an init process as PID 1 (`--init`) that forwards signals to the command. */
+  readonly init?: boolean;
+  /** Recorded on the container (`--stop-timeout`), so a stop by hand waits as long as the agent's. */
+  readonly stopTimeoutSeconds?: number;
 }
 
 /** One container as a full listing reports it. */
@@ -68,6 +72,10 @@ export interface ContainerDetails extends ContainerSummary {
   readonly network: string;
   readonly user: string;
   readonly restart: string;
+  /** Whether an init process runs as PID 1. */
+  readonly init: boolean;
+  /** The stop timeout the container was created with; undefined when the runtime does not say. */
+  readonly stopTimeoutSeconds: number | undefined;
   /** What the container may reach of the host beyond its spec, for admission (agent/admission.ts). */
   readonly hostAccess?: HostAccess;
 }

@@ -120,6 +120,7 @@ describe.skipIf(!bed)('bootstrap a node whose containers were started by hand', 
       active: false,
       components: [
         {
+          init: false,
           name: 'app',
           image: 'localhost/bb:v1',
           network: '',

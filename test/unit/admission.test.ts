@@ -319,6 +319,8 @@ describe('levels', () => {
 
 describe('containers found on the node (adopt)', () => {
   const clean: ContainerDetails = {
+    init: false,
+    stopTimeoutSeconds: undefined,
     name: 'web-app',
     id: 'abc',
     image: 'localhost/bb:v1',

@@ -85,6 +85,7 @@ describe('loading a definition', () => {
           volumes: ['/srv/web/data:/data', '/srv/web/conf:/etc/httpd:ro'],
           cmd: ['/bin/httpd', '-f', '-p', '80'],
           env: { TZ: 'UTC', GREETING: 'hello "world"\n' },
+          init: false,
         },
         {
           name: 'cron',
@@ -96,6 +97,7 @@ describe('loading a definition', () => {
           volumes: [],
           cmd: ['/bin/sleep', '3600'],
           env: {},
+          init: false,
         },
       ],
     });
@@ -170,7 +172,7 @@ describe('rejecting invalid definitions, naming file and field', () => {
     [
       'a typo in a component key',
       component('name = "app"\nimgae = "bb:v1"'),
-      /^services\/web\.toml: components\[0\]: unknown key "imgae" \(did you mean "image"\?\); allowed keys here: name, image, network, user, restart, ports, volumes, cmd, env$/m,
+      /^services\/web\.toml: components\[0\]: unknown key "imgae" \(did you mean "image"\?\); allowed keys here: name, image, network, user, restart, ports, volumes, cmd, env, init, stop_timeout_seconds$/m,
     ],
     [
       'a typo in a top-level key',
@@ -206,6 +208,16 @@ describe('rejecting invalid definitions, naming file and field', () => {
 });
 
 describe('writing a definition', () => {
+  it('reads init and stop_timeout_seconds, writes them back, and refuses a timeout out of range', async () => {
+    const text = `name = "web"\nnode = "node1"\n\n[[components]]\nname = "app"\nimage = "localhost/bb:v1"\ninit = true\nstop_timeout_seconds = 3\n`;
+    const web = parseDefinition(text, 'services/web.toml');
+    expect(web.components[0]).toMatchObject({ init: true, stopTimeoutSeconds: 3 });
+    expect(formatDefinition(web)).toBe(text.replace('node1"\n', 'node1"\nactive = true\n'));
+    expect(await rejection(() => parseDefinition(text.replace('= 3', '= 301'), 'services/web.toml'))).toMatch(
+      /^services\/web\.toml: components\[0\]\.stop_timeout_seconds: 301 is not a stop timeout/m,
+    );
+  });
+
   it('round trips exactly: write, then load, gives the same definition', async () => {
     const file = join(dir, 'web.toml');
     const tricky = webDefinition();
@@ -216,6 +228,7 @@ describe('writing a definition', () => {
       EMPTY: '',
     };
     tricky.components.push({
+      init: false,
       name: 'worker',
       image: 'localhost/bb:v2',
       network: 'backend',

@@ -378,6 +378,8 @@ describe('reconciling a listing with the registry', () => {
 
 describe('adoption reads a spec back from the runtime', () => {
   const details: ContainerDetails = {
+    init: false,
+    stopTimeoutSeconds: undefined,
     name: 'shop-web',
     id: 'abc',
     image: '127.0.0.1:5000/bb:v1',
@@ -405,8 +407,22 @@ describe('adoption reads a spec back from the runtime', () => {
       volumes: ['/srv/shop:/data:ro'],
       cmd: ['/bin/httpd', '-f'],
       env: { GREETING: 'hi' },
+      init: false,
     });
     expect(() => assertValidServiceSpec(serviceSpec('shop', [adopted]))).not.toThrow();
+  });
+
+  it('reads back init and a stop timeout other than the runtime default', () => {
+    expect(
+      componentSpecFromContainer('web', { ...details, init: true, stopTimeoutSeconds: 3 }),
+    ).toMatchObject({
+      init: true,
+      stopTimeoutSeconds: 3,
+    });
+    // Every container carries 10 s (the default): writing it down would add nothing.
+    expect(componentSpecFromContainer('web', { ...details, stopTimeoutSeconds: 10 })).not.toHaveProperty(
+      'stopTimeoutSeconds',
+    );
   });
 
   it('keeps a named network and a restart policy', () => {

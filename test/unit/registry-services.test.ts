@@ -64,6 +64,23 @@ describe('services and components', () => {
     });
   });
 
+  it('records init and the stop timeout, and reports their changes', () => {
+    registry.services.upsert(serviceSpec('shop', [component('web', { init: true, stopTimeoutSeconds: 2 })]));
+    expect(registry.services.getComponent('shop', 'web')).toMatchObject({
+      init: true,
+      stopTimeoutSeconds: 2,
+    });
+    expect(toServiceSpec(registry.services.require('shop')).components[0]).toMatchObject({
+      init: true,
+      stopTimeoutSeconds: 2,
+    });
+    const changed = registry.services.upsert(serviceSpec('shop', [component('web')]));
+    expect(changed.details).toEqual(['web: init true -> false', 'web: stop_timeout_seconds 2s -> (default)']);
+    const web = registry.services.getComponent('shop', 'web');
+    expect(web?.init).toBe(false);
+    expect(web).not.toHaveProperty('stopTimeoutSeconds');
+  });
+
   it('keeps the order of cmd arguments, ports and volumes', () => {
     const args = ['z', 'a', 'm', '--flag', 'a', '0', '10', '9'];
     registry.services.upsert(

@@ -10,6 +10,7 @@ import {
   containerEnv,
   parseImageEnv,
   parseInspect,
+  RuntimeCommandError,
   runArgs,
 } from '../../agent/runtime/cli.js';
 import { parsePodmanPs } from '../../agent/runtime/podman.js';
@@ -48,6 +49,17 @@ describe('runArgs', () => {
       '-f',
       '-p',
       '80',
+    ]);
+  });
+
+  it('runs an init process and records the stop timeout when the component asks', () => {
+    expect(runArgs({ name: 'a', image: 'img', init: true, stopTimeoutSeconds: 3 })).toEqual([
+      'run',
+      '--detach',
+      '--name=a',
+      '--init',
+      '--stop-timeout=3',
+      'img',
     ]);
   });
 
@@ -237,5 +249,40 @@ describe('classifyFailure', () => {
     ['Error: invalid restart policy "sometimes"', 'FAILED_PRECONDITION'],
   ])('%s → %s', (stderr, code) => {
     expect(classifyFailure(stderr)).toBe(code);
+  });
+});
+
+describe('the one line a failed runtime command is reported as', () => {
+  const failure = (argv: string[], stderr: string) =>
+    new RuntimeCommandError(classifyFailure(stderr), {
+      argv,
+      exitCode: 125,
+      stderr,
+      reason: 'exit code 125',
+    });
+
+  it('says an image is not in the registry, without the command or podman’s wording', () => {
+    const err = failure(
+      ['podman', 'pull', '127.0.0.1:5000/bb:nope'],
+      'Trying to pull 127.0.0.1:5000/bb:nope...\nError: initializing source docker://127.0.0.1:5000/bb:nope: reading manifest nope in 127.0.0.1:5000/bb: manifest unknown: manifest unknown',
+    );
+    expect(err.summary).toBe('image 127.0.0.1:5000/bb:nope not found in the registry');
+    // The whole story stays in the message, for the agent's log.
+    expect(err.message).toContain('podman pull 127.0.0.1:5000/bb:nope failed (exit code 125): ');
+  });
+
+  it('keeps the runtime’s last error line otherwise, cut to 200 characters', () => {
+    const err = failure(
+      ['podman', 'run', '--detach', '--name=web', 'img'],
+      'warning: something\nError: rootlessport listen tcp 127.0.0.1:8080: bind: address already in use',
+    );
+    expect(err.summary).toBe('rootlessport listen tcp 127.0.0.1:8080: bind: address already in use');
+    expect(failure(['podman', 'run', 'img'], `Error: ${'x'.repeat(500)}`).summary).toHaveLength(203);
+  });
+
+  it('names the command when the runtime said nothing', () => {
+    expect(failure(['/usr/bin/podman', 'stop', '-t', '10', 'web'], '').summary).toBe(
+      'podman stop exit code 125',
+    );
   });
 });

@@ -108,6 +108,17 @@ describe('validateServiceSpec', () => {
     ]);
   });
 
+  it('takes a stop timeout of 0 to 300 whole seconds, or none', () => {
+    for (const seconds of [undefined, 0, 10, 300]) {
+      expect(issuesOf(spec(component({ stopTimeoutSeconds: seconds })))).toEqual([]);
+    }
+    for (const seconds of [301, -1, 1.5]) {
+      expect(issuesOf(spec(component({ stopTimeoutSeconds: seconds })))).toEqual([
+        expect.stringMatching(/^components\[0\]\.stop_timeout_seconds: .* from 0 to 300/),
+      ]);
+    }
+  });
+
   it('rejects bad env keys and NUL in env values and cmd arguments', () => {
     expect(
       issuesOf(spec(component({ env: { '1X': 'a', 'A-B': 'b', OK: 'x\0y' }, cmd: ['sh', 'a\0b'] }))),

@@ -326,6 +326,10 @@ export interface ComponentSpec {
   /** Replaces the image's command. */
   cmd: string[];
   env: { [key: string]: string };
+  /** Run an init process as PID 1 that forwards signals, so a command that ignores SIGTERM (a shell script, busybox `sleep`) still stops at once. */
+  init: boolean;
+  /** Seconds a stop waits after SIGTERM before killing, 0 to 300; absent for 10. */
+  stopTimeoutSeconds?: number | undefined;
 }
 
 export interface ComponentSpec_EnvEntry {
@@ -1078,7 +1082,19 @@ export const ServiceSpec: MessageFns<ServiceSpec> = {
 };
 
 function createBaseComponentSpec(): ComponentSpec {
-  return { name: "", image: "", network: "", user: "", restart: "", ports: [], volumes: [], cmd: [], env: {} };
+  return {
+    name: "",
+    image: "",
+    network: "",
+    user: "",
+    restart: "",
+    ports: [],
+    volumes: [],
+    cmd: [],
+    env: {},
+    init: false,
+    stopTimeoutSeconds: undefined,
+  };
 }
 
 export const ComponentSpec: MessageFns<ComponentSpec> = {
@@ -1110,6 +1126,12 @@ export const ComponentSpec: MessageFns<ComponentSpec> = {
     globalThis.Object.entries(message.env).forEach(([key, value]: [string, string]) => {
       ComponentSpec_EnvEntry.encode({ key: key as any, value }, writer.uint32(74).fork()).join();
     });
+    if (message.init !== false) {
+      writer.uint32(80).bool(message.init);
+    }
+    if (message.stopTimeoutSeconds !== undefined) {
+      writer.uint32(88).uint32(message.stopTimeoutSeconds);
+    }
     return writer;
   },
 
@@ -1201,6 +1223,22 @@ export const ComponentSpec: MessageFns<ComponentSpec> = {
             }
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.init = reader.bool();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.stopTimeoutSeconds = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1237,6 +1275,12 @@ export const ComponentSpec: MessageFns<ComponentSpec> = {
           {},
         )
         : {},
+      init: isSet(object.init) ? globalThis.Boolean(object.init) : false,
+      stopTimeoutSeconds: isSet(object.stopTimeoutSeconds)
+        ? globalThis.Number(object.stopTimeoutSeconds)
+        : isSet(object.stop_timeout_seconds)
+        ? globalThis.Number(object.stop_timeout_seconds)
+        : undefined,
     };
   },
 
@@ -1275,6 +1319,12 @@ export const ComponentSpec: MessageFns<ComponentSpec> = {
         });
       }
     }
+    if (message.init !== false) {
+      obj.init = message.init;
+    }
+    if (message.stopTimeoutSeconds !== undefined) {
+      obj.stopTimeoutSeconds = Math.round(message.stopTimeoutSeconds);
+    }
     return obj;
   },
 
@@ -1300,6 +1350,8 @@ export const ComponentSpec: MessageFns<ComponentSpec> = {
       },
       {},
     );
+    message.init = object.init ?? false;
+    message.stopTimeoutSeconds = object.stopTimeoutSeconds ?? undefined;
     return message;
   },
 };
