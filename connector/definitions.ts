@@ -272,7 +272,8 @@ export async function updateDefinition(
   }
   if (before && formatDefinition(before) === wanted) return 'unchanged';
   if (before) {
-    const edited = withImages(withActive(text, definition.active), definition.components);
+    const activeSet = before.active === definition.active ? text : withActive(text, definition.active);
+    const edited = withImages(activeSet, definition.components);
     let after: ServiceDefinition | undefined;
     try {
       after = parseDefinition(edited, file);
