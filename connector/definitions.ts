@@ -241,6 +241,82 @@ export async function setDefinitionActive(file: string, active: boolean): Promis
   return after;
 }
 
+/** What updateDefinition did to the file. */
+export type DefinitionUpdate = 'created' | 'unchanged' | 'updated' | 'rewritten';
+
+/**
+ * Makes `file` declare `definition`, as deploy with a `spec` does once the node has deployed
+ * it. A missing file is created. An existing one is edited in place when only `active` and
+ * component images change (its comments and layout kept: 'updated'); any other change
+ * rewrites it whole ('rewritten'), since there is no telling where new keys belong.
+ */
+export async function updateDefinition(
+  file: string,
+  definition: ServiceDefinition,
+): Promise<DefinitionUpdate> {
+  assertValidDefinition(definition, file);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    await replaceFile(file, formatDefinition(definition));
+    return 'created';
+  }
+  const wanted = formatDefinition(definition);
+  let before: ServiceDefinition | undefined;
+  try {
+    before = parseDefinition(text, file);
+  } catch {
+    // A file that no longer parses is replaced by what was deployed.
+  }
+  if (before && formatDefinition(before) === wanted) return 'unchanged';
+  if (before) {
+    const activeSet = before.active === definition.active ? text : withActive(text, definition.active);
+    const edited = withImages(activeSet, definition.components);
+    let after: ServiceDefinition | undefined;
+    try {
+      after = parseDefinition(edited, file);
+    } catch {
+      // Fall through to a rewrite.
+    }
+    if (after && formatDefinition(after) === wanted) {
+      await replaceFile(file, edited);
+      return 'updated';
+    }
+  }
+  await replaceFile(file, wanted);
+  return 'rewritten';
+}
+
+/**
+ * Rewrites the `image = ...` line of each `[[components]]` table whose `name` is one of
+ * `components`, keeping the line's trailing comment.
+ */
+function withImages(text: string, components: readonly ComponentDefinition[]): string {
+  const imageOf = new Map(components.map((c) => [c.name, c.image]));
+  const lines = text.split('\n');
+  const tables: { start: number; end: number }[] = [];
+  lines.forEach((line, i) => {
+    if (/^\s*\[/.test(line)) {
+      const last = tables.at(-1);
+      if (last && last.end === lines.length) last.end = i;
+      if (/^\s*\[\[\s*components\s*\]\]/.test(line)) tables.push({ start: i, end: lines.length });
+    }
+  });
+  for (const { start, end } of tables) {
+    const body = lines.slice(start + 1, end);
+    const nameMatch = body.map((l) => /^\s*name\s*=\s*"([^"\\]*)"/.exec(l)).find((m) => m !== null);
+    const image = nameMatch ? imageOf.get(nameMatch[1] ?? '') : undefined;
+    if (image === undefined) continue;
+    for (let i = start + 1; i < end; i++) {
+      const match = /^(\s*)image\s*=\s*(?:"(?:[^"\\]|\\.)*"|'[^']*')(\s*(?:#.*)?)$/.exec(lines[i] ?? '');
+      if (match) lines[i] = `${match[1]}image = ${tomlString(image)}${match[2]}`;
+    }
+  }
+  return lines.join('\n');
+}
+
 /**
  * Deletes a definition file, as remove_service with `deleteDefinition` does once the node has
  * removed the service. A file already gone counts as deleted.

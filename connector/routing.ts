@@ -187,14 +187,14 @@ class SingleNodeWrites {
     const outcomes = await Promise.all(
       prepared.map(async (write): Promise<{ answer: NodeAnswer<ToolOutput<T>>; notes: string[] }> => {
         try {
-          const response = await this.send(
-            call,
-            this.pool.connection(write.node.name),
-            write.request,
-            settings,
-          );
-          const after = (await write.after?.(write.node)) ?? [];
-          return { answer: { node: write.node.name, response }, notes: [...write.notes, ...after] };
+          const agent = this.pool.connection(write.node.name);
+          const before = (await write.before?.(agent, settings)) ?? [];
+          const response = await this.send(call, agent, write.request, settings);
+          const after = (await write.after?.(write.node, response)) ?? [];
+          return {
+            answer: { node: write.node.name, response },
+            notes: [...write.notes, ...before, ...after],
+          };
         } catch (err) {
           const e = toMcpError(err);
           const explained = write.explain?.(e) ?? e;

@@ -5,6 +5,8 @@
  */
 import { InvalidArgumentError, McpError, toMcpError } from '../core/errors.js';
 import type * as pb from '../gen/mcp/v1/mcp.js';
+import { toolCodecs } from '../tools.generated.js';
+import type { AgentConnection, CallSettings } from './agent-client.js';
 import type { NodeConfig } from './config.js';
 import {
   definitionPath,
@@ -12,7 +14,10 @@ import {
   deleteDefinition,
   type LocatedDefinition,
   loadDefinitions,
+  type ServiceDefinition,
   setDefinitionActive,
+  specToDefinition,
+  updateDefinition,
 } from './definitions.js';
 import type { Fleet } from './routing.js';
 
@@ -21,8 +26,13 @@ export interface PreparedWrite<Req> {
   readonly node: NodeConfig;
   readonly request: Req;
   readonly notes: string[];
-  /** Runs after the agent answered; returns notes. */
-  readonly after?: (node: NodeConfig) => Promise<string[]>;
+  /**
+   * Runs before the write is sent, on the same agent; returns notes. It must not throw: a
+   * failure there does not stop the write.
+   */
+  readonly before?: (agent: AgentConnection, settings: CallSettings) => Promise<string[]>;
+  /** Runs after the agent answered, with its answer (the tool's output); returns notes. */
+  readonly after?: (node: NodeConfig, response: unknown) => Promise<string[]>;
   /** Rewrites the agent's error when the connector knows more about what to do. */
   readonly explain?: (error: McpError) => McpError;
 }
@@ -36,7 +46,9 @@ export type WriteTarget<Req> = (
 
 /**
  * deploy: a `spec`, or a `service` by name: its definition file's spec when there is one,
- * else what the node's registry recorded.
+ * else what the node's registry recorded. The definition file is the declared intent: a
+ * `spec` deployed without failure is written to it; a deploy by name says where the file
+ * differs from what the node recorded (the file wins).
  */
 export const deploySpec: WriteTarget<pb.DeployRequest> = async (request, explicitNode, fleet) => {
   const { servicesDir } = fleet.config;
@@ -53,22 +65,23 @@ export const deploySpec: WriteTarget<pb.DeployRequest> = async (request, explici
   }
 
   const notes: string[] = [];
-  let located: LocatedDefinition | undefined;
   const byName = !request.spec;
-  if (byName) {
-    located = await fleet.definition(name);
-    if (located) {
-      if (explicitNode !== undefined && explicitNode !== located.definition.node) {
-        throw new InvalidArgumentError(
-          `deploy: ${located.file} puts service "${name}" on node "${located.definition.node}", not "${explicitNode}": change node in that file to move the service, or leave out \`node\``,
-        );
-      }
-      request.spec = definitionToSpec(located.definition);
-      request.service = '';
-      notes.push(`spec from ${located.file}`);
-    } else {
-      notes.push(`no definition file for "${name}": deployed what the node's registry recorded`);
+  if (!byName) return inlineSpec(request, explicitNode, fleet);
+
+  const located = await fleet.definition(name);
+  let before: PreparedWrite<pb.DeployRequest>['before'];
+  if (located) {
+    if (explicitNode !== undefined && explicitNode !== located.definition.node) {
+      throw new InvalidArgumentError(
+        `deploy: ${located.file} puts service "${name}" on node "${located.definition.node}", not "${explicitNode}": change node in that file to move the service, or leave out \`node\``,
+      );
     }
+    request.spec = definitionToSpec(located.definition);
+    request.service = '';
+    notes.push(`spec from ${located.file}`);
+    before = (agent, settings) => recordedDifference(agent, settings, located.definition);
+  } else {
+    notes.push(`no definition file for "${name}": deployed what the node's registry recorded`);
   }
   const node = fleet.writeNode(name, explicitNode, located);
   const withoutSpec = !request.spec;
@@ -76,6 +89,7 @@ export const deploySpec: WriteTarget<pb.DeployRequest> = async (request, explici
     node,
     request,
     notes,
+    before,
     explain: (e) =>
       e.code === 'NOT_FOUND' && withoutSpec
         ? new McpError(
@@ -86,6 +100,89 @@ export const deploySpec: WriteTarget<pb.DeployRequest> = async (request, explici
         : e,
   };
 };
+
+/**
+ * deploy with a `spec`: to `node`, else the node its definition file names, else the only
+ * one. Once the node has deployed it without failure, the spec is written to that file.
+ */
+async function inlineSpec(
+  request: pb.DeployRequest,
+  explicitNode: string | undefined,
+  fleet: Fleet,
+): Promise<PreparedWrite<pb.DeployRequest>> {
+  const spec = request.spec as pb.ServiceSpec;
+  let located: LocatedDefinition | undefined;
+  let unreadable: string | undefined;
+  try {
+    located = await fleet.definition(spec.name);
+  } catch (err) {
+    // A broken definition file does not stop a deploy that brings its own spec.
+    unreadable = toMcpError(err).message;
+  }
+  const node = fleet.writeNode(spec.name, explicitNode, located);
+  const file = located?.file ?? definitionPath(fleet.config.servicesDir, spec.name);
+  const after = async (answered: NodeConfig, response: unknown): Promise<string[]> => {
+    const result = response as pb.DeployResult | undefined;
+    if (!result || result.components.some((c) => !c.ok)) return [`definition not written: the deploy failed`];
+    if (unreadable !== undefined) return [`definition not written: ${unreadable}`];
+    if (located && located.definition.node !== answered.name) {
+      return [
+        `definition not written: ${located.file} puts "${spec.name}" on node ${located.definition.node}, not ${answered.name}; change node there to move the service`,
+      ];
+    }
+    try {
+      const done = await updateDefinition(file, specToDefinition(spec, answered.name));
+      const how = done === 'rewritten' ? ' (rewritten whole: its comments were not kept)' : '';
+      return [done === 'unchanged' ? `definition unchanged: ${file}` : `definition written: ${file}${how}`];
+    } catch (err) {
+      return [`could not write the definition ${file}: ${toMcpError(err).message}`];
+    }
+  };
+  return { node, request, notes: [], after };
+}
+
+/**
+ * How the definition differs from what the node recorded for the service, in one line; none
+ * when they agree, the node has no record, or the read fails (the deploy goes on regardless).
+ * Compares the component set and images: the fields the registry reports back.
+ */
+async function recordedDifference(
+  agent: AgentConnection,
+  settings: CallSettings,
+  definition: ServiceDefinition,
+): Promise<string[]> {
+  let recorded: pb.GetServiceStatusResponse;
+  try {
+    const codecs = toolCodecs.service_status;
+    recorded = await agent.unary(
+      codecs,
+      { service: definition.name, eventLimit: 1 },
+      {
+        ...settings,
+        readOnly: true,
+        tool: 'service_status',
+        timeoutSeconds: Math.min(settings.timeoutSeconds, 10),
+      },
+    );
+  } catch {
+    return [];
+  }
+  const components = recorded.service?.components ?? [];
+  if (components.length === 0) return [];
+  const recordedImage = new Map(components.map((c) => [c.name, c.image]));
+  const declared = new Set(definition.components.map((c) => c.name));
+  const changes: string[] = [];
+  for (const c of definition.components) {
+    const image = recordedImage.get(c.name);
+    if (image === undefined) changes.push(`${c.name}: added (${c.image})`);
+    else if (image !== c.image) changes.push(`${c.name}: image ${image} → ${c.image}`);
+  }
+  for (const c of components) if (!declared.has(c.name)) changes.push(`${c.name}: removed`);
+  if (changes.length === 0) return [];
+  return [
+    `the definition file differs from what ${agent.node.name} recorded; the file wins: ${changes.join('; ')}`,
+  ];
+}
 
 /** A request on one service (and optionally one of its components). */
 interface ServiceRequest {

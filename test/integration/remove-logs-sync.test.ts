@@ -226,6 +226,9 @@ describe.skipIf(!bed)('remove_service, service_logs and sync from the files', ()
 
   it('syncs every definition file on its node when `services` is left out', async () => {
     const [a, b, c] = [name('sa'), name('sb'), name('sc')];
+    // Earlier tests' deploys with a spec wrote definition files (issue 12 §1): start from none.
+    rmSync(files.servicesDir, { recursive: true, force: true });
+    mkdirSync(files.servicesDir);
     await execa('podman', ['run', '--detach', `--name=${STRAY}`, bed?.imageV1 ?? '', ...SLEEPER]);
     const toml = (service: string, node: string) =>
       `name = "${service}"\nnode = "${node}"\nactive = false\n\n[[components]]\nname = "app"\nimage = "${bed?.imageV1}"\n`;
