@@ -31,6 +31,7 @@ import type * as pb from '../gen/mcp/v1/mcp.js';
 import { type ToolDefinition, type ToolName, type ToolOutput, toolCodecs } from '../tools.generated.js';
 import { ArgumentValidator } from './arguments.js';
 import { errorText } from './format.js';
+import { publishedInput, publishedOutput } from './published-schema.js';
 import type { RoutedCall, Router } from './routing.js';
 import { formatAnswers, type ProgressModel, toolBindings } from './tool-bindings.js';
 
@@ -232,8 +233,8 @@ export function toolListing(tools: readonly ToolDefinition[]): Tool[] {
       name: t.name,
       title: t.title,
       description: t.description,
-      inputSchema: t.inputSchema as Tool['inputSchema'],
-      outputSchema: t.outputSchema as Tool['outputSchema'],
+      inputSchema: publishedInput(t.inputSchema) as Tool['inputSchema'],
+      outputSchema: publishedOutput(t.outputSchema) as Tool['outputSchema'],
       annotations,
     };
   });
