@@ -79,3 +79,40 @@ function mapChildren(key: string, value: unknown, f: (s: JsonSchema) => JsonSche
   if ((key === 'items' || key === 'additionalProperties') && isObject(value)) return f(value);
   return value;
 }
+
+/**
+ * Published input schemas of a tool selection, in order: a message that an earlier tool already
+ * spells out (ServiceSpec: deploy's `spec`, then sync_desired_state's `services`) is published
+ * again only as `{type: object}`, its field saying where it is described. `$defs` cannot be
+ * shared across tools, and the validator still checks every field. A selection without the
+ * earlier tool publishes the message in full in the first tool that has it.
+ */
+export function publishedInputs(schemas: readonly JsonSchema[]): JsonSchema[] {
+  const seen = new Set<string>();
+  const dedupe = (schema: JsonSchema, root: boolean): JsonSchema => {
+    if (!root && schema.type === 'object' && schema.properties) {
+      const key = JSON.stringify(withoutDescriptions(schema));
+      if (seen.has(key)) {
+        return schema.description === undefined
+          ? { type: 'object' }
+          : { description: schema.description, type: 'object' };
+      }
+      seen.add(key);
+    }
+    const out: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(schema))
+      out[key] = mapChildren(key, value, (s) => dedupe(s, false));
+    return out;
+  };
+  return schemas.map((s) => dedupe(publishedInput(s), true));
+}
+
+function withoutDescriptions(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutDescriptions);
+  if (!value || typeof value !== 'object') return value;
+  return Object.fromEntries(
+    Object.entries(value)
+      .filter(([k, v]) => !(k === 'description' && typeof v === 'string'))
+      .map(([k, v]) => [k, withoutDescriptions(v)]),
+  );
+}
