@@ -535,11 +535,11 @@ export const tools: readonly ToolDefinition[] = [
                     }
                   },
                   "init": {
-                    "description": "Run an init process as PID 1 that forwards signals, so a command that ignores SIGTERM (a shell script, busybox `sleep`) still stops at once.",
+                    "description": "Init as PID 1 forwarding signals: stops at once even if the command ignores SIGTERM.",
                     "type": "boolean"
                   },
                   "stopTimeoutSeconds": {
-                    "description": "Seconds a stop waits after SIGTERM before killing, 0 to 300; absent for 10.",
+                    "description": "Seconds from SIGTERM to kill, 0 to 300; absent for 10.",
                     "type": "integer",
                     "minimum": 0,
                     "maximum": 4294967295
@@ -568,7 +568,7 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "requestId": {
-          "description": "Idempotency key: a retry with the same id returns the first result.",
+          "description": "Idempotency key: a retry returns the first result.",
           "type": "string"
         }
       },
@@ -625,7 +625,7 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "requestId": {
-          "description": "Idempotency key: a retry with the same id returns the first result.",
+          "description": "Idempotency key: a retry returns the first result.",
           "type": "string"
         }
       },
@@ -685,7 +685,7 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "requestId": {
-          "description": "Idempotency key: a retry with the same id returns the first result.",
+          "description": "Idempotency key: a retry returns the first result.",
           "type": "string"
         }
       },
@@ -745,7 +745,7 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "requestId": {
-          "description": "Idempotency key: a retry with the same id returns the first result.",
+          "description": "Idempotency key: a retry returns the first result.",
           "type": "string"
         }
       },
@@ -801,15 +801,15 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "purgeFiles": {
-          "description": "Also delete the service's files directory on the node; default false.",
+          "description": "Also delete its files directory on the node.",
           "type": "boolean"
         },
         "deleteDefinition": {
-          "description": "Also delete the service's definition file on the connector's side; default false.",
+          "description": "Also delete its definition file (connector side).",
           "type": "boolean"
         },
         "requestId": {
-          "description": "Client-chosen id; a retried call with the same id returns the first result instead of acting twice.",
+          "description": "Idempotency key: a retry returns the first result.",
           "type": "string"
         }
       },
@@ -1017,7 +1017,7 @@ export const tools: readonly ToolDefinition[] = [
           }
         },
         "requestId": {
-          "description": "Idempotency key: a retry with the same id returns the first result.",
+          "description": "Idempotency key: a retry returns the first result.",
           "type": "string"
         }
       },
@@ -1072,7 +1072,7 @@ export const tools: readonly ToolDefinition[] = [
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "desiredState": {
-          "description": "Only components with this desired state; unspecified for all.",
+          "description": "Only components in this desired state.",
           "type": "string",
           "enum": [
             "DESIRED_STATE_UNSPECIFIED",
@@ -1288,11 +1288,11 @@ export const tools: readonly ToolDefinition[] = [
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "service": {
-          "description": "Service whose containers (`<service>` and `<service>-*`) to adopt.",
+          "description": "Service whose containers to adopt.",
           "type": "string"
         },
         "requestId": {
-          "description": "Idempotency key: a retry with the same id returns the first result.",
+          "description": "Idempotency key: a retry returns the first result.",
           "type": "string"
         }
       },
@@ -1473,11 +1473,11 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "path": {
-          "description": "Path relative to `/srv/<service>/`.",
+          "description": "Path inside the service's files directory.",
           "type": "string"
         },
         "content": {
-          "description": "File content as UTF-8 text. Give one of `content`, `contentBase64` or `localPath`.",
+          "description": "UTF-8 text. Give one of `content`, `contentBase64`, `localPath`.",
           "type": "string"
         },
         "contentBase64": {
@@ -1485,11 +1485,11 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "localPath": {
-          "description": "Path of a file inside the connector's configured local directory to upload.",
+          "description": "File to upload, inside the connector's local directory.",
           "type": "string"
         },
         "mode": {
-          "description": "File mode, for example 420 (0644) or 384 (0600 for keys); default 0644.",
+          "description": "File mode, for example 384 (0600); default 420 (0644).",
           "type": "integer",
           "minimum": 0,
           "maximum": 4294967295
@@ -1557,11 +1557,11 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "path": {
-          "description": "Path relative to `/srv/<service>/`.",
+          "description": "Path inside the service's files directory.",
           "type": "string"
         },
         "localPath": {
-          "description": "Save into this path inside the connector's configured local directory instead of returning the content.",
+          "description": "Save here, inside the connector's local directory, instead of returning the content.",
           "type": "string"
         }
       },

@@ -31,6 +31,7 @@ import type * as pb from '../gen/mcp/v1/mcp.js';
 import { type ToolDefinition, type ToolName, type ToolOutput, toolCodecs } from '../tools.generated.js';
 import { ArgumentValidator } from './arguments.js';
 import { errorText } from './format.js';
+import { publishedInputs, publishedOutput } from './published-schema.js';
 import type { RoutedCall, Router } from './routing.js';
 import { formatAnswers, type ProgressModel, toolBindings } from './tool-bindings.js';
 
@@ -219,7 +220,8 @@ export class ConnectorTools {
  * context a model pays for before its first call (the budget is in test/unit/contract.test.ts).
  */
 export function toolListing(tools: readonly ToolDefinition[]): Tool[] {
-  return tools.map((t): Tool => {
+  const inputs = publishedInputs(tools.map((t) => t.inputSchema));
+  return tools.map((t, i): Tool => {
     const a = t.annotations;
     const annotations: Tool['annotations'] = a.readOnlyHint
       ? { readOnlyHint: true }
@@ -232,8 +234,8 @@ export function toolListing(tools: readonly ToolDefinition[]): Tool[] {
       name: t.name,
       title: t.title,
       description: t.description,
-      inputSchema: t.inputSchema as Tool['inputSchema'],
-      outputSchema: t.outputSchema as Tool['outputSchema'],
+      inputSchema: inputs[i] as Tool['inputSchema'],
+      outputSchema: publishedOutput(t.outputSchema) as Tool['outputSchema'],
       annotations,
     };
   });

@@ -326,9 +326,9 @@ export interface ComponentSpec {
   /** Replaces the image's command. */
   cmd: string[];
   env: { [key: string]: string };
-  /** Run an init process as PID 1 that forwards signals, so a command that ignores SIGTERM (a shell script, busybox `sleep`) still stops at once. */
+  /** Init as PID 1 forwarding signals: stops at once even if the command ignores SIGTERM. */
   init: boolean;
-  /** Seconds a stop waits after SIGTERM before killing, 0 to 300; absent for 10. */
+  /** Seconds from SIGTERM to kill, 0 to 300; absent for 10. */
   stopTimeoutSeconds?: number | undefined;
 }
 
@@ -364,7 +364,7 @@ export interface DeployRequest {
   service: string;
   /** Only this component. */
   component: string;
-  /** Idempotency key: a retry with the same id returns the first result. */
+  /** Idempotency key: a retry returns the first result. */
   requestId: string;
 }
 
@@ -409,7 +409,7 @@ export interface StopServiceRequest {
   service: string;
   /** Only this component. */
   component: string;
-  /** Idempotency key: a retry with the same id returns the first result. */
+  /** Idempotency key: a retry returns the first result. */
   requestId: string;
 }
 
@@ -427,7 +427,7 @@ export interface StartServiceRequest {
   service: string;
   /** Only this component. */
   component: string;
-  /** Idempotency key: a retry with the same id returns the first result. */
+  /** Idempotency key: a retry returns the first result. */
   requestId: string;
 }
 
@@ -445,7 +445,7 @@ export interface RestartServiceRequest {
   service: string;
   /** Only this component. */
   component: string;
-  /** Idempotency key: a retry with the same id returns the first result. */
+  /** Idempotency key: a retry returns the first result. */
   requestId: string;
 }
 
@@ -461,11 +461,11 @@ export interface RestartServiceResponse {
 export interface RemoveServiceRequest {
   /** Service to remove. */
   service: string;
-  /** Also delete the service's files directory on the node; default false. */
+  /** Also delete its files directory on the node. */
   purgeFiles: boolean;
-  /** Also delete the service's definition file on the connector's side; default false. */
+  /** Also delete its definition file (connector side). */
   deleteDefinition: boolean;
-  /** Client-chosen id; a retried call with the same id returns the first result instead of acting twice. */
+  /** Idempotency key: a retry returns the first result. */
   requestId: string;
 }
 
@@ -533,7 +533,7 @@ export interface ServiceLogsResponse {
 export interface SyncDesiredStateRequest {
   /** Specs as in deploy's `spec`; leave out to sync every definition file. */
   services: ServiceSpec[];
-  /** Idempotency key: a retry with the same id returns the first result. */
+  /** Idempotency key: a retry returns the first result. */
   requestId: string;
 }
 
@@ -581,7 +581,7 @@ export interface NodeSync {
 }
 
 export interface ListServicesRequest {
-  /** Only components with this desired state; unspecified for all. */
+  /** Only components in this desired state. */
   desiredState: DesiredState;
 }
 
@@ -719,9 +719,9 @@ export interface GetServiceStatusResponse {
 }
 
 export interface AdoptContainersRequest {
-  /** Service whose containers (`<service>` and `<service>-*`) to adopt. */
+  /** Service whose containers to adopt. */
   service: string;
-  /** Idempotency key: a retry with the same id returns the first result. */
+  /** Idempotency key: a retry returns the first result. */
   requestId: string;
 }
 
@@ -860,15 +860,15 @@ export interface PullFileInfo {
 export interface PushFileToolInput {
   /** Service whose directory receives the file. */
   service: string;
-  /** Path relative to `/srv/<service>/`. */
+  /** Path inside the service's files directory. */
   path: string;
-  /** File content as UTF-8 text. Give one of `content`, `contentBase64` or `localPath`. */
+  /** UTF-8 text. Give one of `content`, `contentBase64`, `localPath`. */
   content: string;
   /** File content, base64-encoded (binary files). */
   contentBase64: string;
-  /** Path of a file inside the connector's configured local directory to upload. */
+  /** File to upload, inside the connector's local directory. */
   localPath: string;
-  /** File mode, for example 420 (0644) or 384 (0600 for keys); default 0644. */
+  /** File mode, for example 384 (0600); default 420 (0644). */
   mode: number;
 }
 
@@ -876,9 +876,9 @@ export interface PushFileToolInput {
 export interface PullFileToolInput {
   /** Service whose directory holds the file. */
   service: string;
-  /** Path relative to `/srv/<service>/`. */
+  /** Path inside the service's files directory. */
   path: string;
-  /** Save into this path inside the connector's configured local directory instead of returning the content. */
+  /** Save here, inside the connector's local directory, instead of returning the content. */
   localPath: string;
 }
 

@@ -1,0 +1,118 @@
+/**
+ * The schemas a client sees in tools/list, cut from the generated ones. Every byte of the
+ * listing is context a model pays for before its first call (issue 12, the 10 KB budget in
+ * test/unit/contract.test.ts), so what is published says what a model needs to write a call
+ * and no more. What is validated stays as strict as the generated schema: connector/arguments.ts
+ * checks every call against the full one, so a typo'd field, a bad node name or a 64-bit integer
+ * that is not a number is still refused, with a message naming the field.
+ */
+import type { JsonSchema } from '../tools.generated.js';
+
+/** The full int32 or uint32 range: a wire limit the validator enforces, not the field's own bound. */
+function isWireRange(schema: JsonSchema): boolean {
+  const { minimum, maximum } = schema;
+  return (minimum === -2147483648 && maximum === 2147483647) || (minimum === 0 && maximum === 4294967295);
+}
+
+/**
+ * An input schema as published:
+ * - no `additionalProperties: false` (the validator refuses unknown fields, naming the allowed ones);
+ * - no `pattern` (node names and 64-bit integers; the validator says `must match …`);
+ * - no full-width integer ranges (proto wire limits, not the field's own);
+ * - no `*_UNSPECIFIED` enum value, the proto zero that means "not set": leaving the field out
+ *   says the same (the validator still accepts it).
+ */
+export function publishedInput(schema: JsonSchema): JsonSchema {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(schema)) {
+    if (key === 'additionalProperties' && value === false) continue;
+    if (key === 'pattern') continue;
+    if ((key === 'minimum' || key === 'maximum') && isWireRange(schema)) continue;
+    if (key === 'enum' && Array.isArray(value)) {
+      out.enum = value.filter((v) => !(typeof v === 'string' && v.endsWith('_UNSPECIFIED')));
+      continue;
+    }
+    out[key] = mapChildren(key, value, publishedInput);
+  }
+  return out;
+}
+
+/**
+ * An output schema as published: a client validates results against it, and looser is still
+ * true. The result's field names and types stay; element types of lists, string formats, and
+ * the fan-out envelope's inner `type`, `required` and `error` (an entry without a result has
+ * one, as the instructions say) go.
+ */
+export function publishedOutput(schema: JsonSchema, envelope = true): JsonSchema {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(schema)) {
+    if (key === 'format') continue;
+    if (key === 'items' && schema.type === 'array' && isScalar(value)) continue;
+    out[key] = mapChildren(key, value, (s) => publishedOutput(s, false));
+  }
+  if (envelope) {
+    const entry = (out.properties as Record<string, Record<string, unknown>> | undefined)?.nodes?.items as
+      | Record<string, unknown>
+      | undefined;
+    if (entry) {
+      const { node, result } = (entry.properties ?? {}) as Record<string, JsonSchema>;
+      const { type: _type, ...resultRest } = result ?? {};
+      for (const key of Object.keys(entry)) delete entry[key];
+      entry.properties = { node, result: resultRest };
+    }
+  }
+  return out;
+}
+
+function isScalar(value: unknown): boolean {
+  return (
+    !!value && typeof value === 'object' && (value as JsonSchema).type !== 'object' && !('$ref' in value)
+  );
+}
+
+/** Recurses into the keywords whose values are schemas or maps of schemas. */
+function mapChildren(key: string, value: unknown, f: (s: JsonSchema) => JsonSchema): unknown {
+  const isObject = (v: unknown): v is JsonSchema => !!v && typeof v === 'object' && !Array.isArray(v);
+  if ((key === 'properties' || key === '$defs') && isObject(value)) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, isObject(v) ? f(v) : v]));
+  }
+  if ((key === 'items' || key === 'additionalProperties') && isObject(value)) return f(value);
+  return value;
+}
+
+/**
+ * Published input schemas of a tool selection, in order: a message that an earlier tool already
+ * spells out (ServiceSpec: deploy's `spec`, then sync_desired_state's `services`) is published
+ * again only as `{type: object}`, its field saying where it is described. `$defs` cannot be
+ * shared across tools, and the validator still checks every field. A selection without the
+ * earlier tool publishes the message in full in the first tool that has it.
+ */
+export function publishedInputs(schemas: readonly JsonSchema[]): JsonSchema[] {
+  const seen = new Set<string>();
+  const dedupe = (schema: JsonSchema, root: boolean): JsonSchema => {
+    if (!root && schema.type === 'object' && schema.properties) {
+      const key = JSON.stringify(withoutDescriptions(schema));
+      if (seen.has(key)) {
+        return schema.description === undefined
+          ? { type: 'object' }
+          : { description: schema.description, type: 'object' };
+      }
+      seen.add(key);
+    }
+    const out: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(schema))
+      out[key] = mapChildren(key, value, (s) => dedupe(s, false));
+    return out;
+  };
+  return schemas.map((s) => dedupe(publishedInput(s), true));
+}
+
+function withoutDescriptions(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutDescriptions);
+  if (!value || typeof value !== 'object') return value;
+  return Object.fromEntries(
+    Object.entries(value)
+      .filter(([k, v]) => !(k === 'description' && typeof v === 'string'))
+      .map(([k, v]) => [k, withoutDescriptions(v)]),
+  );
+}
