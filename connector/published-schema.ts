@@ -1,6 +1,6 @@
 /**
  * The schemas a client sees in tools/list, cut from the generated ones. Every byte of the
- * listing is context a model pays for before its first call (issue 12, the 10 KB budget in
+ * listing is context a model pays for before its first call (the budget in
  * test/unit/contract.test.ts), so what is published says what a model needs to write a call
  * and no more. What is validated stays as strict as the generated schema: connector/arguments.ts
  * checks every call against the full one, so a typo'd field, a bad node name or a 64-bit integer

@@ -1,5 +1,5 @@
 /**
- * Issue 12 §1, one declared intent, through a real MCP client, the connector, a real agent
+ * One declared intent, through a real MCP client, the connector, a real agent
  * and podman: deploy with a `spec` writes the definition file (keeping its comments), a later
  * deploy by name keeps that spec, and a deploy by name whose file differs from the node's
  * record says the file won and what differed.
@@ -19,7 +19,7 @@ import { SLEEPER } from '../support/specs.js';
 import { removeContainers, requireTestbed, uniqueName } from '../support/testbed.js';
 
 const bed = await requireTestbed();
-const PREFIX = uniqueName('i12d');
+const PREFIX = uniqueName('intent');
 
 interface Structured {
   structuredContent?: Record<string, unknown>;

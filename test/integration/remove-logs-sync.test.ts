@@ -1,5 +1,5 @@
 /**
- * Issue 12 §3 and §4 through a real MCP client, the connector, two real agents and podman:
+ * Removing services, reading their logs and syncing from the definition files, through a real MCP client, the connector, two real agents and podman:
  * remove_service (a service a failed deploy recorded; with purgeFiles and deleteDefinition),
  * service_logs bounded by lines and by bytes on a chatty container, and sync_desired_state
  * without arguments from three definition files on two nodes.
@@ -30,7 +30,7 @@ import { SLEEPER } from '../support/specs.js';
 import { removeContainers, requireTestbed, uniqueName } from '../support/testbed.js';
 
 const bed = await requireTestbed();
-const PREFIX = uniqueName('i12');
+const PREFIX = uniqueName('rls');
 const name = (what: string) => `${PREFIX}-${what}`;
 /** One word (no '-'), so its container splits as service and component of the same name. */
 const STRAY = `i12stray${process.pid.toString(36)}${Math.random().toString(36).slice(2, 6)}`;
@@ -226,7 +226,7 @@ describe.skipIf(!bed)('remove_service, service_logs and sync from the files', ()
 
   it('syncs every definition file on its node when `services` is left out', async () => {
     const [a, b, c] = [name('sa'), name('sb'), name('sc')];
-    // Earlier tests' deploys with a spec wrote definition files (issue 12 §1): start from none.
+    // Earlier tests' deploys with a spec wrote definition files: start from none.
     rmSync(files.servicesDir, { recursive: true, force: true });
     mkdirSync(files.servicesDir);
     await execa('podman', ['run', '--detach', `--name=${STRAY}`, bed?.imageV1 ?? '', ...SLEEPER]);

@@ -222,7 +222,7 @@ describe('the context budget', () => {
     Buffer.byteLength(typeof value === 'string' ? value : JSON.stringify(value));
 
   it('keeps the whole tools/list answer within its ceiling, and --read-only smaller still', () => {
-    // The goal is 10,240 bytes (issue 12), not reached yet: these 15 tools take 14,501. They
+    // The goal is 10,240 bytes, not reached yet: these 15 tools take 14,501. They
     // took 17,368 before the published inputs dropped what the validator enforces, input
     // descriptions were tightened and sync's ServiceSpec began to refer to deploy's (13 took
     // 42,656 before output schemas were cut). The ceiling stops it growing back; lower it as
