@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signTestToken, startTestAgent, type TestAgent } from '../support/agent.js';
 import {
   type ConnectorFiles,
+  httpIssuerConfig,
   resultText,
   type SpawnedHttpConnector,
   spawnHttpConnector,
@@ -62,17 +63,7 @@ beforeAll(async () => {
   });
   files = writeConnectorConfig(
     [{ name: 'node1', address: agent.address, caPem: agent.caPem }],
-    [
-      '[http]',
-      `resource = "${resource}"`,
-      '',
-      '[[http.issuers]]',
-      `issuer = "${idp.issuer}"`,
-      `jwks_uri = "${idp.jwksUri}"`,
-      `audience = "${resource}"`,
-      'algorithms = ["RS256"]',
-      '',
-    ].join('\n'),
+    httpIssuerConfig(resource, idp),
   );
   http = await spawnHttpConnector(`127.0.0.1:${port}`, ['--config', files.configFile]);
   adminToken = await signTestToken({ subject: 'eras-admin', roles: ['admin'] });

@@ -47,6 +47,24 @@ export interface ConnectorFiles {
  * Writes a connector config (and CA files) into a fresh temp dir. `extra` is appended as TOML
  * (for `[http]`, `[auth]`, ...).
  */
+/**
+ * The `[http]` table of a connector whose Streamable HTTP mode is the protected resource
+ * `resource`, trusting the RS256 tokens of one OIDC provider: extra text for writeConnectorConfig.
+ */
+export function httpIssuerConfig(resource: string, idp: { issuer: string; jwksUri: string }): string {
+  return [
+    '[http]',
+    `resource = "${resource}"`,
+    '',
+    '[[http.issuers]]',
+    `issuer = "${idp.issuer}"`,
+    `jwks_uri = "${idp.jwksUri}"`,
+    `audience = "${resource}"`,
+    'algorithms = ["RS256"]',
+    '',
+  ].join('\n');
+}
+
 export function writeConnectorConfig(nodes: readonly TestNode[], extra = ''): ConnectorFiles {
   const dir = mkdtempSync(join(tmpdir(), 'mcp-connector-'));
   const servicesDir = join(dir, 'services');
