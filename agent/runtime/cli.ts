@@ -109,6 +109,16 @@ function summarize(
 const DEFAULT_COMMAND_TIMEOUT_MS = 120_000;
 const LOG_READ_ATTEMPTS = 3;
 const TORN_LOG_LINE = /is not a valid container log line/;
+/**
+ * podman 4.3's own note, on its stderr and so among the log lines, when it meets a line the
+ * container is still writing and skips it: the runtime's words, not the container's.
+ */
+const SKIPPED_TORN_LINE = /^time="[^"\n]*" level=error msg="Getting new log line: [^\n]*(\n|$)/gm;
+
+/** Log text without the runtime's own notes about lines it skipped. */
+export function withoutSkippedLineNotes(text: string): string {
+  return text.replace(SKIPPED_TORN_LINE, '');
+}
 const MAX_STDERR_CHARS = 4000;
 // The runtime's words for "no such container"; podman: `no container with name or ID "x" found:
 // no such container`, `no such object`; docker: `No such container: x`, `No such object: x`.
@@ -291,7 +301,7 @@ export class CliRuntime implements ContainerRuntime {
       break;
     }
     const result = await child;
-    const text = Buffer.concat(kept).toString('utf8');
+    const text = withoutSkippedLineNotes(Buffer.concat(kept).toString('utf8'));
     if (bytesDropped > 0) {
       const cut = cutAtLineEnd(text);
       return { text: cut, truncated: true, bytesDropped: bytesDropped + keptBytes - Buffer.byteLength(cut) };

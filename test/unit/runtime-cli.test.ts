@@ -12,6 +12,7 @@ import {
   parseInspect,
   RuntimeCommandError,
   runArgs,
+  withoutSkippedLineNotes,
 } from '../../agent/runtime/cli.js';
 import { parsePodmanPs } from '../../agent/runtime/podman.js';
 import { observedStateName } from '../../agent/runtime/runtime.js';
@@ -284,5 +285,15 @@ describe('the one line a failed runtime command is reported as', () => {
     expect(failure(['/usr/bin/podman', 'stop', '-t', '10', 'web'], '').summary).toBe(
       'podman stop exit code 125',
     );
+  });
+});
+
+describe('withoutSkippedLineNotes', () => {
+  it("drops podman's note about a line it met half-written, and keeps the container's lines", () => {
+    const note =
+      'time="2026-11-30T18:46:34Z" level=error msg="Getting new log line: unable to convert time 033+00:00 from container log: parsing time \\"033+00:00\\""\n';
+    const theirs = 'time="2026-11-30T18:46:34Z" level=error msg="disk full"\n';
+    expect(withoutSkippedLineNotes(`line 1\n${note}line 2\n${theirs}`)).toBe(`line 1\nline 2\n${theirs}`);
+    expect(withoutSkippedLineNotes(note.trimEnd())).toBe('');
   });
 });
