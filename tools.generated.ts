@@ -560,7 +560,6 @@ export const tools: readonly ToolDefinition[] = [
           ]
         },
         "service": {
-          "description": "Service to deploy from its definition file (else the node's record).",
           "type": "string"
         },
         "component": {
@@ -617,7 +616,6 @@ export const tools: readonly ToolDefinition[] = [
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "service": {
-          "description": "Service to stop.",
           "type": "string"
         },
         "component": {
@@ -677,7 +675,6 @@ export const tools: readonly ToolDefinition[] = [
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "service": {
-          "description": "Service to start.",
           "type": "string"
         },
         "component": {
@@ -737,7 +734,6 @@ export const tools: readonly ToolDefinition[] = [
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "service": {
-          "description": "Service to restart.",
           "type": "string"
         },
         "component": {
@@ -797,7 +793,6 @@ export const tools: readonly ToolDefinition[] = [
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "service": {
-          "description": "Service to remove.",
           "type": "string"
         },
         "purgeFiles": {
@@ -864,11 +859,10 @@ export const tools: readonly ToolDefinition[] = [
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "service": {
-          "description": "Service whose logs to read.",
           "type": "string"
         },
         "component": {
-          "description": "Only this component; empty for all of them.",
+          "description": "Only this component.",
           "type": "string"
         },
         "tail": {
@@ -878,7 +872,7 @@ export const tools: readonly ToolDefinition[] = [
           "maximum": 4294967295
         },
         "since": {
-          "description": "Only lines written at or after this time.",
+          "description": "From this time.",
           "type": "string",
           "format": "date-time"
         },
@@ -1140,7 +1134,7 @@ export const tools: readonly ToolDefinition[] = [
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "service": {
-          "description": "Only this service; empty for all.",
+          "description": "Only this service.",
           "type": "string"
         }
       },
@@ -1211,7 +1205,6 @@ export const tools: readonly ToolDefinition[] = [
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "service": {
-          "description": "Service to describe.",
           "type": "string"
         },
         "eventLimit": {
@@ -1288,7 +1281,6 @@ export const tools: readonly ToolDefinition[] = [
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "service": {
-          "description": "Service whose containers to adopt.",
           "type": "string"
         },
         "requestId": {
@@ -1469,7 +1461,6 @@ export const tools: readonly ToolDefinition[] = [
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "service": {
-          "description": "Service whose directory receives the file.",
           "type": "string"
         },
         "path": {
@@ -1553,7 +1544,6 @@ export const tools: readonly ToolDefinition[] = [
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "service": {
-          "description": "Service whose directory holds the file.",
           "type": "string"
         },
         "path": {
@@ -1632,29 +1622,28 @@ export const tools: readonly ToolDefinition[] = [
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "since": {
-          "description": "Only records at or after this time.",
+          "description": "From this time.",
           "type": "string",
           "format": "date-time"
         },
         "until": {
-          "description": "Only records before this time.",
+          "description": "Before this time.",
           "type": "string",
           "format": "date-time"
         },
         "subject": {
-          "description": "Only calls by this subject.",
+          "description": "Caller.",
           "type": "string"
         },
         "rpc": {
-          "description": "Only this RPC, for example `Deploy`.",
+          "description": "For example `Deploy`.",
           "type": "string"
         },
         "service": {
-          "description": "Only calls targeting this service.",
+          "description": "Target service.",
           "type": "string"
         },
         "decision": {
-          "description": "Only this decision.",
           "type": "string",
           "enum": [
             "AUDIT_DECISION_UNSPECIFIED",
@@ -1663,7 +1652,6 @@ export const tools: readonly ToolDefinition[] = [
           ]
         },
         "outcome": {
-          "description": "Only this outcome.",
           "type": "string",
           "enum": [
             "AUDIT_OUTCOME_UNSPECIFIED",
@@ -1673,7 +1661,7 @@ export const tools: readonly ToolDefinition[] = [
           ]
         },
         "pageSize": {
-          "description": "Records per page, at most 500; 0 for 50.",
+          "description": "At most 500; 0 for 50.",
           "type": "integer",
           "minimum": 0,
           "maximum": 4294967295

@@ -39,9 +39,10 @@ export function publishedInput(schema: JsonSchema): JsonSchema {
 
 /**
  * An output schema as published: a client validates results against it, and looser is still
- * true. The result's field names and types stay; element types of lists, string formats, and
- * the fan-out envelope's inner `type`, `required` and `error` (an entry without a result has
- * one, as the instructions say) go.
+ * true. A single node's result keeps its top-level field names and types; element types of
+ * lists and string formats go. A fan-out's answer is `{nodes: [{node, result | error}]}`, each
+ * `result` published as an object: its fields are the single-node tool's, listed in
+ * docs/tools.md, and the instructions say what an entry without a result carries.
  */
 export function publishedOutput(schema: JsonSchema, envelope = true): JsonSchema {
   const out: Record<string, unknown> = {};
@@ -55,10 +56,9 @@ export function publishedOutput(schema: JsonSchema, envelope = true): JsonSchema
       | Record<string, unknown>
       | undefined;
     if (entry) {
-      const { node, result } = (entry.properties ?? {}) as Record<string, JsonSchema>;
-      const { type: _type, ...resultRest } = result ?? {};
+      const { node } = (entry.properties ?? {}) as Record<string, JsonSchema>;
       for (const key of Object.keys(entry)) delete entry[key];
-      entry.properties = { node, result: resultRest };
+      entry.properties = { node, result: { type: 'object' } };
     }
   }
   return out;
@@ -78,6 +78,23 @@ function mapChildren(key: string, value: unknown, f: (s: JsonSchema) => JsonSche
   }
   if ((key === 'items' || key === 'additionalProperties') && isObject(value)) return f(value);
   return value;
+}
+
+/**
+ * Arguments that several tools share and that the server's instructions explain once: their
+ * published schemas carry no description of their own.
+ */
+export const ARGUMENTS_EXPLAINED_IN_INSTRUCTIONS: ReadonlySet<string> = new Set(['requestId']);
+
+function withoutSharedDescriptions(schema: JsonSchema): JsonSchema {
+  const properties = schema.properties as Record<string, JsonSchema> | undefined;
+  if (!properties) return schema;
+  const published = Object.entries(properties).map(([name, property]) => {
+    if (!ARGUMENTS_EXPLAINED_IN_INSTRUCTIONS.has(name)) return [name, property];
+    const { description: _said, ...rest } = property;
+    return [name, rest];
+  });
+  return { ...schema, properties: Object.fromEntries(published) };
 }
 
 /**
@@ -104,7 +121,7 @@ export function publishedInputs(schemas: readonly JsonSchema[]): JsonSchema[] {
       out[key] = mapChildren(key, value, (s) => dedupe(s, false));
     return out;
   };
-  return schemas.map((s) => dedupe(publishedInput(s), true));
+  return schemas.map((s) => dedupe(withoutSharedDescriptions(publishedInput(s)), true));
 }
 
 function withoutDescriptions(value: unknown): unknown {

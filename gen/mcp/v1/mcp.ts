@@ -357,10 +357,7 @@ export interface ComponentResult {
 
 export interface DeployRequest {
   /** Full definition, recorded on the node. Or give `service`. */
-  spec:
-    | ServiceSpec
-    | undefined;
-  /** Service to deploy from its definition file (else the node's record). */
+  spec: ServiceSpec | undefined;
   service: string;
   /** Only this component. */
   component: string;
@@ -405,7 +402,6 @@ export interface DeployResult {
 }
 
 export interface StopServiceRequest {
-  /** Service to stop. */
   service: string;
   /** Only this component. */
   component: string;
@@ -423,7 +419,6 @@ export interface StopServiceResponse {
 }
 
 export interface StartServiceRequest {
-  /** Service to start. */
   service: string;
   /** Only this component. */
   component: string;
@@ -441,7 +436,6 @@ export interface StartServiceResponse {
 }
 
 export interface RestartServiceRequest {
-  /** Service to restart. */
   service: string;
   /** Only this component. */
   component: string;
@@ -459,7 +453,6 @@ export interface RestartServiceResponse {
 }
 
 export interface RemoveServiceRequest {
-  /** Service to remove. */
   service: string;
   /** Also delete its files directory on the node. */
   purgeFiles: boolean;
@@ -491,13 +484,12 @@ export interface ComponentRemoval {
 }
 
 export interface ServiceLogsRequest {
-  /** Service whose logs to read. */
   service: string;
-  /** Only this component; empty for all of them. */
+  /** Only this component. */
   component: string;
   /** Last lines per component; 0 for 100, at most 1000. */
   tail: number;
-  /** Only lines written at or after this time. */
+  /** From this time. */
   since:
     | Date
     | undefined;
@@ -623,7 +615,7 @@ export interface ListServicesResponse {
 }
 
 export interface LiveCheckRequest {
-  /** Only this service; empty for all. */
+  /** Only this service. */
   service: string;
 }
 
@@ -661,7 +653,6 @@ export interface LiveCheckResponse {
 }
 
 export interface GetServiceStatusRequest {
-  /** Service to describe. */
   service: string;
   /** How many recent events to include; 0 for the default of 20. */
   eventLimit: number;
@@ -719,7 +710,6 @@ export interface GetServiceStatusResponse {
 }
 
 export interface AdoptContainersRequest {
-  /** Service whose containers to adopt. */
   service: string;
   /** Idempotency key: a retry returns the first result. */
   requestId: string;
@@ -800,7 +790,6 @@ export interface PushFileRequest {
 
 /** Where a pushed file goes and what it must hash to. */
 export interface PushFileHeader {
-  /** Service whose directory holds the file. */
   service: string;
   /** Path relative to the service directory, for example `config/app.toml`. */
   path: string;
@@ -828,7 +817,6 @@ export interface PushFileResponse {
 }
 
 export interface PullFileRequest {
-  /** Service whose directory holds the file. */
   service: string;
   /** Path relative to the service directory. */
   path: string;
@@ -858,7 +846,6 @@ export interface PullFileInfo {
 
 /** Arguments of the push_file tool. */
 export interface PushFileToolInput {
-  /** Service whose directory receives the file. */
   service: string;
   /** Path inside the service's files directory. */
   path: string;
@@ -874,7 +861,6 @@ export interface PushFileToolInput {
 
 /** Arguments of the pull_file tool. */
 export interface PullFileToolInput {
-  /** Service whose directory holds the file. */
   service: string;
   /** Path inside the service's files directory. */
   path: string;
@@ -903,25 +889,23 @@ export interface PullFileToolOutput {
 }
 
 export interface QueryAuditRequest {
-  /** Only records at or after this time. */
+  /** From this time. */
   since:
     | Date
     | undefined;
-  /** Only records before this time. */
+  /** Before this time. */
   until:
     | Date
     | undefined;
-  /** Only calls by this subject. */
+  /** Caller. */
   subject: string;
-  /** Only this RPC, for example `Deploy`. */
+  /** For example `Deploy`. */
   rpc: string;
-  /** Only calls targeting this service. */
+  /** Target service. */
   service: string;
-  /** Only this decision. */
   decision: AuditDecision;
-  /** Only this outcome. */
   outcome: AuditOutcome;
-  /** Records per page, at most 500; 0 for 50. */
+  /** At most 500; 0 for 50. */
   pageSize: number;
   /** `nextPageToken` of the previous page. */
   pageToken: string;
