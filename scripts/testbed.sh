@@ -8,6 +8,8 @@
 #   scripts/testbed.sh --docker          the above, plus docker (see "The docker engine" below)
 #   scripts/testbed.sh --check --docker  check both
 #   scripts/testbed.sh --stop-docker     stop the test bed's dockerd (CI does, at the end)
+#   scripts/testbed.sh --ensure [--docker]  what `npm test` runs first: nothing when all is
+#                                    ready, else the setup as root, else the command to run
 #
 # What it leaves behind:
 #   /etc/containers/containers.conf.d/50-mcp-testbed.conf   runc, no default ulimits
@@ -414,11 +416,18 @@ for arg in "$@"; do
   --check) MODE=check ;;
   --docker) WITH_DOCKER=1 ;;
   --stop-docker) MODE=stop-docker ;;
-  *) die "usage: $0 [--check] [--docker] | --stop-docker" ;;
+  --ensure) MODE=ensure ;;
+  *) die "usage: $0 [--check | --ensure] [--docker] | --stop-docker" ;;
   esac
 done
 case "$MODE" in
 check) check; exit 0 ;;
+ensure)
+  # The check runs in a subshell: it exits non-zero, listing what is missing, when not ready.
+  if (check); then exit 0; fi
+  [[ $EUID -eq 0 ]] || die "the test bed is not ready; as root, run: bash scripts/testbed.sh${WITH_DOCKER:+ --docker}"
+  log "setting it up (as root)"
+  ;;
 stop-docker)
   [[ $EUID -eq 0 ]] || die "run as root"
   stop_dockerd
