@@ -11,7 +11,7 @@ import { Client, InMemoryTransport } from '@modelcontextprotocol/client';
 import { McpError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import { PACKAGE_VERSION } from '../core/version.js';
-import { type ToolDefinition, tools } from '../tools.generated.js';
+import { type ToolDefinition, tools } from '../gen/tool-catalog.js';
 import { runCaCommand } from './ca-cli.js';
 import { defaultConnectorConfigPath, loadConnectorConfig } from './config.js';
 import { startConnector } from './connector.js';

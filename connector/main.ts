@@ -13,7 +13,7 @@ import { createLogger, type Logger, type LogLevel } from '../core/log.js';
 import { PACKAGE_VERSION } from '../core/version.js';
 import { type ConnectorConfig, defaultConnectorConfigPath, requireHttpSettings } from './config.js';
 import { startConnector } from './connector.js';
-import { type HttpAuth, startHttpServer } from './http.js';
+import type { HttpAuth } from './http.js';
 import { localFleetHome } from './local-fleet.js';
 import { selectTools } from './tool-selection.js';
 
@@ -148,6 +148,8 @@ async function run(options: ConnectorOptions, log: Logger): Promise<() => Promis
   const { config, tools: connectorTools } = connector;
 
   if (options.http !== undefined) {
+    // HTTP mode's server and caller authentication stay unloaded in stdio mode.
+    const { startHttpServer } = await import('./http.js');
     const http = await startHttpServer({
       listen: options.http === '' ? config.http.listen : options.http,
       stateless: options.stateless,
