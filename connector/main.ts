@@ -14,7 +14,7 @@ import { PACKAGE_VERSION } from '../core/version.js';
 import { type ConnectorConfig, defaultConnectorConfigPath, requireHttpSettings } from './config.js';
 import { startConnector } from './connector.js';
 import type { HttpAuth } from './http.js';
-import { localFleetHome } from './local-fleet.js';
+import { localFleetHome } from './local-home.js';
 import { selectTools } from './tool-selection.js';
 
 const USAGE = `usage: mcp-connector [options]
