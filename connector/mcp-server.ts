@@ -8,7 +8,8 @@
  *
  * One Server per serving unit: a stdio connection, a 2025-era HTTP session (or request, with
  * `--stateless`), or one 2026-07-28 HTTP request. The same factory serves both protocol eras;
- * `createServer` is cheap because the schemas are compiled once, in `ConnectorTools`.
+ * `createServer` is cheap: the validators are compiled with the contract, the listing once in
+ * `ConnectorTools`.
  */
 
 import {
