@@ -1,21 +1,25 @@
 /**
- * Tool arguments checked against the generated input schemas (JSON Schema 2020-12, one Ajv
- * setup from core/json-schema.ts, each schema compiled once). A failure lists every problem
- * as `field.path: what was expected`, the words a model needs to fix its call.
+ * Tool arguments checked against the generated input schemas (JSON Schema 2020-12). The
+ * validators are compiled when the contract is generated (gen/tool-validators.js, Ajv standalone
+ * code with the setup of core/json-schema.ts), not when the connector starts. A failure lists
+ * every problem as `field.path: what was expected`, the words a model needs to fix its call.
  */
 import type { ErrorObject, ValidateFunction } from 'ajv';
-import { createSchemaValidator } from '../core/json-schema.js';
-import type { JsonSchema, ToolDefinition } from '../tools.generated.js';
+import type { JsonSchema, ToolDefinition } from '../gen/tool-catalog.js';
+import * as compiled from '../gen/tool-validators.js';
 
 export type ArgumentCheck = { ok: true; args: Record<string, unknown> } | { ok: false; problems: string[] };
+
+const compiledValidators: Readonly<Record<string, ValidateFunction | undefined>> = compiled;
 
 export class ArgumentValidator {
   private readonly validators = new Map<string, { validate: ValidateFunction; schema: JsonSchema }>();
 
   constructor(tools: readonly ToolDefinition[]) {
-    const ajv = createSchemaValidator();
     for (const tool of tools) {
-      this.validators.set(tool.name, { validate: ajv.compile(tool.inputSchema), schema: tool.inputSchema });
+      const validate = compiledValidators[tool.name];
+      if (!validate) throw new Error(`no compiled validator for tool ${tool.name}: run npm run gen`);
+      this.validators.set(tool.name, { validate, schema: tool.inputSchema });
     }
   }
 

@@ -7,15 +7,12 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Client, InMemoryTransport } from '@modelcontextprotocol/client';
 import { McpError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import { PACKAGE_VERSION } from '../core/version.js';
-import { type ToolDefinition, tools } from '../tools.generated.js';
-import { runCaCommand } from './ca-cli.js';
+import { type ToolDefinition, tools } from '../gen/tool-catalog.js';
 import { defaultConnectorConfigPath, loadConnectorConfig } from './config.js';
-import { startConnector } from './connector.js';
-import { localFleetHome } from './local-fleet.js';
+import { localFleetHome } from './local-home.js';
 
 const USAGE = `mcp ${PACKAGE_VERSION}: drive the fleet from a terminal
 
@@ -102,6 +99,12 @@ async function callTool(
     write: (line) => process.stderr.write(line),
     base: { program: 'mcp' },
   });
+  // Loaded here, not at the top: `mcp tools` and `mcp help` need none of the client, the
+  // connector or the agent client behind it.
+  const [{ Client, InMemoryTransport }, { startConnector }] = await Promise.all([
+    import('@modelcontextprotocol/client'),
+    import('./connector.js'),
+  ]);
   const connector = await startConnector({
     configFile: opts.configFile,
     localHome: opts.localHome,
@@ -138,7 +141,7 @@ async function callTool(
 }
 
 async function main(argv: string[]): Promise<number> {
-  if (argv[0] === 'ca') return runCaCommand(argv.slice(1));
+  if (argv[0] === 'ca') return (await import('./ca-cli.js')).runCaCommand(argv.slice(1));
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,

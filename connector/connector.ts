@@ -6,12 +6,11 @@
 
 import type { Logger } from '../core/log.js';
 import { PACKAGE_VERSION } from '../core/version.js';
-import type { ToolDefinition } from '../tools.generated.js';
-import { AgentPool } from './agent-client.js';
+import type { ToolDefinition } from '../gen/tool-catalog.js';
+import type { AgentPool } from './agent-client.js';
 import { type ConnectorConfig, loadConnectorConfig } from './config.js';
-import { startLocalFleet } from './local-fleet.js';
 import { ConnectorTools } from './mcp-server.js';
-import { Router } from './routing.js';
+import type { Router } from './routing.js';
 import { type BearerSource, createBearerSource } from './tokens.js';
 
 export interface ConnectorSetup {
@@ -31,13 +30,16 @@ export interface Connector {
 
 export async function startConnector(setup: ConnectorSetup): Promise<Connector> {
   const { log } = setup;
-  const local = setup.localHome ? await startLocalFleet(setup.localHome, log) : undefined;
+  // The local setup carries a whole agent: loaded only when there is no config.
+  const local = setup.localHome
+    ? await (await import('./local-fleet.js')).startLocalFleet(setup.localHome, log)
+    : undefined;
   const config = local?.config ?? (await loadConnectorConfig(setup.configFile));
-  const pool = new AgentPool(config.nodes, { log });
+  const routing = lazyRouting(config, log);
   const ownToken = local?.bearer ?? createBearerSource(config);
   const tools = new ConnectorTools({
     tools: setup.tools,
-    router: new Router(config, pool, log),
+    router: routing.router,
     // In authenticated HTTP mode the caller's token goes on; otherwise the connector's own.
     bearerFor: async (authInfo) => authInfo?.token ?? ownToken.token(),
     servicesDir: config.servicesDir,
@@ -60,8 +62,31 @@ export async function startConnector(setup: ConnectorSetup): Promise<Connector> 
     tools,
     ownToken,
     close: async () => {
-      pool.close();
+      await routing.close();
       await local?.stop();
     },
+  };
+}
+
+/**
+ * The agent pool and the router, with grpc-js, TLS and the codecs under them, loaded on the
+ * first tool call: `initialize` and `tools/list` need none of it, and an AI client waits for
+ * them before its first call. A node's unreadable ca_file shows on that call.
+ */
+function lazyRouting(config: ConnectorConfig, log: Logger) {
+  let loaded: Promise<{ pool: AgentPool; router: Router }> | undefined;
+  const load = () =>
+    (loaded ??= Promise.all([import('./agent-client.js'), import('./routing.js')]).then(
+      ([{ AgentPool }, { Router }]) => {
+        const pool = new AgentPool(config.nodes, { log });
+        return { pool, router: new Router(config, pool, log) };
+      },
+    ));
+  const router: Pick<Router, 'call'> = {
+    call: async (tool, args, ctx) => (await load()).router.call(tool, args, ctx),
+  };
+  return {
+    router,
+    close: async () => (await loaded?.catch(() => undefined))?.pool.close(),
   };
 }

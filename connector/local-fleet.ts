@@ -16,7 +16,6 @@
  * fleet node: TLS, a token on every call (signed here, by the local issuer), RBAC, audit.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, importJWK, type JWK, SignJWT } from 'jose';
 import { stringify } from 'smol-toml';
@@ -33,9 +32,7 @@ const SUBJECT = 'local-operator';
 const NODE = 'local';
 const TOKEN_LIFETIME_S = 600;
 
-export function localFleetHome(env: NodeJS.ProcessEnv = process.env): string {
-  return env.MCP_HOME || join(env.HOME || homedir(), '.local', 'state', 'mcp');
-}
+export { localFleetHome } from './local-home.js';
 
 export interface LocalFleet {
   readonly home: string;

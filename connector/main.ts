@@ -13,8 +13,8 @@ import { createLogger, type Logger, type LogLevel } from '../core/log.js';
 import { PACKAGE_VERSION } from '../core/version.js';
 import { type ConnectorConfig, defaultConnectorConfigPath, requireHttpSettings } from './config.js';
 import { startConnector } from './connector.js';
-import { type HttpAuth, startHttpServer } from './http.js';
-import { localFleetHome } from './local-fleet.js';
+import type { HttpAuth } from './http.js';
+import { localFleetHome } from './local-home.js';
 import { selectTools } from './tool-selection.js';
 
 const USAGE = `usage: mcp-connector [options]
@@ -148,6 +148,8 @@ async function run(options: ConnectorOptions, log: Logger): Promise<() => Promis
   const { config, tools: connectorTools } = connector;
 
   if (options.http !== undefined) {
+    // HTTP mode's server and caller authentication stay unloaded in stdio mode.
+    const { startHttpServer } = await import('./http.js');
     const http = await startHttpServer({
       listen: options.http === '' ? config.http.listen : options.http,
       stateless: options.stateless,

@@ -8,7 +8,8 @@
  *
  * One Server per serving unit: a stdio connection, a 2025-era HTTP session (or request, with
  * `--stateless`), or one 2026-07-28 HTTP request. The same factory serves both protocol eras;
- * `createServer` is cheap because the schemas are compiled once, in `ConnectorTools`.
+ * `createServer` is cheap: the validators are compiled with the contract, the listing once in
+ * `ConnectorTools`.
  */
 
 import {
@@ -28,18 +29,18 @@ import {
 import { toMcpError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type * as pb from '../gen/mcp/v1/mcp.js';
-import { type ToolDefinition, type ToolName, type ToolOutput, toolCodecs } from '../tools.generated.js';
-import { ArgumentValidator } from './arguments.js';
-import { errorText } from './format.js';
+import type { ToolDefinition, ToolName, ToolOutput } from '../tools.generated.js';
+import type { ArgumentValidator } from './arguments.js';
 import { publishedInputs, publishedOutput } from './published-schema.js';
 import type { RoutedCall, Router } from './routing.js';
-import { formatAnswers, type ProgressModel, toolBindings } from './tool-bindings.js';
+import type { ProgressModel } from './tool-bindings.js';
+import type * as ToolCallModules from './tool-call-modules.js';
 
 export const SERVER_NAME = 'mcp-connector';
 
 export interface ConnectorToolsOptions {
   tools: readonly ToolDefinition[];
-  router: Router;
+  router: Pick<Router, 'call'>;
   /**
    * The token for the agents: the caller's own in authenticated HTTP mode (`authInfo` set),
    * else the connector's configured source.
@@ -57,13 +58,21 @@ export interface ConnectorToolsOptions {
 /** The published tools, compiled once, and the factory of MCP servers that serve them. */
 export class ConnectorTools {
   private readonly byName: ReadonlyMap<string, ToolDefinition>;
-  private readonly validator: ArgumentValidator;
   private readonly listing: Tool[];
+  private callPath: Promise<CallPath> | undefined;
 
   constructor(private readonly opts: ConnectorToolsOptions) {
     this.byName = new Map(opts.tools.map((t) => [t.name, t]));
-    this.validator = new ArgumentValidator(opts.tools);
     this.listing = toolListing(opts.tools);
+  }
+
+  /** Validators, codecs and formatting, loaded on the first tools/call (tool-call-modules.ts). */
+  private loadCallPath(): Promise<CallPath> {
+    this.callPath ??= import('./tool-call-modules.js').then((modules) => ({
+      ...modules,
+      validator: new modules.ArgumentValidator(this.opts.tools),
+    }));
+    return this.callPath;
   }
 
   createServer(): Server {
@@ -101,7 +110,9 @@ export class ConnectorTools {
           `unknown tool "${request.params.name}": the tools are ${[...this.byName.keys()].join(', ')}`,
         );
       }
-      const check = this.validator.check(tool.name, request.params.arguments);
+      const call = await this.loadCallPath();
+      const { errorText } = call;
+      const check = call.validator.check(tool.name, request.params.arguments);
       if (!check.ok) {
         return errorResult(
           `INVALID_ARGUMENT: the arguments of ${tool.name} do not match its input schema:\n${check.problems.map((p) => `- ${p}`).join('\n')}`,
@@ -121,7 +132,7 @@ export class ConnectorTools {
       const progressToken = ctx.mcpReq._meta?.progressToken;
       const progress = new ProgressChannel(
         tool,
-        toolBindings[tool.name].progress,
+        call.toolBindings[tool.name].progress,
         progressToken === undefined
           ? undefined
           : (params) =>
@@ -144,7 +155,7 @@ export class ConnectorTools {
         });
         for (const a of routed.answers)
           if (a.error) await notify('warning', `${tool.name}: ${a.node}: ${errorText(a.error)}`);
-        const result = this.result(tool, routed);
+        const result = this.result(tool, routed, call);
         await progress.finish(result.isError ? 'failed' : 'done');
         this.opts.log.info('tool call', {
           tool: tool.name,
@@ -174,6 +185,7 @@ export class ConnectorTools {
   private result<T extends ToolName>(
     tool: ToolDefinition & { readonly name: T },
     routed: RoutedCall<ToolOutput<T>>,
+    { toolCodecs, formatAnswers }: CallPath,
   ): CallToolResult {
     const { output } = toolCodecs[tool.name];
     const shape = resultShape(tool);
@@ -266,6 +278,8 @@ function withZeroValues(
   }
   return filled;
 }
+
+type CallPath = typeof ToolCallModules & { validator: ArgumentValidator };
 
 /** Five minutes: a restarted connector may publish another tool set (--read-only, --tools). */
 const LISTING_CACHE = { ttlMs: 5 * 60_000, cacheScope: 'public' } as const;

@@ -5,7 +5,7 @@
  * cannot be called.
  */
 import { InvalidArgumentError } from '../core/errors.js';
-import { tools as allTools, type ToolDefinition } from '../tools.generated.js';
+import { tools as allTools, type ToolDefinition } from '../gen/tool-catalog.js';
 
 export interface ToolSwitches {
   /** Only tools whose annotations say readOnlyHint. */

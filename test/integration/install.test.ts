@@ -147,7 +147,8 @@ describe.skipIf(!built)('deploy/install.sh into a staging root', () => {
     const before = releases();
     const broken = checkout('broken', (dir) => {
       fs.appendFileSync(path.join(dir, 'dist/agent/main.js'), '\n// rebuilt again\n');
-      fs.rmSync(path.join(dir, 'dist/agent/snapshot.js'));
+      // The bin is a bundle: the code it shares with the other bins is in dist/chunks/.
+      fs.rmSync(path.join(dir, 'dist/chunks'), { recursive: true });
     });
     const run = await install(broken);
     expect(run.exitCode).toBe(1);
