@@ -79,7 +79,9 @@ const row = (name: string, samples: number[], rate: string) => {
   const s = summary(samples);
   return [name, ms(s.p50), ms(s.p99), `${(s.p50 / raw50).toFixed(2)}×`, rate];
 };
-console.log(`\n### Audit log alone (${machine()}; ${sequential} sequential, ${calls} with ${inFlight} in flight)\n`);
+console.log(
+  `\n### Audit log alone (${machine()}; ${sequential} sequential, ${calls} with ${inFlight} in flight)\n`,
+);
 console.log(
   table(
     ['path', 'p50 per call', 'p99 per call', 'p50 / bare fdatasync', `calls/s, ${inFlight} in flight`],

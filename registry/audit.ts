@@ -19,7 +19,7 @@
  * Every write error is raised as an AuditWriteError; callers refuse the call (fail closed).
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { fdatasync, fstatSync, openSync, closeSync, statSync } from 'node:fs';
+import { closeSync, fdatasync, fstatSync, openSync, statSync } from 'node:fs';
 import type Database from 'better-sqlite3';
 import { InvalidArgumentError, McpError, NotFoundError } from '../core/errors.js';
 import type { AuditDecisionName, AuditOutcomeName } from '../core/states.js';

@@ -1,27 +1,50 @@
 /**
  * Group commit under a crash: a real agent process (the built `dist/agent/main.js`, so run
- * `npm run build` first) serves 64 calls in flight over TLS gRPC and is killed with SIGKILL
- * while they run. Every call whose handler ran (each one's answer comes from the handler:
- * GetServiceStatus of a service that does not exist is NOT_FOUND) must have its attempt row,
- * and the chain must verify with `mcp-agent audit verify`.
+ * `npm run build` first) serves 64 pushes in flight over TLS gRPC and is killed with SIGKILL
+ * while they run. A push's handler creates `<files.root>/<service>/` before anything else, and
+ * every push names a service of its own, so each such directory proves that a handler started.
+ * Each one (and each push answered OK) must have its attempt row, and the chain must verify
+ * with `mcp-agent audit verify`.
  *
  * SIGKILL keeps what the kernel already holds, so this shows the ordering (row committed before
  * the handler) and the crash consistency of batches, not the fdatasync itself.
  */
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { type ServiceError, status } from '@grpc/grpc-js';
+import type { ClientWritableStream, ServiceError } from '@grpc/grpc-js';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestAgent, type TestAgent, unary } from '../support/agent.js';
+import type { McpAgentServiceClient, PushFileRequest } from '../../gen/mcp/v1/mcp.js';
+import { startTestAgent, type TestAgent } from '../support/agent.js';
 
 const repo = new URL('../..', import.meta.url).pathname;
 const built = fs.existsSync(path.join(repo, 'dist/agent/main.js'));
 
 const IN_FLIGHT = 64;
-/** Answers to wait for before the kill: enough for many batches to have been written. */
-const ANSWERS_BEFORE_KILL = 400;
+/** Pushes to see answered before the kill: enough for many batches to have been written. */
+const ANSWERS_BEFORE_KILL = 150;
+const content = Buffer.alloc(64 * 1024, 7);
+const sha256 = createHash('sha256').update(content).digest('hex');
+
+/** One push of `content` to `<service>/load.bin`; resolves when answered, rejects on any error. */
+function push(
+  client: McpAgentServiceClient,
+  md: Parameters<McpAgentServiceClient['pushFile']>[0],
+  service: string,
+) {
+  return new Promise<void>((resolve, reject) => {
+    const call: ClientWritableStream<PushFileRequest> = client.pushFile(md, (err) =>
+      err ? reject(err) : resolve(),
+    );
+    call.write({
+      header: { service, path: 'load.bin', sha256, size: content.length, mode: 0, requestId: '' },
+    });
+    call.write({ chunk: content });
+    call.end();
+  });
+}
 
 describe.skipIf(!built && !process.env.CI)('audit group commit when the agent is killed under load', () => {
   let agent: TestAgent;
@@ -33,9 +56,9 @@ describe.skipIf(!built && !process.env.CI)('audit group commit when the agent is
     await agent?.stop();
   });
 
-  it('has the attempt row of every call whose handler answered, and the chain verifies', async () => {
+  it('has the attempt row of every push whose handler started, and the chain verifies', async () => {
     const client = agent.client();
-    const md = await agent.auth({ roles: ['viewer'], subject: 'load' });
+    const md = await agent.auth({ roles: ['admin'], subject: 'load' });
     const answered: string[] = [];
     const otherFailures: string[] = [];
     let killed = false;
@@ -46,37 +69,51 @@ describe.skipIf(!built && !process.env.CI)('audit group commit when the agent is
       while (!killed && otherFailures.length === 0) {
         const service = `gc-${next++}`;
         try {
-          await unary(client.getServiceStatus.bind(client), { service, eventLimit: 0 }, md);
-          otherFailures.push(`${service}: answered OK for a service that does not exist`);
+          await push(client, md, service);
+          answered.push(service);
         } catch (err) {
-          const e = err as ServiceError;
-          if (e.code === status.NOT_FOUND) answered.push(service);
-          // Calls cut by the kill end UNAVAILABLE or CANCELLED; nothing can be said of them.
-          else if (!killed) otherFailures.push(`${service}: ${e.code} ${e.message}`);
-        }
-        if (answered.length >= ANSWERS_BEFORE_KILL && !killed) {
-          killed = true;
-          agent.child?.kill('SIGKILL');
+          // Pushes cut by the kill end UNAVAILABLE or CANCELLED; nothing can be said of them.
+          if (!killed)
+            otherFailures.push(`${service}: ${(err as ServiceError).code} ${(err as Error).message}`);
         }
       }
     };
-    await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
+    const handlersStarted = () => fs.readdirSync(agent.filesRoot).filter((name) => name.startsWith('gc-'));
+    // Kill when handlers are running that have not answered yet (their directory exists): the
+    // moment a row written after its handler started would be missing.
+    const killer = async () => {
+      while (!killed && otherFailures.length === 0) {
+        const running = handlersStarted().length - answered.length;
+        if (
+          answered.length >= ANSWERS_BEFORE_KILL &&
+          (running > 0 || answered.length >= 2 * ANSWERS_BEFORE_KILL)
+        ) {
+          killed = true;
+          agent.child?.kill('SIGKILL');
+        }
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    };
+    await Promise.all([killer(), ...Array.from({ length: IN_FLIGHT }, worker)]);
     await exited;
     client.close();
 
     expect(otherFailures).toEqual([]);
     expect(answered.length).toBeGreaterThanOrEqual(ANSWERS_BEFORE_KILL);
+    const started = handlersStarted();
+    expect(started.length).toBeGreaterThanOrEqual(answered.length);
 
     const db = new Database(agent.database, { readonly: true });
     const attempts = new Set(
       db
         .prepare<[], { service: string }>(
-          "SELECT service FROM audit_log WHERE entry = 'call' AND decision = 'allow' AND rpc = 'GetServiceStatus'",
+          "SELECT service FROM audit_log WHERE entry = 'call' AND decision = 'allow' AND rpc = 'PushFile'",
         )
         .all()
         .map((r) => r.service),
     );
     db.close();
+    expect(started.filter((service) => !attempts.has(service))).toEqual([]);
     expect(answered.filter((service) => !attempts.has(service))).toEqual([]);
 
     const verified = execFileSync(
