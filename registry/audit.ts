@@ -626,7 +626,7 @@ export class AuditLog {
         this.scheduleFlush();
       }
     }
-    batch.forEach((q, i) => q.resolve(seqs[i] as number));
+    settle(batch, seqs);
   }
 
   /** Writes the queued rows now, durably; used before reads and by the synchronous appends. */
@@ -643,7 +643,7 @@ export class AuditLog {
       for (const q of batch) q.reject(err);
       return;
     }
-    batch.forEach((q, i) => q.resolve(seqs[i] as number));
+    settle(batch, seqs);
   }
 
   /** Appends one row after whatever is queued, in one durable transaction; returns its seq. */
@@ -660,7 +660,7 @@ export class AuditLog {
       for (const q of batch) q.reject(err);
       throw err;
     }
-    batch.forEach((q, i) => q.resolve(seqs[i] as number));
+    settle(batch, seqs);
     return seqs.at(-1) as number;
   }
 
@@ -707,6 +707,10 @@ export class AuditLog {
       throw err instanceof McpError ? err : new AuditWriteError(err);
     }
   }
+}
+
+function settle(batch: readonly QueuedRow[], seqs: readonly number[]): void {
+  for (const [i, queued] of batch.entries()) queued.resolve(seqs[i] as number);
 }
 
 interface QueuedRow {
