@@ -113,19 +113,29 @@ async function pull(
 async function rawTlsPush(bytes: number, dir: string): Promise<{ ms: number; sha256: string }> {
   const ca = await testCa();
   const cert = await issueCertificate(ca, { commonName: 'baseline', ipAddresses: ['127.0.0.1'] });
+  // The receiver knows the size and answers when it has it all: TLS in Node does not half-close.
   const server = tls.createServer(
     { cert: cert.certPem, key: cert.keyPem, minVersion: 'TLSv1.3' },
-    async (socket) => {
-      const file = await fs.promises.open(path.join(dir, 'raw.bin'), 'w', 0o600);
+    (socket) => {
       const hash = createHash('sha256');
-      for await (const chunk of socket as AsyncIterable<Buffer>) {
+      let received = 0;
+      const opened = fs.promises.open(path.join(dir, 'raw.bin'), 'w', 0o600);
+      let writing: Promise<unknown> = opened;
+      socket.on('data', (chunk: Buffer) => {
         hash.update(chunk);
-        let offset = 0;
-        while (offset < chunk.length) offset += (await file.write(chunk, offset)).bytesWritten;
-      }
-      await file.sync();
-      await file.close();
-      socket.end(hash.digest('hex'));
+        received += chunk.length;
+        const done = received >= bytes;
+        socket.pause(); // backpressure: read on once the write is done
+        writing = writing.then(async () => {
+          const file = await opened;
+          let offset = 0;
+          while (offset < chunk.length) offset += (await file.write(chunk, offset)).bytesWritten;
+          if (!done) return socket.resume();
+          await file.sync();
+          await file.close();
+          socket.end(hash.digest('hex'));
+        });
+      });
     },
   );
   server.listen(0, '127.0.0.1');
@@ -141,12 +151,14 @@ async function rawTlsPush(bytes: number, dir: string): Promise<{ ms: number; sha
     sent.update(chunk);
     if (!socket.write(chunk)) await once(socket, 'drain');
   }
+  await once(socket, 'end');
   socket.end();
-  await once(socket, 'close');
   const ms = performance.now() - started;
   server.close();
   const sha256 = sent.digest('hex');
-  if (Buffer.concat(answer).toString() !== sha256) throw new Error('raw TLS: digest mismatch');
+  const answered = Buffer.concat(answer).toString();
+  if (answered !== sha256)
+    throw new Error(`raw TLS: the receiver hashed ${answered || 'nothing'}, the sender ${sha256}`);
   return { ms, sha256 };
 }
 
