@@ -15,9 +15,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { ClientWritableStream, ServiceError } from '@grpc/grpc-js';
 import Database from 'better-sqlite3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { McpAgentServiceClient, PushFileRequest } from '../../gen/mcp/v1/mcp.js';
+import { AuditWriteError } from '../../registry/audit.js';
 import { startTestAgent, type TestAgent } from '../support/agent.js';
+import { type TempRegistry, tempRegistry } from '../support/registry.js';
 
 const repo = new URL('../..', import.meta.url).pathname;
 const built = fs.existsSync(path.join(repo, 'dist/agent/main.js'));
@@ -122,5 +124,45 @@ describe.skipIf(!built && !process.env.CI)('audit group commit when the agent is
       { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
     );
     expect(verified).toMatch(/audit chain OK: \d+ records/);
+  });
+});
+
+describe('audit batches on a real WAL file', () => {
+  let temp: TempRegistry;
+  beforeEach(() => {
+    temp = tempRegistry('mcp-audit-batch-');
+  });
+  afterEach(() => temp.cleanup());
+
+  const call = { node: 'node1', rpc: 'NodeStatus', decision: 'allow' as const, subject: 'batch' };
+  const ok = { outcome: 'ok' as const, durationMs: 1 };
+
+  it('gives calls queued together consecutive seqs in call order, and a queued outcome is read back', async () => {
+    const audit = temp.registry.audit;
+    const refs = await Promise.all(Array.from({ length: 64 }, () => audit.recordCall(call)));
+    expect(refs.map((r) => r.seq)).toEqual(Array.from({ length: 64 }, (_, i) => i + 1));
+    // Not awaited, as the guard does: a read writes what is queued first.
+    void audit.recordOutcome(refs[0]?.callId as string, ok);
+    const [first] = audit.query({ pageSize: 64 }).records.filter((r) => r.seq === 1);
+    expect(first?.outcome).toBe('ok');
+    await expect(audit.recordOutcome(refs[0]?.callId as string, ok)).rejects.toThrow(/already recorded/);
+    expect(audit.verifyChain()).toEqual({ ok: true, count: 65 });
+  });
+
+  it('refuses every call of a batch that cannot be written, and writes the next one on an intact chain', async () => {
+    const { audit, db } = temp.registry;
+    await audit.recordCall(call);
+    db.exec(
+      "CREATE TRIGGER audit_full BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END",
+    );
+    const refused = await Promise.allSettled(Array.from({ length: 8 }, () => audit.recordCall(call)));
+    expect(refused.map((r) => r.status)).toEqual(Array(8).fill('rejected'));
+    for (const r of refused) {
+      expect((r as PromiseRejectedResult).reason).toBeInstanceOf(AuditWriteError);
+      expect((r as PromiseRejectedResult).reason).toMatchObject({ code: 'UNAVAILABLE' });
+    }
+    db.exec('DROP TRIGGER audit_full');
+    expect((await audit.recordCall(call)).seq).toBe(2);
+    expect(audit.verifyChain()).toEqual({ ok: true, count: 2 });
   });
 });
