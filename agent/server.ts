@@ -55,8 +55,11 @@ export interface Authorizer {
   scopeOf(caller: Caller, permission: string): ServiceScope;
 }
 
-/** The audit log as the server needs it (registry/audit.ts): both writes throw when they cannot be made durable. */
-export type AuditTrail = Pick<AuditLog, 'appendCall' | 'appendOutcome'>;
+/**
+ * The audit log as the server needs it (registry/audit.ts): `recordCall` resolves once the row
+ * is durable (group commit) and rejects when it cannot be; `recordOutcome` is written lazily.
+ */
+export type AuditTrail = Pick<AuditLog, 'recordCall' | 'recordOutcome'>;
 
 export type UnaryHandler<Req, Res> = (req: Req, ctx: CallContext) => Promise<Res>;
 export type ServerStreamHandler<Req, Res> = (
@@ -267,7 +270,7 @@ class Guard {
       caller = await this.opts.authenticator.authenticate(bearer(call.metadata));
     } catch (err) {
       const e = err instanceof UnauthenticatedError ? err : new UnauthenticatedError(toMcpError(err).message);
-      this.recordDenial({ ...base, decision: 'deny', errorCode: e.code, errorMessage: e.detail });
+      await this.recordDenial({ ...base, decision: 'deny', errorCode: e.code, errorMessage: e.detail });
       log.warn('call refused: not authenticated', { rpc, reason: e.detail });
       throw e;
     }
@@ -298,14 +301,15 @@ class Guard {
       this.opts.authorizer.authorize(caller, entry.permission, target.services);
     } catch (err) {
       const e = toMcpError(err);
-      this.recordDenial({ ...record, decision: 'deny', errorCode: e.code, errorMessage: e.message });
+      await this.recordDenial({ ...record, decision: 'deny', errorCode: e.code, errorMessage: e.message });
       log.warn('call refused', { rpc, subject: caller.subject, code: e.code, reason: e.message });
       throw e;
     }
 
     let callId: string;
     try {
-      callId = audit.appendCall({ ...record, decision: 'allow' }).callId;
+      // Waits for the batch this row joined to be committed and synced: durable before the handler.
+      callId = (await audit.recordCall({ ...record, decision: 'allow' })).callId;
     } catch (err) {
       log.error('audit write failed: call refused', { rpc, subject: caller.subject, error: String(err) });
       throw new UnavailableError(AUDIT_UNAVAILABLE, { cause: err });
@@ -348,22 +352,21 @@ class Guard {
     }
   }
 
-  private recordDenial(call: AuditCall): void {
+  private async recordDenial(call: AuditCall): Promise<void> {
     try {
-      this.opts.audit.appendCall(call);
+      await this.opts.audit.recordCall(call);
     } catch (err) {
       // The call is refused either way; the failure to record it is itself worth an alarm.
       this.opts.log.error('audit write failed for a refused call', { rpc: call.rpc, error: String(err) });
     }
   }
 
+  /** Not awaited: the answer need not wait for the outcome's batch (see registry/audit.ts). */
   private recordOutcome(callId: string, outcome: AuditOutcomeInput, rpc: string): void {
-    try {
-      this.opts.audit.appendOutcome(callId, outcome);
-    } catch (err) {
+    this.opts.audit.recordOutcome(callId, outcome).catch((err: unknown) => {
       // The effect has happened; the record keeps its attempt and reads back as `unknown`.
       this.opts.log.error('audit outcome write failed', { rpc, callId, error: String(err) });
-    }
+    });
   }
 }
 

@@ -3,28 +3,35 @@
  * memory. The agent runs as its own process (`dist/agent/main.js server`, so build first);
  * its resident set is sampled from /proc/<pid>/status every 20 ms, and the kernel's peak
  * (VmHWM) is reset before each transfer (`/proc/<pid>/clear_refs`), so each row shows the
- * peak of that transfer alone. Content is a pseudo-random keystream generated in 256 KiB
- * chunks on the client; its SHA-256 is computed before the push (not timed). The files root
- * is on the temp dir's disk, and the push includes the agent's fsync.
+ * peak of that transfer alone. Content is a pseudo-random keystream generated in chunks of
+ * `chunk` bytes on the client (the agent's `files.chunk_bytes` is set to the same); its SHA-256
+ * is computed before the push (not timed). The files root is on the temp dir's disk, and the
+ * push includes the agent's fsync.
  *
- *   npm run build && npx tsx bench/files.ts [bytes=1073741824]
+ * The baseline, in the same run: the same bytes over a bare Node TLS 1.3 stream on loopback,
+ * SHA-256 at both ends, written to a file and fsynced by the receiver (one process).
+ *
+ *   npm run build && npx tsx bench/files.ts [bytes=1073741824] [chunk=1048576]
  */
 import { createCipheriv, createHash } from 'node:crypto';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import type { ClientWritableStream, Metadata } from '@grpc/grpc-js';
+import { issueCertificate } from '../connector/certs.js';
 import type {
   McpAgentServiceClient,
   PullFileResponse,
   PushFileRequest,
   PushFileResponse,
 } from '../gen/mcp/v1/mcp.js';
-import { startTestAgent } from '../test/support/agent.js';
+import { startTestAgent, testCa } from '../test/support/agent.js';
 import { machine, table } from './stats.js';
 
 const size = Number(process.argv[2] ?? 1024 ** 3);
-const CHUNK = 256 * 1024;
+const CHUNK = Number(process.argv[3] ?? 1024 * 1024);
 const MiB = 1024 * 1024;
 
 function* content(bytes: number): Generator<Buffer> {
@@ -99,6 +106,62 @@ async function pull(
   return { bytes, sha256: hash.digest('hex'), sent };
 }
 
+/**
+ * The floor for a push: `bytes` over a bare TLS 1.3 connection on loopback, hashed by the
+ * sender, hashed, written and fsynced by the receiver, which answers with its digest.
+ */
+async function rawTlsPush(bytes: number, dir: string): Promise<{ ms: number; sha256: string }> {
+  const ca = await testCa();
+  const cert = await issueCertificate(ca, { commonName: 'baseline', ipAddresses: ['127.0.0.1'] });
+  // The receiver knows the size and answers when it has it all: TLS in Node does not half-close.
+  const server = tls.createServer(
+    { cert: cert.certPem, key: cert.keyPem, minVersion: 'TLSv1.3' },
+    (socket) => {
+      const hash = createHash('sha256');
+      let received = 0;
+      const opened = fs.promises.open(path.join(dir, 'raw.bin'), 'w', 0o600);
+      let writing: Promise<unknown> = opened;
+      socket.on('data', (chunk: Buffer) => {
+        hash.update(chunk);
+        received += chunk.length;
+        const done = received >= bytes;
+        socket.pause(); // backpressure: read on once the write is done
+        writing = writing.then(async () => {
+          const file = await opened;
+          let offset = 0;
+          while (offset < chunk.length) offset += (await file.write(chunk, offset)).bytesWritten;
+          if (!done) return socket.resume();
+          await file.sync();
+          await file.close();
+          socket.end(hash.digest('hex'));
+        });
+      });
+    },
+  );
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  const started = performance.now();
+  const socket = tls.connect({ host: '127.0.0.1', port, ca: ca.certPem, servername: 'baseline' });
+  await once(socket, 'secureConnect');
+  const sent = createHash('sha256');
+  const answer: Buffer[] = [];
+  socket.on('data', (chunk: Buffer) => answer.push(chunk));
+  for (const chunk of content(bytes)) {
+    sent.update(chunk);
+    if (!socket.write(chunk)) await once(socket, 'drain');
+  }
+  await once(socket, 'end');
+  socket.end();
+  const ms = performance.now() - started;
+  server.close();
+  const sha256 = sent.digest('hex');
+  const answered = Buffer.concat(answer).toString();
+  if (answered !== sha256)
+    throw new Error(`raw TLS: the receiver hashed ${answered || 'nothing'}, the sender ${sha256}`);
+  return { ms, sha256 };
+}
+
 async function main(): Promise<void> {
   if (!fs.existsSync(new URL('../dist/agent/main.js', import.meta.url))) {
     throw new Error('dist/agent/main.js is missing: run npm run build first');
@@ -107,11 +170,18 @@ async function main(): Promise<void> {
   for (const chunk of content(size)) hash.update(chunk);
   const sha256 = hash.digest('hex');
 
-  const agent = await startTestAgent({ process: true, files: { max_file_bytes: Math.max(size, 1) } });
+  const agent = await startTestAgent({
+    process: true,
+    files: { max_file_bytes: Math.max(size, 1), chunk_bytes: CHUNK },
+  });
   try {
     const pid = agent.child?.pid as number;
     const client = agent.client();
     const md = await agent.auth({ roles: ['operator'] });
+    const rawDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcp-bench-raw-'));
+    const raw = await rawTlsPush(size, rawDir).finally(() =>
+      fs.rmSync(rawDir, { recursive: true, force: true }),
+    );
     const pushed = await measured(pid, () => push(client, md, sha256));
     if (pushed.result.sha256 !== sha256) throw new Error('push: digest mismatch');
     const pulled = await measured(pid, () => pull(client, md));
@@ -124,12 +194,13 @@ async function main(): Promise<void> {
       `${(size / MiB).toFixed(0)} MiB`,
       `${(m.ms / 1000).toFixed(2)} s`,
       `${(size / MiB / (m.ms / 1000)).toFixed(0)} MiB/s`,
+      `${(raw.ms / m.ms).toFixed(2)}×`,
       `${(m.beforeKiB / 1024).toFixed(0)} MiB`,
       `${(m.hwmKiB / 1024).toFixed(0)} MiB`,
       `${(m.sampledPeakKiB / 1024).toFixed(0)} MiB`,
     ];
     process.stdout.write(
-      `### File transfer through the agent (loopback TLS 1.3 gRPC, chunks of 256 KiB)\n\n${machine()}, ${os.cpus().length} CPUs; ${onDisk} bytes on disk\n\n`,
+      `### File transfer through the agent (loopback TLS 1.3 gRPC, chunks of ${CHUNK / 1024} KiB)\n\n${machine()}, ${os.cpus().length} CPUs; ${onDisk} bytes on disk\n\nbare TLS 1.3 stream + SHA-256 at both ends + write + fsync: ${(raw.ms / 1000).toFixed(2)} s, ${(size / MiB / (raw.ms / 1000)).toFixed(0)} MiB/s\n\n`,
     );
     process.stdout.write(
       `${table(
@@ -138,6 +209,7 @@ async function main(): Promise<void> {
           'size',
           'time',
           'throughput',
+          'vs bare TLS stream',
           'agent RSS before',
           'agent peak RSS (VmHWM)',
           'agent peak RSS (sampled)',

@@ -2,8 +2,9 @@
  * What authentication, authorization and audit cost per call.
  *
  * Two TLS gRPC servers in this process serve the same NodeStatus handler (it returns a
- * constant): the agent's guarded server (JWT verify with a cached key set, RBAC, two durable
- * audit rows in SQLite with synchronous=FULL) and a baseline server with no guard. Calls
+ * constant): the agent's guarded server (JWT verify with a cached key set, RBAC, the attempt
+ * row group-committed and synced before the handler, the outcome row after) and a baseline
+ * server with no guard. Calls
  * alternate between the two in the same run, so the difference is the guard's cost.
  *
  *   npx tsx bench/guard.ts [calls=2000] [concurrency=32]

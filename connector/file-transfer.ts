@@ -24,8 +24,8 @@ import { checkRelativePath, isInside } from '../core/paths.js';
 import * as pb from '../gen/mcp/v1/mcp.js';
 import type { AgentConnection, CallSettings, RpcBinding } from './agent-client.js';
 
-/** Bytes per PushFile chunk; well under the 4 MiB gRPC message limit. */
-export const PUSH_CHUNK_BYTES = 256 * 1024;
+/** Bytes per PushFile chunk: large enough that per-message costs vanish, well under the agent's 8 MiB limit. */
+export const PUSH_CHUNK_BYTES = 1024 * 1024;
 
 /** The one local directory the file tools may read from and write to. */
 export class LocalDirectory {

@@ -9,9 +9,17 @@
  * outcome is already `error`. A call row with no outcome row reads back as outcome `unknown`:
  * the agent stopped while it ran (or it is still running).
  *
+ * Group commit: `recordCall` and `recordOutcome` queue their row; the rows queued while the
+ * event loop ran are written in one transaction, in queue order with their hash links, and
+ * made durable by one fdatasync of the WAL, run off the event loop. A call's promise resolves
+ * only after that sync, so its attempt is on disk before its handler runs. Outcome rows ride
+ * along lazily: committed in the next batch, durable with the next sync (one lost in a power
+ * cut reads back as `unknown`, as for an agent killed mid-call).
+ *
  * Every write error is raised as an AuditWriteError; callers refuse the call (fail closed).
  */
 import { createHash, randomUUID } from 'node:crypto';
+import { closeSync, fdatasync, fstatSync, openSync, statSync } from 'node:fs';
 import type Database from 'better-sqlite3';
 import { InvalidArgumentError, McpError, NotFoundError } from '../core/errors.js';
 import type { AuditDecisionName, AuditOutcomeName } from '../core/states.js';
@@ -246,6 +254,20 @@ export class AuditLog {
   private chainHead: ChainHead | undefined;
   /** The scope of the query running now; read by the SQL function `audit_in_scope`. */
   private activeScope: AuditScope | undefined;
+  /** Rows waiting for the next batch, in the order they will take in the chain. */
+  private queue: QueuedRow[] = [];
+  private flushScheduled = false;
+  /** Set while a batch's sync runs: rows queued meanwhile form the next batch. */
+  private syncing = false;
+  /**
+   * Allowed calls recorded by this process whose outcome is not queued yet, with their node:
+   * an outcome needs no read of its call row. Calls of an earlier process are checked in SQL.
+   */
+  private readonly openCalls = new Map<string, string | null>();
+  /** Outcomes queued and not yet written, so a second one is refused before it reaches SQL. */
+  private readonly queuedOutcomes = new Set<string>();
+  /** Set for a WAL database file with synchronous FULL: batches sync the WAL themselves. */
+  private readonly wal: WalSync | undefined;
 
   constructor(db: Database.Database) {
     this.db = db;
@@ -273,13 +295,57 @@ export class AuditLog {
       ),
     };
     this.chainHead = this.readHead();
+    this.wal = WalSync.for(db);
   }
 
-  /** Records a call: an attempt about to run (allow) or a refusal (deny). */
+  /**
+   * Records a call (an attempt about to run, or a refusal) and resolves once its row is on
+   * disk, committed and synced together with the rows queued beside it. Rejects with an
+   * AuditWriteError when the batch could not be written or synced: refuse the call.
+   */
+  recordCall(call: AuditCall): Promise<AuditCallRef> {
+    const { callId, row } = this.callRow(call);
+    return this.enqueue(row, true).then((seq) => {
+      if (call.decision === 'allow') this.openCalls.set(callId, row.node);
+      return { callId, seq };
+    });
+  }
+
+  /**
+   * Queues how an allowed call ended; resolves with the outcome row's seq once it is committed.
+   * It becomes durable with the next batch's sync, so the caller need not wait for it.
+   */
+  recordOutcome(callId: string, result: AuditOutcomeInput): Promise<number> {
+    try {
+      return this.enqueue(this.outcomeRow(callId, result), false);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** Records a call at once, durably, after any queued rows: `recordCall` without batching. */
   appendCall(call: AuditCall): AuditCallRef {
+    const { callId, row } = this.callRow(call);
+    const seq = this.appendNow(row);
+    if (call.decision === 'allow') this.openCalls.set(callId, row.node);
+    return { callId, seq };
+  }
+
+  /** Records how an allowed call ended, at once, after any queued rows; returns its seq. */
+  appendOutcome(callId: string, result: AuditOutcomeInput): number {
+    return this.appendNow(this.outcomeRow(callId, result));
+  }
+
+  /** Writes what is queued and releases the WAL file; call before closing the database. */
+  close(): void {
+    this.flushQueued();
+    this.wal?.close();
+  }
+
+  private callRow(call: AuditCall): { callId: string; row: Omit<HashedRow, 'seq'> } {
     const callId = randomUUID();
     const denied = call.decision === 'deny';
-    const seq = this.append({
+    const row: Omit<HashedRow, 'seq'> = {
       call_id: callId,
       entry: 'call',
       time: (call.time ?? new Date()).toISOString(),
@@ -299,25 +365,34 @@ export class AuditLog {
       error_code: denied ? call.errorCode : null,
       error_message: denied ? truncated(call.errorMessage) : null,
       duration_ms: denied ? checkedDuration(call.durationMs ?? 0) : null,
-    });
-    return { callId, seq };
+    };
+    return { callId, row };
   }
 
-  /** Records how an allowed call ended; returns the outcome row's seq. */
-  appendOutcome(callId: string, result: AuditOutcomeInput): number {
-    const call = this.statements.callRow.get(callId);
-    if (!call) throw new NotFoundError(`no audit record of a call with id ${callId}`);
-    if (call.decision === 'deny') {
-      throw new InvalidArgumentError(`call ${callId} was denied: its outcome is part of its call record`);
-    }
-    if (this.statements.outcomeRow.get(callId)) {
+  /** The outcome row of an allowed call, checked so that writing it cannot fail its batch. */
+  private outcomeRow(callId: string, result: AuditOutcomeInput): Omit<HashedRow, 'seq'> {
+    const durationMs = checkedDuration(result.durationMs);
+    if (this.queuedOutcomes.has(callId)) {
       throw new InvalidArgumentError(`the outcome of call ${callId} is already recorded`);
     }
-    return this.append({
+    let node = this.openCalls.get(callId);
+    if (!this.openCalls.has(callId)) {
+      const call = this.statements.callRow.get(callId);
+      if (!call) throw new NotFoundError(`no audit record of a call with id ${callId}`);
+      if (call.decision === 'deny') {
+        throw new InvalidArgumentError(`call ${callId} was denied: its outcome is part of its call record`);
+      }
+      if (this.statements.outcomeRow.get(callId)) {
+        throw new InvalidArgumentError(`the outcome of call ${callId} is already recorded`);
+      }
+      node = call.node;
+    }
+    this.openCalls.delete(callId);
+    return {
       call_id: callId,
       entry: 'outcome',
       time: (result.time ?? new Date()).toISOString(),
-      node: call.node,
+      node: node ?? null,
       issuer: null,
       subject: null,
       client_id: null,
@@ -332,12 +407,13 @@ export class AuditLog {
       outcome: result.outcome,
       error_code: result.errorCode ?? null,
       error_message: truncated(result.errorMessage),
-      duration_ms: checkedDuration(result.durationMs),
-    });
+      duration_ms: durationMs,
+    };
   }
 
   /** Calls matching every filter given, newest first, one page at a time. */
   query(query: AuditQuery = {}): AuditPage {
+    this.flushQueued();
     const pageSize = pageSizeOf(query.pageSize);
     const clauses = ["c.entry = 'call'"];
     const params: Record<string, string | number> = { limit: pageSize + 1 };
@@ -393,6 +469,7 @@ export class AuditLog {
    * must still be in the chain with the same hash, and the log must reach it.
    */
   verifyChain(anchors: readonly ChainHead[] = []): ChainVerification {
+    this.flushQueued();
     let expectedSeq = 1;
     let prevHash = GENESIS_HASH;
     const anchored = new Map(anchors.map((anchor) => [anchor.seq, anchor.hash.toLowerCase()]));
@@ -469,6 +546,7 @@ export class AuditLog {
    * the connection is busy until the export ends.
    */
   exportJsonl(since: Date | undefined, write: (line: string) => void): number {
+    this.flushQueued();
     let count = 0;
     for (const stored of this.statements.since.iterate({ since: since?.toISOString() ?? null })) {
       const row = parseRoles(stored);
@@ -484,6 +562,7 @@ export class AuditLog {
 
   /** The last record written: note its hash outside the node to detect a rewritten log later. */
   head(): ChainHead {
+    this.flushQueued();
     this.chainHead ??= this.readHead();
     return { ...this.chainHead };
   }
@@ -492,34 +571,210 @@ export class AuditLog {
     return this.statements.head.get() ?? { seq: 0, hash: GENESIS_HASH };
   }
 
-  /** Appends one row to the chain; returns its seq. */
-  private append(row: Omit<HashedRow, 'seq'>): number {
+  /** Queues a row for the next batch; resolves with its seq once written (and synced if durable). */
+  private enqueue(row: Omit<HashedRow, 'seq'>, durable: boolean): Promise<number> {
+    if (row.entry === 'outcome') this.queuedOutcomes.add(row.call_id);
+    return new Promise<number>((resolve, reject) => {
+      this.queue.push({ row, durable, resolve, reject });
+      this.scheduleFlush();
+    });
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.syncing) return;
+    this.flushScheduled = true;
+    // setImmediate, not a microtask: calls whose requests arrived in the same turn of the
+    // event loop join the batch.
+    setImmediate(() => {
+      this.flushScheduled = false;
+      void this.flushBatch();
+    });
+  }
+
+  /** Writes the queued rows in one transaction, syncs once, then settles every waiter. */
+  private async flushBatch(): Promise<void> {
+    if (this.queue.length === 0 || this.syncing) return;
+    if (this.db.inTransaction) {
+      // Not reachable from the event loop (transactions are synchronous); try again next turn.
+      this.scheduleFlush();
+      return;
+    }
+    const batch = this.takeQueue();
+    let seqs: number[];
+    try {
+      seqs = this.writeRows(
+        batch.map((q) => q.row),
+        this.wal ? 'wal' : 'inline',
+      );
+    } catch (err) {
+      for (const q of batch) q.reject(err);
+      this.scheduleFlush();
+      return;
+    }
+    if (this.wal && batch.some((q) => q.durable)) {
+      this.syncing = true;
+      try {
+        await this.wal.sync();
+      } catch (err) {
+        // Committed but maybe not on disk: the calls must not go ahead. Their rows stay in the
+        // chain and read back as outcome `unknown`.
+        const failure = new AuditWriteError(err);
+        for (const q of batch) q.reject(failure);
+        return;
+      } finally {
+        this.syncing = false;
+        this.scheduleFlush();
+      }
+    }
+    settle(batch, seqs);
+  }
+
+  /** Writes the queued rows now, durably; used before reads and by the synchronous appends. */
+  private flushQueued(): void {
+    if (this.queue.length === 0 || this.db.inTransaction) return;
+    const batch = this.takeQueue();
+    let seqs: number[];
+    try {
+      seqs = this.writeRows(
+        batch.map((q) => q.row),
+        'inline',
+      );
+    } catch (err) {
+      for (const q of batch) q.reject(err);
+      return;
+    }
+    settle(batch, seqs);
+  }
+
+  /** Appends one row after whatever is queued, in one durable transaction; returns its seq. */
+  private appendNow(row: Omit<HashedRow, 'seq'>): number {
     if (this.db.inTransaction) {
       // An outer transaction could still roll the record back after the handler ran.
       throw new McpError('INTERNAL', 'audit records must be written outside other registry transactions');
     }
+    const batch = this.takeQueue();
+    let seqs: number[];
     try {
-      const written = writeTransaction(this.db, () => {
+      seqs = this.writeRows([...batch.map((q) => q.row), row], 'inline');
+    } catch (err) {
+      for (const q of batch) q.reject(err);
+      throw err;
+    }
+    settle(batch, seqs);
+    return seqs.at(-1) as number;
+  }
+
+  private takeQueue(): QueuedRow[] {
+    const batch = this.queue;
+    this.queue = [];
+    for (const q of batch) if (q.row.entry === 'outcome') this.queuedOutcomes.delete(q.row.call_id);
+    return batch;
+  }
+
+  /**
+   * Appends rows to the chain in one transaction; returns their seqs. `inline` commits with the
+   * connection's own synchronous level (FULL: SQLite syncs before COMMIT returns); `wal`
+   * commits without a sync, which the caller then makes with WalSync off the event loop.
+   */
+  private writeRows(rows: ReadonlyArray<Omit<HashedRow, 'seq'>>, sync: 'inline' | 'wal'): number[] {
+    const commit = () =>
+      writeTransaction(this.db, () => {
         // The head is held in memory; a second writer on the same file makes the seq collide
         // on the primary key and the append fail, rather than fork the chain.
-        const head = this.chainHead ?? this.readHead();
-        const hashed: HashedRow = { ...row, seq: head.seq + 1 };
-        const hash = auditRowHash(head.hash, hashed);
-        this.statements.insert.run({
-          ...hashed,
-          roles: hashed.roles === null ? null : JSON.stringify(hashed.roles),
-          prev_hash: head.hash,
-          hash,
-        });
-        return { seq: hashed.seq, hash };
+        let head = this.chainHead ?? this.readHead();
+        const seqs: number[] = [];
+        for (const row of rows) {
+          const hashed: HashedRow = { ...row, seq: head.seq + 1 };
+          const hash = auditRowHash(head.hash, hashed);
+          this.statements.insert.run({
+            ...hashed,
+            roles: hashed.roles === null ? null : JSON.stringify(hashed.roles),
+            prev_hash: head.hash,
+            hash,
+          });
+          head = { seq: hashed.seq, hash };
+          seqs.push(hashed.seq);
+        }
+        return { head, seqs };
       });
-      this.chainHead = written;
-      return written.seq;
+    try {
+      const written = sync === 'wal' && this.wal ? this.wal.withoutInlineSync(commit) : commit();
+      this.chainHead = written.head;
+      return written.seqs;
     } catch (err) {
       // Whatever failed, the head must be read again from what was actually committed.
       this.chainHead = undefined;
       throw err instanceof McpError ? err : new AuditWriteError(err);
     }
+  }
+}
+
+function settle(batch: readonly QueuedRow[], seqs: readonly number[]): void {
+  for (const [i, queued] of batch.entries()) queued.resolve(seqs[i] as number);
+}
+
+interface QueuedRow {
+  row: Omit<HashedRow, 'seq'>;
+  /** A call row: its waiter needs it on disk. Outcome rows only need it committed. */
+  durable: boolean;
+  resolve(seq: number): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * Makes committed WAL frames durable with fdatasync on the libuv thread pool, so the event
+ * loop keeps serving calls while the disk syncs. SQLite at synchronous FULL would make the
+ * same sync of the same file, but inside COMMIT, holding the loop. Used only for a file
+ * database in WAL mode whose connection runs at FULL or above: anything else is left as is.
+ */
+class WalSync {
+  private fd: number | undefined;
+  private readonly relax: Database.Statement;
+  private readonly restore: Database.Statement;
+
+  private constructor(
+    db: Database.Database,
+    private readonly path: string,
+    level: number,
+  ) {
+    this.relax = db.prepare('PRAGMA synchronous = NORMAL');
+    this.restore = db.prepare(`PRAGMA synchronous = ${level}`);
+  }
+
+  static for(db: Database.Database): WalSync | undefined {
+    if (db.memory || db.readonly) return undefined;
+    const mode = db.pragma('journal_mode', { simple: true });
+    const level = db.pragma('synchronous', { simple: true });
+    if (mode !== 'wal' || typeof level !== 'number' || level < 2) return undefined;
+    return new WalSync(db, `${db.name}-wal`, level);
+  }
+
+  /** Runs a write transaction that commits without syncing; every other write keeps the connection's level. */
+  withoutInlineSync<T>(commit: () => T): T {
+    this.relax.run();
+    try {
+      return commit();
+    } finally {
+      this.restore.run();
+    }
+  }
+
+  async sync(): Promise<void> {
+    const fd = this.liveFd();
+    await new Promise<void>((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+
+  /** An fd of the WAL file on disk now: SQLite deletes and recreates it when every connection closed. */
+  private liveFd(): number {
+    if (this.fd !== undefined && fstatSync(this.fd).ino === statSync(this.path).ino) return this.fd;
+    this.close();
+    this.fd = openSync(this.path, 'r+');
+    return this.fd;
   }
 }
 

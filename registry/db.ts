@@ -49,6 +49,7 @@ export class Registry {
   }
 
   close(): void {
+    this.audit.close();
     this.db.close();
   }
 }

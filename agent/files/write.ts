@@ -132,16 +132,26 @@ export async function writeServiceFile(opts: WriteFileOptions): Promise<WrittenF
     );
     const hash = createHash('sha256');
     let written = 0;
-    for await (const chunk of abortable(opts.content, opts.signal)) {
-      if (written + chunk.byteLength > opts.size) {
-        throw new ResourceExhaustedError(
-          `the content is longer than the ${opts.size} bytes the header announced: ${nothingWritten}; send size equal to the content's length`,
-        );
+    // One write in flight while the next chunk is received: disk and network overlap, and
+    // at most two chunks are held, so the sender is still held back by flow control.
+    let writing: Promise<void> | undefined;
+    try {
+      for await (const chunk of abortable(opts.content, opts.signal)) {
+        if (written + chunk.byteLength > opts.size) {
+          throw new ResourceExhaustedError(
+            `the content is longer than the ${opts.size} bytes the header announced: ${nothingWritten}; send size equal to the content's length`,
+          );
+        }
+        hash.update(chunk);
+        await writing;
+        writing = writeAll(file, chunk);
+        written += chunk.byteLength;
       }
-      hash.update(chunk);
-      await writeAll(file, chunk);
-      written += chunk.byteLength;
+    } finally {
+      // Never leave a write running behind a failure: the temp file is closed and removed next.
+      await writing?.catch(() => undefined);
     }
+    await writing;
     throwIfAborted(opts.signal);
     if (written !== opts.size) {
       throw new InvalidArgumentError(
