@@ -543,6 +543,13 @@ export const tools: readonly ToolDefinition[] = [
                     "type": "integer",
                     "minimum": 0,
                     "maximum": 4294967295
+                  },
+                  "envFiles": {
+                    "description": "KEY=VALUE files under the service's `secrets/` on the node; names only, values stay there.",
+                    "type": "array",
+                    "items": {
+                      "type": "string"
+                    }
                   }
                 },
                 "additionalProperties": false,
@@ -999,6 +1006,12 @@ export const tools: readonly ToolDefinition[] = [
                       "type": "integer",
                       "minimum": 0,
                       "maximum": 4294967295
+                    },
+                    "envFiles": {
+                      "type": "array",
+                      "items": {
+                        "type": "string"
+                      }
                     }
                   },
                   "additionalProperties": false,

@@ -229,6 +229,7 @@ describe('writing a definition', () => {
     };
     tricky.components.push({
       init: false,
+      envFiles: [],
       name: 'worker',
       image: 'localhost/bb:v2',
       network: 'backend',

@@ -38,6 +38,7 @@ function context(overrides: Partial<CallContext> = {}): CallContext {
     caller: { issuer: 'https://issuer.test', subject: 'tester', clientId: '', roles: ['admin'] },
     roles: ['admin'],
     scope: { all: true, allows: () => true },
+    authorize: () => undefined, // admin: every permission
     signal: new AbortController().signal,
     log: silentLogger,
     ...overrides,
