@@ -408,6 +408,7 @@ describe('adoption reads a spec back from the runtime', () => {
       volumes: ['/srv/shop:/data:ro'],
       cmd: ['/bin/httpd', '-f'],
       env: { GREETING: 'hi' },
+      envFiles: [],
       init: false,
     });
     expect(() => assertValidServiceSpec(serviceSpec('shop', [adopted]))).not.toThrow();
