@@ -545,7 +545,7 @@ export const tools: readonly ToolDefinition[] = [
                     "maximum": 4294967295
                   },
                   "envFiles": {
-                    "description": "KEY=VALUE files under the service's `secrets/` on the node; names only, values stay there.",
+                    "description": "KEY=VALUE files in secrets/.",
                     "type": "array",
                     "items": {
                       "type": "string"

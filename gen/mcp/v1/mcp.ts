@@ -332,7 +332,7 @@ export interface ComponentSpec {
   stopTimeoutSeconds?:
     | number
     | undefined;
-  /** KEY=VALUE files under the service's `secrets/` on the node; names only, values stay there. */
+  /** KEY=VALUE files in secrets/. */
   envFiles: string[];
 }
 
