@@ -81,7 +81,7 @@ describe.skipIf(!bed)('env files: a secret the model never sees (real agent, rea
     const spec = { name: service, components: [{ name: 'app', image: bed?.imageV1, cmd: printsItsSecret, init: true, envFiles: ['secrets/app.env'] }] };
     const deployed = await call('deploy', { spec });
     expect(deployed.isError, resultText(deployed)).toBeFalsy();
-    const printed = await execa('podman', ['exec', container, 'printenv', 'CANARY']);
+    const printed = await execa('podman', ['exec', container, '/bin/sh', '-c', 'echo "$CANARY"']);
     expect(printed.stdout).toBe(canary);
 
     for (const [name, args] of [
