@@ -55,7 +55,8 @@ export async function withEnvFiles<T>(
 ): Promise<T> {
   const opened: OpenEnvFile[] = [];
   try {
-    for (const file of component.envFiles ?? []) opened.push(await openEnvFile(root, service, component, file));
+    for (const file of component.envFiles ?? [])
+      opened.push(await openEnvFile(root, service, component, file));
     return await use(opened.map((f) => f.runtimePath));
   } finally {
     await Promise.all(opened.map((f) => f.close()));
@@ -191,7 +192,9 @@ async function openEnvFile(
     const uid = process.geteuid?.() ?? stat.uid;
     if (!stat.isFile()) throw refuse('is not a regular file: put a file of KEY=VALUE lines there');
     if (stat.nlink !== 1) {
-      throw refuse(`has ${stat.nlink} hard links, so it may be another file: replace it with a copy of its own`);
+      throw refuse(
+        `has ${stat.nlink} hard links, so it may be another file: replace it with a copy of its own`,
+      );
     }
     if (stat.uid !== uid) {
       throw refuse(`is owned by uid ${stat.uid}, not by the agent's user: run \`chown ${uid} ${shown}\``);
@@ -201,7 +204,9 @@ async function openEnvFile(
       throw refuse(`has mode ${mode}, so other users can read it: run \`chmod 600 ${shown}\``);
     }
     if (stat.size > MAX_ENV_FILE_BYTES) {
-      throw refuse(`is ${stat.size} bytes, over the limit of ${MAX_ENV_FILE_BYTES}: keep only KEY=VALUE lines in it`);
+      throw refuse(
+        `is ${stat.size} bytes, over the limit of ${MAX_ENV_FILE_BYTES}: keep only KEY=VALUE lines in it`,
+      );
     }
     const text = (await handle.readFile()).toString('utf8');
     if (text.includes('\uFFFD')) throw refuse('is not UTF-8 text: save it as UTF-8');

@@ -117,7 +117,9 @@ function validateComponentSpec(component: ComponentSpec, at: string): SpecIssue[
     const earlier = envFiles.indexOf(file);
     report(
       `env_files[${i}]`,
-      earlier < i ? `"${printable(file)}" is already env_files[${earlier}]: name each file once` : checkEnvFile(file),
+      earlier < i
+        ? `"${printable(file)}" is already env_files[${earlier}]: name each file once`
+        : checkEnvFile(file),
     );
   });
   for (const [key, value] of Object.entries(component.env ?? {})) {

@@ -20,8 +20,8 @@ import {
 } from '../../gen/mcp/v1/mcp.js';
 import type { ComponentRecord, ServiceRecord } from '../../registry/services.js';
 import { assertDeployAdmitted } from '../admission.js';
-import { assertEnvFilesReady, withEnvFiles } from '../secrets.js';
 import type { ContainerSummary } from '../runtime/index.js';
+import { assertEnvFilesReady, withEnvFiles } from '../secrets.js';
 import type { CallContext, ServerStreamHandler } from '../server.js';
 import { writeOnce } from '../service-locks.js';
 import {

@@ -28,7 +28,11 @@ export function logsHandler(sc: ServiceContext): UnaryHandler<ServiceLogsRequest
       const read = await readLogs(sc, component, { tail, since: req.since, maxBytes: share }, ctx.signal);
       // A value from an env file that the container prints is shown as ***, whoever asks.
       const secrets = await secretValuesOf(sc.deps, component);
-      components.push({ ...read, text: maskSecrets(read.text, secrets), error: maskSecrets(read.error, secrets) });
+      components.push({
+        ...read,
+        text: maskSecrets(read.text, secrets),
+        error: maskSecrets(read.error, secrets),
+      });
     }
     return { service: service.name, components, truncated: components.some((c) => c.truncated) };
   };

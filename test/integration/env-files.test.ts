@@ -31,7 +31,11 @@ describe.skipIf(!bed)('env files: a secret the model never sees (real agent, rea
   const container = `${service}-app`;
   const canary = `canary-${randomBytes(12).toString('hex')}`;
   // Prints its secret once, as a careless application would, then sleeps until SIGTERM.
-  const printsItsSecret = ['/bin/sh', '-c', 'echo "the secret is $CANARY"; trap "exit 0" TERM; sleep 3600 & wait'];
+  const printsItsSecret = [
+    '/bin/sh',
+    '-c',
+    'echo "the secret is $CANARY"; trap "exit 0" TERM; sleep 3600 & wait',
+  ];
   let agent: TestAgent;
   let files: ConnectorFiles;
   let session: Awaited<ReturnType<typeof spawnStdioConnector>>;
@@ -78,7 +82,12 @@ describe.skipIf(!bed)('env files: a secret the model never sees (real agent, rea
   });
 
   it('reaches the container, and no result, audit record, registry row, log line or definition file', async () => {
-    const spec = { name: service, components: [{ name: 'app', image: bed?.imageV1, cmd: printsItsSecret, init: true, envFiles: ['secrets/app.env'] }] };
+    const spec = {
+      name: service,
+      components: [
+        { name: 'app', image: bed?.imageV1, cmd: printsItsSecret, init: true, envFiles: ['secrets/app.env'] },
+      ],
+    };
     const deployed = await call('deploy', { spec });
     expect(deployed.isError, resultText(deployed)).toBeFalsy();
     const printed = await execa('podman', ['exec', container, '/bin/sh', '-c', 'echo "$CANARY"']);
