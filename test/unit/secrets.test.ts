@@ -6,7 +6,10 @@ import { chmod, link, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/pr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Rbac } from '../../agent/auth/rbac.js';
+import { componentSpecFromContainer, secretEnvKeys } from '../../agent/handlers/adopt.js';
 import { runArgs } from '../../agent/runtime/cli.js';
+import type { ContainerDetails } from '../../agent/runtime/index.js';
 import { maskSecrets, parseEnvFile, withEnvFiles } from '../../agent/secrets.js';
 import { formatDefinition, parseDefinition, secretEnvWarnings } from '../../connector/definitions.js';
 import { McpError } from '../../core/errors.js';
@@ -175,5 +178,53 @@ describe('the definition loader', () => {
     ['TZ', false],
   ])('%s looks secret: %s', (key, expected) => {
     expect(looksSecret(key)).toBe(expected);
+  });
+});
+
+describe('reading a secret back', () => {
+  const caller = (roles: string[]) => ({
+    issuer: 'https://issuer.test',
+    subject: 'someone',
+    clientId: '',
+    roles,
+  });
+
+  it('takes file.pull_secrets, which among the built-in roles only admin has', () => {
+    const rbac = new Rbac();
+    for (const role of ['viewer', 'operator', 'auditor']) {
+      expect(() => rbac.authorize(caller([role]), 'file.pull_secrets', ['web']), role).toThrow(
+        /permission 'file.pull_secrets' is required/,
+      );
+    }
+    expect(() => rbac.authorize(caller(['admin']), 'file.pull_secrets', ['web'])).not.toThrow();
+  });
+
+  it('can be granted by a configured role, for some services only', () => {
+    const rbac = new Rbac({
+      roles: [{ name: 'keeper', permissions: ['file.pull_secrets'], services: ['web'] }],
+    });
+    expect(() => rbac.authorize(caller(['keeper']), 'file.pull_secrets', ['web'])).not.toThrow();
+    expect(() => rbac.authorize(caller(['keeper']), 'file.pull_secrets', ['db'])).toThrow(/for service 'db'/);
+  });
+});
+
+describe('adoption', () => {
+  it('records no value under a name that looks secret, and names those keys', () => {
+    const details = {
+      name: 'shop-web',
+      image: 'localhost/bb:v1',
+      network: 'podman',
+      user: '',
+      restart: 'no',
+      ports: [],
+      volumes: [],
+      cmd: [],
+      init: false,
+      env: { TZ: 'UTC', DB_PASSWORD: 'hunter2-value', API_TOKEN: 't0k3n-value' },
+    } as unknown as ContainerDetails;
+    const spec = componentSpecFromContainer('web', details);
+    expect(spec.env).toEqual({ TZ: 'UTC' });
+    expect(spec.envFiles).toEqual([]);
+    expect(secretEnvKeys(details)).toEqual(['API_TOKEN', 'DB_PASSWORD']);
   });
 });
