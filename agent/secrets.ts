@@ -71,11 +71,13 @@ export async function assertEnvFilesReady(
   deps: HandlerDeps,
   plan: { service: string; spec: ServiceSpec | undefined; component: string },
 ): Promise<void> {
+  // What the deploy will run: the spec's components, or the recorded ones it manages.
   const components: EnvFilesOf[] =
-    plan.spec?.components ?? deps.registry.services.get(plan.service)?.components ?? [];
+    plan.spec?.components ??
+    deps.registry.services.get(plan.service)?.components.filter((c) => c.desiredState !== 'ignore') ??
+    [];
   for (const component of components) {
     if (plan.component && component.name !== plan.component) continue;
-    if ((component as Partial<ComponentRecord>).desiredState === 'ignore') continue;
     await withEnvFiles(deps.config.files.root, plan.service, component, async () => undefined);
   }
 }
