@@ -110,6 +110,12 @@ describe.skipIf(!bed)('env files: a secret the model never sees (real agent, rea
       expect(result.isError, `${name}: ${resultText(result)}`).toBeFalsy();
     }
 
+    // An inline value under a name that looks secret is recorded, with a warning naming the key.
+    const inline = { ...spec, components: [{ ...spec.components[0], env: { DEBUG_TOKEN: 'not-really' } }] };
+    const warned = await call('sync_desired_state', { services: [inline] });
+    expect(resultText(warned)).toMatch(/^warning: services: .*\/app: env DEBUG_TOKEN looks secret/m);
+    expect(resultText(warned)).not.toContain('not-really');
+
     // The container printed its secret: the logs show *** in its place, whoever asks.
     const deadline = Date.now() + 20_000;
     let logs = '';
