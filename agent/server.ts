@@ -38,6 +38,12 @@ export interface CallContext {
   readonly roles: string[];
   /** Which services this caller may see with this RPC's permission (list RPCs filter by it). */
   readonly scope: ServiceScope;
+  /**
+   * Throws PermissionDeniedError unless the caller has `permission` on every one of `services`:
+   * for a handler that finds, once it looks, that a call reaches further than its RPC's
+   * permission covers (pull_file of a secret).
+   */
+  authorize(permission: string, services: string[]): void;
   /** Aborted when the client cancels or its deadline passes. */
   readonly signal: AbortSignal;
   readonly log: Logger;
@@ -323,6 +329,7 @@ class Guard {
       caller,
       roles,
       scope: this.opts.authorizer.scopeOf(caller, entry.permission),
+      authorize: (permission, services) => this.opts.authorizer.authorize(caller, permission, services),
       signal: abort.signal,
       log: log.child({ rpc, subject: caller.subject, callId }),
     };

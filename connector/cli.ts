@@ -126,6 +126,13 @@ async function callTool(
         onprogress: (p) => process.stderr.write(`${p.message ?? ''}\n`),
       },
     );
+    const texts = (result.content as Array<{ type: string; text?: string }>).flatMap((item) =>
+      item.type === 'text' && item.text ? [item.text] : [],
+    );
+    // Warnings (an inline env value that looks secret, ...) go to stderr too, where a script sees them.
+    for (const line of texts.join('\n').split('\n')) {
+      if (line.startsWith('warning: ')) process.stderr.write(`mcp: ${line}\n`);
+    }
     if (opts.json) {
       process.stdout.write(`${JSON.stringify(result.structuredContent ?? result.content, null, 2)}\n`);
     } else {

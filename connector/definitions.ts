@@ -11,6 +11,7 @@ import { InvalidArgumentError, McpError } from '../core/errors.js';
 import {
   COMPONENTS_REQUIRED,
   checkArgument,
+  checkEnvFile,
   checkImage,
   checkName,
   checkNetwork,
@@ -20,6 +21,7 @@ import {
   checkUser,
   checkVolumeMapping,
   formatSpecIssues,
+  looksSecret,
   validateServiceSpec,
 } from '../core/spec.js';
 import type { ComponentSpec, ServiceSpec } from '../gen/mcp/v1/mcp.js';
@@ -49,6 +51,8 @@ const componentSchema = z
     volumes: z.array(checkedString(checkVolumeMapping)).default([]),
     cmd: z.array(checkedString(checkArgument)).default([]),
     env: z.record(z.string(), z.string()).default({}),
+    // Paths in the service's secrets/ folder on the node: the values never pass through here.
+    env_files: z.array(checkedString(checkEnvFile)).default([]),
     init: z.boolean().default(false),
     // snake_case in the file, as every other key; absent keeps the default (10 s).
     stop_timeout_seconds: z
@@ -60,10 +64,10 @@ const componentSchema = z
       }),
   })
   .transform(
-    ({ stop_timeout_seconds, ...component }): ComponentDefinition =>
+    ({ stop_timeout_seconds, env_files, ...component }): ComponentDefinition =>
       stop_timeout_seconds === undefined
-        ? component
-        : { ...component, stopTimeoutSeconds: stop_timeout_seconds },
+        ? { ...component, envFiles: env_files }
+        : { ...component, envFiles: env_files, stopTimeoutSeconds: stop_timeout_seconds },
   );
 
 const definitionSchema = z.strictObject({
@@ -96,6 +100,23 @@ function assertValidDefinition(definition: ServiceDefinition, file: string): voi
   const issues = validateServiceSpec(definitionToSpec(definition));
   if (issues.length > 0) lines.push(formatSpecIssues(issues, file));
   if (lines.length > 0) throw new InvalidArgumentError(lines.join('\n'));
+}
+
+/**
+ * One warning line per component whose inline env has values under names that look secret
+ * (`*PASSWORD*`, `*TOKEN*`, `*SECRET*`, `*_KEY`): it names the keys, never the values, and
+ * says where such values belong. `source` says where the spec came from (a file, an argument).
+ */
+export function secretEnvWarnings(spec: Pick<ServiceSpec, 'name' | 'components'>, source: string): string[] {
+  return spec.components.flatMap((component) => {
+    const keys = Object.keys(component.env ?? {})
+      .filter(looksSecret)
+      .sort();
+    if (keys.length === 0) return [];
+    return [
+      `warning: ${source}: ${spec.name}/${component.name}: env ${keys.join(', ')} look${keys.length === 1 ? 's' : ''} secret but ${keys.length === 1 ? 'is' : 'are'} written inline: put ${keys.length === 1 ? 'it' : 'them'} in a file in the service's secrets/ folder on the node (from your terminal, not through an AI assistant) and name that file in env_files`,
+    ];
+  });
 }
 
 export async function loadDefinition(file: string): Promise<ServiceDefinition> {
@@ -378,6 +399,7 @@ export function formatDefinition(definition: ServiceDefinition): string {
     if (component.stopTimeoutSeconds !== undefined) {
       out.push(`stop_timeout_seconds = ${component.stopTimeoutSeconds}`);
     }
+    if ((component.envFiles ?? []).length > 0) out.push(`env_files = ${tomlArray(component.envFiles)}`);
     const envKeys = Object.keys(component.env).sort();
     if (envKeys.length > 0) {
       out.push('', '[components.env]');
@@ -451,6 +473,7 @@ function copyComponent(component: ComponentDefinition): ComponentDefinition {
     volumes: [...(component.volumes ?? [])],
     cmd: [...(component.cmd ?? [])],
     env: { ...(component.env ?? {}) },
+    envFiles: [...(component.envFiles ?? [])],
     init: component.init ?? false,
     ...(component.stopTimeoutSeconds !== undefined
       ? { stopTimeoutSeconds: component.stopTimeoutSeconds }

@@ -15,6 +15,7 @@ import {
   type LocatedDefinition,
   loadDefinitions,
   type ServiceDefinition,
+  secretEnvWarnings,
   setDefinitionActive,
   specToDefinition,
   updateDefinition,
@@ -78,7 +79,7 @@ export const deploySpec: WriteTarget<pb.DeployRequest> = async (request, explici
     }
     request.spec = definitionToSpec(located.definition);
     request.service = '';
-    notes.push(`spec from ${located.file}`);
+    notes.push(`spec from ${located.file}`, ...secretEnvWarnings(located.definition, located.file));
     before = (agent, settings) => recordedDifference(agent, settings, located.definition);
   } else {
     notes.push(`no definition file for "${name}": deployed what the node's registry recorded`);
@@ -138,7 +139,7 @@ async function inlineSpec(
       return [`could not write the definition ${file}: ${toMcpError(err).message}`];
     }
   };
-  return { node, request, notes: [], after };
+  return { node, request, notes: secretEnvWarnings(spec, 'spec'), after };
 }
 
 /**
@@ -258,7 +259,8 @@ export const servicesDefinitions: WriteTarget<pb.SyncDesiredStateRequest> = asyn
   fleet,
 ) => {
   if (request.services.length === 0) return fromDefinitionFiles(request, explicitNode, fleet);
-  if (explicitNode !== undefined) return { node: fleet.node(explicitNode), request, notes: [] };
+  const warnings = request.services.flatMap((spec) => secretEnvWarnings(spec, 'services'));
+  if (explicitNode !== undefined) return { node: fleet.node(explicitNode), request, notes: warnings };
   const names = request.services.map((s) => s.name);
   const byNode = new Map<string, string[]>();
   for (const name of names) {
@@ -275,7 +277,7 @@ export const servicesDefinitions: WriteTarget<pb.SyncDesiredStateRequest> = asyn
   const [definedOn] = byNode.keys();
   const node =
     definedOn !== undefined ? fleet.node(definedOn) : fleet.onlyNode(`the services ${names.join(', ')}`);
-  return { node, request, notes: [] };
+  return { node, request, notes: warnings };
 };
 
 async function fromDefinitionFiles(
@@ -307,6 +309,9 @@ async function fromDefinitionFiles(
   return [...byNode].map(([name, services]) => ({
     node: fleet.node(name),
     request: { ...request, services },
-    notes: [`${name}: ${services.length} definition${services.length === 1 ? '' : 's'} from ${servicesDir}`],
+    notes: [
+      `${name}: ${services.length} definition${services.length === 1 ? '' : 's'} from ${servicesDir}`,
+      ...services.flatMap((spec) => secretEnvWarnings(spec, servicesDir)),
+    ],
   }));
 }

@@ -11,6 +11,12 @@ import { InvalidArgumentError } from './errors.js';
 import { checkName } from './spec.js';
 import { printable } from './text.js';
 
+/**
+ * The folder of a service's files that holds its env files: pull_file refuses what is in it
+ * unless the caller has `file.pull_secrets`.
+ */
+export const SECRETS_FOLDER = 'secrets';
+
 /** Longest path accepted, in bytes (Linux PATH_MAX). */
 export const MAX_PATH_BYTES = 4096;
 /** Longest path component accepted, in bytes (Linux NAME_MAX). */

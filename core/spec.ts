@@ -8,6 +8,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import type { ComponentSpec, ServiceSpec } from '../gen/mcp/v1/mcp.js';
 import { InvalidArgumentError } from './errors.js';
+import { checkRelativePath, SECRETS_FOLDER } from './paths.js';
 import { printable } from './text.js';
 
 /** Service, component and node names: they become container names and DNS-like labels. */
@@ -20,6 +21,14 @@ export const NETWORK_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 const NETWORK_MAX_LENGTH = 128;
 
 export const ENV_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * Whether an environment variable's name says its value is a secret (`*PASSWORD*`, `*TOKEN*`,
+ * `*SECRET*`, `*_KEY`, any case): such a value belongs in an env file, not inline.
+ */
+export function looksSecret(key: string): boolean {
+  return /PASSWORD|TOKEN|SECRET/i.test(key) || /_KEY$/i.test(key);
+}
 
 export const VOLUME_OPTIONS = [
   'ro',
@@ -103,6 +112,16 @@ function validateComponentSpec(component: ComponentSpec, at: string): SpecIssue[
   (component.cmd ?? []).forEach((arg, i) => {
     report(`cmd[${i}]`, checkArgument(arg));
   });
+  const envFiles = component.envFiles ?? [];
+  envFiles.forEach((file, i) => {
+    const earlier = envFiles.indexOf(file);
+    report(
+      `env_files[${i}]`,
+      earlier < i
+        ? `"${printable(file)}" is already env_files[${earlier}]: name each file once`
+        : checkEnvFile(file),
+    );
+  });
   for (const [key, value] of Object.entries(component.env ?? {})) {
     const field = `env${ENV_KEY_PATTERN.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`}`;
     if (!ENV_KEY_PATTERN.test(key)) {
@@ -156,6 +175,8 @@ export const SPEC_LIMITS = {
   envValueBytes: 32 * KiB,
   /** Bytes of one component's environment: names and values together. */
   envTotalBytes: 256 * KiB,
+  /** Env files of one component. */
+  envFiles: 16,
   /** Command arguments of one component. */
   cmdArgs: 256,
   /** Bytes of one command argument. */
@@ -212,6 +233,7 @@ export function checkSpecLimits(spec: ServiceSpec): SpecIssue[] {
     count('volumes', volumes, L.volumes, 'volume mappings');
     count('cmd', cmd, L.cmdArgs, 'command arguments');
     count('env', env, L.envEntries, 'environment variables');
+    count('env_files', component.envFiles ?? [], L.envFiles, 'env files');
 
     volumes.forEach((volume, i) => {
       const bytes = bytesOf(volume);
@@ -271,7 +293,8 @@ export function checkSpecLimits(spec: ServiceSpec): SpecIssue[] {
       sumBytes(ports) +
       sumBytes(volumes) +
       cmdBytes +
-      envBytes;
+      envBytes +
+      sumBytes(component.envFiles ?? []);
   });
   if (specBytes > L.specBytes) {
     issues.unshift({
@@ -487,6 +510,22 @@ export function checkPortMapping(text: string): string | undefined {
 /** Why `text` is not a valid volume mapping, or undefined. */
 export function checkVolumeMapping(text: string): string | undefined {
   return problemOf(() => parseVolumeMapping(text));
+}
+
+/**
+ * Why `file` cannot be an env file, or undefined. An env file is named relative to the
+ * service's files directory and lives in its `secrets/` folder, the one folder pull_file keeps
+ * from callers without `file.pull_secrets`: one place to protect, whatever the file is called.
+ */
+export function checkEnvFile(file: string): string | undefined {
+  const where = "the service's files directory";
+  const problem = problemOf(() => checkRelativePath(file, where));
+  if (problem) return problem;
+  const parts = checkRelativePath(file, where);
+  if (parts.length < 2 || parts[0] !== SECRETS_FOLDER) {
+    return `"${printable(file)}" is not in ${SECRETS_FOLDER}/: env files live in the service's ${SECRETS_FOLDER}/ folder on the node, e.g. ${SECRETS_FOLDER}/app.env`;
+  }
+  return undefined;
 }
 
 /** Why `arg` cannot be a command argument, or undefined. */

@@ -126,6 +126,13 @@ export const tools: readonly ToolDefinition[] = [
                     "type": "integer",
                     "minimum": 0,
                     "maximum": 4294967295
+                  },
+                  "envFiles": {
+                    "description": "KEY=VALUE files in secrets/.",
+                    "type": "array",
+                    "items": {
+                      "type": "string"
+                    }
                   }
                 },
                 "additionalProperties": false,
@@ -576,6 +583,12 @@ export const tools: readonly ToolDefinition[] = [
                       "type": "integer",
                       "minimum": 0,
                       "maximum": 4294967295
+                    },
+                    "envFiles": {
+                      "type": "array",
+                      "items": {
+                        "type": "string"
+                      }
                     }
                   },
                   "additionalProperties": false,

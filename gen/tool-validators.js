@@ -2,7 +2,7 @@
 // Regenerate with `npm run gen`.
 import { fullFormats as fullFormats_0 } from 'ajv-formats/dist/formats.js';
 export const deploy = validate20;
-const schema31 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"spec":{"description":"Full definition, recorded on the node. Or give `service`.","type":"object","properties":{"name":{"description":"Lower-case letters, digits, '-'.","type":"string"},"active":{"description":"Default true.","type":"boolean"},"components":{"description":"Its containers; at least one.","type":"array","items":{"type":"object","properties":{"name":{"description":"Lower-case letters, digits, '-'.","type":"string"},"image":{"description":"Image; its tag is the version.","type":"string"},"network":{"description":"Network; empty for the default.","type":"string"},"user":{"description":"`uid[:gid]`.","type":"string"},"restart":{"description":"`no`, `always`, `on-failure` or `unless-stopped`.","type":"string"},"ports":{"description":"`[ip:]host:container[/udp]`.","type":"array","items":{"type":"string"}},"volumes":{"description":"`/host/path:/container/path[:ro]`.","type":"array","items":{"type":"string"}},"cmd":{"description":"Replaces the image's command.","type":"array","items":{"type":"string"}},"env":{"type":"object","additionalProperties":{"type":"string"}},"init":{"description":"Init as PID 1 forwarding signals: stops at once even if the command ignores SIGTERM.","type":"boolean"},"stopTimeoutSeconds":{"description":"Seconds from SIGTERM to kill, 0 to 300; absent for 10.","type":"integer","minimum":0,"maximum":4294967295}},"additionalProperties":false,"required":["name","image"]}}},"additionalProperties":false,"required":["name","components"]},"service":{"type":"string"},"component":{"description":"Only this component.","type":"string"},"requestId":{"description":"Idempotency key: a retry returns the first result.","type":"string"}},"additionalProperties":false};
+const schema31 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"spec":{"description":"Full definition, recorded on the node. Or give `service`.","type":"object","properties":{"name":{"description":"Lower-case letters, digits, '-'.","type":"string"},"active":{"description":"Default true.","type":"boolean"},"components":{"description":"Its containers; at least one.","type":"array","items":{"type":"object","properties":{"name":{"description":"Lower-case letters, digits, '-'.","type":"string"},"image":{"description":"Image; its tag is the version.","type":"string"},"network":{"description":"Network; empty for the default.","type":"string"},"user":{"description":"`uid[:gid]`.","type":"string"},"restart":{"description":"`no`, `always`, `on-failure` or `unless-stopped`.","type":"string"},"ports":{"description":"`[ip:]host:container[/udp]`.","type":"array","items":{"type":"string"}},"volumes":{"description":"`/host/path:/container/path[:ro]`.","type":"array","items":{"type":"string"}},"cmd":{"description":"Replaces the image's command.","type":"array","items":{"type":"string"}},"env":{"type":"object","additionalProperties":{"type":"string"}},"init":{"description":"Init as PID 1 forwarding signals: stops at once even if the command ignores SIGTERM.","type":"boolean"},"stopTimeoutSeconds":{"description":"Seconds from SIGTERM to kill, 0 to 300; absent for 10.","type":"integer","minimum":0,"maximum":4294967295},"envFiles":{"description":"KEY=VALUE files in secrets/.","type":"array","items":{"type":"string"}}},"additionalProperties":false,"required":["name","image"]}}},"additionalProperties":false,"required":["name","components"]},"service":{"type":"string"},"component":{"description":"Only this component.","type":"string"},"requestId":{"description":"Idempotency key: a retry returns the first result.","type":"string"}},"additionalProperties":false};
 const pattern4 = new RegExp("^[a-z0-9][a-z0-9-]*$", "u");
 const func1 = Object.prototype.hasOwnProperty;
 
@@ -370,9 +370,13 @@ errors++;
 }
 }
 }
-}
-else {
-const err28 = {instancePath:instancePath+"/spec/components/" + i0,schemaPath:"#/properties/spec/properties/components/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data5.envFiles !== undefined){
+let data21 = data5.envFiles;
+if(Array.isArray(data21)){
+const len4 = data21.length;
+for(let i4=0; i4<len4; i4++){
+if(typeof data21[i4] !== "string"){
+const err28 = {instancePath:instancePath+"/spec/components/" + i0+"/envFiles/" + i4,schemaPath:"#/properties/spec/properties/components/items/properties/envFiles/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err28];
 }
@@ -384,7 +388,7 @@ errors++;
 }
 }
 else {
-const err29 = {instancePath:instancePath+"/spec/components",schemaPath:"#/properties/spec/properties/components/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err29 = {instancePath:instancePath+"/spec/components/" + i0+"/envFiles",schemaPath:"#/properties/spec/properties/components/items/properties/envFiles/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err29];
 }
@@ -396,7 +400,7 @@ errors++;
 }
 }
 else {
-const err30 = {instancePath:instancePath+"/spec",schemaPath:"#/properties/spec/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err30 = {instancePath:instancePath+"/spec/components/" + i0,schemaPath:"#/properties/spec/properties/components/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err30];
 }
@@ -406,9 +410,9 @@ vErrors.push(err30);
 errors++;
 }
 }
-if(data.service !== undefined){
-if(typeof data.service !== "string"){
-const err31 = {instancePath:instancePath+"/service",schemaPath:"#/properties/service/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+else {
+const err31 = {instancePath:instancePath+"/spec/components",schemaPath:"#/properties/spec/properties/components/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err31];
 }
@@ -418,9 +422,9 @@ vErrors.push(err31);
 errors++;
 }
 }
-if(data.component !== undefined){
-if(typeof data.component !== "string"){
-const err32 = {instancePath:instancePath+"/component",schemaPath:"#/properties/component/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+else {
+const err32 = {instancePath:instancePath+"/spec",schemaPath:"#/properties/spec/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err32];
 }
@@ -430,9 +434,9 @@ vErrors.push(err32);
 errors++;
 }
 }
-if(data.requestId !== undefined){
-if(typeof data.requestId !== "string"){
-const err33 = {instancePath:instancePath+"/requestId",schemaPath:"#/properties/requestId/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data.service !== undefined){
+if(typeof data.service !== "string"){
+const err33 = {instancePath:instancePath+"/service",schemaPath:"#/properties/service/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err33];
 }
@@ -442,14 +446,38 @@ vErrors.push(err33);
 errors++;
 }
 }
-}
-else {
-const err34 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data.component !== undefined){
+if(typeof data.component !== "string"){
+const err34 = {instancePath:instancePath+"/component",schemaPath:"#/properties/component/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err34];
 }
 else {
 vErrors.push(err34);
+}
+errors++;
+}
+}
+if(data.requestId !== undefined){
+if(typeof data.requestId !== "string"){
+const err35 = {instancePath:instancePath+"/requestId",schemaPath:"#/properties/requestId/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err35];
+}
+else {
+vErrors.push(err35);
+}
+errors++;
+}
+}
+}
+else {
+const err36 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err36];
+}
+else {
+vErrors.push(err36);
 }
 errors++;
 }
@@ -1120,7 +1148,7 @@ return errors === 0;
 validate25.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 export const sync_desired_state = validate26;
-const schema37 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"services":{"description":"Specs as in deploy's `spec`; leave out to sync every definition file.","type":"array","items":{"type":"object","properties":{"name":{"type":"string"},"active":{"type":"boolean"},"components":{"type":"array","items":{"type":"object","properties":{"name":{"type":"string"},"image":{"type":"string"},"network":{"type":"string"},"user":{"type":"string"},"restart":{"type":"string"},"ports":{"type":"array","items":{"type":"string"}},"volumes":{"type":"array","items":{"type":"string"}},"cmd":{"type":"array","items":{"type":"string"}},"env":{"type":"object","additionalProperties":{"type":"string"}},"init":{"type":"boolean"},"stopTimeoutSeconds":{"type":"integer","minimum":0,"maximum":4294967295}},"additionalProperties":false,"required":["name","image"]}}},"additionalProperties":false,"required":["name","components"]}},"requestId":{"description":"Idempotency key: a retry returns the first result.","type":"string"}},"additionalProperties":false};
+const schema37 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"services":{"description":"Specs as in deploy's `spec`; leave out to sync every definition file.","type":"array","items":{"type":"object","properties":{"name":{"type":"string"},"active":{"type":"boolean"},"components":{"type":"array","items":{"type":"object","properties":{"name":{"type":"string"},"image":{"type":"string"},"network":{"type":"string"},"user":{"type":"string"},"restart":{"type":"string"},"ports":{"type":"array","items":{"type":"string"}},"volumes":{"type":"array","items":{"type":"string"}},"cmd":{"type":"array","items":{"type":"string"}},"env":{"type":"object","additionalProperties":{"type":"string"}},"init":{"type":"boolean"},"stopTimeoutSeconds":{"type":"integer","minimum":0,"maximum":4294967295},"envFiles":{"type":"array","items":{"type":"string"}}},"additionalProperties":false,"required":["name","image"]}}},"additionalProperties":false,"required":["name","components"]}},"requestId":{"description":"Idempotency key: a retry returns the first result.","type":"string"}},"additionalProperties":false};
 
 function validate26(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -1490,9 +1518,13 @@ errors++;
 }
 }
 }
-}
-else {
-const err28 = {instancePath:instancePath+"/services/" + i0+"/components/" + i1,schemaPath:"#/properties/services/items/properties/components/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data6.envFiles !== undefined){
+let data22 = data6.envFiles;
+if(Array.isArray(data22)){
+const len5 = data22.length;
+for(let i5=0; i5<len5; i5++){
+if(typeof data22[i5] !== "string"){
+const err28 = {instancePath:instancePath+"/services/" + i0+"/components/" + i1+"/envFiles/" + i5,schemaPath:"#/properties/services/items/properties/components/items/properties/envFiles/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err28];
 }
@@ -1504,7 +1536,7 @@ errors++;
 }
 }
 else {
-const err29 = {instancePath:instancePath+"/services/" + i0+"/components",schemaPath:"#/properties/services/items/properties/components/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err29 = {instancePath:instancePath+"/services/" + i0+"/components/" + i1+"/envFiles",schemaPath:"#/properties/services/items/properties/components/items/properties/envFiles/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err29];
 }
@@ -1516,7 +1548,7 @@ errors++;
 }
 }
 else {
-const err30 = {instancePath:instancePath+"/services/" + i0,schemaPath:"#/properties/services/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err30 = {instancePath:instancePath+"/services/" + i0+"/components/" + i1,schemaPath:"#/properties/services/items/properties/components/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err30];
 }
@@ -1528,7 +1560,7 @@ errors++;
 }
 }
 else {
-const err31 = {instancePath:instancePath+"/services",schemaPath:"#/properties/services/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err31 = {instancePath:instancePath+"/services/" + i0+"/components",schemaPath:"#/properties/services/items/properties/components/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err31];
 }
@@ -1538,9 +1570,9 @@ vErrors.push(err31);
 errors++;
 }
 }
-if(data.requestId !== undefined){
-if(typeof data.requestId !== "string"){
-const err32 = {instancePath:instancePath+"/requestId",schemaPath:"#/properties/requestId/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+else {
+const err32 = {instancePath:instancePath+"/services/" + i0,schemaPath:"#/properties/services/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err32];
 }
@@ -1552,12 +1584,36 @@ errors++;
 }
 }
 else {
-const err33 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err33 = {instancePath:instancePath+"/services",schemaPath:"#/properties/services/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err33];
 }
 else {
 vErrors.push(err33);
+}
+errors++;
+}
+}
+if(data.requestId !== undefined){
+if(typeof data.requestId !== "string"){
+const err34 = {instancePath:instancePath+"/requestId",schemaPath:"#/properties/requestId/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err34];
+}
+else {
+vErrors.push(err34);
+}
+errors++;
+}
+}
+}
+else {
+const err35 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err35];
+}
+else {
+vErrors.push(err35);
 }
 errors++;
 }

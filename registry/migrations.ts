@@ -183,6 +183,22 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE components ADD COLUMN stop_timeout_seconds INTEGER;
     `,
   },
+  {
+    version: 6,
+    name: 'env files',
+    sql: `
+      -- The env files a component's container is run with, by path under the service's files
+      -- directory: the names only, their values stay in the files on the node.
+      CREATE TABLE component_env_files (
+        service TEXT NOT NULL,
+        component TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        PRIMARY KEY (service, component, position),
+        FOREIGN KEY (service, component) REFERENCES components(service, name) ON DELETE CASCADE
+      );
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

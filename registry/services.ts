@@ -87,6 +87,7 @@ export function toServiceSpec(service: ServiceRecord): ServiceSpec {
       volumes: [...c.volumes],
       cmd: [...c.cmd],
       env: { ...c.env },
+      envFiles: [...c.envFiles],
       init: c.init,
       ...(c.stopTimeoutSeconds !== undefined ? { stopTimeoutSeconds: c.stopTimeoutSeconds } : {}),
     })),
@@ -159,6 +160,9 @@ export class ServiceStore {
       cmd: db.prepare<ServiceScope, ListRow>(
         `SELECT service, component, arg AS value FROM component_cmd ${scoped} ORDER BY position`,
       ),
+      envFiles: db.prepare<ServiceScope, ListRow>(
+        `SELECT service, component, path AS value FROM component_env_files ${scoped} ORDER BY position`,
+      ),
       env: db.prepare<ServiceScope, EnvRow>(
         `SELECT service, component, key, value FROM component_env ${scoped} ORDER BY key`,
       ),
@@ -204,6 +208,7 @@ export class ServiceStore {
         db.prepare<[string, string]>('DELETE FROM component_volumes WHERE service = ? AND component = ?'),
         db.prepare<[string, string]>('DELETE FROM component_cmd WHERE service = ? AND component = ?'),
         db.prepare<[string, string]>('DELETE FROM component_env WHERE service = ? AND component = ?'),
+        db.prepare<[string, string]>('DELETE FROM component_env_files WHERE service = ? AND component = ?'),
       ],
       insertPort: db.prepare<[string, string, number, string]>(
         'INSERT INTO component_ports (service, component, position, mapping) VALUES (?, ?, ?, ?)',
@@ -213,6 +218,9 @@ export class ServiceStore {
       ),
       insertArg: db.prepare<[string, string, number, string]>(
         'INSERT INTO component_cmd (service, component, position, arg) VALUES (?, ?, ?, ?)',
+      ),
+      insertEnvFile: db.prepare<[string, string, number, string]>(
+        'INSERT INTO component_env_files (service, component, position, path) VALUES (?, ?, ?, ?)',
       ),
       insertEnv: db.prepare<[string, string, string, string]>(
         'INSERT INTO component_env (service, component, key, value) VALUES (?, ?, ?, ?)',
@@ -429,6 +437,7 @@ export class ServiceStore {
     for (const [i, mapping] of spec.volumes.entries()) s.insertVolume.run(service, spec.name, i, mapping);
     for (const [i, arg] of spec.cmd.entries()) s.insertArg.run(service, spec.name, i, arg);
     for (const [key, value] of Object.entries(spec.env)) s.insertEnv.run(service, spec.name, key, value);
+    for (const [i, file] of (spec.envFiles ?? []).entries()) s.insertEnvFile.run(service, spec.name, i, file);
   }
 
   /** Reads services with everything under them: five queries whatever the number of services. */
@@ -438,6 +447,7 @@ export class ServiceStore {
     const ports = groupLists(s.ports.all(scope));
     const volumes = groupLists(s.volumes.all(scope));
     const cmd = groupLists(s.cmd.all(scope));
+    const envFiles = groupLists(s.envFiles.all(scope));
     const env = new Map<string, Record<string, string>>();
     for (const row of s.env.all(scope)) {
       const key = componentKey(row.service, row.component);
@@ -464,6 +474,7 @@ export class ServiceStore {
         volumes: volumes.get(key) ?? [],
         cmd: cmd.get(key) ?? [],
         env: env.get(key) ?? {},
+        envFiles: envFiles.get(key) ?? [],
         desiredState: row.desired_state,
         observedState: row.observed_state ?? undefined,
         container: row.container,
@@ -531,6 +542,11 @@ function describeChanges(old: ComponentRecord, spec: ComponentSpec, desired: Des
     const seconds = (value: number | undefined) => (value === undefined ? '(default)' : `${value}s`);
     details.push(
       `${old.name}: stop_timeout_seconds ${seconds(old.stopTimeoutSeconds)} -> ${seconds(spec.stopTimeoutSeconds)}`,
+    );
+  }
+  if (!sameList(old.envFiles, spec.envFiles ?? [])) {
+    details.push(
+      `${old.name}: env_files ${JSON.stringify(old.envFiles)} -> ${JSON.stringify(spec.envFiles ?? [])}`,
     );
   }
   const env = describeEnvChanges(old.env, spec.env);

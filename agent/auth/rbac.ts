@@ -17,7 +17,17 @@ import picomatch from 'picomatch';
 import type { Caller } from '../../core/auth/caller.js';
 import { AuthConfigError } from '../../core/auth/errors.js';
 import { PermissionDeniedError } from '../../core/errors.js';
-import { type Permission, permissions } from '../../tools.generated.js';
+import { type Permission as RpcPermission, permissions as rpcPermissions } from '../../tools.generated.js';
+
+/**
+ * Permissions a handler checks on top of its RPC's, for what a call may reach inside it:
+ * `file.pull_secrets` lets pull_file read a service's secrets/ folder (its env files).
+ */
+export const handlerPermissions = ['file.pull_secrets'] as const;
+
+/** Every permission a role may grant: one per RPC (from the contract) and the handlers' own. */
+export type Permission = RpcPermission | (typeof handlerPermissions)[number];
+const permissions: readonly Permission[] = [...rpcPermissions, ...handlerPermissions].sort();
 
 export interface RoleDefinition {
   name: string;
@@ -80,6 +90,8 @@ export const builtInRoles: readonly RoleDefinition[] = [
       // record, and with purgeFiles the service's files, are gone), so it stays with admin.
       'file.push',
       'file.pull',
+      // Not 'file.pull_secrets': the env files in secrets/ are what an assistant must never
+      // read back (security.md, "Secrets"); only admin has it.
     ],
   },
   { name: 'auditor', permissions: ['audit.query', 'node.status', 'service.list'] },

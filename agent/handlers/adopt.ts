@@ -10,6 +10,7 @@ import {
   checkName,
   checkStopTimeout,
   DEFAULT_STOP_TIMEOUT_SECONDS,
+  looksSecret,
 } from '../../core/spec.js';
 import type { DesiredStateName } from '../../core/states.js';
 import {
@@ -33,6 +34,9 @@ const DEFAULT_NETWORKS = new Set(['podman', 'bridge']);
  * A component spec that runs a container like the one inspected. The runtime's normalised
  * values are written back the way a definition would give them: the default network and
  * restart policy as '', `/tcp` (the default) dropped from ports, IPv6 host addresses in brackets.
+ * Env comes without the image's own variables (the runtime layer drops them) and without the
+ * values of names that look secret: inspect cannot tell an env file's value from an inline one,
+ * and the registry keeps no secret. `secretEnvKeys` names what was left out.
  */
 export function componentSpecFromContainer(component: string, details: ContainerDetails): ComponentSpec {
   return {
@@ -44,13 +48,19 @@ export function componentSpecFromContainer(component: string, details: Container
     ports: details.ports.map(definitionPort),
     volumes: [...details.volumes],
     cmd: [...details.cmd],
-    env: { ...details.env },
+    env: Object.fromEntries(Object.entries(details.env).filter(([key]) => !looksSecret(key))),
+    envFiles: [],
     init: details.init,
     // The runtimes record 10 s on every container: only another value is worth writing down.
     ...(adoptedStopTimeout(details.stopTimeoutSeconds) !== undefined
       ? { stopTimeoutSeconds: adoptedStopTimeout(details.stopTimeoutSeconds) }
       : {}),
   };
+}
+
+/** The container's variables whose values adoption does not record. */
+export function secretEnvKeys(details: ContainerDetails): string[] {
+  return Object.keys(details.env).filter(looksSecret).sort();
 }
 
 function adoptedStopTimeout(seconds: number | undefined): number | undefined {
@@ -169,12 +179,17 @@ function recordAdoptions(registry: Registry, service: string, adoptions: readonl
       registry.services.upsertComponent(service, adoption.spec, { desiredState: adoption.desired });
     }
     recordContainer(registry, service, adoption.component, adoption.container);
+    const unrecorded = secretEnvKeys(adoption.container);
+    const note =
+      unrecorded.length === 0
+        ? ''
+        : `; env not recorded (names that look secret): ${unrecorded.join(', ')}: give them in an env file (env_files) before a redeploy`;
     registry.events.record({
       service,
       component: adoption.component,
       kind: 'adopted',
       observedState: adoption.container.state,
-      message: `adopted container ${adoption.container.name} (${adoption.spec.image}), desired ${adoption.desired}`,
+      message: `adopted container ${adoption.container.name} (${adoption.spec.image}), desired ${adoption.desired}${note}`,
     });
   }
 }

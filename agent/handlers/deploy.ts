@@ -21,6 +21,7 @@ import {
 import type { ComponentRecord, ServiceRecord } from '../../registry/services.js';
 import { assertDeployAdmitted } from '../admission.js';
 import type { ContainerSummary } from '../runtime/index.js';
+import { assertEnvFilesReady, withEnvFiles } from '../secrets.js';
 import type { CallContext, ServerStreamHandler } from '../server.js';
 import { writeOnce } from '../service-locks.js';
 import {
@@ -101,6 +102,7 @@ async function deployLocked(
 ): Promise<DeployResult> {
   const { registry, runtime } = sc.deps;
   assertDeployAdmitted(sc.deps, plan); // before anything is recorded or run (agent/admission.ts)
+  await assertEnvFilesReady(sc.deps, plan); // likewise: a missing or unsafe env file changes nothing
   // One listing up front: it says which containers exist, and a missing runtime fails the
   // call here, before the spec is recorded.
   const existing = new Map((await runtime.list()).map((c) => [c.name, c]));
@@ -188,7 +190,9 @@ async function deployComponent(
       });
       return { ok: true, message, result: componentResult(record) };
     }
-    const id = await runtime.run(runSpecOf(component));
+    const id = await withEnvFiles(sc.deps.config.files.root, service, component, (envFiles) =>
+      runtime.run({ ...runSpecOf(component), envFiles }),
+    );
     await step('run', `started ${container} (${shortId(id)}) from ${image}`);
     const details = await runtime.inspect(container);
     const { record } = recordObservation(sc, component, details, imageVersion(image));

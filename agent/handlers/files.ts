@@ -5,8 +5,15 @@
  * Both stream with backpressure, so memory stays flat whatever the file size.
  */
 import { createHash } from 'node:crypto';
-import { InvalidArgumentError, ResourceExhaustedError } from '../../core/errors.js';
-import { checkRelativePath, checkServiceName, serviceDirectoryShown } from '../../core/paths.js';
+import path from 'node:path';
+import { InvalidArgumentError, PermissionDeniedError, ResourceExhaustedError } from '../../core/errors.js';
+import {
+  checkRelativePath,
+  checkServiceName,
+  isInside,
+  SECRETS_FOLDER,
+  serviceDirectoryShown,
+} from '../../core/paths.js';
 import type {
   PullFileRequest,
   PullFileResponse,
@@ -14,7 +21,7 @@ import type {
   PushFileRequest,
   PushFileResponse,
 } from '../../gen/mcp/v1/mcp.js';
-import { resolveServicePath } from '../files/paths.js';
+import { resolveServicePath, type ServicePath } from '../files/paths.js';
 import { openServiceFile, readChunks } from '../files/read.js';
 import { checkFileMode, checkSha256, writeServiceFile } from '../files/write.js';
 import type { CallContext } from '../server.js';
@@ -55,6 +62,7 @@ export function fileHandlers({ config }: HandlerDeps) {
       send: (msg: PullFileResponse) => Promise<void>,
     ): Promise<void> {
       const target = await resolveServicePath(root, req.service, req.path, { create: false });
+      assertMayPullFrom(target, ctx);
       const file = await openServiceFile(target);
       try {
         await send({ info: { size: file.size, mode: file.mode } });
@@ -69,6 +77,23 @@ export function fileHandlers({ config }: HandlerDeps) {
       }
     },
   };
+}
+
+/**
+ * The service's secrets/ folder (its env files) is kept from callers without
+ * `file.pull_secrets`, however the path reaches it (links are resolved first).
+ */
+function assertMayPullFrom(target: ServicePath, ctx: CallContext): void {
+  if (!isInside(path.join(target.boundary, SECRETS_FOLDER), target.parent)) return;
+  try {
+    ctx.authorize('file.pull_secrets', [target.service]);
+  } catch (err) {
+    if (!(err instanceof PermissionDeniedError)) throw err;
+    throw new PermissionDeniedError(
+      `'${target.relative}' is in ${target.shown}${SECRETS_FOLDER}/, which holds the service's secrets: ${err.message}; read it on the node instead`,
+      { cause: err },
+    );
+  }
 }
 
 interface CheckedHeader {

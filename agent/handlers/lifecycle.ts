@@ -27,6 +27,7 @@ import {
 import type { ComponentRecord } from '../../registry/services.js';
 import { assertComponentAdmitted } from '../admission.js';
 import type { ContainerSummary } from '../runtime/index.js';
+import { withEnvFiles } from '../secrets.js';
 import type { CallContext, UnaryHandler } from '../server.js';
 import { type MessageCodec, writeOnce } from '../service-locks.js';
 import {
@@ -178,7 +179,9 @@ async function perform(
     case 'start':
       if (!current) {
         assertComponentAdmitted(sc.deps.config, component); // a spec recorded under a looser policy
-        await runtime.run(runSpecOf(component));
+        await withEnvFiles(sc.deps.config.files.root, component.service, component, (envFiles) =>
+          runtime.run({ ...runSpecOf(component), envFiles }),
+        );
         return `no container ${container}: ran it again from the recorded spec (${component.image})`;
       }
       if (current.state === 'running') return `${container} was already running`;

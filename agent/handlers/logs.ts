@@ -6,6 +6,7 @@
 import { InvalidArgumentError, NotFoundError } from '../../core/errors.js';
 import type { ComponentLogs, ServiceLogsRequest, ServiceLogsResponse } from '../../gen/mcp/v1/mcp.js';
 import type { ComponentRecord } from '../../registry/services.js';
+import { maskSecrets, secretValuesOf } from '../secrets.js';
 import type { UnaryHandler } from '../server.js';
 import { isComponentFailure, requireComponent, requireService, type ServiceContext } from './context.js';
 
@@ -24,7 +25,14 @@ export function logsHandler(sc: ServiceContext): UnaryHandler<ServiceLogsRequest
     const share = Math.max(1, Math.floor(maxBytes / Math.max(targets.length, 1)));
     const components: ComponentLogs[] = [];
     for (const component of targets) {
-      components.push(await readLogs(sc, component, { tail, since: req.since, maxBytes: share }, ctx.signal));
+      const read = await readLogs(sc, component, { tail, since: req.since, maxBytes: share }, ctx.signal);
+      // A value from an env file that the container prints is shown as ***, whoever asks.
+      const secrets = await secretValuesOf(sc.deps, component);
+      components.push({
+        ...read,
+        text: maskSecrets(read.text, secrets),
+        error: maskSecrets(read.error, secrets),
+      });
     }
     return { service: service.name, components, truncated: components.some((c) => c.truncated) };
   };

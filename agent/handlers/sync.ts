@@ -143,6 +143,7 @@ function straySpec(stray: Stray): ComponentSpec {
     user: '',
     restart: '',
     ports: [],
+    envFiles: [],
     volumes: [],
     cmd: [...stray.container.command],
     env: {},

@@ -453,6 +453,11 @@ export function runArgs(spec: RunSpec): string[] {
   }
   for (const port of spec.ports ?? []) args.push(`--publish=${port}`);
   for (const volume of spec.volumes ?? []) args.push(`--volume=${volume}`);
+  // The runtime reads the file itself: its values never enter argv, logs or error messages.
+  for (const file of spec.envFiles ?? []) {
+    if (!file.startsWith('/')) throw new InvalidArgumentError(`env file '${file}' is not an absolute path`);
+    args.push(`--env-file=${file}`);
+  }
   for (const [key, value] of Object.entries(spec.env ?? {})) {
     if (key === '' || key.includes('=') || key.includes('\0')) {
       throw new InvalidArgumentError(`environment variable name '${key}' is not valid: no '=' and not empty`);

@@ -29,6 +29,11 @@ export interface RunSpec {
   /** Replaces the image's CMD; empty keeps it. */
   readonly cmd?: readonly string[];
   readonly env?: Readonly<Record<string, string>>;
+  /**
+   * Files of KEY=VALUE lines the runtime reads into the container's environment
+   * (`--env-file`), before `env`: an inline value wins over a file's. Absolute paths.
+   */
+  readonly envFiles?: readonly string[];
   /** Runs an init process as PID 1 (`--init`) that forwards signals to the command. */
   readonly init?: boolean;
   /** Recorded on the container (`--stop-timeout`), so a stop by hand waits as long as the agent's. */

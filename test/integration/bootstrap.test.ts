@@ -121,6 +121,7 @@ describe.skipIf(!bed)('bootstrap a node whose containers were started by hand', 
       components: [
         {
           init: false,
+          envFiles: [],
           name: 'app',
           image: 'localhost/bb:v1',
           network: '',

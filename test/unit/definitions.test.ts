@@ -85,6 +85,7 @@ describe('loading a definition', () => {
           volumes: ['/srv/web/data:/data', '/srv/web/conf:/etc/httpd:ro'],
           cmd: ['/bin/httpd', '-f', '-p', '80'],
           env: { TZ: 'UTC', GREETING: 'hello "world"\n' },
+          envFiles: [],
           init: false,
         },
         {
@@ -97,6 +98,7 @@ describe('loading a definition', () => {
           volumes: [],
           cmd: ['/bin/sleep', '3600'],
           env: {},
+          envFiles: [],
           init: false,
         },
       ],
@@ -172,7 +174,7 @@ describe('rejecting invalid definitions, naming file and field', () => {
     [
       'a typo in a component key',
       component('name = "app"\nimgae = "bb:v1"'),
-      /^services\/web\.toml: components\[0\]: unknown key "imgae" \(did you mean "image"\?\); allowed keys here: name, image, network, user, restart, ports, volumes, cmd, env, init, stop_timeout_seconds$/m,
+      /^services\/web\.toml: components\[0\]: unknown key "imgae" \(did you mean "image"\?\); allowed keys here: name, image, network, user, restart, ports, volumes, cmd, env, env_files, init, stop_timeout_seconds$/m,
     ],
     [
       'a typo in a top-level key',
@@ -229,6 +231,7 @@ describe('writing a definition', () => {
     };
     tricky.components.push({
       init: false,
+      envFiles: [],
       name: 'worker',
       image: 'localhost/bb:v2',
       network: 'backend',

@@ -38,6 +38,7 @@ function context(overrides: Partial<CallContext> = {}): CallContext {
     caller: { issuer: 'https://issuer.test', subject: 'tester', clientId: '', roles: ['admin'] },
     roles: ['admin'],
     scope: { all: true, allows: () => true },
+    authorize: () => undefined, // admin: every permission
     signal: new AbortController().signal,
     log: silentLogger,
     ...overrides,
@@ -407,6 +408,7 @@ describe('adoption reads a spec back from the runtime', () => {
       volumes: ['/srv/shop:/data:ro'],
       cmd: ['/bin/httpd', '-f'],
       env: { GREETING: 'hi' },
+      envFiles: [],
       init: false,
     });
     expect(() => assertValidServiceSpec(serviceSpec('shop', [adopted]))).not.toThrow();

@@ -329,7 +329,11 @@ export interface ComponentSpec {
   /** Init as PID 1 forwarding signals: stops at once even if the command ignores SIGTERM. */
   init: boolean;
   /** Seconds from SIGTERM to kill, 0 to 300; absent for 10. */
-  stopTimeoutSeconds?: number | undefined;
+  stopTimeoutSeconds?:
+    | number
+    | undefined;
+  /** KEY=VALUE files in secrets/. */
+  envFiles: string[];
 }
 
 export interface ComponentSpec_EnvEntry {
@@ -1078,6 +1082,7 @@ function createBaseComponentSpec(): ComponentSpec {
     env: {},
     init: false,
     stopTimeoutSeconds: undefined,
+    envFiles: [],
   };
 }
 
@@ -1115,6 +1120,9 @@ export const ComponentSpec: MessageFns<ComponentSpec> = {
     }
     if (message.stopTimeoutSeconds !== undefined) {
       writer.uint32(88).uint32(message.stopTimeoutSeconds);
+    }
+    for (const v of message.envFiles) {
+      writer.uint32(98).string(v!);
     }
     return writer;
   },
@@ -1223,6 +1231,14 @@ export const ComponentSpec: MessageFns<ComponentSpec> = {
             message.stopTimeoutSeconds = reader.uint32();
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.envFiles.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1265,6 +1281,11 @@ export const ComponentSpec: MessageFns<ComponentSpec> = {
         : isSet(object.stop_timeout_seconds)
         ? globalThis.Number(object.stop_timeout_seconds)
         : undefined,
+      envFiles: globalThis.Array.isArray(object?.envFiles)
+        ? object.envFiles.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.env_files)
+        ? object.env_files.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1309,6 +1330,9 @@ export const ComponentSpec: MessageFns<ComponentSpec> = {
     if (message.stopTimeoutSeconds !== undefined) {
       obj.stopTimeoutSeconds = Math.round(message.stopTimeoutSeconds);
     }
+    if (message.envFiles?.length) {
+      obj.envFiles = message.envFiles;
+    }
     return obj;
   },
 
@@ -1336,6 +1360,7 @@ export const ComponentSpec: MessageFns<ComponentSpec> = {
     );
     message.init = object.init ?? false;
     message.stopTimeoutSeconds = object.stopTimeoutSeconds ?? undefined;
+    message.envFiles = object.envFiles?.map((e) => e) || [];
     return message;
   },
 };
