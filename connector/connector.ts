@@ -18,6 +18,8 @@ export interface ConnectorSetup {
   /** The config file, or the local setup's directory when `localHome` is set. */
   configFile: string;
   localHome?: string;
+  /** Overrides `[files] local_dir`: the `mcp` CLI moves a file the operator named on its own. */
+  localDir?: string;
   tools: readonly ToolDefinition[];
   log: Logger;
 }
@@ -32,7 +34,11 @@ export interface Connector {
 export async function startConnector(setup: ConnectorSetup): Promise<Connector> {
   const { log } = setup;
   const local = setup.localHome ? await startLocalFleet(setup.localHome, log) : undefined;
-  const config = local?.config ?? (await loadConnectorConfig(setup.configFile));
+  const loaded = local?.config ?? (await loadConnectorConfig(setup.configFile));
+  const config =
+    setup.localDir === undefined
+      ? loaded
+      : { ...loaded, files: { ...loaded.files, localDir: setup.localDir } };
   const pool = new AgentPool(config.nodes, { log });
   const ownToken = local?.bearer ?? createBearerSource(config);
   const tools = new ConnectorTools({
