@@ -7,7 +7,6 @@
  */
 import { Command, Option } from 'commander';
 import { PACKAGE_VERSION } from '../core/version.js';
-import { runCaCommand } from './ca-cli.js';
 import * as completion from './cli/completion.js';
 import { CliContext, ExitCode } from './cli/context.js';
 import * as files from './cli/files.js';
@@ -73,6 +72,11 @@ Examples:
       ctx.raiseExitCode((await runCaCommand(cmd.args)) as ExitCode);
     });
   return program;
+}
+
+/** `mcp ca ...`, loaded on use: certificates need the X.509 library, nothing else does. */
+async function runCaCommand(argv: readonly string[]): Promise<number> {
+  return (await import('./ca-cli.js')).runCaCommand(argv);
 }
 
 async function main(argv: string[]): Promise<number> {

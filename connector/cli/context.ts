@@ -10,15 +10,14 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { Client, InMemoryTransport } from '@modelcontextprotocol/client';
+import type { Client } from '@modelcontextprotocol/client';
 import type { Command } from 'commander';
 import { type ErrorCode, InvalidArgumentError, McpError, toMcpError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
 import { PACKAGE_VERSION } from '../../core/version.js';
 import { type ToolName, tools } from '../../tools.generated.js';
 import { defaultConnectorConfigPath, loadConnectorConfig } from '../config.js';
-import { type Connector, startConnector } from '../connector.js';
-import { localFleetHome } from '../local-fleet.js';
+import type { Connector } from '../connector.js';
 import { detectTerminal, Output } from './output.js';
 
 /** The process exit codes, the same for every command. */
@@ -51,12 +50,16 @@ export function exitCodeFor(code: string): ExitCode {
 /** The command line itself is wrong (exit 2), as opposed to an operation that failed. */
 export class UsageError extends InvalidArgumentError {}
 
-/** A tool answered with an error; `result` is its structured result when it had one. */
+/**
+ * A tool answered with an error; `result` is its structured result when it had one, `text`
+ * the tool's own text (a partly failed deploy's component table, for one).
+ */
 export class OperationFailed extends McpError {
   constructor(
     code: ErrorCode,
     message: string,
-    readonly result?: unknown,
+    readonly result: unknown,
+    readonly text: string,
   ) {
     super(code, message);
   }
@@ -124,13 +127,14 @@ export class CliSession {
       const first = failedNodes[0]?.error;
       if (first) {
         const message = failedNodes.map((n) => `${n.node}: ${n.error?.message}`).join('; ');
-        throw new OperationFailed(first.code as ErrorCode, message, result);
+        throw new OperationFailed(first.code as ErrorCode, message, result, text);
       }
       const match = /^([A-Z_]+): ([\s\S]*)$/.exec(text);
       throw new OperationFailed(
         (match?.[1] ?? 'INTERNAL') as ErrorCode,
         match?.[2] ?? text,
         answer.structuredContent,
+        text,
       );
     }
     for (const n of failedNodes) {
@@ -164,15 +168,18 @@ export class CliContext {
   }
 
   /** --config FILE, else $MCP_CONFIG, else ~/.config/mcp/connector.toml, else the local setup. */
-  configSource(opts: GlobalOptions): ConfigSource {
+  async configSource(opts: GlobalOptions): Promise<ConfigSource> {
     const configFile = opts.config ?? defaultConnectorConfigPath(process.env);
     const noConfig = opts.config === undefined && !process.env.MCP_CONFIG && !existsSync(configFile);
-    return noConfig ? { configFile, localHome: localFleetHome() } : { configFile };
+    if (!noConfig) return { configFile };
+    // The local setup starts an agent in this process: loaded only when there is no config.
+    const { localFleetHome } = await import('../local-fleet.js');
+    return { configFile, localHome: localFleetHome() };
   }
 
   /** The definition files' directory: the config's services_dir, or $MCP_HOME/services locally. */
   async servicesDir(opts: GlobalOptions): Promise<string> {
-    const source = this.configSource(opts);
+    const source = await this.configSource(opts);
     if (source.localHome) return join(source.localHome, 'services');
     return (await loadConnectorConfig(source.configFile)).servicesDir;
   }
@@ -186,7 +193,13 @@ export class CliContext {
     use: (session: CliSession) => Promise<T>,
     setup: { localDir?: string } = {},
   ): Promise<T> {
-    const source = this.configSource(opts);
+    const source = await this.configSource(opts);
+    // Loaded here, not at the top: help, completion and usage errors start without the MCP
+    // SDK, gRPC and the connector, which take most of a cold start.
+    const [{ Client, InMemoryTransport }, { startConnector }] = await Promise.all([
+      import('@modelcontextprotocol/client'),
+      import('../connector.js'),
+    ]);
     const log = createLogger({
       level: 'warn',
       write: (line) => process.stderr.write(line),
@@ -227,6 +240,10 @@ export class CliContext {
     if (json) {
       const result = err instanceof OperationFailed && err.result !== undefined ? { result: err.result } : {};
       this.out.json({ code: e.code, message: e.message, ...result });
+    } else if (err instanceof OperationFailed) {
+      // The tool's answer is the output, as on success; the exit code says it failed.
+      this.out.line(err.text);
+      process.stderr.write(`mcp: failed: ${e.code}\n`);
     } else {
       const message =
         e.code === 'INTERNAL' && !(err instanceof McpError)

@@ -7,7 +7,6 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import * as pb from '../../gen/mcp/v1/mcp.js';
 import { definitionToSpec, loadDefinition } from '../definitions.js';
-import { toolBindings } from '../tool-bindings.js';
 import { type CallAnswer, type CliContext, type GlobalOptions, UsageError } from './context.js';
 
 /** `service` or `service/component`, as the commands take them. */
@@ -30,8 +29,12 @@ export function printAnswer(ctx: CliContext, opts: GlobalOptions, answer: CallAn
   else ctx.out.line(answer.text);
 }
 
-const DEPLOY_STEPS = toolBindings.deploy.progress?.stepFraction ?? {};
-const isDeployStep = (step: string) => step in DEPLOY_STEPS || step === 'done' || step === 'failed';
+/** How far into its deploy each step puts a component: the connector's own progress model. */
+async function deploySteps(): Promise<Readonly<Record<string, number>>> {
+  // Loaded on use: the bindings bring in the gRPC client, which only a call needs.
+  const { toolBindings } = await import('../tool-bindings.js');
+  return toolBindings.deploy.progress?.stepFraction ?? {};
+}
 
 export function register(program: Command, ctx: CliContext): void {
   program
@@ -73,7 +76,9 @@ Examples:
       } else {
         args.service = service;
       }
-      const progress = opts.json ? undefined : ctx.out.components(service, DEPLOY_STEPS);
+      const steps = await deploySteps();
+      const isStep = (step: string) => step in steps || step === 'done' || step === 'failed';
+      const progress = opts.json ? undefined : ctx.out.components(service, steps);
       let answer: CallAnswer;
       try {
         answer = await ctx.withSession(opts, (s) =>
@@ -81,7 +86,7 @@ Examples:
             onProgress: (p) => {
               // Steps read "component: step: message"; heartbeats and the final line "deploy: ...".
               const [component, step, ...rest] = (p.message ?? '').split(': ');
-              if (component && step && rest.length > 0 && isDeployStep(step)) {
+              if (component && step && rest.length > 0 && isStep(step)) {
                 progress?.step(component, step, rest.join(': '));
               }
             },
