@@ -89,7 +89,8 @@ afterAll(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-describe('the mcp CLI against a real agent', () => {
+// Each step is a few cold starts of the CLI; on a machine busy with other podman tests that is slow.
+describe('the mcp CLI against a real agent', { timeout: 180_000 }, () => {
   it('deploys from the definition file with per-component progress, as plain lines into a pipe', async (ctx) => {
     if (!bed) return ctx.skip();
     writeDefinition(files.servicesDir, svc, definitionText(bed.imageV1));
@@ -120,10 +121,10 @@ describe('the mcp CLI against a real agent', () => {
   it('writes active into the definition file on stop and start, keeping its comments; restart leaves it', async (ctx) => {
     if (!bed) return ctx.skip();
     const file = join(files.servicesDir, `${svc}.toml`);
-    expect((await mcp(['stop', svc])).code).toBe(0);
+    const stopped = await mcp(['stop', svc]);
+    expect(stopped.code, stopped.stderr).toBe(0);
+    expect(stopped.stdout).toContain(`${svc} on node1: stopped 1 of 1 component`);
     expect(readFileSync(file, 'utf8')).toMatch(/this comment must survive[\s\S]*active = false/);
-    const stopped = JSON.parse((await mcp(['status', svc, '--json'])).stdout);
-    expect(stopped.nodes[0].result.service.components[0].desiredState).toBe('DESIRED_STATE_STOPPED');
 
     expect((await mcp(['start', svc])).code).toBe(0);
     const started = readFileSync(file, 'utf8');
