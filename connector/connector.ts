@@ -17,6 +17,8 @@ export interface ConnectorSetup {
   /** The config file, or the local setup's directory when `localHome` is set. */
   configFile: string;
   localHome?: string;
+  /** Overrides `[files] local_dir`: the `mcp` CLI moves a file the operator named on its own. */
+  localDir?: string;
   tools: readonly ToolDefinition[];
   log: Logger;
 }
@@ -34,7 +36,11 @@ export async function startConnector(setup: ConnectorSetup): Promise<Connector> 
   const local = setup.localHome
     ? await (await import('./local-fleet.js')).startLocalFleet(setup.localHome, log)
     : undefined;
-  const config = local?.config ?? (await loadConnectorConfig(setup.configFile));
+  const loaded = local?.config ?? (await loadConnectorConfig(setup.configFile));
+  const config =
+    setup.localDir === undefined
+      ? loaded
+      : { ...loaded, files: { ...loaded.files, localDir: setup.localDir } };
   const routing = lazyRouting(config, log);
   const ownToken = local?.bearer ?? createBearerSource(config);
   const tools = new ConnectorTools({

@@ -24,8 +24,8 @@ export function errorText(error: Pick<McpError, 'code' | 'message'>): string {
   return `${error.code}: ${error.message}`;
 }
 
-const desired = (s: pb.DesiredState) => stateWord(pb.desiredStateToJSON(s), 'DESIRED_STATE_');
-const observed = (s: pb.ObservedState) => stateWord(pb.observedStateToJSON(s), 'OBSERVED_STATE_');
+export const desired = (s: pb.DesiredState) => stateWord(pb.desiredStateToJSON(s), 'DESIRED_STATE_');
+export const observed = (s: pb.ObservedState) => stateWord(pb.observedStateToJSON(s), 'OBSERVED_STATE_');
 
 function stateWord(name: string, prefix: string): string {
   const word = name.replace(prefix, '').toLowerCase();

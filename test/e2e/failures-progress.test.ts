@@ -99,6 +99,7 @@ describe('failures, progress and init', () => {
       process.execPath,
       [
         join(REPO, 'dist/connector/cli.js'),
+        'call',
         'deploy',
         'node=node1',
         `spec=${spec}`,

@@ -95,14 +95,14 @@ describe.skipIf(!bed)('mcp-connector with no config: the local single-node setup
         return { code: e.status, out: e.stdout + e.stderr };
       }
     };
-    const listed = cli('service_status', `service=${service}`);
+    const listed = cli('call', 'service_status', `service=${service}`);
     expect(listed.code).toBe(0);
     expect(listed.out).toMatch(new RegExp(`${service}.*running`));
-    const missing = cli('stop_service');
+    const missing = cli('call', 'stop_service');
     expect(missing.code).toBe(1);
     expect(missing.out).toMatch(/service: required property missing/);
-    const unknown = cli('explode');
-    expect(unknown.code).toBe(64);
+    const unknown = cli('call', 'explode');
+    expect(unknown.code).toBe(2);
     expect(unknown.out).toMatch(/unknown operation 'explode'/);
   });
 });
