@@ -82,7 +82,7 @@ export const builtInRoles: readonly RoleDefinition[] = [
       'file.pull',
     ],
   },
-  { name: 'auditor', permissions: ['audit.query', 'node.status', 'service.list'] },
+  { name: 'auditor', permissions: ['audit.query', 'audit.verify', 'node.status', 'service.list'] },
   { name: 'admin', permissions: ['*'] },
 ];
 
