@@ -6,13 +6,14 @@
  * whole follow instead of one per poll. The registry returns its own record type; the
  * conversion to the contract's AuditRecord happens here, once.
  */
+
+import { InvalidArgumentError } from '../../core/errors.js';
 import {
   auditDecisionFromProto,
   auditDecisionToProto,
   auditOutcomeFromProto,
   auditOutcomeToProto,
 } from '../../core/states.js';
-import { InvalidArgumentError } from '../../core/errors.js';
 import type {
   AuditRecord,
   FollowAuditRequest,
