@@ -25,7 +25,7 @@ import {
   parseIdentityUrl,
 } from '../core/auth/http.js';
 import { readRoles } from '../core/auth/jwt.js';
-import { FailedPreconditionError, McpError, UnauthenticatedError, UnavailableError } from '../core/errors.js';
+import { FailedPreconditionError, McpError, UnavailableError } from '../core/errors.js';
 import { isRecord } from '../core/text.js';
 import type { ConnectorConfig, LoginConfig, LoginFlow } from './config.js';
 
@@ -286,7 +286,8 @@ async function mciasLogin(
   const url = `${base.href}/v1/auth/login`;
   const answer = await postJson(fetch, url, { username, password });
   if (answer.status === 401 || answer.status === 403) {
-    throw new UnauthenticatedError(
+    throw new McpError(
+      'UNAUTHENTICATED',
       `MCIAS at ${base.host} refused the user name or password of ${username}: check them and run \`mcp login\` again`,
     );
   }
@@ -352,9 +353,10 @@ function requirePrompt(prompt: LoginPrompt | undefined, why: string): LoginPromp
   throw new FailedPreconditionError(`login needs a terminal: ${why}`);
 }
 
-function mciasBase(settings: LoginConfig): URL {
+/** The server URL without a trailing slash, and its host for messages. */
+function mciasBase(settings: LoginConfig): { href: string; host: string } {
   const url = parseIdentityUrl(settings.serverUrl ?? '', 'login.server_url');
-  return new URL(url.href.replace(/\/$/, ''));
+  return { href: url.href.replace(/\/$/, ''), host: url.host };
 }
 
 interface Endpoints {

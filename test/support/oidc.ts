@@ -35,6 +35,8 @@ export interface OidcProviderOptions {
   deviceClients?: string[];
   /** People who can approve a device code. */
   users?: OidcTestUser[];
+  /** How long a device code may wait for approval, in seconds. Default 600. */
+  deviceCodeTtlSeconds?: number;
   /** Access token lifetime in seconds. Default 600. */
   accessTokenTtlSeconds?: number;
 }
@@ -136,7 +138,16 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<T
           ? (rolesByUser.get(token.accountId) ?? [])
           : (rolesByClient.get(token.clientId ?? '') ?? []),
     }),
-    ttl: { ClientCredentials: options.accessTokenTtlSeconds ?? 600 },
+    ttl: {
+      ClientCredentials: options.accessTokenTtlSeconds ?? 600,
+      DeviceCode: options.deviceCodeTtlSeconds ?? 600,
+      // Set, so the provider does not print a notice for each default it falls back to.
+      AccessToken: options.accessTokenTtlSeconds ?? 600,
+      IdToken: 600,
+      Grant: 600,
+      Interaction: 600,
+      Session: 600,
+    },
   };
 
   const provider = await quietly(async () => new Provider(issuer, configuration));
