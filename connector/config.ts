@@ -1,8 +1,8 @@
 /**
  * The connector's and the `mcp` CLI's configuration: the nodes and how to reach them over
- * TLS, where the service definitions live, where a bearer token comes from, the Streamable
- * HTTP mode's protected resource and trusted issuers, and the one local directory file
- * transfers may touch. TOML (snake_case) in, ConnectorConfig (camelCase) out, `MCP_*`
+ * TLS, where the service definitions live, where a bearer token comes from and how `mcp login`
+ * gets one, the Streamable HTTP mode's protected resource and trusted issuers, and the one
+ * local directory file transfers may touch. TOML (snake_case) in, ConnectorConfig (camelCase) out, `MCP_*`
  * environment overrides for the scalar settings, relative paths taken from the file's directory.
  */
 import { resolve } from 'node:path';
