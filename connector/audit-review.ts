@@ -136,8 +136,10 @@ export async function showAuditRecord(
 
 /**
  * Calls every selected node's FollowAudit and hands each new row to `onRow` as the nodes
- * write them, until `signal` aborts. A node whose stream breaks is reconnected after a pause,
- * from the last row seen, and reported to `onFailure` meanwhile. Resolves once aborted.
+ * write them, until `signal` aborts. A node whose stream breaks is reported to `onFailure` and
+ * reconnected after a pause, from the last row seen; a node that refuses the caller
+ * (UNAUTHENTICATED, PERMISSION_DENIED) is reported and not asked again. Resolves once aborted,
+ * or once every node has refused.
  */
 export async function followAudit(
   review: AuditReviewContext,
@@ -179,7 +181,7 @@ export async function followAudit(
           const error = toMcpError(err);
           // A call that reached its deadline simply starts again; anything else is worth saying.
           if (error.code !== 'DEADLINE_EXCEEDED') onFailure({ node: node.name, error });
-          if (error.code === 'PERMISSION_DENIED' || error.code === 'UNAUTHENTICATED') throw error;
+          if (error.code === 'PERMISSION_DENIED' || error.code === 'UNAUTHENTICATED') return;
         }
         await pause(pauseMs, signal);
         pauseMs = Math.min(pauseMs * 2, FOLLOW_RETRY_MAX_MS);
