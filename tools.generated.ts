@@ -142,6 +142,22 @@ export const rpcs = [
     "requestStream": false,
     "responseStream": false,
     "tool": "query_audit"
+  },
+  {
+    "rpc": "VerifyAudit",
+    "method": "verifyAudit",
+    "permission": "audit.verify",
+    "requestStream": false,
+    "responseStream": false,
+    "tool": null
+  },
+  {
+    "rpc": "FollowAudit",
+    "method": "followAudit",
+    "permission": "audit.query",
+    "requestStream": false,
+    "responseStream": true,
+    "tool": null
   }
 ] as const satisfies readonly RpcEntry[];
 
@@ -150,7 +166,7 @@ export type RpcName = (typeof rpcs)[number]['rpc'];
 export type Permission = (typeof rpcs)[number]['permission'];
 
 /** Every permission the contract defines, sorted. */
-export const permissions: readonly Permission[] = ["audit.query","file.pull","file.push","node.status","service.adopt","service.deploy","service.list","service.live_check","service.logs","service.remove","service.restart","service.start","service.status","service.stop","service.sync"];
+export const permissions: readonly Permission[] = ["audit.query","audit.verify","file.pull","file.push","node.status","service.adopt","service.deploy","service.list","service.live_check","service.logs","service.remove","service.restart","service.start","service.status","service.stop","service.sync"];
 
 /** How an RPC is called: one request and one response, or a stream on one side. */
 export type CallShape = 'unary' | 'serverStream' | 'clientStream';
@@ -180,6 +196,8 @@ export interface RpcMessages {
   readonly PushFile: { readonly request: pb.PushFileRequest; readonly response: pb.PushFileResponse };
   readonly PullFile: { readonly request: pb.PullFileRequest; readonly response: pb.PullFileResponse };
   readonly QueryAudit: { readonly request: pb.QueryAuditRequest; readonly response: pb.QueryAuditResponse };
+  readonly VerifyAudit: { readonly request: pb.VerifyAuditRequest; readonly response: pb.VerifyAuditResponse };
+  readonly FollowAudit: { readonly request: pb.FollowAuditRequest; readonly response: pb.FollowAuditResponse };
 }
 
 export const rpcCodecs = {
@@ -272,6 +290,18 @@ export const rpcCodecs = {
     method: pb.McpAgentServiceService.queryAudit,
     request: pb.QueryAuditRequest,
     response: pb.QueryAuditResponse,
+  },
+  VerifyAudit: {
+    shape: 'unary',
+    method: pb.McpAgentServiceService.verifyAudit,
+    request: pb.VerifyAuditRequest,
+    response: pb.VerifyAuditResponse,
+  },
+  FollowAudit: {
+    shape: 'serverStream',
+    method: pb.McpAgentServiceService.followAudit,
+    request: pb.FollowAuditRequest,
+    response: pb.FollowAuditResponse,
   },
 } as const satisfies {
   readonly [R in RpcName]: RpcCodecs<RpcMessages[R]['request'], RpcMessages[R]['response']>;

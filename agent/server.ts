@@ -164,6 +164,8 @@ function targetOf(rpc: RpcName, req: unknown): Target {
     case 'ListServices':
     case 'NodeStatus':
     case 'QueryAudit':
+    case 'VerifyAudit':
+    case 'FollowAudit':
       return none;
   }
 }

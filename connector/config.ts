@@ -1,8 +1,8 @@
 /**
  * The connector's and the `mcp` CLI's configuration: the nodes and how to reach them over
- * TLS, where the service definitions live, where a bearer token comes from, the Streamable
- * HTTP mode's protected resource and trusted issuers, and the one local directory file
- * transfers may touch. TOML (snake_case) in, ConnectorConfig (camelCase) out, `MCP_*`
+ * TLS, where the service definitions live, where a bearer token comes from and how `mcp login`
+ * gets one, the Streamable HTTP mode's protected resource and trusted issuers, and the one
+ * local directory file transfers may touch. TOML (snake_case) in, ConnectorConfig (camelCase) out, `MCP_*`
  * environment overrides for the scalar settings, relative paths taken from the file's directory.
  */
 import { resolve } from 'node:path';
@@ -56,6 +56,34 @@ export interface ClientCredentialsConfig {
   scope?: string;
 }
 
+/** How `mcp login` gets the token it stores in the token file. */
+export type LoginFlow = 'device' | 'client_credentials' | 'mcias';
+
+/** `[login]`: which identity provider `mcp login` signs in to, and how. */
+export interface LoginConfig {
+  flow: LoginFlow;
+  /** OIDC flows: the issuer; its endpoints are found by discovery. */
+  issuer?: string;
+  /** OIDC flows: the client registered for the CLI. */
+  clientId?: string;
+  /** OIDC flows: the client secret, required for client_credentials, for a confidential device client. */
+  clientSecretFile?: string;
+  /** OIDC flows: scopes to request. */
+  scope?: string;
+  /** OIDC flows: RFC 8707 resource indicator (the fleet's audience). */
+  resource?: string;
+  audience?: string;
+  /** MCIAS: the server's base URL. */
+  serverUrl?: string;
+  /** MCIAS, unattended: the user and a file holding the password; prompted for otherwise. */
+  username?: string;
+  passwordFile?: string;
+  /** CA bundle for the identity provider's TLS certificate; default the system's. */
+  caFile?: string;
+  /** The token claim holding roles, as the agents read it (`roles_claim` of their issuer). */
+  rolesClaim: string;
+}
+
 export interface ConnectorConfig {
   /** Absolute path of the file this was read from. */
   configFile: string;
@@ -77,6 +105,8 @@ export interface ConnectorConfig {
     /** Issuers whose tokens the HTTP endpoint accepts; required in HTTP mode. */
     issuers: TrustedIssuerConfig[];
   };
+  /** Absent: `mcp login` cannot sign in (a token can still be stored from stdin). */
+  login?: LoginConfig;
   files: {
     /** The only local directory push_file may read from and pull_file may write to. */
     localDir: string;
@@ -136,6 +166,60 @@ const clientCredentialsSchema = z
     }
   });
 
+const loginSchema = z
+  .strictObject({
+    flow: z.enum(['device', 'client_credentials', 'mcias'], {
+      error:
+        'flow must be "device" (sign in with a browser), "client_credentials" (a client secret) or "mcias"',
+    }),
+    issuer: secureUrlSchema.optional(),
+    client_id: requiredString('the OAuth client id registered for the mcp CLI').optional(),
+    client_secret_file: pathSchema.optional(),
+    scope: requiredString('space-separated scopes, or leave scope out').optional(),
+    resource: secureUrlSchema.optional(),
+    audience: requiredString('the audience to request, or leave it out').optional(),
+    server_url: secureUrlSchema.optional(),
+    username: requiredString('the MCIAS user name, or leave it out to be asked').optional(),
+    password_file: pathSchema.optional(),
+    ca_file: pathSchema.optional(),
+    roles_claim: z
+      .string()
+      .regex(/^[^.\s]+(?:\.[^.\s]+)*$/, {
+        error: 'expected a claim name or dotted path, e.g. realm_access.roles',
+      })
+      .default('roles'),
+  })
+  .superRefine((login, ctx) => {
+    const need = (field: keyof typeof login, why: string) => {
+      if (login[field] === undefined)
+        ctx.addIssue({ code: 'custom', path: [field], message: `required: ${why}` });
+    };
+    const refuse = (field: keyof typeof login, why: string) => {
+      if (login[field] !== undefined) ctx.addIssue({ code: 'custom', path: [field], message: why });
+    };
+    if (login.flow === 'mcias') {
+      need('server_url', 'the MCIAS server mcp login signs in to');
+      for (const field of [
+        'issuer',
+        'client_id',
+        'client_secret_file',
+        'scope',
+        'resource',
+        'audience',
+      ] as const) {
+        refuse(field, `not used with flow = "mcias": remove it, or choose an OIDC flow`);
+      }
+      if (login.password_file !== undefined) need('username', 'password_file is the password of this user');
+      return;
+    }
+    need('issuer', 'the OIDC issuer (its endpoints are found by discovery)');
+    need('client_id', 'the OAuth client id registered for the mcp CLI');
+    if (login.flow === 'client_credentials') need('client_secret_file', 'the client secret of client_id');
+    for (const field of ['server_url', 'username', 'password_file'] as const) {
+      refuse(field, `only used with flow = "mcias": remove it`);
+    }
+  });
+
 const originSchema = z.string().superRefine((origin, ctx) => {
   let url: URL | undefined;
   try {
@@ -175,6 +259,7 @@ const connectorConfigInput = z
         issuers: z.array(trustedIssuerSchema).default([]),
       })
       .prefault({}),
+    login: loginSchema.optional(),
     files: z
       .strictObject({
         local_dir: pathSchema.default('~/mcp-files'),
@@ -237,6 +322,20 @@ export function parseConnectorConfig(text: string, file: string, env: Env = proc
       resource: input.http.resource,
       allowedOrigins: input.http.allowed_origins,
       issuers: input.http.issuers.map((issuer) => resolveIssuerPaths(issuer, file, env)),
+    },
+    login: input.login && {
+      flow: input.login.flow,
+      issuer: input.login.issuer,
+      clientId: input.login.client_id,
+      clientSecretFile: optionalPath(input.login.client_secret_file),
+      scope: input.login.scope,
+      resource: input.login.resource,
+      audience: input.login.audience,
+      serverUrl: input.login.server_url,
+      username: input.login.username,
+      passwordFile: optionalPath(input.login.password_file),
+      caFile: optionalPath(input.login.ca_file),
+      rolesClaim: input.login.roles_claim,
     },
     files: { localDir: path(input.files.local_dir), inlineMaxBytes: input.files.inline_max_bytes },
   };

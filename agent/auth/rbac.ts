@@ -94,7 +94,7 @@ export const builtInRoles: readonly RoleDefinition[] = [
       // read back (security.md, "Secrets"); only admin has it.
     ],
   },
-  { name: 'auditor', permissions: ['audit.query', 'node.status', 'service.list'] },
+  { name: 'auditor', permissions: ['audit.query', 'audit.verify', 'node.status', 'service.list'] },
   { name: 'admin', permissions: ['*'] },
 ];
 

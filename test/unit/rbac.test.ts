@@ -42,6 +42,8 @@ const EXPECTED: Record<string, [boolean, boolean, boolean, boolean]> = {
   PushFile: [false, true, false, true],
   PullFile: [false, true, false, true],
   QueryAudit: [false, false, true, true],
+  VerifyAudit: [false, false, true, true],
+  FollowAudit: [false, false, true, true],
   // Removal cannot be undone with the operator's own tools: admin only.
   RemoveService: [false, false, false, true],
   ServiceLogs: [true, true, false, true],

@@ -966,6 +966,53 @@ export interface QueryAuditResponse {
   nextPageToken: string;
 }
 
+/** A chain head noted off the node: record `seq` had hash `hash`. */
+export interface AuditAnchor {
+  /** Record number. */
+  seq: number;
+  /** Its hash, 64 hex digits. */
+  hash: string;
+}
+
+export interface VerifyAuditRequest {
+  /** Heads noted earlier; each must still be in the chain with the same hash. */
+  anchors: AuditAnchor[];
+}
+
+export interface VerifyAuditResponse {
+  /** Whether the chain and every anchor hold. */
+  ok: boolean;
+  /** Records checked. */
+  count: number;
+  /** The last record now. */
+  head:
+    | AuditAnchor
+    | undefined;
+  /** First record that does not hold; 0 when ok. */
+  failedSeq: number;
+  /** Why it does not hold; empty when ok. */
+  reason: string;
+}
+
+export interface FollowAuditRequest {
+  /** Only records after this seq; 0 for records written from now on. */
+  afterSeq: number;
+  /** Only calls by this subject. */
+  subject: string;
+  /** Only this RPC, for example `Deploy`. */
+  rpc: string;
+  /** Only calls targeting this service. */
+  service: string;
+  /** Only this decision. */
+  decision: AuditDecision;
+}
+
+/** Records written since the previous message, oldest first. */
+export interface FollowAuditResponse {
+  /** New records. */
+  records: AuditRecord[];
+}
+
 function createBaseServiceSpec(): ServiceSpec {
   return { name: "", active: undefined, components: [] };
 }
@@ -7994,6 +8041,505 @@ export const QueryAuditResponse: MessageFns<QueryAuditResponse> = {
   },
 };
 
+function createBaseAuditAnchor(): AuditAnchor {
+  return { seq: 0, hash: "" };
+}
+
+export const AuditAnchor: MessageFns<AuditAnchor> = {
+  encode(message: AuditAnchor, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.seq !== 0) {
+      writer.uint32(8).int64(message.seq);
+    }
+    if (message.hash !== "") {
+      writer.uint32(18).string(message.hash);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditAnchor {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditAnchor();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.seq = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hash = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditAnchor {
+    return {
+      seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
+      hash: isSet(object.hash) ? globalThis.String(object.hash) : "",
+    };
+  },
+
+  toJSON(message: AuditAnchor): unknown {
+    const obj: any = {};
+    if (message.seq !== 0) {
+      obj.seq = Math.round(message.seq);
+    }
+    if (message.hash !== "") {
+      obj.hash = message.hash;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuditAnchor>, I>>(base?: I): AuditAnchor {
+    return AuditAnchor.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuditAnchor>, I>>(object: I): AuditAnchor {
+    const message = createBaseAuditAnchor();
+    message.seq = object.seq ?? 0;
+    message.hash = object.hash ?? "";
+    return message;
+  },
+};
+
+function createBaseVerifyAuditRequest(): VerifyAuditRequest {
+  return { anchors: [] };
+}
+
+export const VerifyAuditRequest: MessageFns<VerifyAuditRequest> = {
+  encode(message: VerifyAuditRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.anchors) {
+      AuditAnchor.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyAuditRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyAuditRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.anchors.push(AuditAnchor.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VerifyAuditRequest {
+    return {
+      anchors: globalThis.Array.isArray(object?.anchors) ? object.anchors.map((e: any) => AuditAnchor.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: VerifyAuditRequest): unknown {
+    const obj: any = {};
+    if (message.anchors?.length) {
+      obj.anchors = message.anchors.map((e) => AuditAnchor.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VerifyAuditRequest>, I>>(base?: I): VerifyAuditRequest {
+    return VerifyAuditRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VerifyAuditRequest>, I>>(object: I): VerifyAuditRequest {
+    const message = createBaseVerifyAuditRequest();
+    message.anchors = object.anchors?.map((e) => AuditAnchor.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseVerifyAuditResponse(): VerifyAuditResponse {
+  return { ok: false, count: 0, head: undefined, failedSeq: 0, reason: "" };
+}
+
+export const VerifyAuditResponse: MessageFns<VerifyAuditResponse> = {
+  encode(message: VerifyAuditResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ok !== false) {
+      writer.uint32(8).bool(message.ok);
+    }
+    if (message.count !== 0) {
+      writer.uint32(16).int64(message.count);
+    }
+    if (message.head !== undefined) {
+      AuditAnchor.encode(message.head, writer.uint32(26).fork()).join();
+    }
+    if (message.failedSeq !== 0) {
+      writer.uint32(32).int64(message.failedSeq);
+    }
+    if (message.reason !== "") {
+      writer.uint32(42).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyAuditResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyAuditResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.ok = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.count = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.head = AuditAnchor.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.failedSeq = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VerifyAuditResponse {
+    return {
+      ok: isSet(object.ok) ? globalThis.Boolean(object.ok) : false,
+      count: isSet(object.count) ? globalThis.Number(object.count) : 0,
+      head: isSet(object.head) ? AuditAnchor.fromJSON(object.head) : undefined,
+      failedSeq: isSet(object.failedSeq)
+        ? globalThis.Number(object.failedSeq)
+        : isSet(object.failed_seq)
+        ? globalThis.Number(object.failed_seq)
+        : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: VerifyAuditResponse): unknown {
+    const obj: any = {};
+    if (message.ok !== false) {
+      obj.ok = message.ok;
+    }
+    if (message.count !== 0) {
+      obj.count = Math.round(message.count);
+    }
+    if (message.head !== undefined) {
+      obj.head = AuditAnchor.toJSON(message.head);
+    }
+    if (message.failedSeq !== 0) {
+      obj.failedSeq = Math.round(message.failedSeq);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VerifyAuditResponse>, I>>(base?: I): VerifyAuditResponse {
+    return VerifyAuditResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VerifyAuditResponse>, I>>(object: I): VerifyAuditResponse {
+    const message = createBaseVerifyAuditResponse();
+    message.ok = object.ok ?? false;
+    message.count = object.count ?? 0;
+    message.head = (object.head !== undefined && object.head !== null)
+      ? AuditAnchor.fromPartial(object.head)
+      : undefined;
+    message.failedSeq = object.failedSeq ?? 0;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseFollowAuditRequest(): FollowAuditRequest {
+  return { afterSeq: 0, subject: "", rpc: "", service: "", decision: 0 };
+}
+
+export const FollowAuditRequest: MessageFns<FollowAuditRequest> = {
+  encode(message: FollowAuditRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.afterSeq !== 0) {
+      writer.uint32(8).int64(message.afterSeq);
+    }
+    if (message.subject !== "") {
+      writer.uint32(18).string(message.subject);
+    }
+    if (message.rpc !== "") {
+      writer.uint32(26).string(message.rpc);
+    }
+    if (message.service !== "") {
+      writer.uint32(34).string(message.service);
+    }
+    if (message.decision !== 0) {
+      writer.uint32(40).int32(message.decision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FollowAuditRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFollowAuditRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.afterSeq = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.subject = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.rpc = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.service = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.decision = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FollowAuditRequest {
+    return {
+      afterSeq: isSet(object.afterSeq)
+        ? globalThis.Number(object.afterSeq)
+        : isSet(object.after_seq)
+        ? globalThis.Number(object.after_seq)
+        : 0,
+      subject: isSet(object.subject) ? globalThis.String(object.subject) : "",
+      rpc: isSet(object.rpc) ? globalThis.String(object.rpc) : "",
+      service: isSet(object.service) ? globalThis.String(object.service) : "",
+      decision: isSet(object.decision) ? auditDecisionFromJSON(object.decision) : 0,
+    };
+  },
+
+  toJSON(message: FollowAuditRequest): unknown {
+    const obj: any = {};
+    if (message.afterSeq !== 0) {
+      obj.afterSeq = Math.round(message.afterSeq);
+    }
+    if (message.subject !== "") {
+      obj.subject = message.subject;
+    }
+    if (message.rpc !== "") {
+      obj.rpc = message.rpc;
+    }
+    if (message.service !== "") {
+      obj.service = message.service;
+    }
+    if (message.decision !== 0) {
+      obj.decision = auditDecisionToJSON(message.decision);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FollowAuditRequest>, I>>(base?: I): FollowAuditRequest {
+    return FollowAuditRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FollowAuditRequest>, I>>(object: I): FollowAuditRequest {
+    const message = createBaseFollowAuditRequest();
+    message.afterSeq = object.afterSeq ?? 0;
+    message.subject = object.subject ?? "";
+    message.rpc = object.rpc ?? "";
+    message.service = object.service ?? "";
+    message.decision = object.decision ?? 0;
+    return message;
+  },
+};
+
+function createBaseFollowAuditResponse(): FollowAuditResponse {
+  return { records: [] };
+}
+
+export const FollowAuditResponse: MessageFns<FollowAuditResponse> = {
+  encode(message: FollowAuditResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.records) {
+      AuditRecord.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FollowAuditResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFollowAuditResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.records.push(AuditRecord.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FollowAuditResponse {
+    return {
+      records: globalThis.Array.isArray(object?.records) ? object.records.map((e: any) => AuditRecord.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: FollowAuditResponse): unknown {
+    const obj: any = {};
+    if (message.records?.length) {
+      obj.records = message.records.map((e) => AuditRecord.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FollowAuditResponse>, I>>(base?: I): FollowAuditResponse {
+    return FollowAuditResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FollowAuditResponse>, I>>(object: I): FollowAuditResponse {
+    const message = createBaseFollowAuditResponse();
+    message.records = object.records?.map((e) => AuditRecord.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /**
  * McpAgentService runs on every node of the fleet. It owns the node's registry
  * of services and their components, drives the container runtime, and checks
@@ -8202,6 +8748,26 @@ export const McpAgentServiceService = {
     responseSerialize: (value: QueryAuditResponse): Buffer => Buffer.from(QueryAuditResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): QueryAuditResponse => QueryAuditResponse.decode(value),
   },
+  /** Recompute the node's audit hash chain; each anchor must still be in it. */
+  verifyAudit: {
+    path: "/mcp.v1.McpAgentService/VerifyAudit" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: VerifyAuditRequest): Buffer => Buffer.from(VerifyAuditRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): VerifyAuditRequest => VerifyAuditRequest.decode(value),
+    responseSerialize: (value: VerifyAuditResponse): Buffer => Buffer.from(VerifyAuditResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): VerifyAuditResponse => VerifyAuditResponse.decode(value),
+  },
+  /** The node's audit records after a seq, as they are written, until cancelled. */
+  followAudit: {
+    path: "/mcp.v1.McpAgentService/FollowAudit" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: FollowAuditRequest): Buffer => Buffer.from(FollowAuditRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): FollowAuditRequest => FollowAuditRequest.decode(value),
+    responseSerialize: (value: FollowAuditResponse): Buffer => Buffer.from(FollowAuditResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): FollowAuditResponse => FollowAuditResponse.decode(value),
+  },
 } as const;
 
 export interface McpAgentServiceServer extends UntypedServiceImplementation {
@@ -8275,6 +8841,10 @@ export interface McpAgentServiceServer extends UntypedServiceImplementation {
   pullFile: handleServerStreamingCall<PullFileRequest, PullFileResponse>;
   /** The node's audit log: every call, allowed or denied, newest first. */
   queryAudit: handleUnaryCall<QueryAuditRequest, QueryAuditResponse>;
+  /** Recompute the node's audit hash chain; each anchor must still be in it. */
+  verifyAudit: handleUnaryCall<VerifyAuditRequest, VerifyAuditResponse>;
+  /** The node's audit records after a seq, as they are written, until cancelled. */
+  followAudit: handleServerStreamingCall<FollowAuditRequest, FollowAuditResponse>;
 }
 
 export interface McpAgentServiceClient extends Client {
@@ -8541,6 +9111,29 @@ export interface McpAgentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: QueryAuditResponse) => void,
   ): ClientUnaryCall;
+  /** Recompute the node's audit hash chain; each anchor must still be in it. */
+  verifyAudit(
+    request: VerifyAuditRequest,
+    callback: (error: ServiceError | null, response: VerifyAuditResponse) => void,
+  ): ClientUnaryCall;
+  verifyAudit(
+    request: VerifyAuditRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: VerifyAuditResponse) => void,
+  ): ClientUnaryCall;
+  verifyAudit(
+    request: VerifyAuditRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: VerifyAuditResponse) => void,
+  ): ClientUnaryCall;
+  /** The node's audit records after a seq, as they are written, until cancelled. */
+  followAudit(request: FollowAuditRequest, options?: Partial<CallOptions>): ClientReadableStream<FollowAuditResponse>;
+  followAudit(
+    request: FollowAuditRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<FollowAuditResponse>;
 }
 
 export const McpAgentServiceClient = makeGenericClientConstructor(
