@@ -15,6 +15,7 @@ import { type ToolDefinition, tools } from '../tools.generated.js';
 import { runCaCommand } from './ca-cli.js';
 import { defaultConnectorConfigPath, loadConnectorConfig } from './config.js';
 import { startConnector } from './connector.js';
+import { runLocalAgentCommand } from './local-agent-cli.js';
 import { localFleetHome } from './local-fleet.js';
 
 const USAGE = `mcp ${PACKAGE_VERSION}: drive the fleet from a terminal
@@ -25,6 +26,7 @@ Usage:
   mcp TOOL [key=value ...] [--json]      run an operation
   mcp login [--token-file FILE]          store a bearer token read from stdin (mode 0600)
   mcp ca init | issue NODE --address H   the fleet's CA and node certificates (mcp ca --help)
+  mcp agent status | stop | logs         the local setup's agent (mcp agent --help)
 
 Values are read as JSON when they parse as JSON (numbers, true, ["a"], {"k": 1}), else as
 text. The connector config is --config FILE, else $MCP_CONFIG, else
@@ -139,6 +141,7 @@ async function callTool(
 
 async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'ca') return runCaCommand(argv.slice(1));
+  if (argv[0] === 'agent') return runLocalAgentCommand(argv.slice(1));
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
