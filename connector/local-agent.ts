@@ -97,7 +97,7 @@ function isAgentOf(pid: number, home: string): boolean {
     const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
     return argv.includes(localHomeFiles(home).agentConfig);
   } catch {
-    return existsSync('/proc/self') ? false : true;
+    return !existsSync('/proc/self');
   }
 }
 
