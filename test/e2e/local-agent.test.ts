@@ -102,7 +102,6 @@ describe.skipIf(!bed)('the local agent: one per $MCP_HOME, shared by every clien
     const result = await client.callTool({ name: 'service_status', arguments: { service } });
     return result.isError ? undefined : JSON.stringify(result.structuredContent);
   };
-  const log = (what: string) => process.stderr.write(`${new Date().toISOString()} ${what}\n`);
 
   beforeAll(async () => {
     home = mkdtempSync(join(tmpdir(), 'mcp-home-'));
@@ -176,7 +175,6 @@ describe.skipIf(!bed)('the local agent: one per $MCP_HOME, shared by every clien
       define(killed, images().imageV1, 2);
       const first = await observer.client.callTool({ name: 'deploy', arguments: { service: killed } });
       expect(first.isError, JSON.stringify(first.content)).toBeFalsy();
-      log('first deploy done');
 
       define(killed, images().imageV2, 2);
       const transport = new StdioClientTransport({
@@ -203,7 +201,6 @@ describe.skipIf(!bed)('the local agent: one per $MCP_HOME, shared by every clien
       process.kill(connectorPid, 'SIGKILL');
       expect(await call).toBe('lost');
       await client.close().catch(() => undefined);
-      log('client killed');
 
       const audit = await until('the deploy outcome in the audit log', async () => {
         const result = await observer.client.callTool({
@@ -218,7 +215,6 @@ describe.skipIf(!bed)('the local agent: one per $MCP_HOME, shared by every clien
           ? records
           : undefined;
       });
-      log('outcome recorded');
       expect(audit[0]?.outcome).toBe('AUDIT_OUTCOME_OK');
       const status = JSON.parse((await statusOf(observer.client, killed)) ?? '{}') as {
         nodes: Array<{
