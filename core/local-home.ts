@@ -1,7 +1,8 @@
 /**
- * Where the local single-node setup keeps its state. Both programs need the rule: the
- * connector and `mcp` create the setup there, and `mcp-agent` finds its config there when
- * no `--config` is given.
+ * Where the local single-node setup keeps its state, and its `agent.pid`. Both programs need
+ * them: the connector and `mcp` create the setup there and find the running agent through the
+ * pid file; `mcp-agent` finds its config there when no `--config` is given, and writes the pid
+ * file once it listens.
  */
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';

@@ -172,11 +172,11 @@ describe.skipIf(!bed)('the local agent: one per $MCP_HOME, shared by every clien
   it('finishes a deploy whose client is SIGKILLed half-way, and records its outcome', async () => {
     const observer = await spawnStdioConnector([], env);
     try {
-      define(killed, images().imageV1, 2);
+      define(killed, images().imageV1, 1);
       const first = await observer.client.callTool({ name: 'deploy', arguments: { service: killed } });
       expect(first.isError, JSON.stringify(first.content)).toBeFalsy();
 
-      define(killed, images().imageV2, 2);
+      define(killed, images().imageV2, 1);
       const transport = new StdioClientTransport({
         command: process.execPath,
         args: [BUILT_CONNECTOR],
@@ -197,7 +197,7 @@ describe.skipIf(!bed)('the local agent: one per $MCP_HOME, shared by every clien
           () => 'lost',
         );
       await firstProgress;
-      // Three components, each stop waiting 2 s: the deploy is still replacing containers now.
+      // Three components, each stop waiting 1 s: the deploy is still replacing containers now.
       process.kill(connectorPid, 'SIGKILL');
       expect(await call).toBe('lost');
       await client.close().catch(() => undefined);
