@@ -2,7 +2,7 @@
 /**
  * mcp-agent: the node agent's command line.
  *
- *   mcp-agent server   [--config FILE]                      serve gRPC (the systemd service)
+ *   mcp-agent server   [--config FILE] [--pid-file FILE]    serve gRPC (the systemd service, or the local setup's agent)
  *   mcp-agent audit verify [--config FILE] [--anchor SEQ:HASH]...   check the hash chain (and anchors)
  *   mcp-agent audit export [--config FILE] [--since TIME]   audit records as JSON lines on stdout
  *   mcp-agent snapshot [--config FILE]                      consistent copy of the registry
@@ -17,6 +17,12 @@ import { accessSync, constants, existsSync, mkdirSync, renameSync, rmSync, write
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { FailedPreconditionError, McpError } from '../core/errors.js';
+import {
+  localAgentConfigFile,
+  localHomeDir,
+  removeAgentPidFile,
+  writeAgentPidFile,
+} from '../core/local-home.js';
 import { PACKAGE_VERSION } from '../core/version.js';
 import type { ChainHead } from '../registry/audit.js';
 import { openRegistry } from '../registry/db.js';
@@ -29,7 +35,9 @@ const DEFAULT_CONFIG = '/etc/mcp-agent/agent.toml';
 const USAGE = `mcp-agent ${PACKAGE_VERSION}: the mcp node agent
 
 Usage:
-  mcp-agent server   [--config FILE]                      serve gRPC over TLS (run by systemd)
+  mcp-agent server   [--config FILE] [--pid-file FILE]    serve gRPC over TLS (run by systemd); with
+                                                          --pid-file, record pid, address and start
+                                                          time there once listening
   mcp-agent audit verify [--config FILE] [--anchor SEQ:HASH]...
                                                           check the audit log's hash chain; each
                                                           anchor (a head the agent logged) must
@@ -43,7 +51,8 @@ Usage:
                                                           write a checked config (default ${DEFAULT_CONFIG};
                                                           an existing one is kept unless --force)
 
-The config file defaults to $MCP_AGENT_CONFIG, then ${DEFAULT_CONFIG}.
+Without --config: $MCP_AGENT_CONFIG; else the first that exists of $MCP_HOME/agent.toml (when
+$MCP_HOME is set), ~/.local/state/mcp/agent.toml (the local setup) and ${DEFAULT_CONFIG}.
 `;
 
 class UsageError extends Error {}
@@ -107,8 +116,41 @@ function openExistingRegistry(config: AgentConfig, options: { readonly?: boolean
   return openRegistry(config.database, options);
 }
 
-async function serve(config: AgentConfig): Promise<void> {
+/**
+ * The config to use without --config: the local setup's (under $MCP_HOME or the default home)
+ * when it exists, else the system one. None existing is one line naming every path tried.
+ */
+function discoverConfigFile(env: NodeJS.ProcessEnv): string {
+  if (env.MCP_AGENT_CONFIG) return env.MCP_AGENT_CONFIG;
+  const tried = [
+    ...(env.MCP_HOME ? [localAgentConfigFile(env.MCP_HOME)] : []),
+    localAgentConfigFile(localHomeDir({ ...env, MCP_HOME: undefined })),
+    DEFAULT_CONFIG,
+  ];
+  const found = tried.find((file) => existsSync(file));
+  if (found) return found;
+  throw new FailedPreconditionError(
+    `no agent config found (tried ${tried.join(', ')}): give --config FILE, write one with mcp-agent init, or run mcp once to create the local setup`,
+  );
+}
+
+/** host:port a client on this machine dials: a wildcard listen address is reached on loopback. */
+function dialAddress(listen: string, port: number): string {
+  const host = listen.slice(0, listen.lastIndexOf(':'));
+  const dialHost = host === '0.0.0.0' || host === '' ? '127.0.0.1' : host === '[::]' ? '[::1]' : host;
+  return `${dialHost}:${port}`;
+}
+
+async function serve(config: AgentConfig, pidFile: string | undefined): Promise<void> {
   const agent = await startAgent(config);
+  if (pidFile) {
+    // Written once listening, so a client that reads it can connect.
+    writeAgentPidFile(pidFile, {
+      pid: process.pid,
+      address: dialAddress(config.server.listen, agent.port),
+      startedAt: new Date().toISOString(),
+    });
+  }
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     signals += 1;
@@ -117,7 +159,10 @@ async function serve(config: AgentConfig): Promise<void> {
       process.exit(1);
     }
     agent.stop().then(
-      () => process.exit(0),
+      () => {
+        if (pidFile) removeAgentPidFile(pidFile, process.pid);
+        process.exit(0);
+      },
       (err) => {
         process.stderr.write(`mcp-agent: error while stopping: ${String(err)}\n`);
         process.exit(1);
@@ -330,6 +375,7 @@ async function main(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       config: { type: 'string', short: 'c' },
+      'pid-file': { type: 'string' },
       since: { type: 'string' },
       format: { type: 'string', default: 'jsonl' },
       from: { type: 'string' },
@@ -358,10 +404,9 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return command || values.help ? 0 : 64;
   }
-  const configFile = values.config ?? process.env.MCP_AGENT_CONFIG ?? DEFAULT_CONFIG;
   if (command === 'init') {
     return initConfig({
-      out: values.out ?? configFile,
+      out: values.out ?? values.config ?? process.env.MCP_AGENT_CONFIG ?? DEFAULT_CONFIG,
       node: values.node,
       issuer: values.issuer,
       audience: values.audience,
@@ -374,11 +419,11 @@ async function main(argv: string[]): Promise<number> {
       force: values.force ?? false,
     });
   }
-  const config = await loadAgentConfig(configFile);
+  const config = await loadAgentConfig(values.config ?? discoverConfigFile(process.env));
   switch (command) {
     case 'server':
       checkServerFiles(config);
-      await serve(config);
+      await serve(config, values['pid-file'] && resolve(values['pid-file']));
       return -1; // keep running until a signal
     case 'audit':
       if (sub === 'verify') return auditVerify(config, values.anchor ?? []);

@@ -211,7 +211,7 @@ export interface AnchoredHead {
 /** Anchors kept per node: the newest implies the older ones, a few more help a reader. */
 const ANCHORS_KEPT = 50;
 
-/** The anchors file in the CLI's state directory (`localFleetHome()`: `$MCP_HOME`, else `~/.local/state/mcp`). */
+/** The anchors file in the CLI's state directory (`localHomeDir()`: `$MCP_HOME`, else `~/.local/state/mcp`). */
 export function defaultAnchorsFile(stateDir: string): string {
   return join(stateDir, 'audit-anchors.json');
 }

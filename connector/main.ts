@@ -9,12 +9,12 @@ import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { serveStdio } from '@modelcontextprotocol/server/stdio';
 import { McpError, toMcpError } from '../core/errors.js';
+import { localHomeDir } from '../core/local-home.js';
 import { createLogger, type Logger, type LogLevel } from '../core/log.js';
 import { PACKAGE_VERSION } from '../core/version.js';
 import { type ConnectorConfig, defaultConnectorConfigPath, requireHttpSettings } from './config.js';
 import { startConnector } from './connector.js';
 import type { HttpAuth } from './http.js';
-import { localFleetHome } from './local-home.js';
 import { selectTools } from './tool-selection.js';
 
 const USAGE = `usage: mcp-connector [options]
@@ -93,7 +93,7 @@ export function parseCommandLine(
   const noConfig = values.config === undefined && !env.MCP_CONFIG && !existsSync(config);
   return {
     config,
-    localHome: noConfig ? localFleetHome(env) : undefined,
+    localHome: noConfig ? localHomeDir(env) : undefined,
     http: values.http,
     stateless: values.stateless ?? false,
     tlsCert: values['tls-cert'],

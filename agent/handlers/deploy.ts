@@ -6,6 +6,9 @@
  * running. Components are deployed one after the other; one failing does not stop the
  * others. Once it holds the service's lock a deploy runs to the end even if the client goes
  * away, so its result is recorded for the retry the client will make with the same request id.
+ * A client that cancels stops only the pulls before the first change to the node: once a
+ * container is being replaced, the remaining components are deployed too, so that a service
+ * is not left half on the old version because its client was closed.
  */
 import { InvalidArgumentError, McpError, NotFoundError } from '../../core/errors.js';
 import { assertValidServiceSpec, imageVersion } from '../../core/spec.js';
@@ -127,9 +130,10 @@ async function deployLocked(
   const total = targets.length;
   let completed = 0;
   const results: ComponentResult[] = [];
+  const pulls = untilNodeChanges(signal);
   for (const target of targets) {
     const progress: Progress = (step) => emit({ progress: { ...step, completed, total } });
-    const outcome = await deployComponent(sc, target, existing.get(target.container), progress, signal);
+    const outcome = await deployComponent(sc, target, existing.get(target.container), progress, pulls);
     completed += 1;
     const last = outcome.ok ? 'done' : 'failed';
     await progress({ service: target.service, component: target.name, step: last, message: outcome.message });
@@ -157,7 +161,7 @@ async function deployComponent(
   component: ComponentRecord,
   current: ContainerSummary | undefined,
   progress: Progress,
-  signal: AbortSignal,
+  pulls: PullCancellation,
 ): Promise<{ ok: boolean; message: string; result: ComponentResult }> {
   const { runtime, registry } = sc.deps;
   const { service, name, container, image } = component;
@@ -165,8 +169,9 @@ async function deployComponent(
     progress({ service, component: name, step: stepName, message });
   const before = component.observedState;
   try {
-    // A client that cancels stops the pull: nothing has changed on the node yet.
-    await runtime.pull(image, { signal });
+    // A client that cancels stops the pull while nothing has changed on the node yet.
+    await runtime.pull(image, { signal: pulls.signal() });
+    pulls.nodeChanges();
     await step('pull', `pulled ${image}`);
     if (current) {
       if (isLive(current.state) && (await stopContainer(sc, component))) {
@@ -219,6 +224,23 @@ async function deployComponent(
     const line = failureLine(err);
     return { ok: false, message: line, result: componentResult(record, line) };
   }
+}
+
+/** The signal that cancels a deploy's pulls, until the deploy starts to change the node. */
+interface PullCancellation {
+  signal(): AbortSignal | undefined;
+  /** From now on nothing cancels the deploy. */
+  nodeChanges(): void;
+}
+
+function untilNodeChanges(signal: AbortSignal): PullCancellation {
+  let changing = false;
+  return {
+    signal: () => (changing ? undefined : signal),
+    nodeChanges: () => {
+      changing = true;
+    },
+  };
 }
 
 async function removeIfPresent(sc: ServiceContext, container: string): Promise<void> {

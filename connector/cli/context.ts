@@ -177,8 +177,8 @@ export class CliContext {
     const noConfig = opts.config === undefined && !process.env.MCP_CONFIG && !existsSync(configFile);
     if (!noConfig) return { configFile };
     // The local setup starts an agent in this process: loaded only when there is no config.
-    const { localFleetHome } = await import('../local-fleet.js');
-    return { configFile, localHome: localFleetHome() };
+    const { localHomeDir } = await import('../../core/local-home.js');
+    return { configFile, localHome: localHomeDir() };
   }
 
   /** The definition files' directory: the config's services_dir, or $MCP_HOME/services locally. */

@@ -1,13 +1,14 @@
 /**
  * The README's run command: the built connector with no config starts the embedded
- * single-node setup (agent on loopback, own CA and issuer) and a real MCP client drives it,
- * against real podman.
+ * single-node setup (its agent, detached, on loopback, own CA and issuer) and a real MCP
+ * client drives it, against real podman.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stopLocalAgent } from '../../connector/local-agent.js';
 import { REPO, spawnStdioConnector } from '../support/connector.js';
 import { removeContainers, requireTestbed, type Testbed, uniqueName } from '../support/testbed.js';
 
@@ -21,6 +22,7 @@ describe.skipIf(!bed)('mcp-connector with no config: the local single-node setup
     home = mkdtempSync(join(tmpdir(), 'mcp-home-'));
   });
   afterAll(async () => {
+    await stopLocalAgent(home);
     await removeContainers(service);
     rmSync(home, { recursive: true, force: true });
   });
@@ -63,6 +65,8 @@ describe.skipIf(!bed)('mcp-connector with no config: the local single-node setup
   });
 
   it('keeps its state and an edited agent config across restarts', async () => {
+    // The agent outlives its clients: stop it, so the next client starts one on the edited config.
+    expect(await stopLocalAgent(home)).toBe(true);
     const agentToml = join(home, 'agent.toml');
     const edited = readFileSync(agentToml, 'utf8').replace(
       'node_name = "local"',
