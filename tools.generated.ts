@@ -21,7 +21,7 @@ export interface RpcEntry {
 }
 
 /** Every published tool's name. */
-export const toolNames = ["deploy","stop_service","start_service","restart_service","remove_service","service_logs","sync_desired_state","list_services","live_check","service_status","adopt_containers","node_status","push_file","pull_file","query_audit"] as const;
+export const toolNames = ["deploy","stop_service","start_service","restart_service","remove_service","service_logs","sync_desired_state","list_services","live_check","service_status","adopt_containers","node_status","push_file","pull_file","query_audit","rollback_service","check_updates"] as const;
 
 export type ToolName = (typeof toolNames)[number];
 
@@ -166,6 +166,22 @@ export const rpcs = [
     "requestStream": false,
     "responseStream": false,
     "tool": "query_audit"
+  },
+  {
+    "rpc": "RollbackService",
+    "method": "rollbackService",
+    "permission": "service.deploy",
+    "requestStream": false,
+    "responseStream": false,
+    "tool": "rollback_service"
+  },
+  {
+    "rpc": "CheckUpdates",
+    "method": "checkUpdates",
+    "permission": "service.check_updates",
+    "requestStream": false,
+    "responseStream": false,
+    "tool": "check_updates"
   }
 ] as const satisfies readonly RpcEntry[];
 
@@ -174,7 +190,7 @@ export type RpcName = (typeof rpcs)[number]['rpc'];
 export type Permission = (typeof rpcs)[number]['permission'];
 
 /** Every permission the contract defines, sorted. */
-export const permissions: readonly Permission[] = ["audit.query","file.pull","file.push","node.status","service.adopt","service.deploy","service.list","service.live_check","service.logs","service.remove","service.restart","service.start","service.status","service.stop","service.sync"];
+export const permissions: readonly Permission[] = ["audit.query","file.pull","file.push","node.status","service.adopt","service.check_updates","service.deploy","service.list","service.live_check","service.logs","service.remove","service.restart","service.start","service.status","service.stop","service.sync"];
 
 /** How an RPC is called: one request and one response, or a stream on one side. */
 export type CallShape = 'unary' | 'serverStream' | 'clientStream';
@@ -204,6 +220,8 @@ export interface RpcMessages {
   readonly PushFile: { readonly request: pb.PushFileRequest; readonly response: pb.PushFileResponse };
   readonly PullFile: { readonly request: pb.PullFileRequest; readonly response: pb.PullFileResponse };
   readonly QueryAudit: { readonly request: pb.QueryAuditRequest; readonly response: pb.QueryAuditResponse };
+  readonly RollbackService: { readonly request: pb.RollbackServiceRequest; readonly response: pb.RollbackServiceResponse };
+  readonly CheckUpdates: { readonly request: pb.CheckUpdatesRequest; readonly response: pb.CheckUpdatesResponse };
 }
 
 export const rpcCodecs = {
@@ -296,6 +314,18 @@ export const rpcCodecs = {
     method: pb.McpAgentServiceService.queryAudit,
     request: pb.QueryAuditRequest,
     response: pb.QueryAuditResponse,
+  },
+  RollbackService: {
+    shape: 'unary',
+    method: pb.McpAgentServiceService.rollbackService,
+    request: pb.RollbackServiceRequest,
+    response: pb.RollbackServiceResponse,
+  },
+  CheckUpdates: {
+    shape: 'unary',
+    method: pb.McpAgentServiceService.checkUpdates,
+    request: pb.CheckUpdatesRequest,
+    response: pb.CheckUpdatesResponse,
   },
 } as const satisfies {
   readonly [R in RpcName]: RpcCodecs<RpcMessages[R]['request'], RpcMessages[R]['response']>;
@@ -411,6 +441,20 @@ export interface ToolMessages {
     readonly input: pb.QueryAuditRequest;
     readonly output: pb.QueryAuditResponse;
   };
+  readonly rollback_service: {
+    readonly shape: 'unary';
+    readonly request: pb.RollbackServiceRequest;
+    readonly response: pb.RollbackServiceResponse;
+    readonly input: pb.RollbackServiceRequest;
+    readonly output: pb.RollbackServiceResponse;
+  };
+  readonly check_updates: {
+    readonly shape: 'unary';
+    readonly request: pb.CheckUpdatesRequest;
+    readonly response: pb.CheckUpdatesResponse;
+    readonly input: pb.CheckUpdatesRequest;
+    readonly output: pb.CheckUpdatesResponse;
+  };
 }
 
 /** How a tool's RPC is called. */
@@ -445,6 +489,8 @@ export const toolCodecs: { readonly [T in ToolName]: ToolCodecs<T> } = {
   push_file: { rpc: 'PushFile', ...rpcCodecs.PushFile, input: pb.PushFileToolInput, output: pb.PushFileResponse },
   pull_file: { rpc: 'PullFile', ...rpcCodecs.PullFile, input: pb.PullFileToolInput, output: pb.PullFileToolOutput },
   query_audit: { rpc: 'QueryAudit', ...rpcCodecs.QueryAudit, input: pb.QueryAuditRequest, output: pb.QueryAuditResponse },
+  rollback_service: { rpc: 'RollbackService', ...rpcCodecs.RollbackService, input: pb.RollbackServiceRequest, output: pb.RollbackServiceResponse },
+  check_updates: { rpc: 'CheckUpdates', ...rpcCodecs.CheckUpdates, input: pb.CheckUpdatesRequest, output: pb.CheckUpdatesResponse },
 };
 
 export const tools: readonly ToolDefinition[] = [
@@ -543,6 +589,47 @@ export const tools: readonly ToolDefinition[] = [
                     "type": "integer",
                     "minimum": 0,
                     "maximum": 4294967295
+                  },
+                  "healthCheck": {
+                    "description": "Health command; a deploy keeps the old container until it passes.",
+                    "type": "object",
+                    "properties": {
+                      "command": {
+                        "description": "Argv, no shell, e.g. [\"/bin/wget\",\"-q\",\"-O-\",\"http://127.0.0.1:8080/ok\"].",
+                        "type": "array",
+                        "items": {
+                          "type": "string"
+                        }
+                      },
+                      "intervalSeconds": {
+                        "description": "Seconds between checks, 1 to 300; absent for 30.",
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 4294967295
+                      },
+                      "timeoutSeconds": {
+                        "description": "Seconds one check may take, 1 to 300; absent for 30.",
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 4294967295
+                      },
+                      "retries": {
+                        "description": "Failures in a row that make it unhealthy, 1 to 10; absent for 3.",
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 4294967295
+                      },
+                      "startPeriodSeconds": {
+                        "description": "Seconds after start whose failures do not count, 0 to 600.",
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 4294967295
+                      }
+                    },
+                    "additionalProperties": false,
+                    "required": [
+                      "command"
+                    ]
                   }
                 },
                 "additionalProperties": false,
@@ -999,6 +1086,41 @@ export const tools: readonly ToolDefinition[] = [
                       "type": "integer",
                       "minimum": 0,
                       "maximum": 4294967295
+                    },
+                    "healthCheck": {
+                      "type": "object",
+                      "properties": {
+                        "command": {
+                          "type": "array",
+                          "items": {
+                            "type": "string"
+                          }
+                        },
+                        "intervalSeconds": {
+                          "type": "integer",
+                          "minimum": 0,
+                          "maximum": 4294967295
+                        },
+                        "timeoutSeconds": {
+                          "type": "integer",
+                          "minimum": 0,
+                          "maximum": 4294967295
+                        },
+                        "retries": {
+                          "type": "integer",
+                          "minimum": 0,
+                          "maximum": 4294967295
+                        },
+                        "startPeriodSeconds": {
+                          "type": "integer",
+                          "minimum": 0,
+                          "maximum": 4294967295
+                        }
+                      },
+                      "additionalProperties": false,
+                      "required": [
+                        "command"
+                      ]
                     }
                   },
                   "additionalProperties": false,
@@ -1704,6 +1826,128 @@ export const tools: readonly ToolDefinition[] = [
                   },
                   "nextPageToken": {
                     "type": "string"
+                  }
+                }
+              },
+              "error": {
+                "type": "object"
+              }
+            },
+            "required": [
+              "node"
+            ]
+          }
+        }
+      },
+      "required": [
+        "nodes"
+      ]
+    }
+  },
+  {
+    "name": "rollback_service",
+    "title": "Roll a service back",
+    "description": "Redeploy a service's previous definition (the node keeps the last 5). The definition file is not changed.",
+    "rpc": "RollbackService",
+    "permission": "service.deploy",
+    "fanOut": false,
+    "timeoutSeconds": 900,
+    "annotations": {
+      "readOnlyHint": false,
+      "destructiveHint": true,
+      "idempotentHint": false,
+      "openWorldHint": true
+    },
+    "inputSchema": {
+      "type": "object",
+      "properties": {
+        "node": {
+          "type": "string",
+          "pattern": "^[a-z0-9][a-z0-9-]*$"
+        },
+        "service": {
+          "description": "Service to roll back.",
+          "type": "string"
+        },
+        "requestId": {
+          "description": "Idempotency key: a retry returns the first result.",
+          "type": "string"
+        }
+      },
+      "additionalProperties": false,
+      "required": [
+        "service"
+      ]
+    },
+    "outputSchema": {
+      "type": "object",
+      "properties": {
+        "node": {
+          "type": "string"
+        },
+        "service": {
+          "type": "string"
+        },
+        "components": {
+          "type": "array"
+        },
+        "replayed": {
+          "type": "boolean"
+        },
+        "deployedAt": {
+          "type": "string",
+          "format": "date-time"
+        }
+      },
+      "required": [
+        "node"
+      ]
+    }
+  },
+  {
+    "name": "check_updates",
+    "title": "Check for image updates",
+    "description": "Whether the registry now has another image under the tag each running component was deployed from.",
+    "rpc": "CheckUpdates",
+    "permission": "service.check_updates",
+    "fanOut": true,
+    "timeoutSeconds": 30,
+    "annotations": {
+      "readOnlyHint": true,
+      "destructiveHint": false,
+      "idempotentHint": true,
+      "openWorldHint": true
+    },
+    "inputSchema": {
+      "type": "object",
+      "properties": {
+        "node": {
+          "type": "string",
+          "pattern": "^[a-z0-9][a-z0-9-]*$"
+        },
+        "service": {
+          "description": "Only this service; empty for all.",
+          "type": "string"
+        }
+      },
+      "additionalProperties": false
+    },
+    "outputSchema": {
+      "type": "object",
+      "properties": {
+        "nodes": {
+          "type": "array",
+          "items": {
+            "type": "object",
+            "properties": {
+              "node": {
+                "type": "string"
+              },
+              "result": {
+                "type": "object",
+                "properties": {
+                  "updates": {
+                    "type": "array"
                   }
                 }
               },

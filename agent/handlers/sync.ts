@@ -147,5 +147,6 @@ function straySpec(stray: Stray): ComponentSpec {
     cmd: [...stray.container.command],
     env: {},
     init: false,
+    healthCheck: undefined,
   };
 }
