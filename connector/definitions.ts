@@ -57,7 +57,10 @@ const healthCheckSchema = z
   )
   .superRefine((check, ctx) => {
     for (const issue of checkHealthCheck(check, 'health_check')) {
-      ctx.addIssue({ code: 'custom', message: `${issue.path.replace(/^health_check\.?/, '')}: ${issue.message}` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `${issue.path.replace(/^health_check\.?/, '')}: ${issue.message}`,
+      });
     }
   });
 
@@ -489,7 +492,9 @@ function copyComponent(component: ComponentDefinition): ComponentDefinition {
     cmd: [...(component.cmd ?? [])],
     env: { ...(component.env ?? {}) },
     init: component.init ?? false,
-    healthCheck: component.healthCheck ? { ...component.healthCheck, command: [...component.healthCheck.command] } : undefined,
+    healthCheck: component.healthCheck
+      ? { ...component.healthCheck, command: [...component.healthCheck.command] }
+      : undefined,
     ...(component.stopTimeoutSeconds !== undefined
       ? { stopTimeoutSeconds: component.stopTimeoutSeconds }
       : {}),

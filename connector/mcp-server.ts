@@ -469,6 +469,7 @@ const WAITING: Partial<Record<ToolName, string>> = {
   stop_service: 'waiting for the containers to stop',
   start_service: 'starting the containers',
   restart_service: 'waiting for the containers to stop and start again',
+  rollback_service: 'replacing the containers with the previous version',
   push_file: 'sending the file',
   pull_file: 'receiving the file',
 };

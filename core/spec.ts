@@ -546,11 +546,15 @@ export function checkHealthCheck(check: HealthCheck, at: string): SpecIssue[] {
   if (command.length === 0 || command[0] === '') {
     issues.push({
       path: `${at}.command`,
-      message: 'required: give the command as an argv list, e.g. ["/bin/wget", "-q", "-O-", "http://127.0.0.1:8080/ok"]',
+      message:
+        'required: give the command as an argv list, e.g. ["/bin/wget", "-q", "-O-", "http://127.0.0.1:8080/ok"]',
     });
   }
   if (command.length > L.commandArgs) {
-    issues.push({ path: `${at}.command`, message: `${command.length} arguments: at most ${L.commandArgs} are allowed` });
+    issues.push({
+      path: `${at}.command`,
+      message: `${command.length} arguments: at most ${L.commandArgs} are allowed`,
+    });
   }
   command.forEach((arg, i) => {
     const problem = checkArgument(arg);

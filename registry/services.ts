@@ -516,7 +516,8 @@ export class ServiceStore {
         restart: row.restart,
         init: row.init === 1,
         ...(row.stop_timeout_seconds === null ? {} : { stopTimeoutSeconds: row.stop_timeout_seconds }),
-        healthCheck: row.health_check === null ? undefined : HealthCheck.fromJSON(JSON.parse(row.health_check)),
+        healthCheck:
+          row.health_check === null ? undefined : HealthCheck.fromJSON(JSON.parse(row.health_check)),
         ports: ports.get(key) ?? [],
         volumes: volumes.get(key) ?? [],
         cmd: cmd.get(key) ?? [],

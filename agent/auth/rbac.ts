@@ -62,6 +62,7 @@ const VIEWER: readonly Permission[] = [
   'service.status',
   'service.logs',
   'node.status',
+  'service.check_updates',
 ];
 
 export const builtInRoles: readonly RoleDefinition[] = [
@@ -82,7 +83,7 @@ export const builtInRoles: readonly RoleDefinition[] = [
       'file.pull',
     ],
   },
-  { name: 'auditor', permissions: ['audit.query', 'node.status', 'service.list'] },
+  { name: 'auditor', permissions: ['audit.query', 'node.status', 'service.list', 'service.check_updates'] },
   { name: 'admin', permissions: ['*'] },
 ];
 

@@ -10,12 +10,12 @@ import type {
   StateChange,
   UnmanagedContainer,
 } from '../../gen/mcp/v1/mcp.js';
+import { healthByContainer } from '../health.js';
 import { driftOf, type ObservedChange, reconcile } from '../reconcile.js';
 import type { ContainerSummary } from '../runtime/index.js';
 import type { UnaryHandler } from '../server.js';
 import { requireService, type ServiceContext } from './context.js';
 import { toEvent, toServiceInfo, withHealth } from './convert.js';
-import { healthByContainer } from '../health.js';
 
 export const DEFAULT_EVENT_LIMIT = 20;
 

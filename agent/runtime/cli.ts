@@ -22,10 +22,10 @@ import {
   type ContainerRuntime,
   type ContainerSummary,
   type HealthStatus,
+  healthStatusOf,
   type LogsOptions,
   type LogsRead,
   observedStateName,
-  healthStatusOf,
   type RunHealthCheck,
   type RunSpec,
   type RuntimeKind,
@@ -246,6 +246,12 @@ export class CliRuntime implements ContainerRuntime {
       .catch(() => []);
     const { rawEnv, hostname, ...details } = container;
     return { ...details, env: containerEnv(rawEnv, imageEnv, hostname) };
+  }
+
+  async imageRepoDigests(image: string): Promise<string[]> {
+    checkImage(image);
+    const first = array(parseJson(await this.#exec(['image', 'inspect', image]), 'image inspect'))[0];
+    return strings(record(first).RepoDigests);
   }
 
   async list(): Promise<ContainerSummary[]> {

@@ -178,6 +178,8 @@ export interface ContainerRuntime {
   remove(name: string, options?: { force?: boolean }): Promise<void>;
   /** undefined when no container has that name. */
   inspect(name: string): Promise<ContainerDetails | undefined>;
+  /** The `repo@sha256:...` digests an image (by id or reference) was pulled or pushed as; [] for none. */
+  imageRepoDigests(image: string): Promise<string[]>;
   /** Every container on the node, in one runtime call. */
   list(): Promise<ContainerSummary[]>;
   /** The container's recent logs, streamed and cut at `maxBytes`. NOT_FOUND when there is no such container. */
@@ -216,6 +218,7 @@ export function observedStateName(runtimeState: string): ObservedStateName {
  * `healthy`, `unhealthy`, `starting` (and `none` or '' without a check).
  */
 export function healthStatusOf(text: string): HealthStatus | undefined {
-  const word = /\((?:health: )?(starting|healthy|unhealthy)\)\s*$/.exec(text)?.[1] ?? text.trim().toLowerCase();
+  const word =
+    /\((?:health: )?(starting|healthy|unhealthy)\)\s*$/.exec(text)?.[1] ?? text.trim().toLowerCase();
   return word === 'starting' || word === 'healthy' || word === 'unhealthy' ? word : undefined;
 }

@@ -62,10 +62,11 @@ describe('the generated tool table', () => {
       'node_status',
       'query_audit',
       'pull_file',
+      'check_updates',
     ]) {
       expect(tool(name).annotations.readOnlyHint).toBe(true);
     }
-    for (const name of ['deploy', 'stop_service', 'restart_service', 'push_file']) {
+    for (const name of ['deploy', 'stop_service', 'restart_service', 'push_file', 'rollback_service']) {
       expect(tool(name).annotations.destructiveHint).toBe(true);
     }
   });
