@@ -13,6 +13,7 @@ import { assertValidServiceSpec, imageVersion } from '../../core/spec.js';
 import { desiredStateToProto } from '../../core/states.js';
 import {
   type ComponentResult,
+  type ComponentSpec,
   type DeployProgress,
   type DeployRequest,
   type DeployResponse,
@@ -118,7 +119,12 @@ export async function deployLocked(
 
   let service: ServiceRecord;
   let names: string[];
-  const isNewService = plan.spec !== undefined && registry.services.get(plan.service) === undefined;
+  const recordedBefore = registry.services.get(plan.service);
+  const isNewService = plan.spec !== undefined && recordedBefore === undefined;
+  // What a component rolled back to is recorded again as its spec.
+  const specBefore = new Map(
+    (recordedBefore ? toServiceSpec(recordedBefore).components : []).map((c) => [c.name, c]),
+  );
   if (plan.spec) {
     registry.services.upsert(plan.spec);
     service = registry.services.require(plan.service);
@@ -139,7 +145,7 @@ export async function deployLocked(
   const rolledBack: string[] = [];
   for (const target of targets) {
     const progress: Progress = (step) => emit({ progress: { ...step, completed, total } });
-    const outcome = await deployComponent(sc, target, existing, progress, signal);
+    const outcome = await deployComponent(sc, target, specBefore.get(target.name), existing, progress, signal);
     completed += 1;
     const last = outcome.ok ? 'done' : 'failed';
     await progress({ service: target.service, component: target.name, step: last, message: outcome.message });
@@ -194,6 +200,7 @@ type Step = (stepName: string, message: string) => Promise<void>;
 async function deployComponent(
   sc: ServiceContext,
   component: ComponentRecord,
+  specBefore: ComponentSpec | undefined,
   listing: ReadonlyMap<string, ContainerSummary>,
   progress: Progress,
   signal: AbortSignal,
@@ -267,7 +274,9 @@ async function deployComponent(
     });
     return { ok: true, message, result: componentResult(record) };
   } catch (err) {
-    if (kept && err instanceof McpError) return rollBack(sc, component, kept, before, failureLine(err), step);
+    if (kept && err instanceof McpError) {
+      return rollBack(sc, component, specBefore, kept, before, failureLine(err), step);
+    }
     if (!isComponentFailure(err)) throw err;
     const record = await recordFailure(sc, component, before, 'deploy_failed', err);
     const line = failureLine(err);
@@ -308,6 +317,7 @@ async function keepAside(
 async function rollBack(
   sc: ServiceContext,
   component: ComponentRecord,
+  specBefore: ComponentSpec | undefined,
   kept: ContainerSummary,
   before: ComponentRecord['observedState'],
   reason: string,
@@ -329,6 +339,8 @@ async function rollBack(
   }
   const message = `${reason}; rolled back to ${kept.image}`;
   await step('rollback', message);
+  // The old container runs again: so is its spec the recorded one (else it would be drift).
+  if (specBefore) registry.services.upsertComponent(component.service, specBefore, { desiredState: component.desiredState });
   const now = await runtime.inspect(container).catch(() => undefined);
   const { record } = recordObservation(sc, component, now, now ? imageVersion(now.image) : undefined);
   sc.deps.log.warn('deploy rolled back', { service: component.service, component: component.name, reason });
