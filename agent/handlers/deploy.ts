@@ -145,7 +145,14 @@ export async function deployLocked(
   const rolledBack: string[] = [];
   for (const target of targets) {
     const progress: Progress = (step) => emit({ progress: { ...step, completed, total } });
-    const outcome = await deployComponent(sc, target, specBefore.get(target.name), existing, progress, signal);
+    const outcome = await deployComponent(
+      sc,
+      target,
+      specBefore.get(target.name),
+      existing,
+      progress,
+      signal,
+    );
     completed += 1;
     const last = outcome.ok ? 'done' : 'failed';
     await progress({ service: target.service, component: target.name, step: last, message: outcome.message });
@@ -340,7 +347,10 @@ async function rollBack(
   const message = `${reason}; rolled back to ${kept.image}`;
   await step('rollback', message);
   // The old container runs again: so is its spec the recorded one (else it would be drift).
-  if (specBefore) registry.services.upsertComponent(component.service, specBefore, { desiredState: component.desiredState });
+  if (specBefore)
+    registry.services.upsertComponent(component.service, specBefore, {
+      desiredState: component.desiredState,
+    });
   const now = await runtime.inspect(container).catch(() => undefined);
   const { record } = recordObservation(sc, component, now, now ? imageVersion(now.image) : undefined);
   sc.deps.log.warn('deploy rolled back', { service: component.service, component: component.name, reason });

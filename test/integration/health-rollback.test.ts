@@ -91,7 +91,10 @@ describe.skipIf(!bed)('health-gated deploy and rollback (real podman)', () => {
 
   it('deploys a healthy version and shows its health', async () => {
     const { result, progress } = await deploy(client, { spec: spec(bed!.imageV1, serving('one')) }, md);
-    expect(result.components[0]).toMatchObject({ ok: true, observedState: ObservedState.OBSERVED_STATE_RUNNING });
+    expect(result.components[0]).toMatchObject({
+      ok: true,
+      observedState: ObservedState.OBSERVED_STATE_RUNNING,
+    });
     expect(progress.map((p) => p.step)).toContain('health');
     expect(await page(port)).toBe('one');
 
@@ -130,7 +133,10 @@ describe.skipIf(!bed)('health-gated deploy and rollback (real podman)', () => {
       },
       auditor,
     );
-    expect(audit.records[0]).toMatchObject({ outcome: AuditOutcome.AUDIT_OUTCOME_ERROR, errorCode: 'FAILED_PRECONDITION' });
+    expect(audit.records[0]).toMatchObject({
+      outcome: AuditOutcome.AUDIT_OUTCOME_ERROR,
+      errorCode: 'FAILED_PRECONDITION',
+    });
   });
 
   it('resolves a container an interrupted deploy left aside before deploying again', async () => {
