@@ -591,36 +591,36 @@ export const tools: readonly ToolDefinition[] = [
                     "maximum": 4294967295
                   },
                   "healthCheck": {
-                    "description": "Health command; a deploy keeps the old container until it passes.",
+                    "description": "Deploys wait for it to pass, else roll back.",
                     "type": "object",
                     "properties": {
                       "command": {
-                        "description": "Argv, no shell, e.g. [\"/bin/wget\",\"-q\",\"-O-\",\"http://127.0.0.1:8080/ok\"].",
+                        "description": "Argv; exit 0 is healthy.",
                         "type": "array",
                         "items": {
                           "type": "string"
                         }
                       },
                       "intervalSeconds": {
-                        "description": "Seconds between checks, 1 to 300; absent for 30.",
+                        "description": "Seconds, 1-300; default 30.",
                         "type": "integer",
                         "minimum": 0,
                         "maximum": 4294967295
                       },
                       "timeoutSeconds": {
-                        "description": "Seconds one check may take, 1 to 300; absent for 30.",
+                        "description": "Seconds per check, 1-300; default 30.",
                         "type": "integer",
                         "minimum": 0,
                         "maximum": 4294967295
                       },
                       "retries": {
-                        "description": "Failures in a row that make it unhealthy, 1 to 10; absent for 3.",
+                        "description": "Failures to unhealthy, 1-10; default 3.",
                         "type": "integer",
                         "minimum": 0,
                         "maximum": 4294967295
                       },
                       "startPeriodSeconds": {
-                        "description": "Seconds after start whose failures do not count, 0 to 600.",
+                        "description": "Seconds not counted after start, 0-600.",
                         "type": "integer",
                         "minimum": 0,
                         "maximum": 4294967295
@@ -1847,7 +1847,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "rollback_service",
     "title": "Roll a service back",
-    "description": "Redeploy a service's previous definition (the node keeps the last 5). The definition file is not changed.",
+    "description": "Redeploy the service's previous definition (last 5 kept); its file is unchanged.",
     "rpc": "RollbackService",
     "permission": "service.deploy",
     "fanOut": false,
@@ -1907,7 +1907,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "check_updates",
     "title": "Check for image updates",
-    "description": "Whether the registry now has another image under the tag each running component was deployed from.",
+    "description": "Whether each running component's registry has moved its tag.",
     "rpc": "CheckUpdates",
     "permission": "service.check_updates",
     "fanOut": true,

@@ -332,7 +332,7 @@ export interface ComponentSpec {
   stopTimeoutSeconds?:
     | number
     | undefined;
-  /** Health command; a deploy keeps the old container until it passes. */
+  /** Deploys wait for it to pass, else roll back. */
   healthCheck: HealthCheck | undefined;
 }
 
@@ -988,21 +988,21 @@ export interface QueryAuditResponse {
 
 /** A command run inside the container that exits 0 when it is healthy. */
 export interface HealthCheck {
-  /** Argv, no shell, e.g. ["/bin/wget","-q","-O-","http://127.0.0.1:8080/ok"]. */
+  /** Argv; exit 0 is healthy. */
   command: string[];
-  /** Seconds between checks, 1 to 300; absent for 30. */
+  /** Seconds, 1-300; default 30. */
   intervalSeconds?:
     | number
     | undefined;
-  /** Seconds one check may take, 1 to 300; absent for 30. */
+  /** Seconds per check, 1-300; default 30. */
   timeoutSeconds?:
     | number
     | undefined;
-  /** Failures in a row that make it unhealthy, 1 to 10; absent for 3. */
+  /** Failures to unhealthy, 1-10; default 3. */
   retries?:
     | number
     | undefined;
-  /** Seconds after start whose failures do not count, 0 to 600. */
+  /** Seconds not counted after start, 0-600. */
   startPeriodSeconds: number;
 }
 
@@ -8979,10 +8979,7 @@ export const McpAgentServiceService = {
     responseSerialize: (value: QueryAuditResponse): Buffer => Buffer.from(QueryAuditResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): QueryAuditResponse => QueryAuditResponse.decode(value),
   },
-  /**
-   * Redeploy a service's previous definition (the node keeps the last 5).
-   * The definition file is not changed.
-   */
+  /** Redeploy the service's previous definition (last 5 kept); its file is unchanged. */
   rollbackService: {
     path: "/mcp.v1.McpAgentService/RollbackService" as const,
     requestStream: false as const,
@@ -8994,10 +8991,7 @@ export const McpAgentServiceService = {
       Buffer.from(RollbackServiceResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RollbackServiceResponse => RollbackServiceResponse.decode(value),
   },
-  /**
-   * Whether the registry now has another image under the tag each running
-   * component was deployed from.
-   */
+  /** Whether each running component's registry has moved its tag. */
   checkUpdates: {
     path: "/mcp.v1.McpAgentService/CheckUpdates" as const,
     requestStream: false as const,
@@ -9081,15 +9075,9 @@ export interface McpAgentServiceServer extends UntypedServiceImplementation {
   pullFile: handleServerStreamingCall<PullFileRequest, PullFileResponse>;
   /** The node's audit log: every call, allowed or denied, newest first. */
   queryAudit: handleUnaryCall<QueryAuditRequest, QueryAuditResponse>;
-  /**
-   * Redeploy a service's previous definition (the node keeps the last 5).
-   * The definition file is not changed.
-   */
+  /** Redeploy the service's previous definition (last 5 kept); its file is unchanged. */
   rollbackService: handleUnaryCall<RollbackServiceRequest, RollbackServiceResponse>;
-  /**
-   * Whether the registry now has another image under the tag each running
-   * component was deployed from.
-   */
+  /** Whether each running component's registry has moved its tag. */
   checkUpdates: handleUnaryCall<CheckUpdatesRequest, CheckUpdatesResponse>;
 }
 
@@ -9357,10 +9345,7 @@ export interface McpAgentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: QueryAuditResponse) => void,
   ): ClientUnaryCall;
-  /**
-   * Redeploy a service's previous definition (the node keeps the last 5).
-   * The definition file is not changed.
-   */
+  /** Redeploy the service's previous definition (last 5 kept); its file is unchanged. */
   rollbackService(
     request: RollbackServiceRequest,
     callback: (error: ServiceError | null, response: RollbackServiceResponse) => void,
@@ -9376,10 +9361,7 @@ export interface McpAgentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RollbackServiceResponse) => void,
   ): ClientUnaryCall;
-  /**
-   * Whether the registry now has another image under the tag each running
-   * component was deployed from.
-   */
+  /** Whether each running component's registry has moved its tag. */
   checkUpdates(
     request: CheckUpdatesRequest,
     callback: (error: ServiceError | null, response: CheckUpdatesResponse) => void,
