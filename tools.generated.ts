@@ -158,6 +158,22 @@ export const rpcs = [
     "requestStream": false,
     "responseStream": true,
     "tool": null
+  },
+  {
+    "rpc": "RollbackService",
+    "method": "rollbackService",
+    "permission": "service.deploy",
+    "requestStream": false,
+    "responseStream": false,
+    "tool": "rollback_service"
+  },
+  {
+    "rpc": "CheckUpdates",
+    "method": "checkUpdates",
+    "permission": "service.check_updates",
+    "requestStream": false,
+    "responseStream": false,
+    "tool": "check_updates"
   }
 ] as const satisfies readonly RpcEntry[];
 
@@ -166,7 +182,7 @@ export type RpcName = (typeof rpcs)[number]['rpc'];
 export type Permission = (typeof rpcs)[number]['permission'];
 
 /** Every permission the contract defines, sorted. */
-export const permissions: readonly Permission[] = ["audit.query","audit.verify","file.pull","file.push","node.status","service.adopt","service.deploy","service.list","service.live_check","service.logs","service.remove","service.restart","service.start","service.status","service.stop","service.sync"];
+export const permissions: readonly Permission[] = ["audit.query","audit.verify","file.pull","file.push","node.status","service.adopt","service.check_updates","service.deploy","service.list","service.live_check","service.logs","service.remove","service.restart","service.start","service.status","service.stop","service.sync"];
 
 /** How an RPC is called: one request and one response, or a stream on one side. */
 export type CallShape = 'unary' | 'serverStream' | 'clientStream';
@@ -198,6 +214,8 @@ export interface RpcMessages {
   readonly QueryAudit: { readonly request: pb.QueryAuditRequest; readonly response: pb.QueryAuditResponse };
   readonly VerifyAudit: { readonly request: pb.VerifyAuditRequest; readonly response: pb.VerifyAuditResponse };
   readonly FollowAudit: { readonly request: pb.FollowAuditRequest; readonly response: pb.FollowAuditResponse };
+  readonly RollbackService: { readonly request: pb.RollbackServiceRequest; readonly response: pb.RollbackServiceResponse };
+  readonly CheckUpdates: { readonly request: pb.CheckUpdatesRequest; readonly response: pb.CheckUpdatesResponse };
 }
 
 export const rpcCodecs = {
@@ -302,6 +320,18 @@ export const rpcCodecs = {
     method: pb.McpAgentServiceService.followAudit,
     request: pb.FollowAuditRequest,
     response: pb.FollowAuditResponse,
+  },
+  RollbackService: {
+    shape: 'unary',
+    method: pb.McpAgentServiceService.rollbackService,
+    request: pb.RollbackServiceRequest,
+    response: pb.RollbackServiceResponse,
+  },
+  CheckUpdates: {
+    shape: 'unary',
+    method: pb.McpAgentServiceService.checkUpdates,
+    request: pb.CheckUpdatesRequest,
+    response: pb.CheckUpdatesResponse,
   },
 } as const satisfies {
   readonly [R in RpcName]: RpcCodecs<RpcMessages[R]['request'], RpcMessages[R]['response']>;
@@ -417,6 +447,20 @@ export interface ToolMessages {
     readonly input: pb.QueryAuditRequest;
     readonly output: pb.QueryAuditResponse;
   };
+  readonly rollback_service: {
+    readonly shape: 'unary';
+    readonly request: pb.RollbackServiceRequest;
+    readonly response: pb.RollbackServiceResponse;
+    readonly input: pb.RollbackServiceRequest;
+    readonly output: pb.RollbackServiceResponse;
+  };
+  readonly check_updates: {
+    readonly shape: 'unary';
+    readonly request: pb.CheckUpdatesRequest;
+    readonly response: pb.CheckUpdatesResponse;
+    readonly input: pb.CheckUpdatesRequest;
+    readonly output: pb.CheckUpdatesResponse;
+  };
 }
 
 /** How a tool's RPC is called. */
@@ -451,4 +495,6 @@ export const toolCodecs: { readonly [T in ToolName]: ToolCodecs<T> } = {
   push_file: { rpc: 'PushFile', ...rpcCodecs.PushFile, input: pb.PushFileToolInput, output: pb.PushFileResponse },
   pull_file: { rpc: 'PullFile', ...rpcCodecs.PullFile, input: pb.PullFileToolInput, output: pb.PullFileToolOutput },
   query_audit: { rpc: 'QueryAudit', ...rpcCodecs.QueryAudit, input: pb.QueryAuditRequest, output: pb.QueryAuditResponse },
+  rollback_service: { rpc: 'RollbackService', ...rpcCodecs.RollbackService, input: pb.RollbackServiceRequest, output: pb.RollbackServiceResponse },
+  check_updates: { rpc: 'CheckUpdates', ...rpcCodecs.CheckUpdates, input: pb.CheckUpdatesRequest, output: pb.CheckUpdatesResponse },
 };

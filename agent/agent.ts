@@ -15,6 +15,7 @@ import { Rbac } from './auth/rbac.js';
 import type { AgentConfig } from './config.js';
 import { sweepLeftovers } from './files/write.js';
 import { createHandlers } from './handlers/index.js';
+import { resolveLeftoversAtStart } from './health.js';
 import { startMonitor } from './monitor/index.js';
 import { createRuntime } from './runtime/index.js';
 import { type AgentHandlers, startAgentServer } from './server.js';
@@ -110,6 +111,10 @@ export async function startAgent(config: AgentConfig, opts: StartAgentOptions = 
         if (removed.length > 0) log.warn('removed temp files of interrupted pushes', { files: removed });
       },
       (err: unknown) => log.warn('could not sweep temp files of interrupted pushes', { error: String(err) }),
+    );
+    // A container a deploy kept aside when an earlier agent died mid-gate (agent/health.ts).
+    void resolveLeftoversAtStart({ registry, runtime, locks, log }).catch((err: unknown) =>
+      log.warn('could not look for containers kept by interrupted deploys', { error: String(err) }),
     );
     // Anchors in the journal, off the database: see `mcp-agent audit verify --anchor`.
     const anchorTimer = setInterval(() => {

@@ -65,6 +65,8 @@ export interface AgentConfig {
   containerRuntime: 'podman' | 'docker';
   /** The runtime binary; undefined or a bare name is looked up on PATH. */
   runtimePath?: string;
+  /** Registries check_updates may reach over plain HTTP (besides loopback ones), `host[:port]`. */
+  insecureRegistries?: string[];
   issuers: TrustedIssuerConfig[];
   rbac: { roles: RoleConfig[]; bindings: RoleBindingConfig[] };
   monitor: {
@@ -263,6 +265,7 @@ const agentConfigInput = z
     database: pathSchema.default('/var/lib/mcp-agent/registry.db'),
     container_runtime: z.enum(['podman', 'docker']).default('podman'),
     runtime_path: pathSchema.optional(),
+    insecure_registries: z.array(z.string()).default([]),
     issuers: z
       .array(trustedIssuerSchema, { error: (issue) => (issue.input === undefined ? NO_ISSUER : undefined) })
       .min(1, { error: NO_ISSUER }),
@@ -368,6 +371,7 @@ export function parseAgentConfig(text: string, file: string, env: Env = process.
     containerRuntime: input.container_runtime,
     // A bare name (`podman`) is looked up on PATH; anything with a slash is a path.
     runtimePath: input.runtime_path?.includes('/') ? path(input.runtime_path) : input.runtime_path,
+    insecureRegistries: input.insecure_registries,
     issuers: input.issuers.map((issuer) => resolveIssuerPaths(issuer, file, env)),
     rbac: input.rbac,
     monitor: {

@@ -139,6 +139,14 @@ function targetOf(rpc: RpcName, req: unknown): Target {
       const r = req as pb.AdoptContainersRequest;
       return { services: [r.service], service: r.service, component: '', requestId: r.requestId };
     }
+    case 'RollbackService': {
+      const r = req as pb.RollbackServiceRequest;
+      return { services: [r.service], service: r.service, component: '', requestId: r.requestId };
+    }
+    case 'CheckUpdates': {
+      const r = req as pb.CheckUpdatesRequest;
+      return r.service ? { ...none, services: [r.service], service: r.service } : none;
+    }
     case 'RemoveService': {
       const r = req as pb.RemoveServiceRequest;
       return { services: [r.service], service: r.service, component: '', requestId: r.requestId };

@@ -12,6 +12,7 @@ import {
   COMPONENTS_REQUIRED,
   checkArgument,
   checkEnvFile,
+  checkHealthCheck,
   checkImage,
   checkName,
   checkNetwork,
@@ -24,7 +25,7 @@ import {
   looksSecret,
   validateServiceSpec,
 } from '../core/spec.js';
-import type { ComponentSpec, ServiceSpec } from '../gen/mcp/v1/mcp.js';
+import type { ComponentSpec, HealthCheck, ServiceSpec } from '../gen/mcp/v1/mcp.js';
 
 /** A component in a definition file: exactly the contract's ComponentSpec. */
 export type ComponentDefinition = ComponentSpec;
@@ -37,6 +38,33 @@ export interface ServiceDefinition {
   active: boolean;
   components: ComponentDefinition[];
 }
+
+// `[components.health_check]`: snake_case keys as everywhere in the file; the bounds are core/spec.ts's.
+const healthCheckSchema = z
+  .strictObject({
+    command: z.array(z.string()),
+    interval_seconds: z.number().optional(),
+    timeout_seconds: z.number().optional(),
+    retries: z.number().optional(),
+    start_period_seconds: z.number().default(0),
+  })
+  .transform(
+    (check): HealthCheck => ({
+      command: check.command,
+      startPeriodSeconds: check.start_period_seconds,
+      ...(check.interval_seconds !== undefined ? { intervalSeconds: check.interval_seconds } : {}),
+      ...(check.timeout_seconds !== undefined ? { timeoutSeconds: check.timeout_seconds } : {}),
+      ...(check.retries !== undefined ? { retries: check.retries } : {}),
+    }),
+  )
+  .superRefine((check, ctx) => {
+    for (const issue of checkHealthCheck(check, 'health_check')) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `${issue.path.replace(/^health_check\.?/, '')}: ${issue.message}`,
+      });
+    }
+  });
 
 // Field rules come from core/spec.ts, so one pass reports every bad field of a file; the
 // rules across fields (unique component names, env keys) run once the shape is right.
@@ -62,12 +90,15 @@ const componentSchema = z
         const problem = checkStopTimeout(seconds);
         if (problem) ctx.addIssue({ code: 'custom', message: problem });
       }),
+    health_check: healthCheckSchema.optional(),
   })
   .transform(
-    ({ stop_timeout_seconds, env_files, ...component }): ComponentDefinition =>
-      stop_timeout_seconds === undefined
-        ? { ...component, envFiles: env_files }
-        : { ...component, envFiles: env_files, stopTimeoutSeconds: stop_timeout_seconds },
+    ({ stop_timeout_seconds, env_files, health_check, ...component }): ComponentDefinition => ({
+      ...component,
+      envFiles: env_files,
+      healthCheck: health_check,
+      ...(stop_timeout_seconds === undefined ? {} : { stopTimeoutSeconds: stop_timeout_seconds }),
+    }),
   );
 
 const definitionSchema = z.strictObject({
@@ -405,8 +436,18 @@ export function formatDefinition(definition: ServiceDefinition): string {
       out.push('', '[components.env]');
       for (const key of envKeys) out.push(`${tomlKey(key)} = ${tomlString(component.env[key] ?? '')}`);
     }
+    if (component.healthCheck) out.push('', ...healthCheckToml(component.healthCheck));
   }
   return `${out.join('\n')}\n`;
+}
+
+function healthCheckToml(check: HealthCheck): string[] {
+  const lines = ['[components.health_check]', `command = ${tomlArray(check.command)}`];
+  if (check.intervalSeconds !== undefined) lines.push(`interval_seconds = ${check.intervalSeconds}`);
+  if (check.timeoutSeconds !== undefined) lines.push(`timeout_seconds = ${check.timeoutSeconds}`);
+  if (check.retries !== undefined) lines.push(`retries = ${check.retries}`);
+  if (check.startPeriodSeconds) lines.push(`start_period_seconds = ${check.startPeriodSeconds}`);
+  return lines;
 }
 
 function tomlArray(values: readonly string[]): string {
@@ -475,6 +516,9 @@ function copyComponent(component: ComponentDefinition): ComponentDefinition {
     env: { ...(component.env ?? {}) },
     envFiles: [...(component.envFiles ?? [])],
     init: component.init ?? false,
+    healthCheck: component.healthCheck
+      ? { ...component.healthCheck, command: [...component.healthCheck.command] }
+      : undefined,
     ...(component.stopTimeoutSeconds !== undefined
       ? { stopTimeoutSeconds: component.stopTimeoutSeconds }
       : {}),

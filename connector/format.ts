@@ -72,6 +72,25 @@ export const logsText: Formatter<pb.ServiceLogsResponse> = perNode(logs);
 
 export const adoptText: Formatter<pb.AdoptContainersResponse> = perNode(adopt);
 
+/** check_updates: one row per running component, the digests shortened. */
+export const updatesText: Formatter<pb.CheckUpdatesResponse> = (answers) => {
+  const rows = answers.flatMap((a) =>
+    a.response.updates.map(
+      (u): Row => [
+        a.node,
+        u.service,
+        u.component,
+        u.image,
+        u.status === 'unknown' ? `unknown: ${u.reason}` : u.status.replace('_', ' '),
+        dash(u.runningDigest.replace(/^sha256:/, '').slice(0, 12)),
+        dash(u.registryDigest.replace(/^sha256:/, '').slice(0, 12)),
+      ],
+    ),
+  );
+  if (rows.length === 0) return 'no running components';
+  return table(['node', 'service', 'component', 'image', 'status', 'running', 'registry'], rows);
+};
+
 export const pushedText: Formatter<pb.PushFileResponse> = perNode(pushed);
 
 export const pulledText: Formatter<pb.PullFileToolOutput> = perNode(pulled);
@@ -85,7 +104,7 @@ function serviceRows(node: string, services: readonly pb.ServiceInfo[]): Row[] {
           s.name,
           c.name,
           desired(c.desiredState),
-          observed(c.observedState),
+          `${observed(c.observedState)}${c.health ? ` (${c.health})` : ''}`,
           dash(c.version),
         ]),
   );

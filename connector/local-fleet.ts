@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import { importJWK, type JWK, SignJWT } from 'jose';
 import { stringify } from 'smol-toml';
 import { loadAgentConfig } from '../agent/config.js';
-import { localHomeDir } from '../core/local-home.js';
 import type { Logger } from '../core/log.js';
 import { type ConnectorConfig, parseConnectorConfig } from './config.js';
 import { ensureLocalAgent } from './local-agent.js';

@@ -483,6 +483,7 @@ const WAITING: Partial<Record<ToolName, string>> = {
   stop_service: 'waiting for the containers to stop',
   start_service: 'starting the containers',
   restart_service: 'waiting for the containers to stop and start again',
+  rollback_service: 'replacing the containers with the previous version',
   push_file: 'sending the file',
   pull_file: 'receiving the file',
 };
@@ -499,10 +500,10 @@ export function instructions({
       .map((t) => t.name)
       .join(', ') || 'none here';
   return [
-    'These tools operate container hosts ("nodes"); each node\'s agent keeps a registry of services (groups of containers, "components"). Calls are audited.',
+    'These tools operate container hosts ("nodes"); each node\'s agent records services (groups of containers, "components"). Calls are audited.',
     `Reads (${names((t) => t.fanOut)}) ask every node unless you pass \`node\`; a failing node gets an error entry, the call fails only if none answered. A write failing for any component is an error.`,
     `Definitions: TOML files in ${servicesDir}, one per service, naming its node; without one, pass \`node\` unless there is one node.`,
-    `Destructive: ${names((t) => t.annotations.destructiveHint)}. Confirm with the user first.`,
+    `Destructive: ${names((t) => t.annotations.destructiveHint)}. Ask the user first.`,
     'Writes take a requestId (generated if omitted); a retry with the same id is safe. A timeout leaves an unknown outcome: check service_status, then retry with the same id.',
     `push_file and pull_file use the service's files directory on the node; local files in ${localDir}.`,
     'Errors read CODE: message; PERMISSION_DENIED names the missing permission.',

@@ -25,6 +25,7 @@ import {
   serviceStatusText,
   servicesText,
   syncText,
+  updatesText,
 } from './format.js';
 import type { NodeAnswer } from './routing.js';
 import {
@@ -106,6 +107,14 @@ const singleNodeWrite = <T extends ToolName>(
 const response = { from: 'response', toOutput: <R>(r: R): R => r } as const;
 const fileTransfer = { from: 'fileTransfer' } as const;
 
+/** rollback_service goes where the service's writes go; its note says what the node did not change. */
+const rollbackTarget: WriteTarget<pb.RollbackServiceRequest> = async (request, explicitNode, fleet) => {
+  const prepared = await serviceDefinition()(request, explicitNode, fleet);
+  const note =
+    'the definition file is not changed: a deploy by name deploys what it says again; set its image to the one rolled back to, to keep it';
+  return { ...prepared, notes: [...prepared.notes, note] };
+};
+
 export const toolBindings: { readonly [T in ToolName]: ToolBinding<T> } = {
   deploy: {
     route: singleNodeWrite(deploySpec),
@@ -115,7 +124,14 @@ export const toolBindings: { readonly [T in ToolName]: ToolBinding<T> } = {
     },
     format: componentResultsText('deployed'),
     // How far through its deploy step a component is.
-    progress: { stepFraction: { pull: 0.2, stop: 0.4, remove: 0.6, run: 0.8, inspect: 0.9 } },
+    progress: { stepFraction: { pull: 0.2, stop: 0.4, remove: 0.6, keep: 0.6, run: 0.8, inspect: 0.9 } },
+  },
+  // Redeploys the node's previous definition: the definition file is not the source, so the
+  // node comes from it (or is the only one) and nothing is sent but the name.
+  rollback_service: {
+    route: singleNodeWrite(rollbackTarget),
+    output: response,
+    format: componentResultsText('rolled back'),
   },
   stop_service: {
     route: singleNodeWrite(serviceDefinition(false)),
@@ -146,6 +162,7 @@ export const toolBindings: { readonly [T in ToolName]: ToolBinding<T> } = {
   service_status: { route: fanOutRead, output: response, format: serviceStatusText },
   node_status: { route: fanOutRead, output: response, format: nodeStatusText },
   query_audit: { route: fanOutRead, output: response, format: auditText },
+  check_updates: { route: fanOutRead, output: response, format: updatesText },
   push_file: {
     route: {
       strategy: 'fileTransfer',

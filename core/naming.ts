@@ -45,3 +45,12 @@ export function splitContainerName(
   const component = name.slice(dash + 1);
   return service && component ? { service, component } : undefined;
 }
+
+/**
+ * The name a deploy keeps a component's old container under until the new one has passed its
+ * health gate (agent/health.ts). '_' is in no service or component name, so this is never a
+ * component's own container, and sync never takes it for a stray.
+ */
+export function previousContainerName(container: string): string {
+  return `${container}_previous`;
+}

@@ -6,7 +6,7 @@
  * runtime would interpret differently from what the operator wrote.
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import type { ComponentSpec, ServiceSpec } from '../gen/mcp/v1/mcp.js';
+import type { ComponentSpec, HealthCheck, ServiceSpec } from '../gen/mcp/v1/mcp.js';
 import { InvalidArgumentError } from './errors.js';
 import { checkRelativePath, SECRETS_FOLDER } from './paths.js';
 import { printable } from './text.js';
@@ -103,6 +103,7 @@ function validateComponentSpec(component: ComponentSpec, at: string): SpecIssue[
   report('user', checkUser(component.user ?? ''));
   report('restart', checkRestart(component.restart ?? ''));
   report('stop_timeout_seconds', checkStopTimeout(component.stopTimeoutSeconds));
+  if (component.healthCheck) issues.push(...checkHealthCheck(component.healthCheck, `${at}.health_check`));
   (component.ports ?? []).forEach((port, i) => {
     report(`ports[${i}]`, checkPortMapping(port));
   });
@@ -294,7 +295,8 @@ export function checkSpecLimits(spec: ServiceSpec): SpecIssue[] {
       sumBytes(volumes) +
       cmdBytes +
       envBytes +
-      sumBytes(component.envFiles ?? []);
+      sumBytes(component.envFiles ?? []) +
+      sumBytes(component.healthCheck?.command ?? []);
   });
   if (specBytes > L.specBytes) {
     issues.unshift({
@@ -531,6 +533,91 @@ export function checkEnvFile(file: string): string | undefined {
 /** Why `arg` cannot be a command argument, or undefined. */
 export function checkArgument(arg: string): string | undefined {
   return arg.includes('\0') ? 'contains a NUL character, which no command argument can hold' : undefined;
+}
+
+// --- health checks --------------------------------------------------------------------
+
+/**
+ * Bounds of a health check. They keep a deploy's health gate (at most start period plus
+ * retries + 1 rounds of interval and timeout, capped by HEALTH_GATE_MAX_SECONDS in
+ * agent/health.ts) inside the deploy tool's deadline.
+ */
+export const HEALTH_LIMITS = {
+  commandArgs: 64,
+  commandArgBytes: 4 * KiB,
+  intervalSeconds: { min: 1, max: 300, default: 30 },
+  timeoutSeconds: { min: 1, max: 300, default: 30 },
+  retries: { min: 1, max: 10, default: 3 },
+  startPeriodSeconds: { min: 0, max: 600 },
+} as const;
+
+/** A health check with every default filled in. */
+export interface EffectiveHealthCheck {
+  readonly command: readonly string[];
+  readonly intervalSeconds: number;
+  readonly timeoutSeconds: number;
+  readonly retries: number;
+  readonly startPeriodSeconds: number;
+}
+
+export function effectiveHealthCheck(check: {
+  readonly command: readonly string[];
+  readonly intervalSeconds?: number | undefined;
+  readonly timeoutSeconds?: number | undefined;
+  readonly retries?: number | undefined;
+  readonly startPeriodSeconds?: number | undefined;
+}): EffectiveHealthCheck {
+  const L = HEALTH_LIMITS;
+  return {
+    command: check.command,
+    intervalSeconds: check.intervalSeconds ?? L.intervalSeconds.default,
+    timeoutSeconds: check.timeoutSeconds ?? L.timeoutSeconds.default,
+    retries: check.retries ?? L.retries.default,
+    startPeriodSeconds: check.startPeriodSeconds ?? 0,
+  };
+}
+
+/** Every problem with a component's health check, paths under `at`. */
+export function checkHealthCheck(check: HealthCheck, at: string): SpecIssue[] {
+  const L = HEALTH_LIMITS;
+  const issues: SpecIssue[] = [];
+  const command = check.command ?? [];
+  if (command.length === 0 || command[0] === '') {
+    issues.push({
+      path: `${at}.command`,
+      message:
+        'required: give the command as an argv list, e.g. ["/bin/wget", "-q", "-O-", "http://127.0.0.1:8080/ok"]',
+    });
+  }
+  if (command.length > L.commandArgs) {
+    issues.push({
+      path: `${at}.command`,
+      message: `${command.length} arguments: at most ${L.commandArgs} are allowed`,
+    });
+  }
+  command.forEach((arg, i) => {
+    const problem = checkArgument(arg);
+    if (problem) issues.push({ path: `${at}.command[${i}]`, message: problem });
+    else if (bytesOf(arg) > L.commandArgBytes) {
+      issues.push({
+        path: `${at}.command[${i}]`,
+        message: `is ${bytesOf(arg)} bytes long: at most ${formatBytes(L.commandArgBytes)} are allowed`,
+      });
+    }
+  });
+  const range = (field: string, value: number | undefined, bounds: { min: number; max: number }) => {
+    if (value === undefined) return;
+    if (Number.isInteger(value) && value >= bounds.min && value <= bounds.max) return;
+    issues.push({
+      path: `${at}.${field}`,
+      message: `${value} is out of range: give a whole number from ${bounds.min} to ${bounds.max}`,
+    });
+  };
+  range('interval_seconds', check.intervalSeconds, L.intervalSeconds);
+  range('timeout_seconds', check.timeoutSeconds, L.timeoutSeconds);
+  range('retries', check.retries, L.retries);
+  range('start_period_seconds', check.startPeriodSeconds, L.startPeriodSeconds);
+  return issues;
 }
 
 // --- helpers --------------------------------------------------------------------------

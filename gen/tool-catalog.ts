@@ -5,7 +5,7 @@
 export type JsonSchema = { readonly [key: string]: unknown };
 
 /** Every published tool's name. */
-export const toolNames = ["deploy","stop_service","start_service","restart_service","remove_service","service_logs","sync_desired_state","list_services","live_check","service_status","adopt_containers","node_status","push_file","pull_file","query_audit"] as const;
+export const toolNames = ["deploy","stop_service","start_service","restart_service","remove_service","service_logs","sync_desired_state","list_services","live_check","service_status","adopt_containers","node_status","push_file","pull_file","query_audit","rollback_service","check_updates"] as const;
 
 export type ToolName = (typeof toolNames)[number];
 
@@ -133,6 +133,47 @@ export const tools: readonly ToolDefinition[] = [
                     "items": {
                       "type": "string"
                     }
+                  },
+                  "healthCheck": {
+                    "description": "Deploys wait for it to pass, else roll back.",
+                    "type": "object",
+                    "properties": {
+                      "command": {
+                        "description": "Argv; exit 0 is healthy.",
+                        "type": "array",
+                        "items": {
+                          "type": "string"
+                        }
+                      },
+                      "intervalSeconds": {
+                        "description": "Seconds, 1-300; default 30.",
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 4294967295
+                      },
+                      "timeoutSeconds": {
+                        "description": "Seconds per check, 1-300; default 30.",
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 4294967295
+                      },
+                      "retries": {
+                        "description": "Failures to unhealthy, 1-10; default 3.",
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 4294967295
+                      },
+                      "startPeriodSeconds": {
+                        "description": "Seconds not counted after start, 0-600.",
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 4294967295
+                      }
+                    },
+                    "additionalProperties": false,
+                    "required": [
+                      "command"
+                    ]
                   }
                 },
                 "additionalProperties": false,
@@ -589,6 +630,41 @@ export const tools: readonly ToolDefinition[] = [
                       "items": {
                         "type": "string"
                       }
+                    },
+                    "healthCheck": {
+                      "type": "object",
+                      "properties": {
+                        "command": {
+                          "type": "array",
+                          "items": {
+                            "type": "string"
+                          }
+                        },
+                        "intervalSeconds": {
+                          "type": "integer",
+                          "minimum": 0,
+                          "maximum": 4294967295
+                        },
+                        "timeoutSeconds": {
+                          "type": "integer",
+                          "minimum": 0,
+                          "maximum": 4294967295
+                        },
+                        "retries": {
+                          "type": "integer",
+                          "minimum": 0,
+                          "maximum": 4294967295
+                        },
+                        "startPeriodSeconds": {
+                          "type": "integer",
+                          "minimum": 0,
+                          "maximum": 4294967295
+                        }
+                      },
+                      "additionalProperties": false,
+                      "required": [
+                        "command"
+                      ]
                     }
                   },
                   "additionalProperties": false,
@@ -1288,6 +1364,127 @@ export const tools: readonly ToolDefinition[] = [
                   },
                   "nextPageToken": {
                     "type": "string"
+                  }
+                }
+              },
+              "error": {
+                "type": "object"
+              }
+            },
+            "required": [
+              "node"
+            ]
+          }
+        }
+      },
+      "required": [
+        "nodes"
+      ]
+    }
+  },
+  {
+    "name": "rollback_service",
+    "title": "Roll a service back",
+    "description": "Redeploy the service's previous definition (last 5 kept); its file is unchanged.",
+    "rpc": "RollbackService",
+    "permission": "service.deploy",
+    "fanOut": false,
+    "timeoutSeconds": 900,
+    "annotations": {
+      "readOnlyHint": false,
+      "destructiveHint": true,
+      "idempotentHint": false,
+      "openWorldHint": true
+    },
+    "inputSchema": {
+      "type": "object",
+      "properties": {
+        "node": {
+          "type": "string",
+          "pattern": "^[a-z0-9][a-z0-9-]*$"
+        },
+        "service": {
+          "type": "string"
+        },
+        "requestId": {
+          "description": "Idempotency key: a retry returns the first result.",
+          "type": "string"
+        }
+      },
+      "additionalProperties": false,
+      "required": [
+        "service"
+      ]
+    },
+    "outputSchema": {
+      "type": "object",
+      "properties": {
+        "node": {
+          "type": "string"
+        },
+        "service": {
+          "type": "string"
+        },
+        "components": {
+          "type": "array"
+        },
+        "replayed": {
+          "type": "boolean"
+        },
+        "deployedAt": {
+          "type": "string",
+          "format": "date-time"
+        }
+      },
+      "required": [
+        "node"
+      ]
+    }
+  },
+  {
+    "name": "check_updates",
+    "title": "Check for image updates",
+    "description": "Whether each running component's registry has moved its tag.",
+    "rpc": "CheckUpdates",
+    "permission": "service.check_updates",
+    "fanOut": true,
+    "timeoutSeconds": 30,
+    "annotations": {
+      "readOnlyHint": true,
+      "destructiveHint": false,
+      "idempotentHint": true,
+      "openWorldHint": true
+    },
+    "inputSchema": {
+      "type": "object",
+      "properties": {
+        "node": {
+          "type": "string",
+          "pattern": "^[a-z0-9][a-z0-9-]*$"
+        },
+        "service": {
+          "description": "Only this service; empty for all.",
+          "type": "string"
+        }
+      },
+      "additionalProperties": false
+    },
+    "outputSchema": {
+      "type": "object",
+      "properties": {
+        "nodes": {
+          "type": "array",
+          "items": {
+            "type": "object",
+            "properties": {
+              "node": {
+                "type": "string"
+              },
+              "result": {
+                "type": "object",
+                "properties": {
+                  "updates": {
+                    "type": "array"
                   }
                 }
               },

@@ -15,3 +15,5 @@ export declare const node_status: ValidateFunction;
 export declare const push_file: ValidateFunction;
 export declare const pull_file: ValidateFunction;
 export declare const query_audit: ValidateFunction;
+export declare const rollback_service: ValidateFunction;
+export declare const check_updates: ValidateFunction;

@@ -2,7 +2,7 @@
 // Regenerate with `npm run gen`.
 import { fullFormats as fullFormats_0 } from 'ajv-formats/dist/formats.js';
 export const deploy = validate20;
-const schema31 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"spec":{"description":"Full definition, recorded on the node. Or give `service`.","type":"object","properties":{"name":{"description":"Lower-case letters, digits, '-'.","type":"string"},"active":{"description":"Default true.","type":"boolean"},"components":{"description":"Its containers; at least one.","type":"array","items":{"type":"object","properties":{"name":{"description":"Lower-case letters, digits, '-'.","type":"string"},"image":{"description":"Image; its tag is the version.","type":"string"},"network":{"description":"Network; empty for the default.","type":"string"},"user":{"description":"`uid[:gid]`.","type":"string"},"restart":{"description":"`no`, `always`, `on-failure` or `unless-stopped`.","type":"string"},"ports":{"description":"`[ip:]host:container[/udp]`.","type":"array","items":{"type":"string"}},"volumes":{"description":"`/host/path:/container/path[:ro]`.","type":"array","items":{"type":"string"}},"cmd":{"description":"Replaces the image's command.","type":"array","items":{"type":"string"}},"env":{"type":"object","additionalProperties":{"type":"string"}},"init":{"description":"Init as PID 1 forwarding signals: stops at once even if the command ignores SIGTERM.","type":"boolean"},"stopTimeoutSeconds":{"description":"Seconds from SIGTERM to kill, 0 to 300; absent for 10.","type":"integer","minimum":0,"maximum":4294967295},"envFiles":{"description":"KEY=VALUE files in secrets/.","type":"array","items":{"type":"string"}}},"additionalProperties":false,"required":["name","image"]}}},"additionalProperties":false,"required":["name","components"]},"service":{"type":"string"},"component":{"description":"Only this component.","type":"string"},"requestId":{"description":"Idempotency key: a retry returns the first result.","type":"string"}},"additionalProperties":false};
+const schema31 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"spec":{"description":"Full definition, recorded on the node. Or give `service`.","type":"object","properties":{"name":{"description":"Lower-case letters, digits, '-'.","type":"string"},"active":{"description":"Default true.","type":"boolean"},"components":{"description":"Its containers; at least one.","type":"array","items":{"type":"object","properties":{"name":{"description":"Lower-case letters, digits, '-'.","type":"string"},"image":{"description":"Image; its tag is the version.","type":"string"},"network":{"description":"Network; empty for the default.","type":"string"},"user":{"description":"`uid[:gid]`.","type":"string"},"restart":{"description":"`no`, `always`, `on-failure` or `unless-stopped`.","type":"string"},"ports":{"description":"`[ip:]host:container[/udp]`.","type":"array","items":{"type":"string"}},"volumes":{"description":"`/host/path:/container/path[:ro]`.","type":"array","items":{"type":"string"}},"cmd":{"description":"Replaces the image's command.","type":"array","items":{"type":"string"}},"env":{"type":"object","additionalProperties":{"type":"string"}},"init":{"description":"Init as PID 1 forwarding signals: stops at once even if the command ignores SIGTERM.","type":"boolean"},"stopTimeoutSeconds":{"description":"Seconds from SIGTERM to kill, 0 to 300; absent for 10.","type":"integer","minimum":0,"maximum":4294967295},"envFiles":{"description":"KEY=VALUE files in secrets/.","type":"array","items":{"type":"string"}},"healthCheck":{"description":"Deploys wait for it to pass, else roll back.","type":"object","properties":{"command":{"description":"Argv; exit 0 is healthy.","type":"array","items":{"type":"string"}},"intervalSeconds":{"description":"Seconds, 1-300; default 30.","type":"integer","minimum":0,"maximum":4294967295},"timeoutSeconds":{"description":"Seconds per check, 1-300; default 30.","type":"integer","minimum":0,"maximum":4294967295},"retries":{"description":"Failures to unhealthy, 1-10; default 3.","type":"integer","minimum":0,"maximum":4294967295},"startPeriodSeconds":{"description":"Seconds not counted after start, 0-600.","type":"integer","minimum":0,"maximum":4294967295}},"additionalProperties":false,"required":["command"]}},"additionalProperties":false,"required":["name","image"]}}},"additionalProperties":false,"required":["name","components"]},"service":{"type":"string"},"component":{"description":"Only this component.","type":"string"},"requestId":{"description":"Idempotency key: a retry returns the first result.","type":"string"}},"additionalProperties":false};
 const pattern4 = new RegExp("^[a-z0-9][a-z0-9-]*$", "u");
 const func1 = Object.prototype.hasOwnProperty;
 
@@ -398,9 +398,11 @@ vErrors.push(err29);
 errors++;
 }
 }
-}
-else {
-const err30 = {instancePath:instancePath+"/spec/components/" + i0,schemaPath:"#/properties/spec/properties/components/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data5.healthCheck !== undefined){
+let data23 = data5.healthCheck;
+if(data23 && typeof data23 == "object" && !Array.isArray(data23)){
+if(data23.command === undefined){
+const err30 = {instancePath:instancePath+"/spec/components/" + i0+"/healthCheck",schemaPath:"#/properties/spec/properties/components/items/properties/healthCheck/required",keyword:"required",params:{missingProperty: "command"},message:"must have required property '"+"command"+"'"};
 if(vErrors === null){
 vErrors = [err30];
 }
@@ -409,10 +411,9 @@ vErrors.push(err30);
 }
 errors++;
 }
-}
-}
-else {
-const err31 = {instancePath:instancePath+"/spec/components",schemaPath:"#/properties/spec/properties/components/type",keyword:"type",params:{type: "array"},message:"must be array"};
+for(const key4 in data23){
+if(!(((((key4 === "command") || (key4 === "intervalSeconds")) || (key4 === "timeoutSeconds")) || (key4 === "retries")) || (key4 === "startPeriodSeconds"))){
+const err31 = {instancePath:instancePath+"/spec/components/" + i0+"/healthCheck",schemaPath:"#/properties/spec/properties/components/items/properties/healthCheck/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err31];
 }
@@ -422,9 +423,13 @@ vErrors.push(err31);
 errors++;
 }
 }
-}
-else {
-const err32 = {instancePath:instancePath+"/spec",schemaPath:"#/properties/spec/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data23.command !== undefined){
+let data24 = data23.command;
+if(Array.isArray(data24)){
+const len5 = data24.length;
+for(let i5=0; i5<len5; i5++){
+if(typeof data24[i5] !== "string"){
+const err32 = {instancePath:instancePath+"/spec/components/" + i0+"/healthCheck/command/" + i5,schemaPath:"#/properties/spec/properties/components/items/properties/healthCheck/properties/command/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err32];
 }
@@ -434,9 +439,9 @@ vErrors.push(err32);
 errors++;
 }
 }
-if(data.service !== undefined){
-if(typeof data.service !== "string"){
-const err33 = {instancePath:instancePath+"/service",schemaPath:"#/properties/service/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+else {
+const err33 = {instancePath:instancePath+"/spec/components/" + i0+"/healthCheck/command",schemaPath:"#/properties/spec/properties/components/items/properties/healthCheck/properties/command/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err33];
 }
@@ -446,9 +451,10 @@ vErrors.push(err33);
 errors++;
 }
 }
-if(data.component !== undefined){
-if(typeof data.component !== "string"){
-const err34 = {instancePath:instancePath+"/component",schemaPath:"#/properties/component/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data23.intervalSeconds !== undefined){
+let data26 = data23.intervalSeconds;
+if(!(((typeof data26 == "number") && (!(data26 % 1) && !isNaN(data26))) && (isFinite(data26)))){
+const err34 = {instancePath:instancePath+"/spec/components/" + i0+"/healthCheck/intervalSeconds",schemaPath:"#/properties/spec/properties/components/items/properties/healthCheck/properties/intervalSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err34];
 }
@@ -457,10 +463,9 @@ vErrors.push(err34);
 }
 errors++;
 }
-}
-if(data.requestId !== undefined){
-if(typeof data.requestId !== "string"){
-const err35 = {instancePath:instancePath+"/requestId",schemaPath:"#/properties/requestId/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if((typeof data26 == "number") && (isFinite(data26))){
+if(data26 > 4294967295 || isNaN(data26)){
+const err35 = {instancePath:instancePath+"/spec/components/" + i0+"/healthCheck/intervalSeconds",schemaPath:"#/properties/spec/properties/components/items/properties/healthCheck/properties/intervalSeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 4294967295},message:"must be <= 4294967295"};
 if(vErrors === null){
 vErrors = [err35];
 }
@@ -469,15 +474,215 @@ vErrors.push(err35);
 }
 errors++;
 }
-}
-}
-else {
-const err36 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data26 < 0 || isNaN(data26)){
+const err36 = {instancePath:instancePath+"/spec/components/" + i0+"/healthCheck/intervalSeconds",schemaPath:"#/properties/spec/properties/components/items/properties/healthCheck/properties/intervalSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err36];
 }
 else {
 vErrors.push(err36);
+}
+errors++;
+}
+}
+}
+if(data23.timeoutSeconds !== undefined){
+let data27 = data23.timeoutSeconds;
+if(!(((typeof data27 == "number") && (!(data27 % 1) && !isNaN(data27))) && (isFinite(data27)))){
+const err37 = {instancePath:instancePath+"/spec/components/" + i0+"/healthCheck/timeoutSeconds",schemaPath:"#/properties/spec/properties/components/items/properties/healthCheck/properties/timeoutSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err37];
+}
+else {
+vErrors.push(err37);
+}
+errors++;
+}
+if((typeof data27 == "number") && (isFinite(data27))){
+if(data27 > 4294967295 || isNaN(data27)){
+const err38 = {instancePath:instancePath+"/spec/components/" + i0+"/healthCheck/timeoutSeconds",schemaPath:"#/properties/spec/properties/components/items/properties/healthCheck/properties/timeoutSeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 4294967295},message:"must be <= 4294967295"};
+if(vErrors === null){
+vErrors = [err38];
+}
+else {
+vErrors.push(err38);
+}
+errors++;
+}
+if(data27 < 0 || isNaN(data27)){
+const err39 = {instancePath:instancePath+"/spec/components/" + i0+"/healthCheck/timeoutSeconds",schemaPath:"#/properties/spec/properties/components/items/properties/healthCheck/properties/timeoutSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err39];
+}
+else {
+vErrors.push(err39);
+}
+errors++;
+}
+}
+}
+if(data23.retries !== undefined){
+let data28 = data23.retries;
+if(!(((typeof data28 == "number") && (!(data28 % 1) && !isNaN(data28))) && (isFinite(data28)))){
+const err40 = {instancePath:instancePath+"/spec/components/" + i0+"/healthCheck/retries",schemaPath:"#/properties/spec/properties/components/items/properties/healthCheck/properties/retries/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err40];
+}
+else {
+vErrors.push(err40);
+}
+errors++;
+}
+if((typeof data28 == "number") && (isFinite(data28))){
+if(data28 > 4294967295 || isNaN(data28)){
+const err41 = {instancePath:instancePath+"/spec/components/" + i0+"/healthCheck/retries",schemaPath:"#/properties/spec/properties/components/items/properties/healthCheck/properties/retries/maximum",keyword:"maximum",params:{comparison: "<=", limit: 4294967295},message:"must be <= 4294967295"};
+if(vErrors === null){
+vErrors = [err41];
+}
+else {
+vErrors.push(err41);
+}
+errors++;
+}
+if(data28 < 0 || isNaN(data28)){
+const err42 = {instancePath:instancePath+"/spec/components/" + i0+"/healthCheck/retries",schemaPath:"#/properties/spec/properties/components/items/properties/healthCheck/properties/retries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err42];
+}
+else {
+vErrors.push(err42);
+}
+errors++;
+}
+}
+}
+if(data23.startPeriodSeconds !== undefined){
+let data29 = data23.startPeriodSeconds;
+if(!(((typeof data29 == "number") && (!(data29 % 1) && !isNaN(data29))) && (isFinite(data29)))){
+const err43 = {instancePath:instancePath+"/spec/components/" + i0+"/healthCheck/startPeriodSeconds",schemaPath:"#/properties/spec/properties/components/items/properties/healthCheck/properties/startPeriodSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err43];
+}
+else {
+vErrors.push(err43);
+}
+errors++;
+}
+if((typeof data29 == "number") && (isFinite(data29))){
+if(data29 > 4294967295 || isNaN(data29)){
+const err44 = {instancePath:instancePath+"/spec/components/" + i0+"/healthCheck/startPeriodSeconds",schemaPath:"#/properties/spec/properties/components/items/properties/healthCheck/properties/startPeriodSeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 4294967295},message:"must be <= 4294967295"};
+if(vErrors === null){
+vErrors = [err44];
+}
+else {
+vErrors.push(err44);
+}
+errors++;
+}
+if(data29 < 0 || isNaN(data29)){
+const err45 = {instancePath:instancePath+"/spec/components/" + i0+"/healthCheck/startPeriodSeconds",schemaPath:"#/properties/spec/properties/components/items/properties/healthCheck/properties/startPeriodSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err45];
+}
+else {
+vErrors.push(err45);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err46 = {instancePath:instancePath+"/spec/components/" + i0+"/healthCheck",schemaPath:"#/properties/spec/properties/components/items/properties/healthCheck/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err46];
+}
+else {
+vErrors.push(err46);
+}
+errors++;
+}
+}
+}
+else {
+const err47 = {instancePath:instancePath+"/spec/components/" + i0,schemaPath:"#/properties/spec/properties/components/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err47];
+}
+else {
+vErrors.push(err47);
+}
+errors++;
+}
+}
+}
+else {
+const err48 = {instancePath:instancePath+"/spec/components",schemaPath:"#/properties/spec/properties/components/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err48];
+}
+else {
+vErrors.push(err48);
+}
+errors++;
+}
+}
+}
+else {
+const err49 = {instancePath:instancePath+"/spec",schemaPath:"#/properties/spec/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err49];
+}
+else {
+vErrors.push(err49);
+}
+errors++;
+}
+}
+if(data.service !== undefined){
+if(typeof data.service !== "string"){
+const err50 = {instancePath:instancePath+"/service",schemaPath:"#/properties/service/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err50];
+}
+else {
+vErrors.push(err50);
+}
+errors++;
+}
+}
+if(data.component !== undefined){
+if(typeof data.component !== "string"){
+const err51 = {instancePath:instancePath+"/component",schemaPath:"#/properties/component/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err51];
+}
+else {
+vErrors.push(err51);
+}
+errors++;
+}
+}
+if(data.requestId !== undefined){
+if(typeof data.requestId !== "string"){
+const err52 = {instancePath:instancePath+"/requestId",schemaPath:"#/properties/requestId/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err52];
+}
+else {
+vErrors.push(err52);
+}
+errors++;
+}
+}
+}
+else {
+const err53 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err53];
+}
+else {
+vErrors.push(err53);
 }
 errors++;
 }
@@ -1148,7 +1353,7 @@ return errors === 0;
 validate25.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 export const sync_desired_state = validate26;
-const schema37 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"services":{"description":"Specs as in deploy's `spec`; leave out to sync every definition file.","type":"array","items":{"type":"object","properties":{"name":{"type":"string"},"active":{"type":"boolean"},"components":{"type":"array","items":{"type":"object","properties":{"name":{"type":"string"},"image":{"type":"string"},"network":{"type":"string"},"user":{"type":"string"},"restart":{"type":"string"},"ports":{"type":"array","items":{"type":"string"}},"volumes":{"type":"array","items":{"type":"string"}},"cmd":{"type":"array","items":{"type":"string"}},"env":{"type":"object","additionalProperties":{"type":"string"}},"init":{"type":"boolean"},"stopTimeoutSeconds":{"type":"integer","minimum":0,"maximum":4294967295},"envFiles":{"type":"array","items":{"type":"string"}}},"additionalProperties":false,"required":["name","image"]}}},"additionalProperties":false,"required":["name","components"]}},"requestId":{"description":"Idempotency key: a retry returns the first result.","type":"string"}},"additionalProperties":false};
+const schema37 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"services":{"description":"Specs as in deploy's `spec`; leave out to sync every definition file.","type":"array","items":{"type":"object","properties":{"name":{"type":"string"},"active":{"type":"boolean"},"components":{"type":"array","items":{"type":"object","properties":{"name":{"type":"string"},"image":{"type":"string"},"network":{"type":"string"},"user":{"type":"string"},"restart":{"type":"string"},"ports":{"type":"array","items":{"type":"string"}},"volumes":{"type":"array","items":{"type":"string"}},"cmd":{"type":"array","items":{"type":"string"}},"env":{"type":"object","additionalProperties":{"type":"string"}},"init":{"type":"boolean"},"stopTimeoutSeconds":{"type":"integer","minimum":0,"maximum":4294967295},"envFiles":{"type":"array","items":{"type":"string"}},"healthCheck":{"type":"object","properties":{"command":{"type":"array","items":{"type":"string"}},"intervalSeconds":{"type":"integer","minimum":0,"maximum":4294967295},"timeoutSeconds":{"type":"integer","minimum":0,"maximum":4294967295},"retries":{"type":"integer","minimum":0,"maximum":4294967295},"startPeriodSeconds":{"type":"integer","minimum":0,"maximum":4294967295}},"additionalProperties":false,"required":["command"]}},"additionalProperties":false,"required":["name","image"]}}},"additionalProperties":false,"required":["name","components"]}},"requestId":{"description":"Idempotency key: a retry returns the first result.","type":"string"}},"additionalProperties":false};
 
 function validate26(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -1546,9 +1751,11 @@ vErrors.push(err29);
 errors++;
 }
 }
-}
-else {
-const err30 = {instancePath:instancePath+"/services/" + i0+"/components/" + i1,schemaPath:"#/properties/services/items/properties/components/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data6.healthCheck !== undefined){
+let data24 = data6.healthCheck;
+if(data24 && typeof data24 == "object" && !Array.isArray(data24)){
+if(data24.command === undefined){
+const err30 = {instancePath:instancePath+"/services/" + i0+"/components/" + i1+"/healthCheck",schemaPath:"#/properties/services/items/properties/components/items/properties/healthCheck/required",keyword:"required",params:{missingProperty: "command"},message:"must have required property '"+"command"+"'"};
 if(vErrors === null){
 vErrors = [err30];
 }
@@ -1557,10 +1764,9 @@ vErrors.push(err30);
 }
 errors++;
 }
-}
-}
-else {
-const err31 = {instancePath:instancePath+"/services/" + i0+"/components",schemaPath:"#/properties/services/items/properties/components/type",keyword:"type",params:{type: "array"},message:"must be array"};
+for(const key4 in data24){
+if(!(((((key4 === "command") || (key4 === "intervalSeconds")) || (key4 === "timeoutSeconds")) || (key4 === "retries")) || (key4 === "startPeriodSeconds"))){
+const err31 = {instancePath:instancePath+"/services/" + i0+"/components/" + i1+"/healthCheck",schemaPath:"#/properties/services/items/properties/components/items/properties/healthCheck/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err31];
 }
@@ -1570,9 +1776,13 @@ vErrors.push(err31);
 errors++;
 }
 }
-}
-else {
-const err32 = {instancePath:instancePath+"/services/" + i0,schemaPath:"#/properties/services/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data24.command !== undefined){
+let data25 = data24.command;
+if(Array.isArray(data25)){
+const len6 = data25.length;
+for(let i6=0; i6<len6; i6++){
+if(typeof data25[i6] !== "string"){
+const err32 = {instancePath:instancePath+"/services/" + i0+"/components/" + i1+"/healthCheck/command/" + i6,schemaPath:"#/properties/services/items/properties/components/items/properties/healthCheck/properties/command/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err32];
 }
@@ -1584,7 +1794,7 @@ errors++;
 }
 }
 else {
-const err33 = {instancePath:instancePath+"/services",schemaPath:"#/properties/services/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err33 = {instancePath:instancePath+"/services/" + i0+"/components/" + i1+"/healthCheck/command",schemaPath:"#/properties/services/items/properties/components/items/properties/healthCheck/properties/command/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err33];
 }
@@ -1594,9 +1804,10 @@ vErrors.push(err33);
 errors++;
 }
 }
-if(data.requestId !== undefined){
-if(typeof data.requestId !== "string"){
-const err34 = {instancePath:instancePath+"/requestId",schemaPath:"#/properties/requestId/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data24.intervalSeconds !== undefined){
+let data27 = data24.intervalSeconds;
+if(!(((typeof data27 == "number") && (!(data27 % 1) && !isNaN(data27))) && (isFinite(data27)))){
+const err34 = {instancePath:instancePath+"/services/" + i0+"/components/" + i1+"/healthCheck/intervalSeconds",schemaPath:"#/properties/services/items/properties/components/items/properties/healthCheck/properties/intervalSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err34];
 }
@@ -1605,15 +1816,214 @@ vErrors.push(err34);
 }
 errors++;
 }
-}
-}
-else {
-const err35 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if((typeof data27 == "number") && (isFinite(data27))){
+if(data27 > 4294967295 || isNaN(data27)){
+const err35 = {instancePath:instancePath+"/services/" + i0+"/components/" + i1+"/healthCheck/intervalSeconds",schemaPath:"#/properties/services/items/properties/components/items/properties/healthCheck/properties/intervalSeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 4294967295},message:"must be <= 4294967295"};
 if(vErrors === null){
 vErrors = [err35];
 }
 else {
 vErrors.push(err35);
+}
+errors++;
+}
+if(data27 < 0 || isNaN(data27)){
+const err36 = {instancePath:instancePath+"/services/" + i0+"/components/" + i1+"/healthCheck/intervalSeconds",schemaPath:"#/properties/services/items/properties/components/items/properties/healthCheck/properties/intervalSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err36];
+}
+else {
+vErrors.push(err36);
+}
+errors++;
+}
+}
+}
+if(data24.timeoutSeconds !== undefined){
+let data28 = data24.timeoutSeconds;
+if(!(((typeof data28 == "number") && (!(data28 % 1) && !isNaN(data28))) && (isFinite(data28)))){
+const err37 = {instancePath:instancePath+"/services/" + i0+"/components/" + i1+"/healthCheck/timeoutSeconds",schemaPath:"#/properties/services/items/properties/components/items/properties/healthCheck/properties/timeoutSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err37];
+}
+else {
+vErrors.push(err37);
+}
+errors++;
+}
+if((typeof data28 == "number") && (isFinite(data28))){
+if(data28 > 4294967295 || isNaN(data28)){
+const err38 = {instancePath:instancePath+"/services/" + i0+"/components/" + i1+"/healthCheck/timeoutSeconds",schemaPath:"#/properties/services/items/properties/components/items/properties/healthCheck/properties/timeoutSeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 4294967295},message:"must be <= 4294967295"};
+if(vErrors === null){
+vErrors = [err38];
+}
+else {
+vErrors.push(err38);
+}
+errors++;
+}
+if(data28 < 0 || isNaN(data28)){
+const err39 = {instancePath:instancePath+"/services/" + i0+"/components/" + i1+"/healthCheck/timeoutSeconds",schemaPath:"#/properties/services/items/properties/components/items/properties/healthCheck/properties/timeoutSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err39];
+}
+else {
+vErrors.push(err39);
+}
+errors++;
+}
+}
+}
+if(data24.retries !== undefined){
+let data29 = data24.retries;
+if(!(((typeof data29 == "number") && (!(data29 % 1) && !isNaN(data29))) && (isFinite(data29)))){
+const err40 = {instancePath:instancePath+"/services/" + i0+"/components/" + i1+"/healthCheck/retries",schemaPath:"#/properties/services/items/properties/components/items/properties/healthCheck/properties/retries/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err40];
+}
+else {
+vErrors.push(err40);
+}
+errors++;
+}
+if((typeof data29 == "number") && (isFinite(data29))){
+if(data29 > 4294967295 || isNaN(data29)){
+const err41 = {instancePath:instancePath+"/services/" + i0+"/components/" + i1+"/healthCheck/retries",schemaPath:"#/properties/services/items/properties/components/items/properties/healthCheck/properties/retries/maximum",keyword:"maximum",params:{comparison: "<=", limit: 4294967295},message:"must be <= 4294967295"};
+if(vErrors === null){
+vErrors = [err41];
+}
+else {
+vErrors.push(err41);
+}
+errors++;
+}
+if(data29 < 0 || isNaN(data29)){
+const err42 = {instancePath:instancePath+"/services/" + i0+"/components/" + i1+"/healthCheck/retries",schemaPath:"#/properties/services/items/properties/components/items/properties/healthCheck/properties/retries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err42];
+}
+else {
+vErrors.push(err42);
+}
+errors++;
+}
+}
+}
+if(data24.startPeriodSeconds !== undefined){
+let data30 = data24.startPeriodSeconds;
+if(!(((typeof data30 == "number") && (!(data30 % 1) && !isNaN(data30))) && (isFinite(data30)))){
+const err43 = {instancePath:instancePath+"/services/" + i0+"/components/" + i1+"/healthCheck/startPeriodSeconds",schemaPath:"#/properties/services/items/properties/components/items/properties/healthCheck/properties/startPeriodSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err43];
+}
+else {
+vErrors.push(err43);
+}
+errors++;
+}
+if((typeof data30 == "number") && (isFinite(data30))){
+if(data30 > 4294967295 || isNaN(data30)){
+const err44 = {instancePath:instancePath+"/services/" + i0+"/components/" + i1+"/healthCheck/startPeriodSeconds",schemaPath:"#/properties/services/items/properties/components/items/properties/healthCheck/properties/startPeriodSeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 4294967295},message:"must be <= 4294967295"};
+if(vErrors === null){
+vErrors = [err44];
+}
+else {
+vErrors.push(err44);
+}
+errors++;
+}
+if(data30 < 0 || isNaN(data30)){
+const err45 = {instancePath:instancePath+"/services/" + i0+"/components/" + i1+"/healthCheck/startPeriodSeconds",schemaPath:"#/properties/services/items/properties/components/items/properties/healthCheck/properties/startPeriodSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err45];
+}
+else {
+vErrors.push(err45);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err46 = {instancePath:instancePath+"/services/" + i0+"/components/" + i1+"/healthCheck",schemaPath:"#/properties/services/items/properties/components/items/properties/healthCheck/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err46];
+}
+else {
+vErrors.push(err46);
+}
+errors++;
+}
+}
+}
+else {
+const err47 = {instancePath:instancePath+"/services/" + i0+"/components/" + i1,schemaPath:"#/properties/services/items/properties/components/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err47];
+}
+else {
+vErrors.push(err47);
+}
+errors++;
+}
+}
+}
+else {
+const err48 = {instancePath:instancePath+"/services/" + i0+"/components",schemaPath:"#/properties/services/items/properties/components/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err48];
+}
+else {
+vErrors.push(err48);
+}
+errors++;
+}
+}
+}
+else {
+const err49 = {instancePath:instancePath+"/services/" + i0,schemaPath:"#/properties/services/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err49];
+}
+else {
+vErrors.push(err49);
+}
+errors++;
+}
+}
+}
+else {
+const err50 = {instancePath:instancePath+"/services",schemaPath:"#/properties/services/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err50];
+}
+else {
+vErrors.push(err50);
+}
+errors++;
+}
+}
+if(data.requestId !== undefined){
+if(typeof data.requestId !== "string"){
+const err51 = {instancePath:instancePath+"/requestId",schemaPath:"#/properties/requestId/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err51];
+}
+else {
+vErrors.push(err51);
+}
+errors++;
+}
+}
+}
+else {
+const err52 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err52];
+}
+else {
+vErrors.push(err52);
 }
 errors++;
 }
@@ -2633,4 +3043,184 @@ validate34.errors = vErrors;
 return errors === 0;
 }
 validate34.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+
+export const rollback_service = validate35;
+const schema46 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"service":{"type":"string"},"requestId":{"description":"Idempotency key: a retry returns the first result.","type":"string"}},"additionalProperties":false,"required":["service"]};
+
+function validate35(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
+let vErrors = null;
+let errors = 0;
+const evaluated0 = validate35.evaluated;
+if(evaluated0.dynamicProps){
+evaluated0.props = undefined;
+}
+if(evaluated0.dynamicItems){
+evaluated0.items = undefined;
+}
+if(data && typeof data == "object" && !Array.isArray(data)){
+if(data.service === undefined){
+const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "service"},message:"must have required property '"+"service"+"'"};
+if(vErrors === null){
+vErrors = [err0];
+}
+else {
+vErrors.push(err0);
+}
+errors++;
+}
+for(const key0 in data){
+if(!(((key0 === "node") || (key0 === "service")) || (key0 === "requestId"))){
+const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err1];
+}
+else {
+vErrors.push(err1);
+}
+errors++;
+}
+}
+if(data.node !== undefined){
+let data0 = data.node;
+if(typeof data0 === "string"){
+if(!pattern4.test(data0)){
+const err2 = {instancePath:instancePath+"/node",schemaPath:"#/properties/node/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9-]*$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9-]*$"+"\""};
+if(vErrors === null){
+vErrors = [err2];
+}
+else {
+vErrors.push(err2);
+}
+errors++;
+}
+}
+else {
+const err3 = {instancePath:instancePath+"/node",schemaPath:"#/properties/node/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err3];
+}
+else {
+vErrors.push(err3);
+}
+errors++;
+}
+}
+if(data.service !== undefined){
+if(typeof data.service !== "string"){
+const err4 = {instancePath:instancePath+"/service",schemaPath:"#/properties/service/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err4];
+}
+else {
+vErrors.push(err4);
+}
+errors++;
+}
+}
+if(data.requestId !== undefined){
+if(typeof data.requestId !== "string"){
+const err5 = {instancePath:instancePath+"/requestId",schemaPath:"#/properties/requestId/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err5];
+}
+else {
+vErrors.push(err5);
+}
+errors++;
+}
+}
+}
+else {
+const err6 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err6];
+}
+else {
+vErrors.push(err6);
+}
+errors++;
+}
+validate35.errors = vErrors;
+return errors === 0;
+}
+validate35.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+
+export const check_updates = validate36;
+const schema47 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"service":{"description":"Only this service; empty for all.","type":"string"}},"additionalProperties":false};
+
+function validate36(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
+let vErrors = null;
+let errors = 0;
+const evaluated0 = validate36.evaluated;
+if(evaluated0.dynamicProps){
+evaluated0.props = undefined;
+}
+if(evaluated0.dynamicItems){
+evaluated0.items = undefined;
+}
+if(data && typeof data == "object" && !Array.isArray(data)){
+for(const key0 in data){
+if(!((key0 === "node") || (key0 === "service"))){
+const err0 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err0];
+}
+else {
+vErrors.push(err0);
+}
+errors++;
+}
+}
+if(data.node !== undefined){
+let data0 = data.node;
+if(typeof data0 === "string"){
+if(!pattern4.test(data0)){
+const err1 = {instancePath:instancePath+"/node",schemaPath:"#/properties/node/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9-]*$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9-]*$"+"\""};
+if(vErrors === null){
+vErrors = [err1];
+}
+else {
+vErrors.push(err1);
+}
+errors++;
+}
+}
+else {
+const err2 = {instancePath:instancePath+"/node",schemaPath:"#/properties/node/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err2];
+}
+else {
+vErrors.push(err2);
+}
+errors++;
+}
+}
+if(data.service !== undefined){
+if(typeof data.service !== "string"){
+const err3 = {instancePath:instancePath+"/service",schemaPath:"#/properties/service/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err3];
+}
+else {
+vErrors.push(err3);
+}
+errors++;
+}
+}
+}
+else {
+const err4 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err4];
+}
+else {
+vErrors.push(err4);
+}
+errors++;
+}
+validate36.errors = vErrors;
+return errors === 0;
+}
+validate36.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 

@@ -199,6 +199,25 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 7,
+    name: 'health checks and spec history',
+    sql: `
+      -- The component's health check as the contract's HealthCheck in ProtoJSON; NULL for none.
+      ALTER TABLE components ADD COLUMN health_check TEXT;
+
+      -- The last definitions deployed without failure, per service (ServiceSpec ProtoJSON),
+      -- newest with the highest id: rollback_service redeploys the one before the newest.
+      -- No foreign key: removing a service deletes its history explicitly.
+      CREATE TABLE spec_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        service TEXT NOT NULL,
+        deployed_at TEXT NOT NULL,
+        spec_json TEXT NOT NULL
+      );
+      CREATE INDEX spec_history_by_service ON spec_history(service, id);
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

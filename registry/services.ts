@@ -8,7 +8,7 @@ import { InvalidArgumentError, NotFoundError } from '../core/errors.js';
 import { containerName } from '../core/naming.js';
 import { assertValidServiceSpec } from '../core/spec.js';
 import type { DesiredStateName, ObservedStateName } from '../core/states.js';
-import type { ComponentSpec, ServiceSpec } from '../gen/mcp/v1/mcp.js';
+import { type ComponentSpec, HealthCheck, ServiceSpec } from '../gen/mcp/v1/mcp.js';
 import { writeTransaction } from './transaction.js';
 
 /** A component's recorded spec (the contract's ComponentSpec) and what the agent knows of it. */
@@ -67,6 +67,16 @@ export interface Observation {
   image?: string;
 }
 
+/** How many deployed definitions the registry keeps per service for rollback_service. */
+export const SPEC_HISTORY_KEEP = 5;
+
+/** A definition as it was deployed. */
+export interface DeployedSpec {
+  id: number;
+  deployedAt: Date;
+  spec: ServiceSpec;
+}
+
 export interface ListFilter {
   /** Only components with this desired state; services left with none are omitted. */
   desiredState?: DesiredStateName;
@@ -89,6 +99,7 @@ export function toServiceSpec(service: ServiceRecord): ServiceSpec {
       env: { ...c.env },
       envFiles: [...c.envFiles],
       init: c.init,
+      healthCheck: c.healthCheck ? { ...c.healthCheck, command: [...c.healthCheck.command] } : undefined,
       ...(c.stopTimeoutSeconds !== undefined ? { stopTimeoutSeconds: c.stopTimeoutSeconds } : {}),
     })),
   };
@@ -113,6 +124,7 @@ interface ComponentRow {
   restart: string;
   init: number;
   stop_timeout_seconds: number | null;
+  health_check: string | null;
   desired_state: DesiredStateName;
   observed_state: ObservedStateName | null;
   container: string;
@@ -167,6 +179,18 @@ export class ServiceStore {
         `SELECT service, component, key, value FROM component_env ${scoped} ORDER BY key`,
       ),
       names: db.prepare<[], { name: string }>('SELECT name FROM services ORDER BY name'),
+      history: db.prepare<[string], { id: number; deployed_at: string; spec_json: string }>(
+        'SELECT id, deployed_at, spec_json FROM spec_history WHERE service = ? ORDER BY id DESC',
+      ),
+      insertHistory: db.prepare(
+        'INSERT INTO spec_history (service, deployed_at, spec_json) VALUES (@service, @now, @specJson)',
+      ),
+      trimHistory: db.prepare(
+        `DELETE FROM spec_history WHERE service = @service AND id NOT IN
+           (SELECT id FROM spec_history WHERE service = @service ORDER BY id DESC LIMIT @keep)`,
+      ),
+      deleteHistoryEntry: db.prepare<[number]>('DELETE FROM spec_history WHERE id = ?'),
+      deleteHistory: db.prepare<[string]>('DELETE FROM spec_history WHERE service = ?'),
       insertService: db.prepare(
         'INSERT INTO services (name, active, created_at, updated_at) VALUES (@name, @active, @now, @now)',
       ),
@@ -175,13 +199,14 @@ export class ServiceStore {
       touchService: db.prepare('UPDATE services SET updated_at = @now WHERE name = @name'),
       insertComponent: db.prepare(
         `INSERT INTO components (service, name, position, image, network, user, restart, init,
-           stop_timeout_seconds, desired_state, container, created_at, updated_at)
+           stop_timeout_seconds, health_check, desired_state, container, created_at, updated_at)
          VALUES (@service, @name, @position, @image, @network, @user, @restart, @init,
-           @stopTimeoutSeconds, @desiredState, @container, @now, @now)`,
+           @stopTimeoutSeconds, @healthCheck, @desiredState, @container, @now, @now)`,
       ),
       updateComponent: db.prepare(
         `UPDATE components SET image = @image, network = @network, user = @user, restart = @restart,
-           init = @init, stop_timeout_seconds = @stopTimeoutSeconds, desired_state = @desiredState,
+           init = @init, stop_timeout_seconds = @stopTimeoutSeconds, health_check = @healthCheck,
+           desired_state = @desiredState,
            updated_at = @now
          WHERE service = @service AND name = @name`,
       ),
@@ -343,7 +368,38 @@ export class ServiceStore {
    * whether there was a service to delete.
    */
   delete(name: string): boolean {
-    return this.statements.deleteService.run(name).changes > 0;
+    return writeTransaction(this.db, () => {
+      this.statements.deleteHistory.run(name);
+      return this.statements.deleteService.run(name).changes > 0;
+    });
+  }
+
+  /**
+   * Remembers `spec` as the service's newest deployed definition, unless it already is, and
+   * keeps the newest `keep`. Called after a deploy in which no component failed.
+   */
+  recordDeployedSpec(spec: ServiceSpec, keep = SPEC_HISTORY_KEEP): void {
+    const specJson = JSON.stringify(ServiceSpec.toJSON(spec));
+    writeTransaction(this.db, () => {
+      const newest = this.statements.history.get(spec.name);
+      if (newest?.spec_json === specJson) return;
+      this.statements.insertHistory.run({ service: spec.name, now: nowIso(), specJson });
+      this.statements.trimHistory.run({ service: spec.name, keep });
+    });
+  }
+
+  /** The service's deployed definitions, newest first. */
+  specHistory(service: string): DeployedSpec[] {
+    return this.statements.history.all(service).map((row) => ({
+      id: row.id,
+      deployedAt: new Date(row.deployed_at),
+      spec: ServiceSpec.fromJSON(JSON.parse(row.spec_json)),
+    }));
+  }
+
+  /** Forgets one history entry: a rollback drops the definition it rolled back from. */
+  forgetDeployedSpec(id: number): void {
+    this.statements.deleteHistoryEntry.run(id);
   }
 
   /** `active` is what start (true) and stop (false) record; restart leaves it alone. */
@@ -470,6 +526,8 @@ export class ServiceStore {
         restart: row.restart,
         init: row.init === 1,
         ...(row.stop_timeout_seconds === null ? {} : { stopTimeoutSeconds: row.stop_timeout_seconds }),
+        healthCheck:
+          row.health_check === null ? undefined : HealthCheck.fromJSON(JSON.parse(row.health_check)),
         ports: ports.get(key) ?? [],
         volumes: volumes.get(key) ?? [],
         cmd: cmd.get(key) ?? [],
@@ -507,6 +565,7 @@ function specColumns(spec: ComponentSpec) {
     restart: spec.restart,
     init: spec.init ? 1 : 0,
     stopTimeoutSeconds: spec.stopTimeoutSeconds ?? null,
+    healthCheck: spec.healthCheck ? JSON.stringify(HealthCheck.toJSON(spec.healthCheck)) : null,
   };
 }
 
@@ -549,6 +608,9 @@ function describeChanges(old: ComponentRecord, spec: ComponentSpec, desired: Des
       `${old.name}: env_files ${JSON.stringify(old.envFiles)} -> ${JSON.stringify(spec.envFiles ?? [])}`,
     );
   }
+  const oldCheck = old.healthCheck ? JSON.stringify(HealthCheck.toJSON(old.healthCheck)) : 'none';
+  const newCheck = spec.healthCheck ? JSON.stringify(HealthCheck.toJSON(spec.healthCheck)) : 'none';
+  if (oldCheck !== newCheck) details.push(`${old.name}: health_check ${oldCheck} -> ${newCheck}`);
   const env = describeEnvChanges(old.env, spec.env);
   if (env.length > 0) details.push(`${old.name}: env ${env.join(', ')}`);
   if (old.desiredState !== desired) details.push(`${old.name}: desired ${old.desiredState} -> ${desired}`);

@@ -72,6 +72,7 @@ const VIEWER: readonly Permission[] = [
   'service.status',
   'service.logs',
   'node.status',
+  'service.check_updates',
 ];
 
 export const builtInRoles: readonly RoleDefinition[] = [
@@ -94,7 +95,10 @@ export const builtInRoles: readonly RoleDefinition[] = [
       // read back (security.md, "Secrets"); only admin has it.
     ],
   },
-  { name: 'auditor', permissions: ['audit.query', 'audit.verify', 'node.status', 'service.list'] },
+  {
+    name: 'auditor',
+    permissions: ['audit.query', 'audit.verify', 'node.status', 'service.list', 'service.check_updates'],
+  },
   { name: 'admin', permissions: ['*'] },
 ];
 

@@ -51,6 +51,8 @@ export function componentSpecFromContainer(component: string, details: Container
     env: Object.fromEntries(Object.entries(details.env).filter(([key]) => !looksSecret(key))),
     envFiles: [],
     init: details.init,
+    // A container's health check is not read back: a deploy with a spec sets one.
+    healthCheck: undefined,
     // The runtimes record 10 s on every container: only another value is worth writing down.
     ...(adoptedStopTimeout(details.stopTimeoutSeconds) !== undefined
       ? { stopTimeoutSeconds: adoptedStopTimeout(details.stopTimeoutSeconds) }

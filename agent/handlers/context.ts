@@ -102,6 +102,7 @@ export function runSpecOf(component: ComponentRecord): RunSpec {
     cmd: component.cmd,
     env: component.env,
     init: component.init,
+    ...(component.healthCheck ? { healthCheck: component.healthCheck } : {}),
     ...(component.stopTimeoutSeconds !== undefined
       ? { stopTimeoutSeconds: component.stopTimeoutSeconds }
       : {}),

@@ -17,11 +17,20 @@ export function toComponentInfo(component: ComponentRecord): ComponentInfo {
     observedState: observedStateToProto(component.observedState),
     startedAt: component.startedAt,
     updatedAt: component.updatedAt,
+    health: '',
   };
 }
 
 export function toServiceInfo(service: ServiceRecord): ServiceInfo {
   return { name: service.name, active: service.active, components: service.components.map(toComponentInfo) };
+}
+
+/** The info with each component's health from a listing just read (container name → health word). */
+export function withHealth(info: ServiceInfo, health: ReadonlyMap<string, string>): ServiceInfo {
+  return {
+    ...info,
+    components: info.components.map((c) => ({ ...c, health: health.get(c.container) ?? '' })),
+  };
 }
 
 export function toEvent(event: EventRecord): Event {

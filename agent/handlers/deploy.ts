@@ -1,28 +1,31 @@
 /**
  * Deploy: record a definition (or take the recorded one) and run its components.
  *
- * A deploy of one component: pull → stop the old container → remove it → run → inspect.
- * The pull comes first so that an image that cannot be pulled leaves the old container
- * running. Components are deployed one after the other; one failing does not stop the
+ * A deploy of one component: pull → stop the old container → keep it aside → run → inspect →
+ * health gate → remove the old one, or roll back to it (agent/health.ts). The pull comes first
+ * so that an image that cannot be pulled leaves the old container running. Components are deployed one after the other; one failing does not stop the
  * others. Once it holds the service's lock a deploy runs to the end even if the client goes
  * away, so its result is recorded for the retry the client will make with the same request id.
  * A client that cancels stops only the pulls before the first change to the node: once a
  * container is being replaced, the remaining components are deployed too, so that a service
  * is not left half on the old version because its client was closed.
  */
-import { InvalidArgumentError, McpError, NotFoundError } from '../../core/errors.js';
+import { FailedPreconditionError, InvalidArgumentError, McpError, NotFoundError } from '../../core/errors.js';
+import { previousContainerName } from '../../core/naming.js';
 import { assertValidServiceSpec, imageVersion } from '../../core/spec.js';
 import { desiredStateToProto } from '../../core/states.js';
 import {
   type ComponentResult,
+  type ComponentSpec,
   type DeployProgress,
   type DeployRequest,
   type DeployResponse,
   DeployResult,
   type ServiceSpec,
 } from '../../gen/mcp/v1/mcp.js';
-import type { ComponentRecord, ServiceRecord } from '../../registry/services.js';
+import { type ComponentRecord, type ServiceRecord, toServiceSpec } from '../../registry/services.js';
 import { assertDeployAdmitted } from '../admission.js';
+import { healthGate, resolveLeftover } from '../health.js';
 import type { ContainerSummary } from '../runtime/index.js';
 import { assertEnvFilesReady, withEnvFiles } from '../secrets.js';
 import type { CallContext, ServerStreamHandler } from '../server.js';
@@ -44,7 +47,7 @@ import {
   stopContainer,
 } from './context.js';
 
-interface DeployPlan {
+export interface DeployPlan {
   service: string;
   spec: ServiceSpec | undefined;
   component: string;
@@ -91,13 +94,22 @@ export function deployHandler(sc: ServiceContext): ServerStreamHandler<DeployReq
         codec: DeployResult,
         signal: ctx.signal,
       },
-      () => deployLocked(sc, plan, emit, ctx.signal),
+      async () => rememberIfDeployed(sc, await deployLocked(sc, plan, emit, ctx.signal)),
     );
     await emit({ result });
   };
 }
 
-async function deployLocked(
+/** A deploy in which no component failed is the service's newest definition for rollback_service. */
+function rememberIfDeployed(sc: ServiceContext, result: DeployResult): DeployResult {
+  if (result.components.every((c) => c.ok)) {
+    const { services } = sc.deps.registry;
+    services.recordDeployedSpec(toServiceSpec(services.require(result.service)));
+  }
+  return result;
+}
+
+export async function deployLocked(
   sc: ServiceContext,
   plan: DeployPlan,
   emit: (msg: DeployResponse) => Promise<void>,
@@ -112,7 +124,12 @@ async function deployLocked(
 
   let service: ServiceRecord;
   let names: string[];
-  const isNewService = plan.spec !== undefined && registry.services.get(plan.service) === undefined;
+  const recordedBefore = registry.services.get(plan.service);
+  const isNewService = plan.spec !== undefined && recordedBefore === undefined;
+  // What a component rolled back to is recorded again as its spec.
+  const specBefore = new Map(
+    (recordedBefore ? toServiceSpec(recordedBefore).components : []).map((c) => [c.name, c]),
+  );
   if (plan.spec) {
     registry.services.upsert(plan.spec);
     service = registry.services.require(plan.service);
@@ -130,15 +147,18 @@ async function deployLocked(
   const total = targets.length;
   let completed = 0;
   const results: ComponentResult[] = [];
+  const rolledBack: string[] = [];
   const pulls = untilNodeChanges(signal);
   for (const target of targets) {
     const progress: Progress = (step) => emit({ progress: { ...step, completed, total } });
-    const outcome = await deployComponent(sc, target, existing.get(target.container), progress, pulls);
+    const outcome = await deployComponent(sc, target, specBefore.get(target.name), existing, progress, pulls);
     completed += 1;
     const last = outcome.ok ? 'done' : 'failed';
     await progress({ service: target.service, component: target.name, step: last, message: outcome.message });
     results.push(outcome.result);
+    if (outcome.rolledBack) rolledBack.push(`${target.name}: ${outcome.message}`);
   }
+  if (rolledBack.length > 0) throw rollbackError(plan.service, rolledBack, results);
   if (isNewService && results.every((r) => !r.ok)) {
     // Nothing of it ever ran: it stays recorded (its events say why) but not as wanted
     // running, so the monitor raises no drift alert for a service that never was.
@@ -156,29 +176,66 @@ async function deployLocked(
   return { service: plan.service, components: results, replayed: false };
 }
 
+/**
+ * The error of a deploy in which a component was rolled back: the call fails (and its audit
+ * outcome says so), while the old containers serve again.
+ */
+function rollbackError(
+  service: string,
+  rolledBack: readonly string[],
+  results: readonly ComponentResult[],
+): McpError {
+  const others = results.filter((r) => !rolledBack.some((line) => line.startsWith(`${r.component}: `)));
+  const rest = others.map((r) => `${r.component}: ${r.ok ? 'deployed' : r.error}`);
+  return new FailedPreconditionError(
+    `deploy of service '${service}' failed and was rolled back: ${rolledBack.join('; ')}` +
+      (rest.length > 0 ? ` (other components: ${rest.join('; ')})` : ''),
+  );
+}
+
+interface ComponentOutcome {
+  ok: boolean;
+  message: string;
+  result: ComponentResult;
+  /** The new container failed its gate and the old one serves again. */
+  rolledBack?: boolean;
+}
+
+type Step = (stepName: string, message: string) => Promise<void>;
+
 async function deployComponent(
   sc: ServiceContext,
   component: ComponentRecord,
-  current: ContainerSummary | undefined,
+  specBefore: ComponentSpec | undefined,
+  listing: ReadonlyMap<string, ContainerSummary>,
   progress: Progress,
   pulls: PullCancellation,
-): Promise<{ ok: boolean; message: string; result: ComponentResult }> {
+): Promise<ComponentOutcome> {
   const { runtime, registry } = sc.deps;
   const { service, name, container, image } = component;
-  const step = (stepName: string, message: string) =>
-    progress({ service, component: name, step: stepName, message });
+  const step: Step = (stepName, message) => progress({ service, component: name, step: stepName, message });
   const before = component.observedState;
+  let kept: ContainerSummary | undefined;
   try {
     // A client that cancels stops the pull while nothing has changed on the node yet.
     await runtime.pull(image, { signal: pulls.signal() });
     pulls.nodeChanges();
     await step('pull', `pulled ${image}`);
+    const current = await currentContainer(sc, component, listing, step);
     if (current) {
       if (isLive(current.state) && (await stopContainer(sc, component))) {
         await step('stop', `stopped ${container} (${shortId(current.id)}, was ${current.state})`);
       }
-      await removeIfPresent(sc, container);
-      await step('remove', `removed ${container} (${shortId(current.id)})`);
+      if (component.desiredState === 'stopped') {
+        await removeIfPresent(sc, container);
+        await step('remove', `removed ${container} (${shortId(current.id)})`);
+      } else {
+        kept = await keepAside(sc, container, current);
+        await step(
+          'keep',
+          `kept ${container} (${shortId(current.id)}) as ${kept.name} until the new one passes`,
+        );
+      }
     }
     if (component.desiredState === 'stopped') {
       // The service (or this component) is stopped on purpose: record the new definition
@@ -206,8 +263,15 @@ async function deployComponent(
       'inspect',
       `${container} is ${state}${details?.startedAt ? ` since ${details.startedAt.toISOString()}` : ''}`,
     );
-    if (state !== 'running')
+    if (state !== 'running' && !kept)
       throw new McpError('FAILED_PRECONDITION', notRunningMessage(container, state, runtime.kind));
+    if (kept || component.healthCheck) {
+      const verdict = await healthGate(runtime, container, component.healthCheck, kept !== undefined);
+      if (!verdict.passed) throw new McpError('FAILED_PRECONDITION', verdict.reason);
+      await step('health', `${container} ${component.healthCheck ? 'is healthy' : 'is still running'}`);
+      recordObservation(sc, component, verdict.details, imageVersion(image));
+    }
+    if (kept) await removeIfPresent(sc, kept.name);
     const message = `deployed ${image} as ${container} (${shortId(id)})`;
     registry.events.record({
       service,
@@ -219,6 +283,9 @@ async function deployComponent(
     });
     return { ok: true, message, result: componentResult(record) };
   } catch (err) {
+    if (kept && err instanceof McpError) {
+      return rollBack(sc, component, specBefore, kept, before, failureLine(err), step);
+    }
     if (!isComponentFailure(err)) throw err;
     const record = await recordFailure(sc, component, before, 'deploy_failed', err);
     const line = failureLine(err);
@@ -241,6 +308,80 @@ function untilNodeChanges(signal: AbortSignal): PullCancellation {
       changing = true;
     },
   };
+}
+
+/**
+ * What holds the component's container name now, after resolving a kept container an
+ * interrupted deploy left behind (the rule is `resolveLeftover` in agent/health.ts).
+ */
+async function currentContainer(
+  sc: ServiceContext,
+  component: ComponentRecord,
+  listing: ReadonlyMap<string, ContainerSummary>,
+  step: Step,
+): Promise<ContainerSummary | undefined> {
+  const { current, action } = await resolveLeftover(sc.deps.runtime, component, listing);
+  if (action) await step('resolve', action);
+  return current;
+}
+
+/** Renames the stopped old container out of the way; it comes back if the new one fails its gate. */
+async function keepAside(
+  sc: ServiceContext,
+  container: string,
+  current: ContainerSummary,
+): Promise<ContainerSummary> {
+  const name = previousContainerName(container);
+  await sc.deps.runtime.rename(container, name);
+  return { ...current, name };
+}
+
+/**
+ * The new container failed: remove it, give the old one its name back, start it if it was
+ * running. The component's result and event say why and which image serves again.
+ */
+async function rollBack(
+  sc: ServiceContext,
+  component: ComponentRecord,
+  specBefore: ComponentSpec | undefined,
+  kept: ContainerSummary,
+  before: ComponentRecord['observedState'],
+  reason: string,
+  step: Step,
+): Promise<ComponentOutcome> {
+  const { runtime, registry } = sc.deps;
+  const { container } = component;
+  try {
+    await removeIfPresent(sc, container);
+    await runtime.rename(kept.name, container);
+    if (isLive(kept.state)) await runtime.start(container);
+  } catch (err) {
+    throw new McpError(
+      'FAILED_PRECONDITION',
+      `${component.service}/${component.name}: ${reason}; rolling back to ${kept.image} failed: ${err instanceof McpError ? failureLine(err) : String(err)}. ` +
+        `The old container may be left as ${kept.name}: the next deploy or agent start restores it (RUNBOOK, "A leftover _previous container")`,
+      { cause: err },
+    );
+  }
+  const message = `${reason}; rolled back to ${kept.image}`;
+  await step('rollback', message);
+  // The old container runs again: so is its spec the recorded one (else it would be drift).
+  if (specBefore)
+    registry.services.upsertComponent(component.service, specBefore, {
+      desiredState: component.desiredState,
+    });
+  const now = await runtime.inspect(container).catch(() => undefined);
+  const { record } = recordObservation(sc, component, now, now ? imageVersion(now.image) : undefined);
+  sc.deps.log.warn('deploy rolled back', { service: component.service, component: component.name, reason });
+  registry.events.record({
+    service: component.service,
+    component: component.name,
+    kind: 'deploy_failed',
+    previousState: before,
+    observedState: record.observedState ?? 'missing',
+    message,
+  });
+  return { ok: false, message, result: componentResult(record, message), rolledBack: true };
 }
 
 async function removeIfPresent(sc: ServiceContext, container: string): Promise<void> {

@@ -2,10 +2,11 @@
  * The composition root of the handlers: every RPC's handler, put together from the files that
  * implement them. Deploy (deploy.ts), Stop/Start/Restart (lifecycle.ts),
  * ListServices/LiveCheck/GetServiceStatus (observe.ts), NodeStatus (node.ts), SyncDesiredState
- * (sync.ts), AdoptContainers (adopt.ts), RemoveService (remove.ts), ServiceLogs (logs.ts), the
- * file RPCs (files.ts) and the audit RPCs (audit.ts).
+ * (sync.ts), AdoptContainers (adopt.ts), RemoveService (remove.ts), ServiceLogs (logs.ts),
+ * RollbackService (rollback.ts), CheckUpdates (updates.ts), the file RPCs (files.ts) and the
+ * audit RPCs (audit.ts).
  *
- * Every write (deploy, stop, start, restart, sync, adopt, remove) holds the per-service lock of the
+ * Every write (deploy, stop, start, restart, sync, adopt, remove, rollback) holds the per-service lock of the
  * services it changes and honours the request id (service-locks.ts).
  */
 import type { AgentHandlers } from '../server.js';
@@ -21,7 +22,9 @@ import { logsHandler } from './logs.js';
 import { nodeHandlers } from './node.js';
 import { observeHandlers } from './observe.js';
 import { removeHandler } from './remove.js';
+import { rollbackHandler } from './rollback.js';
 import { syncHandler } from './sync.js';
+import { checkUpdatesHandler } from './updates.js';
 
 export type ServiceHandlers = Pick<
   AgentHandlers,
@@ -37,6 +40,8 @@ export type ServiceHandlers = Pick<
   | 'removeService'
   | 'serviceLogs'
   | 'nodeStatus'
+  | 'rollbackService'
+  | 'checkUpdates'
 >;
 
 export interface ServiceHandlerOptions {
@@ -64,6 +69,8 @@ export function serviceHandlers(deps: HandlerDeps, options: ServiceHandlerOption
     removeService: removeHandler(sc),
     serviceLogs: logsHandler(sc),
     ...nodeHandlers(sc),
+    rollbackService: rollbackHandler(sc),
+    checkUpdates: checkUpdatesHandler(sc),
   };
 }
 

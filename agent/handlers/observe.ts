@@ -10,11 +10,12 @@ import type {
   StateChange,
   UnmanagedContainer,
 } from '../../gen/mcp/v1/mcp.js';
+import { healthByContainer } from '../health.js';
 import { driftOf, type ObservedChange, reconcile } from '../reconcile.js';
 import type { ContainerSummary } from '../runtime/index.js';
 import type { UnaryHandler } from '../server.js';
 import { requireService, type ServiceContext } from './context.js';
-import { toEvent, toServiceInfo } from './convert.js';
+import { toEvent, toServiceInfo, withHealth } from './convert.js';
 
 export const DEFAULT_EVENT_LIMIT = 20;
 
@@ -43,7 +44,7 @@ export function observeHandlers(sc: ServiceContext): {
         .list()
         .filter((s) => (!req.service || s.name === req.service) && ctx.scope.allows(s.name));
       return {
-        services: services.map(toServiceInfo),
+        services: services.map((s) => withHealth(toServiceInfo(s), healthByContainer(containers))),
         drift: services.flatMap(driftOf),
         changes: changes.filter((c) => ctx.scope.allows(c.service)).map(toStateChange),
         unmanaged: unmanaged

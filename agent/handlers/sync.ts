@@ -148,5 +148,6 @@ function straySpec(stray: Stray): ComponentSpec {
     cmd: [...stray.container.command],
     env: {},
     init: false,
+    healthCheck: undefined,
   };
 }

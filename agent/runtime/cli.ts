@@ -15,14 +15,18 @@ import {
   McpError,
   NotFoundError,
 } from '../../core/errors.js';
+import { effectiveHealthCheck } from '../../core/spec.js';
 import { isRecord } from '../../core/text.js';
 import {
   type ContainerDetails,
   type ContainerRuntime,
   type ContainerSummary,
+  type HealthStatus,
+  healthStatusOf,
   type LogsOptions,
   type LogsRead,
   observedStateName,
+  type RunHealthCheck,
   type RunSpec,
   type RuntimeKind,
   type StopOptions,
@@ -35,6 +39,10 @@ export interface RuntimeDialect {
   list(exec: RuntimeExec): Promise<ContainerSummary[]>;
   /** Arguments that make `rm` remove a running container at once. */
   readonly forceRemoveArgs: readonly string[];
+  /** Whether the runtime runs health checks by itself (else the agent runs them: `runHealthCheck`). */
+  readonly schedulesHealthChecks: boolean;
+  /** The value of `--health-cmd` for an argv. */
+  healthCommandArg(command: readonly string[]): string;
 }
 
 /** Runs the runtime binary with `args`; resolves to its stdout, throws RuntimeCommandError. */
@@ -154,7 +162,7 @@ export class CliRuntime implements ContainerRuntime {
   }
 
   async run(spec: RunSpec): Promise<string> {
-    const args = runArgs(spec);
+    const args = runArgs(spec, this.#dialect);
     // No check for the name first: a taken name fails the run itself with ALREADY_EXISTS
     // (classifyFailure), and a deploy saves a runtime call per component.
     try {
@@ -190,6 +198,22 @@ export class CliRuntime implements ContainerRuntime {
     await this.#execOnContainer(name, ['start', name]);
   }
 
+  async rename(from: string, to: string): Promise<void> {
+    checkContainerName(to);
+    await this.#execOnContainer(from, ['rename', from, to]);
+  }
+
+  async runHealthCheck(name: string): Promise<void> {
+    if (this.#dialect.schedulesHealthChecks) return;
+    try {
+      await this.#execOnContainer(name, ['healthcheck', 'run', name]);
+    } catch (err) {
+      // Exit 1 with `unhealthy` is a verdict, recorded on the container, not a failure to run.
+      if (err instanceof RuntimeCommandError && err.exitCode === 1) return;
+      throw err;
+    }
+  }
+
   async stop(name: string, options: StopOptions): Promise<void> {
     const seconds = checkTimeout(options.timeoutSeconds);
     await this.#execOnContainer(name, ['stop', '-t', String(seconds), name], seconds);
@@ -222,6 +246,12 @@ export class CliRuntime implements ContainerRuntime {
       .catch(() => []);
     const { rawEnv, hostname, ...details } = container;
     return { ...details, env: containerEnv(rawEnv, imageEnv, hostname) };
+  }
+
+  async imageRepoDigests(image: string): Promise<string[]> {
+    checkImage(image);
+    const first = array(parseJson(await this.#exec(['image', 'inspect', image]), 'image inspect'))[0];
+    return strings(record(first).RepoDigests);
   }
 
   async list(): Promise<ContainerSummary[]> {
@@ -439,8 +469,14 @@ function describeLongestArgument(args: readonly string[]): string {
 
 // ---------------------------------------------------------------- argv
 
-/** The argv (after the binary) that runs `spec` detached; the same for podman and docker. */
-export function runArgs(spec: RunSpec): string[] {
+/**
+ * The argv (after the binary) that runs `spec` detached; the same for podman and docker but
+ * for the form of `--health-cmd` (podman's by default).
+ */
+export function runArgs(
+  spec: RunSpec,
+  dialect: Pick<RuntimeDialect, 'healthCommandArg'> = { healthCommandArg: (c) => JSON.stringify(c) },
+): string[] {
   checkContainerName(spec.name);
   checkImage(spec.image);
   const args = ['run', '--detach', `--name=${spec.name}`];
@@ -451,6 +487,7 @@ export function runArgs(spec: RunSpec): string[] {
   if (spec.stopTimeoutSeconds !== undefined) {
     args.push(`--stop-timeout=${checkTimeout(spec.stopTimeoutSeconds)}`);
   }
+  if (spec.healthCheck) args.push(...healthArgs(spec.healthCheck, dialect));
   for (const port of spec.ports ?? []) args.push(`--publish=${port}`);
   for (const volume of spec.volumes ?? []) args.push(`--volume=${volume}`);
   // The runtime reads the file itself: its values never enter argv, logs or error messages.
@@ -468,6 +505,18 @@ export function runArgs(spec: RunSpec): string[] {
   // is passed to the container verbatim even when an argument starts with '-'.
   args.push(spec.image, ...(spec.cmd ?? []));
   return args;
+}
+
+function healthArgs(check: RunHealthCheck, dialect: Pick<RuntimeDialect, 'healthCommandArg'>): string[] {
+  if (check.command.length === 0) throw new InvalidArgumentError('a health check needs a command');
+  const full = effectiveHealthCheck(check);
+  return [
+    `--health-cmd=${dialect.healthCommandArg(full.command)}`,
+    `--health-interval=${full.intervalSeconds}s`,
+    `--health-timeout=${full.timeoutSeconds}s`,
+    `--health-retries=${full.retries}`,
+    `--health-start-period=${full.startPeriodSeconds}s`,
+  ];
 }
 
 function checkContainerName(name: string): void {
@@ -607,6 +656,8 @@ export function inspectedContainer(first: Record<string, unknown>): InspectedCon
     user: string(config.User),
     restart: string(record(host.RestartPolicy).Name) || 'no',
     init: host.Init === true,
+    // podman 4.3 reports it as both `Health` and `Healthcheck`; docker as `Health`.
+    ...healthField(string(record(state.Health ?? state.Healthcheck).Status)),
     stopTimeoutSeconds: typeof config.StopTimeout === 'number' ? config.StopTimeout : undefined,
     hostAccess: {
       privileged: host.Privileged === true,
@@ -627,6 +678,11 @@ export function inspectedContainer(first: Record<string, unknown>): InspectedCon
     rawEnv: strings(config.Env),
     hostname: string(config.Hostname),
   };
+}
+
+function healthField(status: string): { health?: HealthStatus } {
+  const health = healthStatusOf(status);
+  return health ? { health } : {};
 }
 
 /** `image inspect` output → the image's Config.Env. */

@@ -27,7 +27,16 @@ export const dockerDialect: RuntimeDialect = {
   kind: 'docker',
   list: listDockerContainers,
   forceRemoveArgs: ['--force'],
+  schedulesHealthChecks: true,
+  // The docker CLI has only the shell form (CMD-SHELL): the argv is quoted for /bin/sh, which
+  // the image must therefore have.
+  healthCommandArg: (command) => command.map(shellQuote).join(' '),
 };
+
+/** One argument for a POSIX shell, quoted so nothing in it is interpreted. */
+function shellQuote(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`;
+}
 
 export function dockerRuntime(path = 'docker', options?: CliRuntimeOptions): CliRuntime {
   return new CliRuntime(dockerDialect, path, options);
@@ -53,7 +62,15 @@ async function listDockerContainers(exec: RuntimeExec): Promise<ContainerSummary
 /** `docker container inspect <ids...>` output → one summary per container. */
 export function parseDockerInspectList(stdout: string): ContainerSummary[] {
   return array(parseJson(stdout, 'container inspect')).map((item) => {
-    const { name, id, image, state, startedAt, cmd } = inspectedContainer(record(item));
-    return { name, id, image, state, ...(startedAt ? { startedAt } : {}), command: cmd };
+    const { name, id, image, state, startedAt, cmd, health } = inspectedContainer(record(item));
+    return {
+      name,
+      id,
+      image,
+      state,
+      ...(startedAt ? { startedAt } : {}),
+      command: cmd,
+      ...(health ? { health } : {}),
+    };
   });
 }

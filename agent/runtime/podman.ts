@@ -14,13 +14,18 @@ import {
   string,
   strings,
 } from './cli.js';
-import { type ContainerSummary, observedStateName } from './runtime.js';
+import { type ContainerSummary, healthStatusOf, observedStateName } from './runtime.js';
 
 export const podmanDialect: RuntimeDialect = {
   kind: 'podman',
   list: async (exec) => parsePodmanPs(await exec(['ps', '--all', '--format', 'json'])),
   // podman's rm -f still waits the stop timeout (10 s) first; -t 0 kills at once, like docker rm -f.
   forceRemoveArgs: ['--force', '--time', '0'],
+  // podman 4.3 schedules health checks with systemd timers only: without systemd, `podman run`
+  // logs "unable to get systemd connection to add healthchecks" and nothing runs them.
+  schedulesHealthChecks: false,
+  // podman takes the exec form as a JSON array: no shell needed in the image.
+  healthCommandArg: (command) => JSON.stringify(command),
 };
 
 export function podmanRuntime(path = 'podman', options?: CliRuntimeOptions): CliRuntime {
@@ -36,7 +41,9 @@ export function parsePodmanPs(stdout: string): ContainerSummary[] {
       typeof entry.StartedAt === 'number' && entry.StartedAt > 0
         ? new Date(entry.StartedAt * 1000)
         : undefined;
+    const health = healthStatusOf(string(entry.Status));
     return {
+      ...(health ? { health } : {}),
       name: strings(entry.Names)[0] ?? '',
       id: string(entry.Id),
       image: string(entry.Image),

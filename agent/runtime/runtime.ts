@@ -38,7 +38,22 @@ export interface RunSpec {
   readonly init?: boolean;
   /** Recorded on the container (`--stop-timeout`), so a stop by hand waits as long as the agent's. */
   readonly stopTimeoutSeconds?: number;
+  /** The runtime's own health check (`--health-cmd`, ...). */
+  readonly healthCheck?: RunHealthCheck;
 }
+
+/** The contract's HealthCheck; absent numbers take core/spec.ts's defaults (`effectiveHealthCheck`). */
+export interface RunHealthCheck {
+  /** Argv run inside the container; exit 0 is healthy. */
+  readonly command: readonly string[];
+  readonly intervalSeconds?: number | undefined;
+  readonly timeoutSeconds?: number | undefined;
+  readonly retries?: number | undefined;
+  readonly startPeriodSeconds?: number | undefined;
+}
+
+/** What the runtime says of a container's health check; absent when it has none. */
+export type HealthStatus = 'starting' | 'healthy' | 'unhealthy';
 
 /** One container as a full listing reports it. */
 export interface ContainerSummary {
@@ -52,6 +67,8 @@ export interface ContainerSummary {
   readonly startedAt?: Date;
   /** The container's CMD (without the entrypoint), as given. */
   readonly command: readonly string[];
+  /** Its health check's last verdict; undefined when it has no health check. */
+  readonly health?: HealthStatus;
 }
 
 /**
@@ -151,12 +168,23 @@ export interface ContainerRuntime {
   /** Creates and starts a detached container; returns its id. Fails with ALREADY_EXISTS if the name is taken. */
   run(spec: RunSpec): Promise<string>;
   start(name: string): Promise<void>;
+  /** Renames a container (`rename`); NOT_FOUND when there is none, ALREADY_EXISTS when `to` is taken. */
+  rename(from: string, to: string): Promise<void>;
+  /**
+   * Runs the container's health check once now, where the runtime does not schedule it by
+   * itself: podman schedules checks with systemd timers, so without systemd (containers,
+   * CI) nothing runs them and the status stays `starting`. docker's daemon schedules its own:
+   * a no-op there. The verdict is read back with `inspect`.
+   */
+  runHealthCheck(name: string): Promise<void>;
   stop(name: string, options: StopOptions): Promise<void>;
   restart(name: string, options: StopOptions): Promise<void>;
   /** `force` removes a running container too, killing it without a grace period. */
   remove(name: string, options?: { force?: boolean }): Promise<void>;
   /** undefined when no container has that name. */
   inspect(name: string): Promise<ContainerDetails | undefined>;
+  /** The `repo@sha256:...` digests an image (by id or reference) was pulled or pushed as; [] for none. */
+  imageRepoDigests(image: string): Promise<string[]>;
   /** Every container on the node, in one runtime call. */
   list(): Promise<ContainerSummary[]>;
   /** The container's recent logs, streamed and cut at `maxBytes`. NOT_FOUND when there is no such container. */
@@ -187,4 +215,15 @@ export function observedStateName(runtimeState: string): ObservedStateName {
       // `stopping`, `removing` and anything new: transient or unknown, say so rather than guess.
       return 'unknown';
   }
+}
+
+/**
+ * The health word of a runtime's status line or inspect field: podman's `ps` Status ends in
+ * `(healthy)`, `(unhealthy)` or `(starting)`, docker's in `(health: starting)`; inspect has
+ * `healthy`, `unhealthy`, `starting` (and `none` or '' without a check).
+ */
+export function healthStatusOf(text: string): HealthStatus | undefined {
+  const word =
+    /\((?:health: )?(starting|healthy|unhealthy)\)\s*$/.exec(text)?.[1] ?? text.trim().toLowerCase();
+  return word === 'starting' || word === 'healthy' || word === 'unhealthy' ? word : undefined;
 }

@@ -34,7 +34,7 @@ describe.skipIf(!bed)('mcp-connector with no config: the local single-node setup
     try {
       const { tools } = await client.listTools();
       expect(tools.map((t) => t.name)).toContain('deploy');
-      expect(tools).toHaveLength(15);
+      expect(tools).toHaveLength(17);
       for (const file of ['ca.crt', 'agent.key', 'issuer.jwk', 'agent.toml', 'registry.db']) {
         expect(existsSync(join(home, file)), file).toBe(true);
       }

@@ -131,6 +131,7 @@ describe.skipIf(!bed)('bootstrap a node whose containers were started by hand', 
           volumes: [],
           cmd: [],
           env: {},
+          healthCheck: undefined,
         },
       ],
     });

@@ -218,7 +218,7 @@ describe.skipIf(!bed)('deploy (real agent, real podman, local registry)', () => 
     const workerBefore = await podmanInspect(`${service}-worker`);
     const { progress, result } = await deploy(client, { service, component: 'worker' }, md);
     expect(result.components.map((c) => [c.component, c.ok])).toEqual([['worker', true]]);
-    expect(progress.map((p) => p.step)).toEqual(['pull', 'stop', 'remove', 'run', 'inspect', 'done']);
+    expect(progress.map((p) => p.step)).toEqual(['pull', 'stop', 'keep', 'run', 'inspect', 'health', 'done']);
     expect((await podmanInspect(`${service}-web`)).Id).toBe(webBefore.Id);
     expect((await podmanInspect(`${service}-worker`)).Id).not.toBe(workerBefore.Id);
   });
@@ -309,7 +309,7 @@ describe.skipIf(!bed)('deploy (real agent, real podman, local registry)', () => 
     const steps = (messages: TimedMessage[]) =>
       progress(messages).map((m) => (m.msg.progress as DeployProgress).step);
     expect(steps(first)).toEqual(['pull', 'run', 'inspect', 'done']);
-    expect(steps(second)).toEqual(['pull', 'stop', 'remove', 'run', 'inspect', 'done']);
+    expect(steps(second)).toEqual(['pull', 'stop', 'keep', 'run', 'inspect', 'health', 'done']);
     for (const messages of [a, b]) expect(messages.at(-1)?.msg.result?.components[0]?.ok).toBe(true);
   });
 

@@ -55,6 +55,7 @@ describe('agent config defaults', () => {
       database: '/var/lib/mcp-agent/registry.db',
       containerRuntime: 'podman',
       runtimePath: undefined,
+      insecureRegistries: [],
       issuers: [
         {
           type: 'jwt',

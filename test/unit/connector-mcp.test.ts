@@ -184,6 +184,7 @@ describe('safety switches', () => {
       const { tools } = await ro.client.listTools();
       expect(tools.map((t) => t.name).sort()).toEqual(
         [
+          'check_updates',
           'list_services',
           'live_check',
           'node_status',

@@ -174,7 +174,7 @@ describe('rejecting invalid definitions, naming file and field', () => {
     [
       'a typo in a component key',
       component('name = "app"\nimgae = "bb:v1"'),
-      /^services\/web\.toml: components\[0\]: unknown key "imgae" \(did you mean "image"\?\); allowed keys here: name, image, network, user, restart, ports, volumes, cmd, env, env_files, init, stop_timeout_seconds$/m,
+      /^services\/web\.toml: components\[0\]: unknown key "imgae" \(did you mean "image"\?\); allowed keys here: name, image, network, user, restart, ports, volumes, cmd, env, env_files, init, stop_timeout_seconds, health_check$/m,
     ],
     [
       'a typo in a top-level key',
@@ -241,6 +241,12 @@ describe('writing a definition', () => {
       volumes: ['/srv/web/a:/a:ro,Z'],
       cmd: Array.from({ length: 12 }, (_, i) => `--option-number-${i}=value`),
       env: {},
+      healthCheck: {
+        command: ['/bin/wget', '-q', '-O-', 'http://127.0.0.1:8080/say "ok"'],
+        intervalSeconds: 5,
+        retries: 2,
+        startPeriodSeconds: 10,
+      },
     });
     for (const definition of [webDefinition(), tricky, { ...webDefinition(), active: false }]) {
       await writeDefinition(file, definition);

@@ -47,6 +47,9 @@ const EXPECTED: Record<string, [boolean, boolean, boolean, boolean]> = {
   // Removal cannot be undone with the operator's own tools: admin only.
   RemoveService: [false, false, false, true],
   ServiceLogs: [true, true, false, true],
+  // The same permission as Deploy: it is one.
+  RollbackService: [false, true, false, true],
+  CheckUpdates: [true, true, true, true],
 };
 const ROLES = ['viewer', 'operator', 'auditor', 'admin'] as const;
 

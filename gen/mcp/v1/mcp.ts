@@ -334,6 +334,8 @@ export interface ComponentSpec {
     | undefined;
   /** KEY=VALUE files in secrets/. */
   envFiles: string[];
+  /** Deploys wait for it to pass, else roll back. */
+  healthCheck: HealthCheck | undefined;
 }
 
 export interface ComponentSpec_EnvEntry {
@@ -610,7 +612,11 @@ export interface ComponentInfo {
     | Date
     | undefined;
   /** When the registry row last changed. */
-  updatedAt: Date | undefined;
+  updatedAt:
+    | Date
+    | undefined;
+  /** `healthy`, `unhealthy` or `starting` (live_check, with a health check). */
+  health: string;
 }
 
 export interface ListServicesResponse {
@@ -1013,6 +1019,71 @@ export interface FollowAuditResponse {
   records: AuditRecord[];
 }
 
+/** A command run inside the container that exits 0 when it is healthy. */
+export interface HealthCheck {
+  /** Argv; exit 0 is healthy. */
+  command: string[];
+  /** Seconds, 1-300; default 30. */
+  intervalSeconds?:
+    | number
+    | undefined;
+  /** Seconds per check, 1-300; default 30. */
+  timeoutSeconds?:
+    | number
+    | undefined;
+  /** Failures to unhealthy, 1-10; default 3. */
+  retries?:
+    | number
+    | undefined;
+  /** Seconds not counted after start, 0-600. */
+  startPeriodSeconds: number;
+}
+
+export interface RollbackServiceRequest {
+  service: string;
+  /** Idempotency key: a retry returns the first result. */
+  requestId: string;
+}
+
+export interface RollbackServiceResponse {
+  /** Service rolled back. */
+  service: string;
+  /** Result per component. */
+  components: ComponentResult[];
+  /** True when this result was recorded for an earlier call with the same request id. */
+  replayed: boolean;
+  /** When the definition now restored was first deployed. */
+  deployedAt: Date | undefined;
+}
+
+export interface CheckUpdatesRequest {
+  /** Only this service; empty for all. */
+  service: string;
+}
+
+/** A running component's image against its registry. */
+export interface ImageUpdate {
+  /** Service name. */
+  service: string;
+  /** Component name. */
+  component: string;
+  /** Image reference with its tag. */
+  image: string;
+  /** Digest the running image was pulled as; empty if unknown. */
+  runningDigest: string;
+  /** Digest the registry has under the tag now; empty if unknown. */
+  registryDigest: string;
+  /** `current`, `update_available` or `unknown`. */
+  status: string;
+  /** Why the status is `unknown`. */
+  reason: string;
+}
+
+export interface CheckUpdatesResponse {
+  /** One per running component. */
+  updates: ImageUpdate[];
+}
+
 function createBaseServiceSpec(): ServiceSpec {
   return { name: "", active: undefined, components: [] };
 }
@@ -1130,6 +1201,7 @@ function createBaseComponentSpec(): ComponentSpec {
     init: false,
     stopTimeoutSeconds: undefined,
     envFiles: [],
+    healthCheck: undefined,
   };
 }
 
@@ -1170,6 +1242,9 @@ export const ComponentSpec: MessageFns<ComponentSpec> = {
     }
     for (const v of message.envFiles) {
       writer.uint32(98).string(v!);
+    }
+    if (message.healthCheck !== undefined) {
+      HealthCheck.encode(message.healthCheck, writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -1286,6 +1361,14 @@ export const ComponentSpec: MessageFns<ComponentSpec> = {
             message.envFiles.push(reader.string());
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.healthCheck = HealthCheck.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1333,6 +1416,11 @@ export const ComponentSpec: MessageFns<ComponentSpec> = {
         : globalThis.Array.isArray(object?.env_files)
         ? object.env_files.map((e: any) => globalThis.String(e))
         : [],
+      healthCheck: isSet(object.healthCheck)
+        ? HealthCheck.fromJSON(object.healthCheck)
+        : isSet(object.health_check)
+        ? HealthCheck.fromJSON(object.health_check)
+        : undefined,
     };
   },
 
@@ -1380,6 +1468,9 @@ export const ComponentSpec: MessageFns<ComponentSpec> = {
     if (message.envFiles?.length) {
       obj.envFiles = message.envFiles;
     }
+    if (message.healthCheck !== undefined) {
+      obj.healthCheck = HealthCheck.toJSON(message.healthCheck);
+    }
     return obj;
   },
 
@@ -1408,6 +1499,9 @@ export const ComponentSpec: MessageFns<ComponentSpec> = {
     message.init = object.init ?? false;
     message.stopTimeoutSeconds = object.stopTimeoutSeconds ?? undefined;
     message.envFiles = object.envFiles?.map((e) => e) || [];
+    message.healthCheck = (object.healthCheck !== undefined && object.healthCheck !== null)
+      ? HealthCheck.fromPartial(object.healthCheck)
+      : undefined;
     return message;
   },
 };
@@ -4225,6 +4319,7 @@ function createBaseComponentInfo(): ComponentInfo {
     observedState: 0,
     startedAt: undefined,
     updatedAt: undefined,
+    health: "",
   };
 }
 
@@ -4253,6 +4348,9 @@ export const ComponentInfo: MessageFns<ComponentInfo> = {
     }
     if (message.updatedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(66).fork()).join();
+    }
+    if (message.health !== "") {
+      writer.uint32(74).string(message.health);
     }
     return writer;
   },
@@ -4334,6 +4432,14 @@ export const ComponentInfo: MessageFns<ComponentInfo> = {
             message.updatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.health = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4372,6 +4478,7 @@ export const ComponentInfo: MessageFns<ComponentInfo> = {
         : isSet(object.updated_at)
         ? fromJsonTimestamp(object.updated_at)
         : undefined,
+      health: isSet(object.health) ? globalThis.String(object.health) : "",
     };
   },
 
@@ -4401,6 +4508,9 @@ export const ComponentInfo: MessageFns<ComponentInfo> = {
     if (message.updatedAt !== undefined) {
       obj.updatedAt = message.updatedAt.toISOString();
     }
+    if (message.health !== "") {
+      obj.health = message.health;
+    }
     return obj;
   },
 
@@ -4417,6 +4527,7 @@ export const ComponentInfo: MessageFns<ComponentInfo> = {
     message.observedState = object.observedState ?? 0;
     message.startedAt = object.startedAt ?? undefined;
     message.updatedAt = object.updatedAt ?? undefined;
+    message.health = object.health ?? "";
     return message;
   },
 };
@@ -8540,6 +8651,678 @@ export const FollowAuditResponse: MessageFns<FollowAuditResponse> = {
   },
 };
 
+function createBaseHealthCheck(): HealthCheck {
+  return {
+    command: [],
+    intervalSeconds: undefined,
+    timeoutSeconds: undefined,
+    retries: undefined,
+    startPeriodSeconds: 0,
+  };
+}
+
+export const HealthCheck: MessageFns<HealthCheck> = {
+  encode(message: HealthCheck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.command) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.intervalSeconds !== undefined) {
+      writer.uint32(16).uint32(message.intervalSeconds);
+    }
+    if (message.timeoutSeconds !== undefined) {
+      writer.uint32(24).uint32(message.timeoutSeconds);
+    }
+    if (message.retries !== undefined) {
+      writer.uint32(32).uint32(message.retries);
+    }
+    if (message.startPeriodSeconds !== 0) {
+      writer.uint32(40).uint32(message.startPeriodSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HealthCheck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHealthCheck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.command.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.intervalSeconds = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.timeoutSeconds = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.retries = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.startPeriodSeconds = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HealthCheck {
+    return {
+      command: globalThis.Array.isArray(object?.command) ? object.command.map((e: any) => globalThis.String(e)) : [],
+      intervalSeconds: isSet(object.intervalSeconds)
+        ? globalThis.Number(object.intervalSeconds)
+        : isSet(object.interval_seconds)
+        ? globalThis.Number(object.interval_seconds)
+        : undefined,
+      timeoutSeconds: isSet(object.timeoutSeconds)
+        ? globalThis.Number(object.timeoutSeconds)
+        : isSet(object.timeout_seconds)
+        ? globalThis.Number(object.timeout_seconds)
+        : undefined,
+      retries: isSet(object.retries) ? globalThis.Number(object.retries) : undefined,
+      startPeriodSeconds: isSet(object.startPeriodSeconds)
+        ? globalThis.Number(object.startPeriodSeconds)
+        : isSet(object.start_period_seconds)
+        ? globalThis.Number(object.start_period_seconds)
+        : 0,
+    };
+  },
+
+  toJSON(message: HealthCheck): unknown {
+    const obj: any = {};
+    if (message.command?.length) {
+      obj.command = message.command;
+    }
+    if (message.intervalSeconds !== undefined) {
+      obj.intervalSeconds = Math.round(message.intervalSeconds);
+    }
+    if (message.timeoutSeconds !== undefined) {
+      obj.timeoutSeconds = Math.round(message.timeoutSeconds);
+    }
+    if (message.retries !== undefined) {
+      obj.retries = Math.round(message.retries);
+    }
+    if (message.startPeriodSeconds !== 0) {
+      obj.startPeriodSeconds = Math.round(message.startPeriodSeconds);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HealthCheck>, I>>(base?: I): HealthCheck {
+    return HealthCheck.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HealthCheck>, I>>(object: I): HealthCheck {
+    const message = createBaseHealthCheck();
+    message.command = object.command?.map((e) => e) || [];
+    message.intervalSeconds = object.intervalSeconds ?? undefined;
+    message.timeoutSeconds = object.timeoutSeconds ?? undefined;
+    message.retries = object.retries ?? undefined;
+    message.startPeriodSeconds = object.startPeriodSeconds ?? 0;
+    return message;
+  },
+};
+
+function createBaseRollbackServiceRequest(): RollbackServiceRequest {
+  return { service: "", requestId: "" };
+}
+
+export const RollbackServiceRequest: MessageFns<RollbackServiceRequest> = {
+  encode(message: RollbackServiceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.service !== "") {
+      writer.uint32(10).string(message.service);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(18).string(message.requestId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RollbackServiceRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRollbackServiceRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.service = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RollbackServiceRequest {
+    return {
+      service: isSet(object.service) ? globalThis.String(object.service) : "",
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RollbackServiceRequest): unknown {
+    const obj: any = {};
+    if (message.service !== "") {
+      obj.service = message.service;
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RollbackServiceRequest>, I>>(base?: I): RollbackServiceRequest {
+    return RollbackServiceRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RollbackServiceRequest>, I>>(object: I): RollbackServiceRequest {
+    const message = createBaseRollbackServiceRequest();
+    message.service = object.service ?? "";
+    message.requestId = object.requestId ?? "";
+    return message;
+  },
+};
+
+function createBaseRollbackServiceResponse(): RollbackServiceResponse {
+  return { service: "", components: [], replayed: false, deployedAt: undefined };
+}
+
+export const RollbackServiceResponse: MessageFns<RollbackServiceResponse> = {
+  encode(message: RollbackServiceResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.service !== "") {
+      writer.uint32(10).string(message.service);
+    }
+    for (const v of message.components) {
+      ComponentResult.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.replayed !== false) {
+      writer.uint32(24).bool(message.replayed);
+    }
+    if (message.deployedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.deployedAt), writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RollbackServiceResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRollbackServiceResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.service = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.components.push(ComponentResult.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.replayed = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.deployedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RollbackServiceResponse {
+    return {
+      service: isSet(object.service) ? globalThis.String(object.service) : "",
+      components: globalThis.Array.isArray(object?.components)
+        ? object.components.map((e: any) => ComponentResult.fromJSON(e))
+        : [],
+      replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
+      deployedAt: isSet(object.deployedAt)
+        ? fromJsonTimestamp(object.deployedAt)
+        : isSet(object.deployed_at)
+        ? fromJsonTimestamp(object.deployed_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: RollbackServiceResponse): unknown {
+    const obj: any = {};
+    if (message.service !== "") {
+      obj.service = message.service;
+    }
+    if (message.components?.length) {
+      obj.components = message.components.map((e) => ComponentResult.toJSON(e));
+    }
+    if (message.replayed !== false) {
+      obj.replayed = message.replayed;
+    }
+    if (message.deployedAt !== undefined) {
+      obj.deployedAt = message.deployedAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RollbackServiceResponse>, I>>(base?: I): RollbackServiceResponse {
+    return RollbackServiceResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RollbackServiceResponse>, I>>(object: I): RollbackServiceResponse {
+    const message = createBaseRollbackServiceResponse();
+    message.service = object.service ?? "";
+    message.components = object.components?.map((e) => ComponentResult.fromPartial(e)) || [];
+    message.replayed = object.replayed ?? false;
+    message.deployedAt = object.deployedAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseCheckUpdatesRequest(): CheckUpdatesRequest {
+  return { service: "" };
+}
+
+export const CheckUpdatesRequest: MessageFns<CheckUpdatesRequest> = {
+  encode(message: CheckUpdatesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.service !== "") {
+      writer.uint32(10).string(message.service);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckUpdatesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheckUpdatesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.service = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CheckUpdatesRequest {
+    return { service: isSet(object.service) ? globalThis.String(object.service) : "" };
+  },
+
+  toJSON(message: CheckUpdatesRequest): unknown {
+    const obj: any = {};
+    if (message.service !== "") {
+      obj.service = message.service;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CheckUpdatesRequest>, I>>(base?: I): CheckUpdatesRequest {
+    return CheckUpdatesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CheckUpdatesRequest>, I>>(object: I): CheckUpdatesRequest {
+    const message = createBaseCheckUpdatesRequest();
+    message.service = object.service ?? "";
+    return message;
+  },
+};
+
+function createBaseImageUpdate(): ImageUpdate {
+  return { service: "", component: "", image: "", runningDigest: "", registryDigest: "", status: "", reason: "" };
+}
+
+export const ImageUpdate: MessageFns<ImageUpdate> = {
+  encode(message: ImageUpdate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.service !== "") {
+      writer.uint32(10).string(message.service);
+    }
+    if (message.component !== "") {
+      writer.uint32(18).string(message.component);
+    }
+    if (message.image !== "") {
+      writer.uint32(26).string(message.image);
+    }
+    if (message.runningDigest !== "") {
+      writer.uint32(34).string(message.runningDigest);
+    }
+    if (message.registryDigest !== "") {
+      writer.uint32(42).string(message.registryDigest);
+    }
+    if (message.status !== "") {
+      writer.uint32(50).string(message.status);
+    }
+    if (message.reason !== "") {
+      writer.uint32(58).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImageUpdate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImageUpdate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.service = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.component = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.image = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.runningDigest = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.registryDigest = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.status = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImageUpdate {
+    return {
+      service: isSet(object.service) ? globalThis.String(object.service) : "",
+      component: isSet(object.component) ? globalThis.String(object.component) : "",
+      image: isSet(object.image) ? globalThis.String(object.image) : "",
+      runningDigest: isSet(object.runningDigest)
+        ? globalThis.String(object.runningDigest)
+        : isSet(object.running_digest)
+        ? globalThis.String(object.running_digest)
+        : "",
+      registryDigest: isSet(object.registryDigest)
+        ? globalThis.String(object.registryDigest)
+        : isSet(object.registry_digest)
+        ? globalThis.String(object.registry_digest)
+        : "",
+      status: isSet(object.status) ? globalThis.String(object.status) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: ImageUpdate): unknown {
+    const obj: any = {};
+    if (message.service !== "") {
+      obj.service = message.service;
+    }
+    if (message.component !== "") {
+      obj.component = message.component;
+    }
+    if (message.image !== "") {
+      obj.image = message.image;
+    }
+    if (message.runningDigest !== "") {
+      obj.runningDigest = message.runningDigest;
+    }
+    if (message.registryDigest !== "") {
+      obj.registryDigest = message.registryDigest;
+    }
+    if (message.status !== "") {
+      obj.status = message.status;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImageUpdate>, I>>(base?: I): ImageUpdate {
+    return ImageUpdate.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImageUpdate>, I>>(object: I): ImageUpdate {
+    const message = createBaseImageUpdate();
+    message.service = object.service ?? "";
+    message.component = object.component ?? "";
+    message.image = object.image ?? "";
+    message.runningDigest = object.runningDigest ?? "";
+    message.registryDigest = object.registryDigest ?? "";
+    message.status = object.status ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseCheckUpdatesResponse(): CheckUpdatesResponse {
+  return { updates: [] };
+}
+
+export const CheckUpdatesResponse: MessageFns<CheckUpdatesResponse> = {
+  encode(message: CheckUpdatesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.updates) {
+      ImageUpdate.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckUpdatesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheckUpdatesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.updates.push(ImageUpdate.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CheckUpdatesResponse {
+    return {
+      updates: globalThis.Array.isArray(object?.updates) ? object.updates.map((e: any) => ImageUpdate.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: CheckUpdatesResponse): unknown {
+    const obj: any = {};
+    if (message.updates?.length) {
+      obj.updates = message.updates.map((e) => ImageUpdate.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CheckUpdatesResponse>, I>>(base?: I): CheckUpdatesResponse {
+    return CheckUpdatesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CheckUpdatesResponse>, I>>(object: I): CheckUpdatesResponse {
+    const message = createBaseCheckUpdatesResponse();
+    message.updates = object.updates?.map((e) => ImageUpdate.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /**
  * McpAgentService runs on every node of the fleet. It owns the node's registry
  * of services and their components, drives the container runtime, and checks
@@ -8768,6 +9551,29 @@ export const McpAgentServiceService = {
     responseSerialize: (value: FollowAuditResponse): Buffer => Buffer.from(FollowAuditResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): FollowAuditResponse => FollowAuditResponse.decode(value),
   },
+  /** Redeploy the service's previous definition (last 5 kept); its file is unchanged. */
+  rollbackService: {
+    path: "/mcp.v1.McpAgentService/RollbackService" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RollbackServiceRequest): Buffer =>
+      Buffer.from(RollbackServiceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RollbackServiceRequest => RollbackServiceRequest.decode(value),
+    responseSerialize: (value: RollbackServiceResponse): Buffer =>
+      Buffer.from(RollbackServiceResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RollbackServiceResponse => RollbackServiceResponse.decode(value),
+  },
+  /** Whether each running component's registry has moved its tag. */
+  checkUpdates: {
+    path: "/mcp.v1.McpAgentService/CheckUpdates" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CheckUpdatesRequest): Buffer => Buffer.from(CheckUpdatesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CheckUpdatesRequest => CheckUpdatesRequest.decode(value),
+    responseSerialize: (value: CheckUpdatesResponse): Buffer =>
+      Buffer.from(CheckUpdatesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CheckUpdatesResponse => CheckUpdatesResponse.decode(value),
+  },
 } as const;
 
 export interface McpAgentServiceServer extends UntypedServiceImplementation {
@@ -8845,6 +9651,10 @@ export interface McpAgentServiceServer extends UntypedServiceImplementation {
   verifyAudit: handleUnaryCall<VerifyAuditRequest, VerifyAuditResponse>;
   /** The node's audit records after a seq, as they are written, until cancelled. */
   followAudit: handleServerStreamingCall<FollowAuditRequest, FollowAuditResponse>;
+  /** Redeploy the service's previous definition (last 5 kept); its file is unchanged. */
+  rollbackService: handleUnaryCall<RollbackServiceRequest, RollbackServiceResponse>;
+  /** Whether each running component's registry has moved its tag. */
+  checkUpdates: handleUnaryCall<CheckUpdatesRequest, CheckUpdatesResponse>;
 }
 
 export interface McpAgentServiceClient extends Client {
@@ -9134,6 +9944,38 @@ export interface McpAgentServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<FollowAuditResponse>;
+  /** Redeploy the service's previous definition (last 5 kept); its file is unchanged. */
+  rollbackService(
+    request: RollbackServiceRequest,
+    callback: (error: ServiceError | null, response: RollbackServiceResponse) => void,
+  ): ClientUnaryCall;
+  rollbackService(
+    request: RollbackServiceRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RollbackServiceResponse) => void,
+  ): ClientUnaryCall;
+  rollbackService(
+    request: RollbackServiceRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RollbackServiceResponse) => void,
+  ): ClientUnaryCall;
+  /** Whether each running component's registry has moved its tag. */
+  checkUpdates(
+    request: CheckUpdatesRequest,
+    callback: (error: ServiceError | null, response: CheckUpdatesResponse) => void,
+  ): ClientUnaryCall;
+  checkUpdates(
+    request: CheckUpdatesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CheckUpdatesResponse) => void,
+  ): ClientUnaryCall;
+  checkUpdates(
+    request: CheckUpdatesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CheckUpdatesResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const McpAgentServiceClient = makeGenericClientConstructor(
