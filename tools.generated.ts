@@ -570,6 +570,14 @@ export const tools: readonly ToolDefinition[] = [
         "requestId": {
           "description": "Idempotency key: a retry returns the first result.",
           "type": "string"
+        },
+        "dryRun": {
+          "description": "Return the plan and change nothing.",
+          "type": "boolean"
+        },
+        "planDigest": {
+          "description": "Act only if the plan still has this digest.",
+          "type": "string"
         }
       },
       "additionalProperties": false
@@ -588,6 +596,9 @@ export const tools: readonly ToolDefinition[] = [
         },
         "replayed": {
           "type": "boolean"
+        },
+        "plan": {
+          "type": "object"
         }
       },
       "required": [
@@ -627,6 +638,14 @@ export const tools: readonly ToolDefinition[] = [
         "requestId": {
           "description": "Idempotency key: a retry returns the first result.",
           "type": "string"
+        },
+        "dryRun": {
+          "description": "Return the plan and change nothing.",
+          "type": "boolean"
+        },
+        "planDigest": {
+          "description": "Act only if the plan still has this digest.",
+          "type": "string"
         }
       },
       "additionalProperties": false,
@@ -648,6 +667,9 @@ export const tools: readonly ToolDefinition[] = [
         },
         "replayed": {
           "type": "boolean"
+        },
+        "plan": {
+          "type": "object"
         }
       },
       "required": [
@@ -687,6 +709,14 @@ export const tools: readonly ToolDefinition[] = [
         "requestId": {
           "description": "Idempotency key: a retry returns the first result.",
           "type": "string"
+        },
+        "dryRun": {
+          "description": "Return the plan and change nothing.",
+          "type": "boolean"
+        },
+        "planDigest": {
+          "description": "Act only if the plan still has this digest.",
+          "type": "string"
         }
       },
       "additionalProperties": false,
@@ -708,6 +738,9 @@ export const tools: readonly ToolDefinition[] = [
         },
         "replayed": {
           "type": "boolean"
+        },
+        "plan": {
+          "type": "object"
         }
       },
       "required": [
@@ -747,6 +780,14 @@ export const tools: readonly ToolDefinition[] = [
         "requestId": {
           "description": "Idempotency key: a retry returns the first result.",
           "type": "string"
+        },
+        "dryRun": {
+          "description": "Return the plan and change nothing.",
+          "type": "boolean"
+        },
+        "planDigest": {
+          "description": "Act only if the plan still has this digest.",
+          "type": "string"
         }
       },
       "additionalProperties": false,
@@ -768,6 +809,9 @@ export const tools: readonly ToolDefinition[] = [
         },
         "replayed": {
           "type": "boolean"
+        },
+        "plan": {
+          "type": "object"
         }
       },
       "required": [
@@ -811,6 +855,14 @@ export const tools: readonly ToolDefinition[] = [
         "requestId": {
           "description": "Idempotency key: a retry returns the first result.",
           "type": "string"
+        },
+        "dryRun": {
+          "description": "Return the plan and change nothing.",
+          "type": "boolean"
+        },
+        "planDigest": {
+          "description": "Act only if the plan still has this digest.",
+          "type": "string"
         }
       },
       "additionalProperties": false,
@@ -835,6 +887,9 @@ export const tools: readonly ToolDefinition[] = [
         },
         "replayed": {
           "type": "boolean"
+        },
+        "plan": {
+          "type": "object"
         }
       },
       "required": [
@@ -1019,6 +1074,14 @@ export const tools: readonly ToolDefinition[] = [
         "requestId": {
           "description": "Idempotency key: a retry returns the first result.",
           "type": "string"
+        },
+        "dryRun": {
+          "description": "Return the plan and change nothing.",
+          "type": "boolean"
+        },
+        "planDigest": {
+          "description": "Act only if the plan still has this digest.",
+          "type": "string"
         }
       },
       "additionalProperties": false
@@ -1043,6 +1106,9 @@ export const tools: readonly ToolDefinition[] = [
         },
         "byNode": {
           "type": "array"
+        },
+        "plan": {
+          "type": "object"
         }
       },
       "required": [
@@ -1294,6 +1360,14 @@ export const tools: readonly ToolDefinition[] = [
         "requestId": {
           "description": "Idempotency key: a retry returns the first result.",
           "type": "string"
+        },
+        "dryRun": {
+          "description": "Return the plan and change nothing.",
+          "type": "boolean"
+        },
+        "planDigest": {
+          "description": "Act only if the plan still has this digest.",
+          "type": "string"
         }
       },
       "additionalProperties": false,
@@ -1315,6 +1389,9 @@ export const tools: readonly ToolDefinition[] = [
         },
         "replayed": {
           "type": "boolean"
+        },
+        "plan": {
+          "type": "object"
         }
       },
       "required": [
@@ -1493,6 +1570,14 @@ export const tools: readonly ToolDefinition[] = [
           "type": "integer",
           "minimum": 0,
           "maximum": 4294967295
+        },
+        "dryRun": {
+          "description": "Return the plan and change nothing.",
+          "type": "boolean"
+        },
+        "planDigest": {
+          "description": "Act only if the plan still has this digest.",
+          "type": "string"
         }
       },
       "additionalProperties": false,
@@ -1524,6 +1609,9 @@ export const tools: readonly ToolDefinition[] = [
         },
         "mode": {
           "type": "integer"
+        },
+        "plan": {
+          "type": "object"
         }
       },
       "required": [

@@ -366,6 +366,12 @@ export interface DeployRequest {
   component: string;
   /** Idempotency key: a retry returns the first result. */
   requestId: string;
+  /** Return the plan and change nothing. */
+  dryRun?:
+    | boolean
+    | undefined;
+  /** Act only if the plan still has this digest. */
+  planDigest?: string | undefined;
 }
 
 /** One message of the deploy stream: progress while it runs, then the result. */
@@ -402,6 +408,8 @@ export interface DeployResult {
   components: ComponentResult[];
   /** True when this result was recorded for an earlier call with the same request id and nothing was done now. */
   replayed: boolean;
+  /** What would change (dry run), or what was planned. */
+  plan?: Plan | undefined;
 }
 
 export interface StopServiceRequest {
@@ -411,6 +419,12 @@ export interface StopServiceRequest {
   component: string;
   /** Idempotency key: a retry returns the first result. */
   requestId: string;
+  /** Return the plan and change nothing. */
+  dryRun?:
+    | boolean
+    | undefined;
+  /** Act only if the plan still has this digest. */
+  planDigest?: string | undefined;
 }
 
 export interface StopServiceResponse {
@@ -420,6 +434,8 @@ export interface StopServiceResponse {
   components: ComponentResult[];
   /** True when this result was recorded for an earlier call with the same request id. */
   replayed: boolean;
+  /** What would change (dry run), or what was planned. */
+  plan?: Plan | undefined;
 }
 
 export interface StartServiceRequest {
@@ -429,6 +445,12 @@ export interface StartServiceRequest {
   component: string;
   /** Idempotency key: a retry returns the first result. */
   requestId: string;
+  /** Return the plan and change nothing. */
+  dryRun?:
+    | boolean
+    | undefined;
+  /** Act only if the plan still has this digest. */
+  planDigest?: string | undefined;
 }
 
 export interface StartServiceResponse {
@@ -438,6 +460,8 @@ export interface StartServiceResponse {
   components: ComponentResult[];
   /** True when this result was recorded for an earlier call with the same request id. */
   replayed: boolean;
+  /** What would change (dry run), or what was planned. */
+  plan?: Plan | undefined;
 }
 
 export interface RestartServiceRequest {
@@ -447,6 +471,12 @@ export interface RestartServiceRequest {
   component: string;
   /** Idempotency key: a retry returns the first result. */
   requestId: string;
+  /** Return the plan and change nothing. */
+  dryRun?:
+    | boolean
+    | undefined;
+  /** Act only if the plan still has this digest. */
+  planDigest?: string | undefined;
 }
 
 export interface RestartServiceResponse {
@@ -456,6 +486,8 @@ export interface RestartServiceResponse {
   components: ComponentResult[];
   /** True when this result was recorded for an earlier call with the same request id. */
   replayed: boolean;
+  /** What would change (dry run), or what was planned. */
+  plan?: Plan | undefined;
 }
 
 export interface RemoveServiceRequest {
@@ -467,6 +499,12 @@ export interface RemoveServiceRequest {
   deleteDefinition: boolean;
   /** Idempotency key: a retry returns the first result. */
   requestId: string;
+  /** Return the plan and change nothing. */
+  dryRun?:
+    | boolean
+    | undefined;
+  /** Act only if the plan still has this digest. */
+  planDigest?: string | undefined;
 }
 
 export interface RemoveServiceResponse {
@@ -478,6 +516,8 @@ export interface RemoveServiceResponse {
   filesRemoved: string;
   /** True when this result was recorded for an earlier call with the same request id. */
   replayed: boolean;
+  /** What would change (dry run), or what was planned. */
+  plan?: Plan | undefined;
 }
 
 /** What a removal did to one component's container. */
@@ -535,6 +575,12 @@ export interface SyncDesiredStateRequest {
   services: ServiceSpec[];
   /** Idempotency key: a retry returns the first result. */
   requestId: string;
+  /** Return the plan and change nothing. */
+  dryRun?:
+    | boolean
+    | undefined;
+  /** Act only if the plan still has this digest. */
+  planDigest?: string | undefined;
 }
 
 /** What a sync did to one service. */
@@ -554,6 +600,8 @@ export interface SyncDesiredStateResponse {
   ignored: string[];
   /** True when this result was recorded for an earlier call with the same request id. */
   replayed: boolean;
+  /** What would change (dry run), or what was planned. */
+  plan?: Plan | undefined;
 }
 
 /** Result of the sync_desired_state tool: the agents' answers joined, and what each node did. */
@@ -566,6 +614,8 @@ export interface SyncDesiredStateToolOutput {
   replayed: boolean;
   /** One entry per node synced: several when the services came from the definition files. */
   byNode: NodeSync[];
+  /** What would change (dry run), or what was planned. */
+  plan?: Plan | undefined;
 }
 
 /** What a sync did on one node. */
@@ -723,6 +773,12 @@ export interface AdoptContainersRequest {
   service: string;
   /** Idempotency key: a retry returns the first result. */
   requestId: string;
+  /** Return the plan and change nothing. */
+  dryRun?:
+    | boolean
+    | undefined;
+  /** Act only if the plan still has this digest. */
+  planDigest?: string | undefined;
 }
 
 export interface AdoptContainersResponse {
@@ -732,6 +788,8 @@ export interface AdoptContainersResponse {
   components: ComponentInfo[];
   /** True when this result was recorded for an earlier call with the same request id. */
   replayed: boolean;
+  /** What would change (dry run), or what was planned. */
+  plan?: Plan | undefined;
 }
 
 export interface NodeStatusRequest {
@@ -812,6 +870,12 @@ export interface PushFileHeader {
   size: number;
   /** Client-chosen id. */
   requestId: string;
+  /** Return the plan and change nothing. */
+  dryRun?:
+    | boolean
+    | undefined;
+  /** Act only if the plan still has this digest. */
+  planDigest?: string | undefined;
 }
 
 export interface PushFileResponse {
@@ -825,6 +889,8 @@ export interface PushFileResponse {
   sha256: string;
   /** Mode set. */
   mode: number;
+  /** What would change (dry run), or what was planned. */
+  plan?: Plan | undefined;
 }
 
 export interface PullFileRequest {
@@ -870,6 +936,12 @@ export interface PushFileToolInput {
   localPath: string;
   /** File mode, for example 384 (0600); default 420 (0644). */
   mode: number;
+  /** Return the plan and change nothing. */
+  dryRun?:
+    | boolean
+    | undefined;
+  /** Act only if the plan still has this digest. */
+  planDigest?: string | undefined;
 }
 
 /** Arguments of the pull_file tool. */
@@ -969,6 +1041,8 @@ export interface AuditRecord {
   prevHash: string;
   /** Hash of this record. */
   hash: string;
+  /** The human's answer to the plan, as the connector reported it. */
+  confirmation?: string | undefined;
 }
 
 export interface QueryAuditResponse {
@@ -976,6 +1050,40 @@ export interface QueryAuditResponse {
   records: AuditRecord[];
   /** Give this as `pageToken` for the next page; empty on the last page. */
   nextPageToken: string;
+}
+
+/** What a write would do, computed from the node's registry and runtime. */
+export interface Plan {
+  /** One entry per component (or file) affected. */
+  changes: PlannedChange[];
+  /** SHA-256 of the plan and the state it was computed from. */
+  digest: string;
+}
+
+/** One change of a plan. */
+export interface PlannedChange {
+  /** Component name, or the file's path. */
+  component: string;
+  /** `create`, `replace`, `stop`, `start`, `restart`, `remove`, `adopt`, `record`, `overwrite` or `none`. */
+  action: string;
+  /** Container affected. */
+  container: string;
+  /** Image before (empty if none). */
+  imageBefore: string;
+  /** Image after. */
+  imageAfter: string;
+  /** Whether the container runs now. */
+  running: boolean;
+  /** Ports added (+) or removed (-). */
+  ports: string[];
+  /** Volumes added (+) or removed (-). */
+  volumes: string[];
+  /** Env keys added (+), removed (-) or changed (~); never values. */
+  envKeys: string[];
+  /** Size in bytes of the file overwritten. */
+  fileSize: number;
+  /** SHA-256 of the file overwritten. */
+  fileSha256: string;
 }
 
 function createBaseServiceSpec(): ServiceSpec {
@@ -1615,7 +1723,7 @@ export const ComponentResult: MessageFns<ComponentResult> = {
 };
 
 function createBaseDeployRequest(): DeployRequest {
-  return { spec: undefined, service: "", component: "", requestId: "" };
+  return { spec: undefined, service: "", component: "", requestId: "", dryRun: undefined, planDigest: undefined };
 }
 
 export const DeployRequest: MessageFns<DeployRequest> = {
@@ -1631,6 +1739,12 @@ export const DeployRequest: MessageFns<DeployRequest> = {
     }
     if (message.requestId !== "") {
       writer.uint32(34).string(message.requestId);
+    }
+    if (message.dryRun !== undefined) {
+      writer.uint32(40).bool(message.dryRun);
+    }
+    if (message.planDigest !== undefined) {
+      writer.uint32(50).string(message.planDigest);
     }
     return writer;
   },
@@ -1680,6 +1794,22 @@ export const DeployRequest: MessageFns<DeployRequest> = {
             message.requestId = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.planDigest = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1702,6 +1832,16 @@ export const DeployRequest: MessageFns<DeployRequest> = {
         : isSet(object.request_id)
         ? globalThis.String(object.request_id)
         : "",
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+        ? globalThis.Boolean(object.dry_run)
+        : undefined,
+      planDigest: isSet(object.planDigest)
+        ? globalThis.String(object.planDigest)
+        : isSet(object.plan_digest)
+        ? globalThis.String(object.plan_digest)
+        : undefined,
     };
   },
 
@@ -1719,6 +1859,12 @@ export const DeployRequest: MessageFns<DeployRequest> = {
     if (message.requestId !== "") {
       obj.requestId = message.requestId;
     }
+    if (message.dryRun !== undefined) {
+      obj.dryRun = message.dryRun;
+    }
+    if (message.planDigest !== undefined) {
+      obj.planDigest = message.planDigest;
+    }
     return obj;
   },
 
@@ -1733,6 +1879,8 @@ export const DeployRequest: MessageFns<DeployRequest> = {
     message.service = object.service ?? "";
     message.component = object.component ?? "";
     message.requestId = object.requestId ?? "";
+    message.dryRun = object.dryRun ?? undefined;
+    message.planDigest = object.planDigest ?? undefined;
     return message;
   },
 };
@@ -1976,7 +2124,7 @@ export const DeployProgress: MessageFns<DeployProgress> = {
 };
 
 function createBaseDeployResult(): DeployResult {
-  return { service: "", components: [], replayed: false };
+  return { service: "", components: [], replayed: false, plan: undefined };
 }
 
 export const DeployResult: MessageFns<DeployResult> = {
@@ -1989,6 +2137,9 @@ export const DeployResult: MessageFns<DeployResult> = {
     }
     if (message.replayed !== false) {
       writer.uint32(24).bool(message.replayed);
+    }
+    if (message.plan !== undefined) {
+      Plan.encode(message.plan, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -2030,6 +2181,14 @@ export const DeployResult: MessageFns<DeployResult> = {
             message.replayed = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.plan = Plan.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2049,6 +2208,7 @@ export const DeployResult: MessageFns<DeployResult> = {
         ? object.components.map((e: any) => ComponentResult.fromJSON(e))
         : [],
       replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
+      plan: isSet(object.plan) ? Plan.fromJSON(object.plan) : undefined,
     };
   },
 
@@ -2063,6 +2223,9 @@ export const DeployResult: MessageFns<DeployResult> = {
     if (message.replayed !== false) {
       obj.replayed = message.replayed;
     }
+    if (message.plan !== undefined) {
+      obj.plan = Plan.toJSON(message.plan);
+    }
     return obj;
   },
 
@@ -2074,12 +2237,13 @@ export const DeployResult: MessageFns<DeployResult> = {
     message.service = object.service ?? "";
     message.components = object.components?.map((e) => ComponentResult.fromPartial(e)) || [];
     message.replayed = object.replayed ?? false;
+    message.plan = (object.plan !== undefined && object.plan !== null) ? Plan.fromPartial(object.plan) : undefined;
     return message;
   },
 };
 
 function createBaseStopServiceRequest(): StopServiceRequest {
-  return { service: "", component: "", requestId: "" };
+  return { service: "", component: "", requestId: "", dryRun: undefined, planDigest: undefined };
 }
 
 export const StopServiceRequest: MessageFns<StopServiceRequest> = {
@@ -2092,6 +2256,12 @@ export const StopServiceRequest: MessageFns<StopServiceRequest> = {
     }
     if (message.requestId !== "") {
       writer.uint32(26).string(message.requestId);
+    }
+    if (message.dryRun !== undefined) {
+      writer.uint32(32).bool(message.dryRun);
+    }
+    if (message.planDigest !== undefined) {
+      writer.uint32(42).string(message.planDigest);
     }
     return writer;
   },
@@ -2133,6 +2303,22 @@ export const StopServiceRequest: MessageFns<StopServiceRequest> = {
             message.requestId = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.planDigest = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2154,6 +2340,16 @@ export const StopServiceRequest: MessageFns<StopServiceRequest> = {
         : isSet(object.request_id)
         ? globalThis.String(object.request_id)
         : "",
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+        ? globalThis.Boolean(object.dry_run)
+        : undefined,
+      planDigest: isSet(object.planDigest)
+        ? globalThis.String(object.planDigest)
+        : isSet(object.plan_digest)
+        ? globalThis.String(object.plan_digest)
+        : undefined,
     };
   },
 
@@ -2168,6 +2364,12 @@ export const StopServiceRequest: MessageFns<StopServiceRequest> = {
     if (message.requestId !== "") {
       obj.requestId = message.requestId;
     }
+    if (message.dryRun !== undefined) {
+      obj.dryRun = message.dryRun;
+    }
+    if (message.planDigest !== undefined) {
+      obj.planDigest = message.planDigest;
+    }
     return obj;
   },
 
@@ -2179,12 +2381,14 @@ export const StopServiceRequest: MessageFns<StopServiceRequest> = {
     message.service = object.service ?? "";
     message.component = object.component ?? "";
     message.requestId = object.requestId ?? "";
+    message.dryRun = object.dryRun ?? undefined;
+    message.planDigest = object.planDigest ?? undefined;
     return message;
   },
 };
 
 function createBaseStopServiceResponse(): StopServiceResponse {
-  return { service: "", components: [], replayed: false };
+  return { service: "", components: [], replayed: false, plan: undefined };
 }
 
 export const StopServiceResponse: MessageFns<StopServiceResponse> = {
@@ -2197,6 +2401,9 @@ export const StopServiceResponse: MessageFns<StopServiceResponse> = {
     }
     if (message.replayed !== false) {
       writer.uint32(24).bool(message.replayed);
+    }
+    if (message.plan !== undefined) {
+      Plan.encode(message.plan, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -2238,6 +2445,14 @@ export const StopServiceResponse: MessageFns<StopServiceResponse> = {
             message.replayed = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.plan = Plan.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2257,6 +2472,7 @@ export const StopServiceResponse: MessageFns<StopServiceResponse> = {
         ? object.components.map((e: any) => ComponentResult.fromJSON(e))
         : [],
       replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
+      plan: isSet(object.plan) ? Plan.fromJSON(object.plan) : undefined,
     };
   },
 
@@ -2271,6 +2487,9 @@ export const StopServiceResponse: MessageFns<StopServiceResponse> = {
     if (message.replayed !== false) {
       obj.replayed = message.replayed;
     }
+    if (message.plan !== undefined) {
+      obj.plan = Plan.toJSON(message.plan);
+    }
     return obj;
   },
 
@@ -2282,12 +2501,13 @@ export const StopServiceResponse: MessageFns<StopServiceResponse> = {
     message.service = object.service ?? "";
     message.components = object.components?.map((e) => ComponentResult.fromPartial(e)) || [];
     message.replayed = object.replayed ?? false;
+    message.plan = (object.plan !== undefined && object.plan !== null) ? Plan.fromPartial(object.plan) : undefined;
     return message;
   },
 };
 
 function createBaseStartServiceRequest(): StartServiceRequest {
-  return { service: "", component: "", requestId: "" };
+  return { service: "", component: "", requestId: "", dryRun: undefined, planDigest: undefined };
 }
 
 export const StartServiceRequest: MessageFns<StartServiceRequest> = {
@@ -2300,6 +2520,12 @@ export const StartServiceRequest: MessageFns<StartServiceRequest> = {
     }
     if (message.requestId !== "") {
       writer.uint32(26).string(message.requestId);
+    }
+    if (message.dryRun !== undefined) {
+      writer.uint32(32).bool(message.dryRun);
+    }
+    if (message.planDigest !== undefined) {
+      writer.uint32(42).string(message.planDigest);
     }
     return writer;
   },
@@ -2341,6 +2567,22 @@ export const StartServiceRequest: MessageFns<StartServiceRequest> = {
             message.requestId = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.planDigest = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2362,6 +2604,16 @@ export const StartServiceRequest: MessageFns<StartServiceRequest> = {
         : isSet(object.request_id)
         ? globalThis.String(object.request_id)
         : "",
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+        ? globalThis.Boolean(object.dry_run)
+        : undefined,
+      planDigest: isSet(object.planDigest)
+        ? globalThis.String(object.planDigest)
+        : isSet(object.plan_digest)
+        ? globalThis.String(object.plan_digest)
+        : undefined,
     };
   },
 
@@ -2376,6 +2628,12 @@ export const StartServiceRequest: MessageFns<StartServiceRequest> = {
     if (message.requestId !== "") {
       obj.requestId = message.requestId;
     }
+    if (message.dryRun !== undefined) {
+      obj.dryRun = message.dryRun;
+    }
+    if (message.planDigest !== undefined) {
+      obj.planDigest = message.planDigest;
+    }
     return obj;
   },
 
@@ -2387,12 +2645,14 @@ export const StartServiceRequest: MessageFns<StartServiceRequest> = {
     message.service = object.service ?? "";
     message.component = object.component ?? "";
     message.requestId = object.requestId ?? "";
+    message.dryRun = object.dryRun ?? undefined;
+    message.planDigest = object.planDigest ?? undefined;
     return message;
   },
 };
 
 function createBaseStartServiceResponse(): StartServiceResponse {
-  return { service: "", components: [], replayed: false };
+  return { service: "", components: [], replayed: false, plan: undefined };
 }
 
 export const StartServiceResponse: MessageFns<StartServiceResponse> = {
@@ -2405,6 +2665,9 @@ export const StartServiceResponse: MessageFns<StartServiceResponse> = {
     }
     if (message.replayed !== false) {
       writer.uint32(24).bool(message.replayed);
+    }
+    if (message.plan !== undefined) {
+      Plan.encode(message.plan, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -2446,6 +2709,14 @@ export const StartServiceResponse: MessageFns<StartServiceResponse> = {
             message.replayed = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.plan = Plan.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2465,6 +2736,7 @@ export const StartServiceResponse: MessageFns<StartServiceResponse> = {
         ? object.components.map((e: any) => ComponentResult.fromJSON(e))
         : [],
       replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
+      plan: isSet(object.plan) ? Plan.fromJSON(object.plan) : undefined,
     };
   },
 
@@ -2479,6 +2751,9 @@ export const StartServiceResponse: MessageFns<StartServiceResponse> = {
     if (message.replayed !== false) {
       obj.replayed = message.replayed;
     }
+    if (message.plan !== undefined) {
+      obj.plan = Plan.toJSON(message.plan);
+    }
     return obj;
   },
 
@@ -2490,12 +2765,13 @@ export const StartServiceResponse: MessageFns<StartServiceResponse> = {
     message.service = object.service ?? "";
     message.components = object.components?.map((e) => ComponentResult.fromPartial(e)) || [];
     message.replayed = object.replayed ?? false;
+    message.plan = (object.plan !== undefined && object.plan !== null) ? Plan.fromPartial(object.plan) : undefined;
     return message;
   },
 };
 
 function createBaseRestartServiceRequest(): RestartServiceRequest {
-  return { service: "", component: "", requestId: "" };
+  return { service: "", component: "", requestId: "", dryRun: undefined, planDigest: undefined };
 }
 
 export const RestartServiceRequest: MessageFns<RestartServiceRequest> = {
@@ -2508,6 +2784,12 @@ export const RestartServiceRequest: MessageFns<RestartServiceRequest> = {
     }
     if (message.requestId !== "") {
       writer.uint32(26).string(message.requestId);
+    }
+    if (message.dryRun !== undefined) {
+      writer.uint32(32).bool(message.dryRun);
+    }
+    if (message.planDigest !== undefined) {
+      writer.uint32(42).string(message.planDigest);
     }
     return writer;
   },
@@ -2549,6 +2831,22 @@ export const RestartServiceRequest: MessageFns<RestartServiceRequest> = {
             message.requestId = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.planDigest = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2570,6 +2868,16 @@ export const RestartServiceRequest: MessageFns<RestartServiceRequest> = {
         : isSet(object.request_id)
         ? globalThis.String(object.request_id)
         : "",
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+        ? globalThis.Boolean(object.dry_run)
+        : undefined,
+      planDigest: isSet(object.planDigest)
+        ? globalThis.String(object.planDigest)
+        : isSet(object.plan_digest)
+        ? globalThis.String(object.plan_digest)
+        : undefined,
     };
   },
 
@@ -2584,6 +2892,12 @@ export const RestartServiceRequest: MessageFns<RestartServiceRequest> = {
     if (message.requestId !== "") {
       obj.requestId = message.requestId;
     }
+    if (message.dryRun !== undefined) {
+      obj.dryRun = message.dryRun;
+    }
+    if (message.planDigest !== undefined) {
+      obj.planDigest = message.planDigest;
+    }
     return obj;
   },
 
@@ -2595,12 +2909,14 @@ export const RestartServiceRequest: MessageFns<RestartServiceRequest> = {
     message.service = object.service ?? "";
     message.component = object.component ?? "";
     message.requestId = object.requestId ?? "";
+    message.dryRun = object.dryRun ?? undefined;
+    message.planDigest = object.planDigest ?? undefined;
     return message;
   },
 };
 
 function createBaseRestartServiceResponse(): RestartServiceResponse {
-  return { service: "", components: [], replayed: false };
+  return { service: "", components: [], replayed: false, plan: undefined };
 }
 
 export const RestartServiceResponse: MessageFns<RestartServiceResponse> = {
@@ -2613,6 +2929,9 @@ export const RestartServiceResponse: MessageFns<RestartServiceResponse> = {
     }
     if (message.replayed !== false) {
       writer.uint32(24).bool(message.replayed);
+    }
+    if (message.plan !== undefined) {
+      Plan.encode(message.plan, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -2654,6 +2973,14 @@ export const RestartServiceResponse: MessageFns<RestartServiceResponse> = {
             message.replayed = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.plan = Plan.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2673,6 +3000,7 @@ export const RestartServiceResponse: MessageFns<RestartServiceResponse> = {
         ? object.components.map((e: any) => ComponentResult.fromJSON(e))
         : [],
       replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
+      plan: isSet(object.plan) ? Plan.fromJSON(object.plan) : undefined,
     };
   },
 
@@ -2687,6 +3015,9 @@ export const RestartServiceResponse: MessageFns<RestartServiceResponse> = {
     if (message.replayed !== false) {
       obj.replayed = message.replayed;
     }
+    if (message.plan !== undefined) {
+      obj.plan = Plan.toJSON(message.plan);
+    }
     return obj;
   },
 
@@ -2698,12 +3029,20 @@ export const RestartServiceResponse: MessageFns<RestartServiceResponse> = {
     message.service = object.service ?? "";
     message.components = object.components?.map((e) => ComponentResult.fromPartial(e)) || [];
     message.replayed = object.replayed ?? false;
+    message.plan = (object.plan !== undefined && object.plan !== null) ? Plan.fromPartial(object.plan) : undefined;
     return message;
   },
 };
 
 function createBaseRemoveServiceRequest(): RemoveServiceRequest {
-  return { service: "", purgeFiles: false, deleteDefinition: false, requestId: "" };
+  return {
+    service: "",
+    purgeFiles: false,
+    deleteDefinition: false,
+    requestId: "",
+    dryRun: undefined,
+    planDigest: undefined,
+  };
 }
 
 export const RemoveServiceRequest: MessageFns<RemoveServiceRequest> = {
@@ -2719,6 +3058,12 @@ export const RemoveServiceRequest: MessageFns<RemoveServiceRequest> = {
     }
     if (message.requestId !== "") {
       writer.uint32(34).string(message.requestId);
+    }
+    if (message.dryRun !== undefined) {
+      writer.uint32(40).bool(message.dryRun);
+    }
+    if (message.planDigest !== undefined) {
+      writer.uint32(50).string(message.planDigest);
     }
     return writer;
   },
@@ -2768,6 +3113,22 @@ export const RemoveServiceRequest: MessageFns<RemoveServiceRequest> = {
             message.requestId = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.planDigest = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2798,6 +3159,16 @@ export const RemoveServiceRequest: MessageFns<RemoveServiceRequest> = {
         : isSet(object.request_id)
         ? globalThis.String(object.request_id)
         : "",
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+        ? globalThis.Boolean(object.dry_run)
+        : undefined,
+      planDigest: isSet(object.planDigest)
+        ? globalThis.String(object.planDigest)
+        : isSet(object.plan_digest)
+        ? globalThis.String(object.plan_digest)
+        : undefined,
     };
   },
 
@@ -2815,6 +3186,12 @@ export const RemoveServiceRequest: MessageFns<RemoveServiceRequest> = {
     if (message.requestId !== "") {
       obj.requestId = message.requestId;
     }
+    if (message.dryRun !== undefined) {
+      obj.dryRun = message.dryRun;
+    }
+    if (message.planDigest !== undefined) {
+      obj.planDigest = message.planDigest;
+    }
     return obj;
   },
 
@@ -2827,12 +3204,14 @@ export const RemoveServiceRequest: MessageFns<RemoveServiceRequest> = {
     message.purgeFiles = object.purgeFiles ?? false;
     message.deleteDefinition = object.deleteDefinition ?? false;
     message.requestId = object.requestId ?? "";
+    message.dryRun = object.dryRun ?? undefined;
+    message.planDigest = object.planDigest ?? undefined;
     return message;
   },
 };
 
 function createBaseRemoveServiceResponse(): RemoveServiceResponse {
-  return { service: "", components: [], filesRemoved: "", replayed: false };
+  return { service: "", components: [], filesRemoved: "", replayed: false, plan: undefined };
 }
 
 export const RemoveServiceResponse: MessageFns<RemoveServiceResponse> = {
@@ -2848,6 +3227,9 @@ export const RemoveServiceResponse: MessageFns<RemoveServiceResponse> = {
     }
     if (message.replayed !== false) {
       writer.uint32(32).bool(message.replayed);
+    }
+    if (message.plan !== undefined) {
+      Plan.encode(message.plan, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -2897,6 +3279,14 @@ export const RemoveServiceResponse: MessageFns<RemoveServiceResponse> = {
             message.replayed = reader.bool();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.plan = Plan.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2921,6 +3311,7 @@ export const RemoveServiceResponse: MessageFns<RemoveServiceResponse> = {
         ? globalThis.String(object.files_removed)
         : "",
       replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
+      plan: isSet(object.plan) ? Plan.fromJSON(object.plan) : undefined,
     };
   },
 
@@ -2938,6 +3329,9 @@ export const RemoveServiceResponse: MessageFns<RemoveServiceResponse> = {
     if (message.replayed !== false) {
       obj.replayed = message.replayed;
     }
+    if (message.plan !== undefined) {
+      obj.plan = Plan.toJSON(message.plan);
+    }
     return obj;
   },
 
@@ -2950,6 +3344,7 @@ export const RemoveServiceResponse: MessageFns<RemoveServiceResponse> = {
     message.components = object.components?.map((e) => ComponentRemoval.fromPartial(e)) || [];
     message.filesRemoved = object.filesRemoved ?? "";
     message.replayed = object.replayed ?? false;
+    message.plan = (object.plan !== undefined && object.plan !== null) ? Plan.fromPartial(object.plan) : undefined;
     return message;
   },
 };
@@ -3449,7 +3844,7 @@ export const ServiceLogsResponse: MessageFns<ServiceLogsResponse> = {
 };
 
 function createBaseSyncDesiredStateRequest(): SyncDesiredStateRequest {
-  return { services: [], requestId: "" };
+  return { services: [], requestId: "", dryRun: undefined, planDigest: undefined };
 }
 
 export const SyncDesiredStateRequest: MessageFns<SyncDesiredStateRequest> = {
@@ -3459,6 +3854,12 @@ export const SyncDesiredStateRequest: MessageFns<SyncDesiredStateRequest> = {
     }
     if (message.requestId !== "") {
       writer.uint32(18).string(message.requestId);
+    }
+    if (message.dryRun !== undefined) {
+      writer.uint32(24).bool(message.dryRun);
+    }
+    if (message.planDigest !== undefined) {
+      writer.uint32(34).string(message.planDigest);
     }
     return writer;
   },
@@ -3492,6 +3893,22 @@ export const SyncDesiredStateRequest: MessageFns<SyncDesiredStateRequest> = {
             message.requestId = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.planDigest = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3514,6 +3931,16 @@ export const SyncDesiredStateRequest: MessageFns<SyncDesiredStateRequest> = {
         : isSet(object.request_id)
         ? globalThis.String(object.request_id)
         : "",
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+        ? globalThis.Boolean(object.dry_run)
+        : undefined,
+      planDigest: isSet(object.planDigest)
+        ? globalThis.String(object.planDigest)
+        : isSet(object.plan_digest)
+        ? globalThis.String(object.plan_digest)
+        : undefined,
     };
   },
 
@@ -3525,6 +3952,12 @@ export const SyncDesiredStateRequest: MessageFns<SyncDesiredStateRequest> = {
     if (message.requestId !== "") {
       obj.requestId = message.requestId;
     }
+    if (message.dryRun !== undefined) {
+      obj.dryRun = message.dryRun;
+    }
+    if (message.planDigest !== undefined) {
+      obj.planDigest = message.planDigest;
+    }
     return obj;
   },
 
@@ -3535,6 +3968,8 @@ export const SyncDesiredStateRequest: MessageFns<SyncDesiredStateRequest> = {
     const message = createBaseSyncDesiredStateRequest();
     message.services = object.services?.map((e) => ServiceSpec.fromPartial(e)) || [];
     message.requestId = object.requestId ?? "";
+    message.dryRun = object.dryRun ?? undefined;
+    message.planDigest = object.planDigest ?? undefined;
     return message;
   },
 };
@@ -3641,7 +4076,7 @@ export const ServiceSyncResult: MessageFns<ServiceSyncResult> = {
 };
 
 function createBaseSyncDesiredStateResponse(): SyncDesiredStateResponse {
-  return { services: [], ignored: [], replayed: false };
+  return { services: [], ignored: [], replayed: false, plan: undefined };
 }
 
 export const SyncDesiredStateResponse: MessageFns<SyncDesiredStateResponse> = {
@@ -3654,6 +4089,9 @@ export const SyncDesiredStateResponse: MessageFns<SyncDesiredStateResponse> = {
     }
     if (message.replayed !== false) {
       writer.uint32(24).bool(message.replayed);
+    }
+    if (message.plan !== undefined) {
+      Plan.encode(message.plan, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -3695,6 +4133,14 @@ export const SyncDesiredStateResponse: MessageFns<SyncDesiredStateResponse> = {
             message.replayed = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.plan = Plan.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3714,6 +4160,7 @@ export const SyncDesiredStateResponse: MessageFns<SyncDesiredStateResponse> = {
         : [],
       ignored: globalThis.Array.isArray(object?.ignored) ? object.ignored.map((e: any) => globalThis.String(e)) : [],
       replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
+      plan: isSet(object.plan) ? Plan.fromJSON(object.plan) : undefined,
     };
   },
 
@@ -3728,6 +4175,9 @@ export const SyncDesiredStateResponse: MessageFns<SyncDesiredStateResponse> = {
     if (message.replayed !== false) {
       obj.replayed = message.replayed;
     }
+    if (message.plan !== undefined) {
+      obj.plan = Plan.toJSON(message.plan);
+    }
     return obj;
   },
 
@@ -3739,12 +4189,13 @@ export const SyncDesiredStateResponse: MessageFns<SyncDesiredStateResponse> = {
     message.services = object.services?.map((e) => ServiceSyncResult.fromPartial(e)) || [];
     message.ignored = object.ignored?.map((e) => e) || [];
     message.replayed = object.replayed ?? false;
+    message.plan = (object.plan !== undefined && object.plan !== null) ? Plan.fromPartial(object.plan) : undefined;
     return message;
   },
 };
 
 function createBaseSyncDesiredStateToolOutput(): SyncDesiredStateToolOutput {
-  return { services: [], ignored: [], replayed: false, byNode: [] };
+  return { services: [], ignored: [], replayed: false, byNode: [], plan: undefined };
 }
 
 export const SyncDesiredStateToolOutput: MessageFns<SyncDesiredStateToolOutput> = {
@@ -3760,6 +4211,9 @@ export const SyncDesiredStateToolOutput: MessageFns<SyncDesiredStateToolOutput> 
     }
     for (const v of message.byNode) {
       NodeSync.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.plan !== undefined) {
+      Plan.encode(message.plan, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -3809,6 +4263,14 @@ export const SyncDesiredStateToolOutput: MessageFns<SyncDesiredStateToolOutput> 
             message.byNode.push(NodeSync.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.plan = Plan.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3833,6 +4295,7 @@ export const SyncDesiredStateToolOutput: MessageFns<SyncDesiredStateToolOutput> 
         : globalThis.Array.isArray(object?.by_node)
         ? object.by_node.map((e: any) => NodeSync.fromJSON(e))
         : [],
+      plan: isSet(object.plan) ? Plan.fromJSON(object.plan) : undefined,
     };
   },
 
@@ -3850,6 +4313,9 @@ export const SyncDesiredStateToolOutput: MessageFns<SyncDesiredStateToolOutput> 
     if (message.byNode?.length) {
       obj.byNode = message.byNode.map((e) => NodeSync.toJSON(e));
     }
+    if (message.plan !== undefined) {
+      obj.plan = Plan.toJSON(message.plan);
+    }
     return obj;
   },
 
@@ -3862,6 +4328,7 @@ export const SyncDesiredStateToolOutput: MessageFns<SyncDesiredStateToolOutput> 
     message.ignored = object.ignored?.map((e) => e) || [];
     message.replayed = object.replayed ?? false;
     message.byNode = object.byNode?.map((e) => NodeSync.fromPartial(e)) || [];
+    message.plan = (object.plan !== undefined && object.plan !== null) ? Plan.fromPartial(object.plan) : undefined;
     return message;
   },
 };
@@ -5434,7 +5901,7 @@ export const GetServiceStatusResponse: MessageFns<GetServiceStatusResponse> = {
 };
 
 function createBaseAdoptContainersRequest(): AdoptContainersRequest {
-  return { service: "", requestId: "" };
+  return { service: "", requestId: "", dryRun: undefined, planDigest: undefined };
 }
 
 export const AdoptContainersRequest: MessageFns<AdoptContainersRequest> = {
@@ -5444,6 +5911,12 @@ export const AdoptContainersRequest: MessageFns<AdoptContainersRequest> = {
     }
     if (message.requestId !== "") {
       writer.uint32(18).string(message.requestId);
+    }
+    if (message.dryRun !== undefined) {
+      writer.uint32(24).bool(message.dryRun);
+    }
+    if (message.planDigest !== undefined) {
+      writer.uint32(34).string(message.planDigest);
     }
     return writer;
   },
@@ -5477,6 +5950,22 @@ export const AdoptContainersRequest: MessageFns<AdoptContainersRequest> = {
             message.requestId = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.planDigest = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5497,6 +5986,16 @@ export const AdoptContainersRequest: MessageFns<AdoptContainersRequest> = {
         : isSet(object.request_id)
         ? globalThis.String(object.request_id)
         : "",
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+        ? globalThis.Boolean(object.dry_run)
+        : undefined,
+      planDigest: isSet(object.planDigest)
+        ? globalThis.String(object.planDigest)
+        : isSet(object.plan_digest)
+        ? globalThis.String(object.plan_digest)
+        : undefined,
     };
   },
 
@@ -5508,6 +6007,12 @@ export const AdoptContainersRequest: MessageFns<AdoptContainersRequest> = {
     if (message.requestId !== "") {
       obj.requestId = message.requestId;
     }
+    if (message.dryRun !== undefined) {
+      obj.dryRun = message.dryRun;
+    }
+    if (message.planDigest !== undefined) {
+      obj.planDigest = message.planDigest;
+    }
     return obj;
   },
 
@@ -5518,12 +6023,14 @@ export const AdoptContainersRequest: MessageFns<AdoptContainersRequest> = {
     const message = createBaseAdoptContainersRequest();
     message.service = object.service ?? "";
     message.requestId = object.requestId ?? "";
+    message.dryRun = object.dryRun ?? undefined;
+    message.planDigest = object.planDigest ?? undefined;
     return message;
   },
 };
 
 function createBaseAdoptContainersResponse(): AdoptContainersResponse {
-  return { service: "", components: [], replayed: false };
+  return { service: "", components: [], replayed: false, plan: undefined };
 }
 
 export const AdoptContainersResponse: MessageFns<AdoptContainersResponse> = {
@@ -5536,6 +6043,9 @@ export const AdoptContainersResponse: MessageFns<AdoptContainersResponse> = {
     }
     if (message.replayed !== false) {
       writer.uint32(24).bool(message.replayed);
+    }
+    if (message.plan !== undefined) {
+      Plan.encode(message.plan, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -5577,6 +6087,14 @@ export const AdoptContainersResponse: MessageFns<AdoptContainersResponse> = {
             message.replayed = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.plan = Plan.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5596,6 +6114,7 @@ export const AdoptContainersResponse: MessageFns<AdoptContainersResponse> = {
         ? object.components.map((e: any) => ComponentInfo.fromJSON(e))
         : [],
       replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
+      plan: isSet(object.plan) ? Plan.fromJSON(object.plan) : undefined,
     };
   },
 
@@ -5610,6 +6129,9 @@ export const AdoptContainersResponse: MessageFns<AdoptContainersResponse> = {
     if (message.replayed !== false) {
       obj.replayed = message.replayed;
     }
+    if (message.plan !== undefined) {
+      obj.plan = Plan.toJSON(message.plan);
+    }
     return obj;
   },
 
@@ -5621,6 +6143,7 @@ export const AdoptContainersResponse: MessageFns<AdoptContainersResponse> = {
     message.service = object.service ?? "";
     message.components = object.components?.map((e) => ComponentInfo.fromPartial(e)) || [];
     message.replayed = object.replayed ?? false;
+    message.plan = (object.plan !== undefined && object.plan !== null) ? Plan.fromPartial(object.plan) : undefined;
     return message;
   },
 };
@@ -6271,7 +6794,16 @@ export const PushFileRequest: MessageFns<PushFileRequest> = {
 };
 
 function createBasePushFileHeader(): PushFileHeader {
-  return { service: "", path: "", mode: 0, sha256: "", size: 0, requestId: "" };
+  return {
+    service: "",
+    path: "",
+    mode: 0,
+    sha256: "",
+    size: 0,
+    requestId: "",
+    dryRun: undefined,
+    planDigest: undefined,
+  };
 }
 
 export const PushFileHeader: MessageFns<PushFileHeader> = {
@@ -6293,6 +6825,12 @@ export const PushFileHeader: MessageFns<PushFileHeader> = {
     }
     if (message.requestId !== "") {
       writer.uint32(50).string(message.requestId);
+    }
+    if (message.dryRun !== undefined) {
+      writer.uint32(56).bool(message.dryRun);
+    }
+    if (message.planDigest !== undefined) {
+      writer.uint32(66).string(message.planDigest);
     }
     return writer;
   },
@@ -6358,6 +6896,22 @@ export const PushFileHeader: MessageFns<PushFileHeader> = {
             message.requestId = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.planDigest = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6382,6 +6936,16 @@ export const PushFileHeader: MessageFns<PushFileHeader> = {
         : isSet(object.request_id)
         ? globalThis.String(object.request_id)
         : "",
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+        ? globalThis.Boolean(object.dry_run)
+        : undefined,
+      planDigest: isSet(object.planDigest)
+        ? globalThis.String(object.planDigest)
+        : isSet(object.plan_digest)
+        ? globalThis.String(object.plan_digest)
+        : undefined,
     };
   },
 
@@ -6405,6 +6969,12 @@ export const PushFileHeader: MessageFns<PushFileHeader> = {
     if (message.requestId !== "") {
       obj.requestId = message.requestId;
     }
+    if (message.dryRun !== undefined) {
+      obj.dryRun = message.dryRun;
+    }
+    if (message.planDigest !== undefined) {
+      obj.planDigest = message.planDigest;
+    }
     return obj;
   },
 
@@ -6419,12 +6989,14 @@ export const PushFileHeader: MessageFns<PushFileHeader> = {
     message.sha256 = object.sha256 ?? "";
     message.size = object.size ?? 0;
     message.requestId = object.requestId ?? "";
+    message.dryRun = object.dryRun ?? undefined;
+    message.planDigest = object.planDigest ?? undefined;
     return message;
   },
 };
 
 function createBasePushFileResponse(): PushFileResponse {
-  return { service: "", path: "", size: 0, sha256: "", mode: 0 };
+  return { service: "", path: "", size: 0, sha256: "", mode: 0, plan: undefined };
 }
 
 export const PushFileResponse: MessageFns<PushFileResponse> = {
@@ -6443,6 +7015,9 @@ export const PushFileResponse: MessageFns<PushFileResponse> = {
     }
     if (message.mode !== 0) {
       writer.uint32(40).uint32(message.mode);
+    }
+    if (message.plan !== undefined) {
+      Plan.encode(message.plan, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -6500,6 +7075,14 @@ export const PushFileResponse: MessageFns<PushFileResponse> = {
             message.mode = reader.uint32();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.plan = Plan.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6519,6 +7102,7 @@ export const PushFileResponse: MessageFns<PushFileResponse> = {
       size: isSet(object.size) ? globalThis.Number(object.size) : 0,
       sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
       mode: isSet(object.mode) ? globalThis.Number(object.mode) : 0,
+      plan: isSet(object.plan) ? Plan.fromJSON(object.plan) : undefined,
     };
   },
 
@@ -6539,6 +7123,9 @@ export const PushFileResponse: MessageFns<PushFileResponse> = {
     if (message.mode !== 0) {
       obj.mode = Math.round(message.mode);
     }
+    if (message.plan !== undefined) {
+      obj.plan = Plan.toJSON(message.plan);
+    }
     return obj;
   },
 
@@ -6552,6 +7139,7 @@ export const PushFileResponse: MessageFns<PushFileResponse> = {
     message.size = object.size ?? 0;
     message.sha256 = object.sha256 ?? "";
     message.mode = object.mode ?? 0;
+    message.plan = (object.plan !== undefined && object.plan !== null) ? Plan.fromPartial(object.plan) : undefined;
     return message;
   },
 };
@@ -6830,7 +7418,16 @@ export const PullFileInfo: MessageFns<PullFileInfo> = {
 };
 
 function createBasePushFileToolInput(): PushFileToolInput {
-  return { service: "", path: "", content: "", contentBase64: "", localPath: "", mode: 0 };
+  return {
+    service: "",
+    path: "",
+    content: "",
+    contentBase64: "",
+    localPath: "",
+    mode: 0,
+    dryRun: undefined,
+    planDigest: undefined,
+  };
 }
 
 export const PushFileToolInput: MessageFns<PushFileToolInput> = {
@@ -6852,6 +7449,12 @@ export const PushFileToolInput: MessageFns<PushFileToolInput> = {
     }
     if (message.mode !== 0) {
       writer.uint32(48).uint32(message.mode);
+    }
+    if (message.dryRun !== undefined) {
+      writer.uint32(56).bool(message.dryRun);
+    }
+    if (message.planDigest !== undefined) {
+      writer.uint32(66).string(message.planDigest);
     }
     return writer;
   },
@@ -6917,6 +7520,22 @@ export const PushFileToolInput: MessageFns<PushFileToolInput> = {
             message.mode = reader.uint32();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.planDigest = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6945,6 +7564,16 @@ export const PushFileToolInput: MessageFns<PushFileToolInput> = {
         ? globalThis.String(object.local_path)
         : "",
       mode: isSet(object.mode) ? globalThis.Number(object.mode) : 0,
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+        ? globalThis.Boolean(object.dry_run)
+        : undefined,
+      planDigest: isSet(object.planDigest)
+        ? globalThis.String(object.planDigest)
+        : isSet(object.plan_digest)
+        ? globalThis.String(object.plan_digest)
+        : undefined,
     };
   },
 
@@ -6968,6 +7597,12 @@ export const PushFileToolInput: MessageFns<PushFileToolInput> = {
     if (message.mode !== 0) {
       obj.mode = Math.round(message.mode);
     }
+    if (message.dryRun !== undefined) {
+      obj.dryRun = message.dryRun;
+    }
+    if (message.planDigest !== undefined) {
+      obj.planDigest = message.planDigest;
+    }
     return obj;
   },
 
@@ -6982,6 +7617,8 @@ export const PushFileToolInput: MessageFns<PushFileToolInput> = {
     message.contentBase64 = object.contentBase64 ?? "";
     message.localPath = object.localPath ?? "";
     message.mode = object.mode ?? 0;
+    message.dryRun = object.dryRun ?? undefined;
+    message.planDigest = object.planDigest ?? undefined;
     return message;
   },
 };
@@ -7516,6 +8153,7 @@ function createBaseAuditRecord(): AuditRecord {
     requestId: "",
     prevHash: "",
     hash: "",
+    confirmation: undefined,
   };
 }
 
@@ -7577,6 +8215,9 @@ export const AuditRecord: MessageFns<AuditRecord> = {
     }
     if (message.hash !== "") {
       writer.uint32(154).string(message.hash);
+    }
+    if (message.confirmation !== undefined) {
+      writer.uint32(162).string(message.confirmation);
     }
     return writer;
   },
@@ -7746,6 +8387,14 @@ export const AuditRecord: MessageFns<AuditRecord> = {
             message.hash = reader.string();
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.confirmation = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7803,6 +8452,7 @@ export const AuditRecord: MessageFns<AuditRecord> = {
         ? globalThis.String(object.prev_hash)
         : "",
       hash: isSet(object.hash) ? globalThis.String(object.hash) : "",
+      confirmation: isSet(object.confirmation) ? globalThis.String(object.confirmation) : undefined,
     };
   },
 
@@ -7865,6 +8515,9 @@ export const AuditRecord: MessageFns<AuditRecord> = {
     if (message.hash !== "") {
       obj.hash = message.hash;
     }
+    if (message.confirmation !== undefined) {
+      obj.confirmation = message.confirmation;
+    }
     return obj;
   },
 
@@ -7892,6 +8545,7 @@ export const AuditRecord: MessageFns<AuditRecord> = {
     message.requestId = object.requestId ?? "";
     message.prevHash = object.prevHash ?? "";
     message.hash = object.hash ?? "";
+    message.confirmation = object.confirmation ?? undefined;
     return message;
   },
 };
@@ -7981,6 +8635,354 @@ export const QueryAuditResponse: MessageFns<QueryAuditResponse> = {
     const message = createBaseQueryAuditResponse();
     message.records = object.records?.map((e) => AuditRecord.fromPartial(e)) || [];
     message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBasePlan(): Plan {
+  return { changes: [], digest: "" };
+}
+
+export const Plan: MessageFns<Plan> = {
+  encode(message: Plan, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.changes) {
+      PlannedChange.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.digest !== "") {
+      writer.uint32(18).string(message.digest);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Plan {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePlan();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.changes.push(PlannedChange.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.digest = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Plan {
+    return {
+      changes: globalThis.Array.isArray(object?.changes)
+        ? object.changes.map((e: any) => PlannedChange.fromJSON(e))
+        : [],
+      digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
+    };
+  },
+
+  toJSON(message: Plan): unknown {
+    const obj: any = {};
+    if (message.changes?.length) {
+      obj.changes = message.changes.map((e) => PlannedChange.toJSON(e));
+    }
+    if (message.digest !== "") {
+      obj.digest = message.digest;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Plan>, I>>(base?: I): Plan {
+    return Plan.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Plan>, I>>(object: I): Plan {
+    const message = createBasePlan();
+    message.changes = object.changes?.map((e) => PlannedChange.fromPartial(e)) || [];
+    message.digest = object.digest ?? "";
+    return message;
+  },
+};
+
+function createBasePlannedChange(): PlannedChange {
+  return {
+    component: "",
+    action: "",
+    container: "",
+    imageBefore: "",
+    imageAfter: "",
+    running: false,
+    ports: [],
+    volumes: [],
+    envKeys: [],
+    fileSize: 0,
+    fileSha256: "",
+  };
+}
+
+export const PlannedChange: MessageFns<PlannedChange> = {
+  encode(message: PlannedChange, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.component !== "") {
+      writer.uint32(10).string(message.component);
+    }
+    if (message.action !== "") {
+      writer.uint32(18).string(message.action);
+    }
+    if (message.container !== "") {
+      writer.uint32(26).string(message.container);
+    }
+    if (message.imageBefore !== "") {
+      writer.uint32(34).string(message.imageBefore);
+    }
+    if (message.imageAfter !== "") {
+      writer.uint32(42).string(message.imageAfter);
+    }
+    if (message.running !== false) {
+      writer.uint32(48).bool(message.running);
+    }
+    for (const v of message.ports) {
+      writer.uint32(58).string(v!);
+    }
+    for (const v of message.volumes) {
+      writer.uint32(66).string(v!);
+    }
+    for (const v of message.envKeys) {
+      writer.uint32(74).string(v!);
+    }
+    if (message.fileSize !== 0) {
+      writer.uint32(80).int64(message.fileSize);
+    }
+    if (message.fileSha256 !== "") {
+      writer.uint32(90).string(message.fileSha256);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PlannedChange {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePlannedChange();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.component = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.action = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.container = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.imageBefore = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.imageAfter = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.running = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.ports.push(reader.string());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.volumes.push(reader.string());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.envKeys.push(reader.string());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.fileSize = longToNumber(reader.int64());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.fileSha256 = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PlannedChange {
+    return {
+      component: isSet(object.component) ? globalThis.String(object.component) : "",
+      action: isSet(object.action) ? globalThis.String(object.action) : "",
+      container: isSet(object.container) ? globalThis.String(object.container) : "",
+      imageBefore: isSet(object.imageBefore)
+        ? globalThis.String(object.imageBefore)
+        : isSet(object.image_before)
+        ? globalThis.String(object.image_before)
+        : "",
+      imageAfter: isSet(object.imageAfter)
+        ? globalThis.String(object.imageAfter)
+        : isSet(object.image_after)
+        ? globalThis.String(object.image_after)
+        : "",
+      running: isSet(object.running) ? globalThis.Boolean(object.running) : false,
+      ports: globalThis.Array.isArray(object?.ports) ? object.ports.map((e: any) => globalThis.String(e)) : [],
+      volumes: globalThis.Array.isArray(object?.volumes) ? object.volumes.map((e: any) => globalThis.String(e)) : [],
+      envKeys: globalThis.Array.isArray(object?.envKeys)
+        ? object.envKeys.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.env_keys)
+        ? object.env_keys.map((e: any) => globalThis.String(e))
+        : [],
+      fileSize: isSet(object.fileSize)
+        ? globalThis.Number(object.fileSize)
+        : isSet(object.file_size)
+        ? globalThis.Number(object.file_size)
+        : 0,
+      fileSha256: isSet(object.fileSha256)
+        ? globalThis.String(object.fileSha256)
+        : isSet(object.file_sha256)
+        ? globalThis.String(object.file_sha256)
+        : "",
+    };
+  },
+
+  toJSON(message: PlannedChange): unknown {
+    const obj: any = {};
+    if (message.component !== "") {
+      obj.component = message.component;
+    }
+    if (message.action !== "") {
+      obj.action = message.action;
+    }
+    if (message.container !== "") {
+      obj.container = message.container;
+    }
+    if (message.imageBefore !== "") {
+      obj.imageBefore = message.imageBefore;
+    }
+    if (message.imageAfter !== "") {
+      obj.imageAfter = message.imageAfter;
+    }
+    if (message.running !== false) {
+      obj.running = message.running;
+    }
+    if (message.ports?.length) {
+      obj.ports = message.ports;
+    }
+    if (message.volumes?.length) {
+      obj.volumes = message.volumes;
+    }
+    if (message.envKeys?.length) {
+      obj.envKeys = message.envKeys;
+    }
+    if (message.fileSize !== 0) {
+      obj.fileSize = Math.round(message.fileSize);
+    }
+    if (message.fileSha256 !== "") {
+      obj.fileSha256 = message.fileSha256;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PlannedChange>, I>>(base?: I): PlannedChange {
+    return PlannedChange.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PlannedChange>, I>>(object: I): PlannedChange {
+    const message = createBasePlannedChange();
+    message.component = object.component ?? "";
+    message.action = object.action ?? "";
+    message.container = object.container ?? "";
+    message.imageBefore = object.imageBefore ?? "";
+    message.imageAfter = object.imageAfter ?? "";
+    message.running = object.running ?? false;
+    message.ports = object.ports?.map((e) => e) || [];
+    message.volumes = object.volumes?.map((e) => e) || [];
+    message.envKeys = object.envKeys?.map((e) => e) || [];
+    message.fileSize = object.fileSize ?? 0;
+    message.fileSha256 = object.fileSha256 ?? "";
     return message;
   },
 };
