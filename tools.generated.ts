@@ -572,7 +572,7 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "dryRun": {
-          "description": "Return the plan and change nothing.",
+          "description": "Only return the plan.",
           "type": "boolean"
         },
         "planDigest": {
@@ -640,7 +640,7 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "dryRun": {
-          "description": "Return the plan and change nothing.",
+          "description": "Only return the plan.",
           "type": "boolean"
         },
         "planDigest": {
@@ -711,7 +711,7 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "dryRun": {
-          "description": "Return the plan and change nothing.",
+          "description": "Only return the plan.",
           "type": "boolean"
         },
         "planDigest": {
@@ -782,7 +782,7 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "dryRun": {
-          "description": "Return the plan and change nothing.",
+          "description": "Only return the plan.",
           "type": "boolean"
         },
         "planDigest": {
@@ -857,7 +857,7 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "dryRun": {
-          "description": "Return the plan and change nothing.",
+          "description": "Only return the plan.",
           "type": "boolean"
         },
         "planDigest": {
@@ -1076,7 +1076,7 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "dryRun": {
-          "description": "Return the plan and change nothing.",
+          "description": "Only return the plan.",
           "type": "boolean"
         },
         "planDigest": {
@@ -1362,7 +1362,7 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "dryRun": {
-          "description": "Return the plan and change nothing.",
+          "description": "Only return the plan.",
           "type": "boolean"
         },
         "planDigest": {
@@ -1572,7 +1572,7 @@ export const tools: readonly ToolDefinition[] = [
           "maximum": 4294967295
         },
         "dryRun": {
-          "description": "Return the plan and change nothing.",
+          "description": "Only return the plan.",
           "type": "boolean"
         },
         "planDigest": {

@@ -366,7 +366,7 @@ export interface DeployRequest {
   component: string;
   /** Idempotency key: a retry returns the first result. */
   requestId: string;
-  /** Return the plan and change nothing. */
+  /** Only return the plan. */
   dryRun?:
     | boolean
     | undefined;
@@ -408,7 +408,7 @@ export interface DeployResult {
   components: ComponentResult[];
   /** True when this result was recorded for an earlier call with the same request id and nothing was done now. */
   replayed: boolean;
-  /** What would change (dry run), or what was planned. */
+  /** The plan (dry run). */
   plan?: Plan | undefined;
 }
 
@@ -419,7 +419,7 @@ export interface StopServiceRequest {
   component: string;
   /** Idempotency key: a retry returns the first result. */
   requestId: string;
-  /** Return the plan and change nothing. */
+  /** Only return the plan. */
   dryRun?:
     | boolean
     | undefined;
@@ -434,7 +434,7 @@ export interface StopServiceResponse {
   components: ComponentResult[];
   /** True when this result was recorded for an earlier call with the same request id. */
   replayed: boolean;
-  /** What would change (dry run), or what was planned. */
+  /** The plan (dry run). */
   plan?: Plan | undefined;
 }
 
@@ -445,7 +445,7 @@ export interface StartServiceRequest {
   component: string;
   /** Idempotency key: a retry returns the first result. */
   requestId: string;
-  /** Return the plan and change nothing. */
+  /** Only return the plan. */
   dryRun?:
     | boolean
     | undefined;
@@ -460,7 +460,7 @@ export interface StartServiceResponse {
   components: ComponentResult[];
   /** True when this result was recorded for an earlier call with the same request id. */
   replayed: boolean;
-  /** What would change (dry run), or what was planned. */
+  /** The plan (dry run). */
   plan?: Plan | undefined;
 }
 
@@ -471,7 +471,7 @@ export interface RestartServiceRequest {
   component: string;
   /** Idempotency key: a retry returns the first result. */
   requestId: string;
-  /** Return the plan and change nothing. */
+  /** Only return the plan. */
   dryRun?:
     | boolean
     | undefined;
@@ -486,7 +486,7 @@ export interface RestartServiceResponse {
   components: ComponentResult[];
   /** True when this result was recorded for an earlier call with the same request id. */
   replayed: boolean;
-  /** What would change (dry run), or what was planned. */
+  /** The plan (dry run). */
   plan?: Plan | undefined;
 }
 
@@ -499,7 +499,7 @@ export interface RemoveServiceRequest {
   deleteDefinition: boolean;
   /** Idempotency key: a retry returns the first result. */
   requestId: string;
-  /** Return the plan and change nothing. */
+  /** Only return the plan. */
   dryRun?:
     | boolean
     | undefined;
@@ -516,7 +516,7 @@ export interface RemoveServiceResponse {
   filesRemoved: string;
   /** True when this result was recorded for an earlier call with the same request id. */
   replayed: boolean;
-  /** What would change (dry run), or what was planned. */
+  /** The plan (dry run). */
   plan?: Plan | undefined;
 }
 
@@ -575,7 +575,7 @@ export interface SyncDesiredStateRequest {
   services: ServiceSpec[];
   /** Idempotency key: a retry returns the first result. */
   requestId: string;
-  /** Return the plan and change nothing. */
+  /** Only return the plan. */
   dryRun?:
     | boolean
     | undefined;
@@ -600,7 +600,7 @@ export interface SyncDesiredStateResponse {
   ignored: string[];
   /** True when this result was recorded for an earlier call with the same request id. */
   replayed: boolean;
-  /** What would change (dry run), or what was planned. */
+  /** The plan (dry run). */
   plan?: Plan | undefined;
 }
 
@@ -614,7 +614,7 @@ export interface SyncDesiredStateToolOutput {
   replayed: boolean;
   /** One entry per node synced: several when the services came from the definition files. */
   byNode: NodeSync[];
-  /** What would change (dry run), or what was planned. */
+  /** The plan (dry run). */
   plan?: Plan | undefined;
 }
 
@@ -773,7 +773,7 @@ export interface AdoptContainersRequest {
   service: string;
   /** Idempotency key: a retry returns the first result. */
   requestId: string;
-  /** Return the plan and change nothing. */
+  /** Only return the plan. */
   dryRun?:
     | boolean
     | undefined;
@@ -788,7 +788,7 @@ export interface AdoptContainersResponse {
   components: ComponentInfo[];
   /** True when this result was recorded for an earlier call with the same request id. */
   replayed: boolean;
-  /** What would change (dry run), or what was planned. */
+  /** The plan (dry run). */
   plan?: Plan | undefined;
 }
 
@@ -870,7 +870,7 @@ export interface PushFileHeader {
   size: number;
   /** Client-chosen id. */
   requestId: string;
-  /** Return the plan and change nothing. */
+  /** Only return the plan. */
   dryRun?:
     | boolean
     | undefined;
@@ -889,7 +889,7 @@ export interface PushFileResponse {
   sha256: string;
   /** Mode set. */
   mode: number;
-  /** What would change (dry run), or what was planned. */
+  /** The plan (dry run). */
   plan?: Plan | undefined;
 }
 
@@ -936,7 +936,7 @@ export interface PushFileToolInput {
   localPath: string;
   /** File mode, for example 384 (0600); default 420 (0644). */
   mode: number;
-  /** Return the plan and change nothing. */
+  /** Only return the plan. */
   dryRun?:
     | boolean
     | undefined;
