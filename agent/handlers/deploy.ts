@@ -20,9 +20,9 @@ import {
 } from '../../gen/mcp/v1/mcp.js';
 import type { ComponentRecord, ServiceRecord } from '../../registry/services.js';
 import { assertDeployAdmitted } from '../admission.js';
+import { planDeploy, planGate } from '../plan.js';
 import type { ContainerSummary } from '../runtime/index.js';
 import type { CallContext, ServerStreamHandler } from '../server.js';
-import { writeOnce } from '../service-locks.js';
 import {
   componentResult,
   failureLine,
@@ -77,7 +77,8 @@ export function deployHandler(sc: ServiceContext): ServerStreamHandler<DeployReq
   return async (req, ctx, send) => {
     const plan = checkDeployRequest(req);
     const emit = toClient(send, ctx);
-    const result = await writeOnce(
+    const result = await planGate(
+      req,
       {
         locks: sc.locks,
         requestResults: sc.deps.registry.requestResults,
@@ -87,6 +88,8 @@ export function deployHandler(sc: ServiceContext): ServerStreamHandler<DeployReq
         codec: DeployResult,
         signal: ctx.signal,
       },
+      async () => planDeploy(plan, sc.deps.registry.services.get(plan.service), await sc.deps.runtime.list()),
+      (planned) => ({ service: plan.service, components: [], replayed: false, plan: planned }),
       () => deployLocked(sc, plan, emit, ctx.signal),
     );
     await emit({ result });
