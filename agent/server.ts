@@ -225,6 +225,22 @@ function tolerantDefinition(definition: typeof McpAgentServiceService): typeof M
   return Object.fromEntries(methods) as typeof McpAgentServiceService;
 }
 
+/** The metadata key a connector reports a human's answer to the call's plan under. */
+export const CONFIRMATION_METADATA = 'mcp-confirmation';
+const CONFIRMATION_SHAPE = /^(accepted|declined) plan=[0-9a-f]{64} by=[\w.@:-]{1,64}$/;
+
+/**
+ * The human's answer to the plan, as the connector that asked reports it, for the audit
+ * record. Anything not in the one shape connectors write is recorded as such, never trusted
+ * as an answer: the record says what was claimed, the caller's token says who claimed it.
+ */
+function confirmationOf(metadata: Metadata): { confirmation?: string } {
+  const [value] = metadata.get(CONFIRMATION_METADATA);
+  if (value === undefined) return {};
+  const text = String(value);
+  return { confirmation: CONFIRMATION_SHAPE.test(text) ? text : 'malformed' };
+}
+
 function bearer(metadata: Metadata): string | undefined {
   const values = metadata.get('authorization');
   if (values.length !== 1) return undefined; // zero, or an ambiguous repeat
@@ -287,6 +303,7 @@ class Guard {
       component: target.component,
       argsSha256: problem ? '' : argsDigest(codec, req),
       requestId: target.requestId,
+      ...confirmationOf(call.metadata),
     };
     try {
       if (problem) throw problem;

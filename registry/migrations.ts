@@ -183,6 +183,15 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE components ADD COLUMN stop_timeout_seconds INTEGER;
     `,
   },
+  {
+    version: 6,
+    name: 'audit confirmation',
+    sql: `
+      -- A human's answer to the plan of a write, as the connector that asked reports it
+      -- ('accepted plan=<digest> by=<asker>'); NULL for calls nobody confirmed.
+      ALTER TABLE audit_log ADD COLUMN confirmation TEXT;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);
