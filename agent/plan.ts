@@ -14,6 +14,7 @@
 import { createHash } from 'node:crypto';
 import { FailedPreconditionError } from '../core/errors.js';
 import { containerName, splitContainerName } from '../core/naming.js';
+import { STALE_PLAN_MESSAGE } from '../core/plans.js';
 import type { ObservedStateName } from '../core/states.js';
 import type { ComponentSpec, Plan, PlannedChange, ServiceSpec } from '../gen/mcp/v1/mcp.js';
 import type { ComponentRecord, ServiceRecord } from '../registry/services.js';
@@ -371,8 +372,6 @@ export interface PlanRequest {
   dryRun?: boolean | undefined;
   planDigest?: string | undefined;
 }
-
-export const STALE_PLAN_MESSAGE = 'the node changed since the plan was made; plan again';
 
 /** Refuses when the state no longer gives the plan the caller confirmed. */
 export function assertPlanCurrent(given: string | undefined, plan: Plan): void {

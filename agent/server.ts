@@ -6,6 +6,7 @@
  * RPC table, so a handler cannot be registered any other way, and an RPC without a handler
  * stops the server from starting.
  */
+
 import { createHash } from 'node:crypto';
 import {
   type handleClientStreamingCall,
@@ -25,6 +26,7 @@ import type { Caller } from '../core/auth/caller.js';
 import { InvalidArgumentError, toMcpError, UnauthenticatedError, UnavailableError } from '../core/errors.js';
 import { toStatusObject } from '../core/grpc-status.js';
 import type { Logger } from '../core/log.js';
+import { CONFIRMATION_METADATA, isConfirmationText } from '../core/plans.js';
 import type * as pb from '../gen/mcp/v1/mcp.js';
 import { type McpAgentServiceServer, McpAgentServiceService } from '../gen/mcp/v1/mcp.js';
 import type { AuditCall, AuditLog, AuditOutcomeInput } from '../registry/audit.js';
@@ -225,10 +227,6 @@ function tolerantDefinition(definition: typeof McpAgentServiceService): typeof M
   return Object.fromEntries(methods) as typeof McpAgentServiceService;
 }
 
-/** The metadata key a connector reports a human's answer to the call's plan under. */
-export const CONFIRMATION_METADATA = 'mcp-confirmation';
-const CONFIRMATION_SHAPE = /^(accepted|declined) plan=[0-9a-f]{64} by=[\w.@:-]{1,64}$/;
-
 /**
  * The human's answer to the plan, as the connector that asked reports it, for the audit
  * record. Anything not in the one shape connectors write is recorded as such, never trusted
@@ -238,7 +236,7 @@ function confirmationOf(metadata: Metadata): { confirmation?: string } {
   const [value] = metadata.get(CONFIRMATION_METADATA);
   if (value === undefined) return {};
   const text = String(value);
-  return { confirmation: CONFIRMATION_SHAPE.test(text) ? text : 'malformed' };
+  return { confirmation: isConfirmationText(text) ? text : 'malformed' };
 }
 
 function bearer(metadata: Metadata): string | undefined {
