@@ -11,24 +11,10 @@
  * audit record as `mcp-confirmation` metadata (core/plans.ts); a decline is recorded by a
  * second dry run carrying it, so the audit log shows the question was asked and refused.
  *
- * Serving: the question is an `input_required` result (protocol 2026-07-28); the SDK's legacy
- * shim sends it as an `elicitation/create` request to 2025-era clients, so one code path
- * serves both. Its request state (tool, arguments, plan digest, questions asked) is sealed
- * with an HMAC key that lives as long as this process.
- *
- * `confirmPlan` is the same decision for the operator CLI, with a terminal question in place
- * of elicitation.
+ * This file holds the decision and `confirmPlan`, the CLI's hook (a terminal question in place
+ * of elicitation); it imports no MCP SDK, so the CLI and the config stay light. The MCP side
+ * is connector/confirm-elicitation.ts.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import {
-  acceptedContent,
-  createRequestStateCodec,
-  type InputRequiredResult,
-  inputRequired,
-  inputResponse,
-  type RequestStateCodec,
-  type ServerContext,
-} from '@modelcontextprotocol/server';
 import { FailedPreconditionError, McpError, toMcpError } from '../core/errors.js';
 import { confirmationText, STALE_PLAN_MESSAGE } from '../core/plans.js';
 import type { Plan, PlannedChange } from '../gen/mcp/v1/mcp.js';
@@ -87,7 +73,8 @@ export function needsQuestion(plan: Plan): boolean {
 
 function changeLine(c: PlannedChange): string {
   const parts = [`${c.action} ${c.component}`];
-  if (c.container && c.container !== c.component) parts.push(`(${c.container}${c.running ? ', running' : ''})`);
+  if (c.container && c.container !== c.component)
+    parts.push(`(${c.container}${c.running ? ', running' : ''})`);
   else if (c.running) parts.push('(running)');
   if (c.imageAfter && c.imageAfter !== c.imageBefore)
     parts.push(c.imageBefore ? `${c.imageBefore} → ${c.imageAfter}` : c.imageAfter);
@@ -115,36 +102,36 @@ export function plannedOf(routed: RoutedCall): { node: string; plan: Plan } | un
   return answer && plan ? { node: answer.node, plan } : undefined;
 }
 
-function isStale(err: unknown): boolean {
+export function isStale(err: unknown): boolean {
   const e = toMcpError(err);
   return e.code === 'FAILED_PRECONDITION' && e.message.includes(STALE_PLAN_MESSAGE);
 }
 
-function withoutDigest(args: ToolArguments): ToolArguments {
+export function withoutDigest(args: ToolArguments): ToolArguments {
   const { planDigest: _ignored, ...rest } = args;
   return rest;
 }
 
-function declined(tool: string, answer: string): McpError {
+export function declined(tool: string, answer: string): McpError {
   return new McpError(
     'ABORTED',
     `the human ${answer} the plan, so ${tool} was not run and nothing changed: ask them what to change, or leave it`,
   );
 }
 
-function keptChanging(tool: string): FailedPreconditionError {
+export function keptChanging(tool: string): FailedPreconditionError {
   return new FailedPreconditionError(
     `the node changed between each of ${MAX_QUESTIONS} plans of ${tool} and the human's answer, so nothing was run: check service_status, then try again`,
   );
 }
 
-function planless(tool: string): FailedPreconditionError {
+export function planless(tool: string): FailedPreconditionError {
   return new FailedPreconditionError(
     `${tool} needs a human's confirmation, but its plan covers several nodes: pass \`node\` to confirm one node at a time`,
   );
 }
 
-function cannotAsk(tool: string, configFile: string): FailedPreconditionError {
+export function cannotAsk(tool: string, configFile: string): FailedPreconditionError {
   return new FailedPreconditionError(
     `${tool} would change something that runs and needs a human's yes, but this MCP client cannot ask (it declared no elicitation capability): ` +
       `use a client that supports elicitation, call with dryRun to see the plan, or set \`[confirm] when_client_cannot_ask = "allow"\` in ${configFile} for a trusted local setup`,
@@ -210,123 +197,4 @@ export async function confirmPlan(options: ConfirmPlanOptions): Promise<RoutedCa
     }
   }
   throw keptChanging(tool);
-}
-
-/** What the connector keeps between its question and the client's answer (sealed, echoed by the client). */
-interface QuestionState {
-  tool: string;
-  /** SHA-256 of the call's arguments: an answer applies to the call it was asked for. */
-  args: string;
-  digest: string;
-  asked: number;
-}
-
-const CONFIRM_KEY = 'confirm';
-const CONFIRM_SCHEMA = {
-  type: 'object' as const,
-  properties: {
-    confirm: {
-      type: 'boolean' as const,
-      title: 'Apply this plan',
-      description: 'Yes runs exactly the plan shown.',
-    },
-  },
-  required: ['confirm'],
-};
-
-function argsKey(tool: string, args: ToolArguments): string {
-  return createHash('sha256')
-    .update(JSON.stringify([tool, Object.entries(args).sort(([a], [b]) => (a < b ? -1 : 1))]))
-    .digest('hex');
-}
-
-/** The connector's side of confirmations over MCP: one per connector process. */
-export class McpConfirmations {
-  private readonly codec: RequestStateCodec<QuestionState>;
-
-  constructor(
-    private readonly settings: ConfirmSettings,
-    private readonly configFile: string,
-  ) {
-    this.codec = createRequestStateCodec<QuestionState>({ key: randomBytes(32), ttlSeconds: 600 });
-  }
-
-  /** For `ServerOptions.requestState.verify`: an echoed state that was not sealed here is refused. */
-  get verifyState(): RequestStateCodec<QuestionState>['verify'] {
-    return this.codec.verify;
-  }
-
-  /**
-   * Runs a tool call, with the question first when its plan needs one. Returns the routed call,
-   * or the `input_required` result that asks the question (the client answers by calling again).
-   */
-  async call(
-    tool: ToolName,
-    rawArgs: ToolArguments,
-    ctx: ServerContext,
-    clientCanAsk: boolean,
-    execute: ExecuteCall,
-  ): Promise<RoutedCall | InputRequiredResult> {
-    const args = withoutDigest(rawArgs);
-    if (!PLANNED_TOOLS.has(tool) || args.dryRun === true || !this.settings.tools.has(tool)) {
-      return execute(args);
-    }
-    const key = argsKey(tool, args);
-    const state = ctx.mcpReq.requestState<QuestionState>();
-    let asked = 0;
-    if (state && state.tool === tool && state.args === key) {
-      asked = state.asked;
-      const answer = inputResponse(ctx.mcpReq.inputResponses, CONFIRM_KEY);
-      const yes =
-        answer.kind === 'elicit' &&
-        answer.action === 'accept' &&
-        acceptedContent(ctx.mcpReq.inputResponses, CONFIRM_KEY)?.confirm === true;
-      if (!yes) {
-        await execute(
-          { ...args, dryRun: true },
-          confirmationText('declined', state.digest, CONNECTOR_ASKER),
-        );
-        throw declined(tool, answer.kind === 'elicit' && answer.action === 'cancel' ? 'cancelled' : 'declined');
-      }
-      try {
-        return await execute(
-          { ...args, planDigest: state.digest },
-          confirmationText('accepted', state.digest, CONNECTOR_ASKER),
-        );
-      } catch (err) {
-        if (!isStale(err)) throw err;
-        if (asked >= MAX_QUESTIONS) throw keptChanging(tool);
-      }
-    }
-    // Plan (again); a plan that needs no human runs at once, still only as planned.
-    for (; asked < MAX_QUESTIONS; ) {
-      const planned = plannedOf(await execute({ ...args, dryRun: true }));
-      if (!planned?.plan.digest) throw planless(tool);
-      const { node, plan } = planned;
-      if (needsQuestion(plan)) {
-        if (!clientCanAsk) {
-          if (this.settings.whenClientCannotAsk === 'allow') return execute(args);
-          throw cannotAsk(tool, this.configFile);
-        }
-        const next: QuestionState = { tool, args: key, digest: plan.digest, asked: asked + 1 };
-        const again = asked > 0 ? 'The node changed since the last question; this is the new plan.\n' : '';
-        return inputRequired({
-          inputRequests: {
-            [CONFIRM_KEY]: inputRequired.elicit({
-              message: `${again}${planText(tool, node, plan)}\nApply it?`,
-              requestedSchema: CONFIRM_SCHEMA,
-            }),
-          },
-          requestState: await this.codec.mint(next, ctx),
-        });
-      }
-      try {
-        return await execute({ ...args, planDigest: plan.digest });
-      } catch (err) {
-        if (!isStale(err)) throw err;
-        asked += 1;
-      }
-    }
-    throw keptChanging(tool);
-  }
 }
