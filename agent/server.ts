@@ -6,6 +6,7 @@
  * RPC table, so a handler cannot be registered any other way, and an RPC without a handler
  * stops the server from starting.
  */
+
 import { createHash } from 'node:crypto';
 import {
   type handleClientStreamingCall,
@@ -25,6 +26,7 @@ import type { Caller } from '../core/auth/caller.js';
 import { InvalidArgumentError, toMcpError, UnauthenticatedError, UnavailableError } from '../core/errors.js';
 import { toStatusObject } from '../core/grpc-status.js';
 import type { Logger } from '../core/log.js';
+import { CONFIRMATION_METADATA, isConfirmationText } from '../core/plans.js';
 import type * as pb from '../gen/mcp/v1/mcp.js';
 import { type McpAgentServiceServer, McpAgentServiceService } from '../gen/mcp/v1/mcp.js';
 import type { AuditCall, AuditLog, AuditOutcomeInput } from '../registry/audit.js';
@@ -244,6 +246,18 @@ function tolerantDefinition(definition: typeof McpAgentServiceService): typeof M
   return Object.fromEntries(methods) as typeof McpAgentServiceService;
 }
 
+/**
+ * The human's answer to the plan, as the connector that asked reports it, for the audit
+ * record. Anything not in the one shape connectors write is recorded as such, never trusted
+ * as an answer: the record says what was claimed, the caller's token says who claimed it.
+ */
+function confirmationOf(metadata: Metadata): { confirmation?: string } {
+  const [value] = metadata.get(CONFIRMATION_METADATA);
+  if (value === undefined) return {};
+  const text = String(value);
+  return { confirmation: isConfirmationText(text) ? text : 'malformed' };
+}
+
 function bearer(metadata: Metadata): string | undefined {
   const values = metadata.get('authorization');
   if (values.length !== 1) return undefined; // zero, or an ambiguous repeat
@@ -306,6 +320,7 @@ class Guard {
       component: target.component,
       argsSha256: problem ? '' : argsDigest(codec, req),
       requestId: target.requestId,
+      ...confirmationOf(call.metadata),
     };
     try {
       if (problem) throw problem;

@@ -7,6 +7,7 @@
  * tool table; an MCP cancellation cancels the gRPC call. Errors come back as McpErrors whose
  * messages name the node and its address, and say when a write's outcome is unknown.
  */
+
 import { readFileSync } from 'node:fs';
 import {
   type ChannelCredentials,
@@ -21,6 +22,7 @@ import {
 import { FailedPreconditionError, McpError } from '../core/errors.js';
 import { fromGrpcError } from '../core/grpc-status.js';
 import type { Logger } from '../core/log.js';
+import { CONFIRMATION_METADATA } from '../core/plans.js';
 import { McpAgentServiceClient } from '../gen/mcp/v1/mcp.js';
 import type { RpcCodecs } from '../tools.generated.js';
 import type { NodeConfig } from './config.js';
@@ -36,6 +38,8 @@ export type RpcBinding = RpcCodecs<any, any>;
 export interface CallSettings {
   /** Bearer token for the `authorization` metadata. Never logged. */
   token: string;
+  /** A human's answer to the call's plan, for the agent's audit record (core/plans.ts). */
+  confirmation?: string;
   /** Deadline of the whole call, retries included. */
   timeoutSeconds: number;
   /** Reads are retried when the agent is unreachable; writes never are. */
@@ -247,6 +251,7 @@ export class AgentConnection {
   ) {
     const metadata = new Metadata();
     metadata.set('authorization', `Bearer ${settings.token}`);
+    if (settings.confirmation) metadata.set(CONFIRMATION_METADATA, settings.confirmation);
     return {
       path: rpc.method.path,
       serialize: rpc.method.requestSerialize,

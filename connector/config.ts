@@ -30,6 +30,7 @@ import {
   secureUrlSchema,
 } from '../core/config-env.js';
 import { InvalidArgumentError, NotFoundError } from '../core/errors.js';
+import { type ConfirmSettings, DEFAULT_CONFIRM_TOOLS, PLANNED_TOOLS } from './confirm.js';
 
 export interface NodeConfig {
   name: string;
@@ -112,6 +113,8 @@ export interface ConnectorConfig {
     localDir: string;
     inlineMaxBytes: number;
   };
+  /** `[confirm]`: which tools' plans a human confirms, and what happens when the client cannot ask. */
+  confirm: ConfirmSettings;
 }
 
 export const CONNECTOR_ENV_OVERRIDES: readonly EnvOverride[] = [
@@ -270,6 +273,18 @@ const connectorConfigInput = z
           .default(262_144),
       })
       .prefault({}),
+    confirm: z
+      .strictObject({
+        tools: z
+          .array(
+            z.enum([...PLANNED_TOOLS], {
+              error: `expected one of the tools that plan their writes: ${[...PLANNED_TOOLS].join(', ')}`,
+            }),
+          )
+          .default([...DEFAULT_CONFIRM_TOOLS]),
+        when_client_cannot_ask: z.enum(['refuse', 'allow']).default('refuse'),
+      })
+      .prefault({}),
   })
   .superRefine((config, ctx) => {
     const seen = new Set<string>();
@@ -338,6 +353,10 @@ export function parseConnectorConfig(text: string, file: string, env: Env = proc
       rolesClaim: input.login.roles_claim,
     },
     files: { localDir: path(input.files.local_dir), inlineMaxBytes: input.files.inline_max_bytes },
+    confirm: {
+      tools: new Set(input.confirm.tools),
+      whenClientCannotAsk: input.confirm.when_client_cannot_ask,
+    },
   };
 }
 

@@ -52,6 +52,8 @@ export async function startConnector(setup: ConnectorSetup): Promise<Connector> 
     localDir: config.files.localDir,
     version: PACKAGE_VERSION,
     log,
+    confirm: config.confirm,
+    configFile: config.configFile,
   });
   log.info('mcp-connector starting', {
     version: PACKAGE_VERSION,

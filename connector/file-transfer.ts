@@ -193,10 +193,13 @@ export async function pushFile(
     sha256,
     size,
     requestId: randomUUID(),
+    ...(input.dryRun ? { dryRun: true } : {}),
+    ...(input.planDigest ? { planDigest: input.planDigest } : {}),
   };
   const progress = throttled(onTransfer);
   const response = await agent.clientStream(binding, settings, async (send) => {
     await send(pb.PushFileRequest.fromPartial({ header }));
+    if (header.dryRun) return; // a plan needs the digest, not the content
     let sent = 0;
     for await (const chunk of chunks()) {
       await send(pb.PushFileRequest.fromPartial({ chunk }));

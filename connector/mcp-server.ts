@@ -15,6 +15,9 @@
 import {
   type AuthInfo,
   type CallToolResult,
+  CLIENT_CAPABILITIES_META_KEY,
+  type ClientCapabilities,
+  isInputRequiredResult,
   type JSONRPCRequest,
   LOG_LEVEL_META_KEY,
   type LoggingLevel,
@@ -31,8 +34,10 @@ import type { Logger } from '../core/log.js';
 import type * as pb from '../gen/mcp/v1/mcp.js';
 import type { ToolDefinition, ToolName, ToolOutput } from '../tools.generated.js';
 import type { ArgumentValidator } from './arguments.js';
+import { type ConfirmSettings, plannedOf, planText } from './confirm.js';
+import { McpConfirmations } from './confirm-elicitation.js';
 import { publishedInputs, publishedOutput } from './published-schema.js';
-import type { RoutedCall, Router } from './routing.js';
+import type { RouteContext, RoutedCall, Router } from './routing.js';
 import type { ProgressModel } from './tool-bindings.js';
 import type * as ToolCallModules from './tool-call-modules.js';
 
@@ -53,6 +58,10 @@ export interface ConnectorToolsOptions {
   log: Logger;
   /** Longest quiet time between progress notifications of a pending call; default 4 s. */
   heartbeatMs?: number;
+  /** `[confirm]`: whose plans a human confirms; none when absent (a model's planDigest is dropped either way). */
+  confirm?: ConfirmSettings;
+  /** The config file, named when a call is refused for want of a human to ask. */
+  configFile?: string;
 }
 
 /** The published tools, compiled once, and the factory of MCP servers that serve them. */
@@ -60,10 +69,15 @@ export class ConnectorTools {
   private readonly byName: ReadonlyMap<string, ToolDefinition>;
   private readonly listing: Tool[];
   private callPath: Promise<CallPath> | undefined;
+  private readonly confirmations: McpConfirmations;
 
   constructor(private readonly opts: ConnectorToolsOptions) {
     this.byName = new Map(opts.tools.map((t) => [t.name, t]));
     this.listing = toolListing(opts.tools);
+    this.confirmations = new McpConfirmations(
+      opts.confirm ?? { tools: new Set(), whenClientCannotAsk: 'refuse' },
+      opts.configFile ?? 'the connector config',
+    );
   }
 
   /** Validators, codecs and formatting, loaded on the first tools/call (tool-call-modules.ts). */
@@ -84,6 +98,8 @@ export class ConnectorTools {
         // 2026-07-28 results carry cache hints. The tool list and the server's description are
         // fixed for the life of this process and the same for every caller.
         cacheHints: { 'tools/list': LISTING_CACHE, 'server/discover': LISTING_CACHE },
+        // The state of a confirmation question is sealed here; anything else echoed is refused.
+        requestState: { verify: this.confirmations.verifyState },
       },
     );
     // Logging is deprecated in 2026-07-28 but kept for 2025 clients. A 2025 session starts at
@@ -143,7 +159,7 @@ export class ConnectorTools {
       );
       const started = performance.now();
       try {
-        const routed = await this.opts.router.call(tool, check.args, {
+        const routeContext: RouteContext = {
           bearer: () => this.opts.bearerFor(ctx.http?.authInfo),
           signal: ctx.mcpReq.signal,
           onProgress: async (step) => {
@@ -152,7 +168,22 @@ export class ConnectorTools {
             await progress.step(step, message);
           },
           onTransfer: (bytes, total) => progress.transfer(bytes, total),
-        });
+        };
+        // A write whose plan needs a human's yes asks first (connector/confirm.ts).
+        const outcome = await this.confirmations.call(
+          tool.name,
+          check.args,
+          ctx,
+          clientCanAsk(server, ctx),
+          (args, confirmation) =>
+            this.opts.router.call(
+              tool,
+              args,
+              confirmation ? { ...routeContext, confirmation } : routeContext,
+            ),
+        );
+        if (isInputRequiredResult(outcome)) return outcome;
+        const routed = outcome as RoutedCall<ToolOutput<typeof tool.name>>;
         for (const a of routed.answers)
           if (a.error) await notify('warning', `${tool.name}: ${a.node}: ${errorText(a.error)}`);
         const result = this.result(tool, routed, call);
@@ -195,6 +226,8 @@ export class ConnectorTools {
         shape,
       );
     let text = formatAnswers(tool.name, routed.answers, routed.notes);
+    const planned = plannedOf(routed);
+    if (planned) text = `${planText(tool.name, planned.node, planned.plan)}\n${text}`;
     if (routed.requestId) text += `\nrequest id: ${routed.requestId}`;
     if (tool.fanOut) {
       const nodes = routed.answers.map((a) =>
@@ -508,4 +541,14 @@ export function instructions({
     `push_file and pull_file use the service's files directory on the node; local files in ${localDir}.`,
     'Errors read CODE: message; PERMISSION_DENIED names the missing permission.',
   ].join('\n\n');
+}
+
+/** Whether the client declared it can ask its human (elicitation): per request in 2026-07-28, per connection before. */
+function clientCanAsk(server: Server, ctx: ServerContext): boolean {
+  // The SDK 2.4.0 declares the envelope as `{}`; its keys are the `_meta` names.
+  const envelope = ctx.mcpReq.envelope as Record<string, unknown> | undefined;
+  const declared =
+    (envelope?.[CLIENT_CAPABILITIES_META_KEY] as ClientCapabilities | undefined) ??
+    server.getClientCapabilities();
+  return declared?.elicitation !== undefined;
 }

@@ -20,12 +20,19 @@ function isWireRange(schema: JsonSchema): boolean {
  * - no `pattern` (node names and 64-bit integers; the validator says `must match …`);
  * - no full-width integer ranges (proto wire limits, not the field's own);
  * - no `*_UNSPECIFIED` enum value, the proto zero that means "not set": leaving the field out
- *   says the same (the validator still accepts it).
+ *   says the same (the validator still accepts it);
+ * - no `planDigest`: the connector sets it itself after a human confirmed the plan, and
+ *   drops one a model sends (connector/confirm.ts).
  */
 export function publishedInput(schema: JsonSchema): JsonSchema {
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(schema)) {
     if (key === 'additionalProperties' && value === false) continue;
+    if (key === 'properties' && value && typeof value === 'object' && 'planDigest' in value) {
+      const { planDigest: _connectorOnly, ...rest } = value as Record<string, JsonSchema>;
+      out.properties = mapChildren(key, rest, publishedInput);
+      continue;
+    }
     if (key === 'pattern') continue;
     if ((key === 'minimum' || key === 'maximum') && isWireRange(schema)) continue;
     if (key === 'enum' && Array.isArray(value)) {

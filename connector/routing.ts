@@ -41,6 +41,8 @@ export interface RouteContext {
   onProgress?: (progress: pb.DeployProgress) => Promise<void>;
   /** Receives file transfer progress in bytes (push_file, pull_file). */
   onTransfer?: TransferProgress;
+  /** A human's answer to the plan this call executes or declines (connector/confirm.ts). */
+  confirmation?: string;
 }
 
 /** One node's answer: its response (a message of the tool's output type) or its error. */
@@ -117,6 +119,7 @@ async function settingsOf(tool: ToolDefinition, ctx: RouteContext): Promise<Call
     readOnly: tool.annotations.readOnlyHint,
     tool: tool.name,
     signal: ctx.signal,
+    ...(ctx.confirmation ? { confirmation: ctx.confirmation } : {}),
   };
 }
 

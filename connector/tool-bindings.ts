@@ -197,6 +197,11 @@ function mergeSyncs(
       ignored: a.response?.ignored ?? [],
       error: a.error ? errorText(a.error) : '',
     })),
+    // One node's plan is that node's; the plans of several have no one digest to confirm.
+    plan:
+      answered.length === 1
+        ? answered[0]?.plan
+        : { changes: answered.flatMap((r) => r.plan?.changes ?? []), digest: '' },
   };
 }
 

@@ -200,6 +200,14 @@ export const tools: readonly ToolDefinition[] = [
         "requestId": {
           "description": "Idempotency key: a retry returns the first result.",
           "type": "string"
+        },
+        "dryRun": {
+          "description": "Only return the plan.",
+          "type": "boolean"
+        },
+        "planDigest": {
+          "description": "Act only if the plan still has this digest.",
+          "type": "string"
         }
       },
       "additionalProperties": false
@@ -218,6 +226,9 @@ export const tools: readonly ToolDefinition[] = [
         },
         "replayed": {
           "type": "boolean"
+        },
+        "plan": {
+          "type": "object"
         }
       },
       "required": [
@@ -256,6 +267,14 @@ export const tools: readonly ToolDefinition[] = [
         "requestId": {
           "description": "Idempotency key: a retry returns the first result.",
           "type": "string"
+        },
+        "dryRun": {
+          "description": "Only return the plan.",
+          "type": "boolean"
+        },
+        "planDigest": {
+          "description": "Act only if the plan still has this digest.",
+          "type": "string"
         }
       },
       "additionalProperties": false,
@@ -277,6 +296,9 @@ export const tools: readonly ToolDefinition[] = [
         },
         "replayed": {
           "type": "boolean"
+        },
+        "plan": {
+          "type": "object"
         }
       },
       "required": [
@@ -315,6 +337,14 @@ export const tools: readonly ToolDefinition[] = [
         "requestId": {
           "description": "Idempotency key: a retry returns the first result.",
           "type": "string"
+        },
+        "dryRun": {
+          "description": "Only return the plan.",
+          "type": "boolean"
+        },
+        "planDigest": {
+          "description": "Act only if the plan still has this digest.",
+          "type": "string"
         }
       },
       "additionalProperties": false,
@@ -336,6 +366,9 @@ export const tools: readonly ToolDefinition[] = [
         },
         "replayed": {
           "type": "boolean"
+        },
+        "plan": {
+          "type": "object"
         }
       },
       "required": [
@@ -374,6 +407,14 @@ export const tools: readonly ToolDefinition[] = [
         "requestId": {
           "description": "Idempotency key: a retry returns the first result.",
           "type": "string"
+        },
+        "dryRun": {
+          "description": "Only return the plan.",
+          "type": "boolean"
+        },
+        "planDigest": {
+          "description": "Act only if the plan still has this digest.",
+          "type": "string"
         }
       },
       "additionalProperties": false,
@@ -395,6 +436,9 @@ export const tools: readonly ToolDefinition[] = [
         },
         "replayed": {
           "type": "boolean"
+        },
+        "plan": {
+          "type": "object"
         }
       },
       "required": [
@@ -437,6 +481,14 @@ export const tools: readonly ToolDefinition[] = [
         "requestId": {
           "description": "Idempotency key: a retry returns the first result.",
           "type": "string"
+        },
+        "dryRun": {
+          "description": "Only return the plan.",
+          "type": "boolean"
+        },
+        "planDigest": {
+          "description": "Act only if the plan still has this digest.",
+          "type": "string"
         }
       },
       "additionalProperties": false,
@@ -461,6 +513,9 @@ export const tools: readonly ToolDefinition[] = [
         },
         "replayed": {
           "type": "boolean"
+        },
+        "plan": {
+          "type": "object"
         }
       },
       "required": [
@@ -685,6 +740,14 @@ export const tools: readonly ToolDefinition[] = [
         "requestId": {
           "description": "Idempotency key: a retry returns the first result.",
           "type": "string"
+        },
+        "dryRun": {
+          "description": "Only return the plan.",
+          "type": "boolean"
+        },
+        "planDigest": {
+          "description": "Act only if the plan still has this digest.",
+          "type": "string"
         }
       },
       "additionalProperties": false
@@ -709,6 +772,9 @@ export const tools: readonly ToolDefinition[] = [
         },
         "byNode": {
           "type": "array"
+        },
+        "plan": {
+          "type": "object"
         }
       },
       "required": [
@@ -958,6 +1024,14 @@ export const tools: readonly ToolDefinition[] = [
         "requestId": {
           "description": "Idempotency key: a retry returns the first result.",
           "type": "string"
+        },
+        "dryRun": {
+          "description": "Only return the plan.",
+          "type": "boolean"
+        },
+        "planDigest": {
+          "description": "Act only if the plan still has this digest.",
+          "type": "string"
         }
       },
       "additionalProperties": false,
@@ -979,6 +1053,9 @@ export const tools: readonly ToolDefinition[] = [
         },
         "replayed": {
           "type": "boolean"
+        },
+        "plan": {
+          "type": "object"
         }
       },
       "required": [
@@ -1156,6 +1233,14 @@ export const tools: readonly ToolDefinition[] = [
           "type": "integer",
           "minimum": 0,
           "maximum": 4294967295
+        },
+        "dryRun": {
+          "description": "Only return the plan.",
+          "type": "boolean"
+        },
+        "planDigest": {
+          "description": "Act only if the plan still has this digest.",
+          "type": "string"
         }
       },
       "additionalProperties": false,
@@ -1187,6 +1272,9 @@ export const tools: readonly ToolDefinition[] = [
         },
         "mode": {
           "type": "integer"
+        },
+        "plan": {
+          "type": "object"
         }
       },
       "required": [

@@ -2,7 +2,7 @@
 // Regenerate with `npm run gen`.
 import { fullFormats as fullFormats_0 } from 'ajv-formats/dist/formats.js';
 export const deploy = validate20;
-const schema31 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"spec":{"description":"Full definition, recorded on the node. Or give `service`.","type":"object","properties":{"name":{"description":"Lower-case letters, digits, '-'.","type":"string"},"active":{"description":"Default true.","type":"boolean"},"components":{"description":"Its containers; at least one.","type":"array","items":{"type":"object","properties":{"name":{"description":"Lower-case letters, digits, '-'.","type":"string"},"image":{"description":"Image; its tag is the version.","type":"string"},"network":{"description":"Network; empty for the default.","type":"string"},"user":{"description":"`uid[:gid]`.","type":"string"},"restart":{"description":"`no`, `always`, `on-failure` or `unless-stopped`.","type":"string"},"ports":{"description":"`[ip:]host:container[/udp]`.","type":"array","items":{"type":"string"}},"volumes":{"description":"`/host/path:/container/path[:ro]`.","type":"array","items":{"type":"string"}},"cmd":{"description":"Replaces the image's command.","type":"array","items":{"type":"string"}},"env":{"type":"object","additionalProperties":{"type":"string"}},"init":{"description":"Init as PID 1 forwarding signals: stops at once even if the command ignores SIGTERM.","type":"boolean"},"stopTimeoutSeconds":{"description":"Seconds from SIGTERM to kill, 0 to 300; absent for 10.","type":"integer","minimum":0,"maximum":4294967295},"envFiles":{"description":"KEY=VALUE files in secrets/.","type":"array","items":{"type":"string"}},"healthCheck":{"description":"Deploys wait for it to pass, else roll back.","type":"object","properties":{"command":{"description":"Argv; exit 0 is healthy.","type":"array","items":{"type":"string"}},"intervalSeconds":{"description":"Seconds, 1-300; default 30.","type":"integer","minimum":0,"maximum":4294967295},"timeoutSeconds":{"description":"Seconds per check, 1-300; default 30.","type":"integer","minimum":0,"maximum":4294967295},"retries":{"description":"Failures to unhealthy, 1-10; default 3.","type":"integer","minimum":0,"maximum":4294967295},"startPeriodSeconds":{"description":"Seconds not counted after start, 0-600.","type":"integer","minimum":0,"maximum":4294967295}},"additionalProperties":false,"required":["command"]}},"additionalProperties":false,"required":["name","image"]}}},"additionalProperties":false,"required":["name","components"]},"service":{"type":"string"},"component":{"description":"Only this component.","type":"string"},"requestId":{"description":"Idempotency key: a retry returns the first result.","type":"string"}},"additionalProperties":false};
+const schema31 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"spec":{"description":"Full definition, recorded on the node. Or give `service`.","type":"object","properties":{"name":{"description":"Lower-case letters, digits, '-'.","type":"string"},"active":{"description":"Default true.","type":"boolean"},"components":{"description":"Its containers; at least one.","type":"array","items":{"type":"object","properties":{"name":{"description":"Lower-case letters, digits, '-'.","type":"string"},"image":{"description":"Image; its tag is the version.","type":"string"},"network":{"description":"Network; empty for the default.","type":"string"},"user":{"description":"`uid[:gid]`.","type":"string"},"restart":{"description":"`no`, `always`, `on-failure` or `unless-stopped`.","type":"string"},"ports":{"description":"`[ip:]host:container[/udp]`.","type":"array","items":{"type":"string"}},"volumes":{"description":"`/host/path:/container/path[:ro]`.","type":"array","items":{"type":"string"}},"cmd":{"description":"Replaces the image's command.","type":"array","items":{"type":"string"}},"env":{"type":"object","additionalProperties":{"type":"string"}},"init":{"description":"Init as PID 1 forwarding signals: stops at once even if the command ignores SIGTERM.","type":"boolean"},"stopTimeoutSeconds":{"description":"Seconds from SIGTERM to kill, 0 to 300; absent for 10.","type":"integer","minimum":0,"maximum":4294967295},"envFiles":{"description":"KEY=VALUE files in secrets/.","type":"array","items":{"type":"string"}},"healthCheck":{"description":"Deploys wait for it to pass, else roll back.","type":"object","properties":{"command":{"description":"Argv; exit 0 is healthy.","type":"array","items":{"type":"string"}},"intervalSeconds":{"description":"Seconds, 1-300; default 30.","type":"integer","minimum":0,"maximum":4294967295},"timeoutSeconds":{"description":"Seconds per check, 1-300; default 30.","type":"integer","minimum":0,"maximum":4294967295},"retries":{"description":"Failures to unhealthy, 1-10; default 3.","type":"integer","minimum":0,"maximum":4294967295},"startPeriodSeconds":{"description":"Seconds not counted after start, 0-600.","type":"integer","minimum":0,"maximum":4294967295}},"additionalProperties":false,"required":["command"]}},"additionalProperties":false,"required":["name","image"]}}},"additionalProperties":false,"required":["name","components"]},"service":{"type":"string"},"component":{"description":"Only this component.","type":"string"},"requestId":{"description":"Idempotency key: a retry returns the first result.","type":"string"},"dryRun":{"description":"Only return the plan.","type":"boolean"},"planDigest":{"description":"Act only if the plan still has this digest.","type":"string"}},"additionalProperties":false};
 const pattern4 = new RegExp("^[a-z0-9][a-z0-9-]*$", "u");
 const func1 = Object.prototype.hasOwnProperty;
 
@@ -18,7 +18,7 @@ evaluated0.items = undefined;
 }
 if(data && typeof data == "object" && !Array.isArray(data)){
 for(const key0 in data){
-if(!(((((key0 === "node") || (key0 === "spec")) || (key0 === "service")) || (key0 === "component")) || (key0 === "requestId"))){
+if(!(((((((key0 === "node") || (key0 === "spec")) || (key0 === "service")) || (key0 === "component")) || (key0 === "requestId")) || (key0 === "dryRun")) || (key0 === "planDigest"))){
 const err0 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err0];
@@ -675,14 +675,38 @@ vErrors.push(err52);
 errors++;
 }
 }
-}
-else {
-const err53 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data.dryRun !== undefined){
+if(typeof data.dryRun !== "boolean"){
+const err53 = {instancePath:instancePath+"/dryRun",schemaPath:"#/properties/dryRun/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err53];
 }
 else {
 vErrors.push(err53);
+}
+errors++;
+}
+}
+if(data.planDigest !== undefined){
+if(typeof data.planDigest !== "string"){
+const err54 = {instancePath:instancePath+"/planDigest",schemaPath:"#/properties/planDigest/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err54];
+}
+else {
+vErrors.push(err54);
+}
+errors++;
+}
+}
+}
+else {
+const err55 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err55];
+}
+else {
+vErrors.push(err55);
 }
 errors++;
 }
@@ -692,7 +716,7 @@ return errors === 0;
 validate20.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 export const stop_service = validate21;
-const schema32 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"service":{"type":"string"},"component":{"description":"Only this component.","type":"string"},"requestId":{"description":"Idempotency key: a retry returns the first result.","type":"string"}},"additionalProperties":false,"required":["service"]};
+const schema32 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"service":{"type":"string"},"component":{"description":"Only this component.","type":"string"},"requestId":{"description":"Idempotency key: a retry returns the first result.","type":"string"},"dryRun":{"description":"Only return the plan.","type":"boolean"},"planDigest":{"description":"Act only if the plan still has this digest.","type":"string"}},"additionalProperties":false,"required":["service"]};
 
 function validate21(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -716,7 +740,7 @@ vErrors.push(err0);
 errors++;
 }
 for(const key0 in data){
-if(!((((key0 === "node") || (key0 === "service")) || (key0 === "component")) || (key0 === "requestId"))){
+if(!((((((key0 === "node") || (key0 === "service")) || (key0 === "component")) || (key0 === "requestId")) || (key0 === "dryRun")) || (key0 === "planDigest"))){
 const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err1];
@@ -788,14 +812,38 @@ vErrors.push(err6);
 errors++;
 }
 }
-}
-else {
-const err7 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data.dryRun !== undefined){
+if(typeof data.dryRun !== "boolean"){
+const err7 = {instancePath:instancePath+"/dryRun",schemaPath:"#/properties/dryRun/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err7];
 }
 else {
 vErrors.push(err7);
+}
+errors++;
+}
+}
+if(data.planDigest !== undefined){
+if(typeof data.planDigest !== "string"){
+const err8 = {instancePath:instancePath+"/planDigest",schemaPath:"#/properties/planDigest/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err8];
+}
+else {
+vErrors.push(err8);
+}
+errors++;
+}
+}
+}
+else {
+const err9 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err9];
+}
+else {
+vErrors.push(err9);
 }
 errors++;
 }
@@ -805,7 +853,7 @@ return errors === 0;
 validate21.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 export const start_service = validate22;
-const schema33 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"service":{"type":"string"},"component":{"description":"Only this component.","type":"string"},"requestId":{"description":"Idempotency key: a retry returns the first result.","type":"string"}},"additionalProperties":false,"required":["service"]};
+const schema33 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"service":{"type":"string"},"component":{"description":"Only this component.","type":"string"},"requestId":{"description":"Idempotency key: a retry returns the first result.","type":"string"},"dryRun":{"description":"Only return the plan.","type":"boolean"},"planDigest":{"description":"Act only if the plan still has this digest.","type":"string"}},"additionalProperties":false,"required":["service"]};
 
 function validate22(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -829,7 +877,7 @@ vErrors.push(err0);
 errors++;
 }
 for(const key0 in data){
-if(!((((key0 === "node") || (key0 === "service")) || (key0 === "component")) || (key0 === "requestId"))){
+if(!((((((key0 === "node") || (key0 === "service")) || (key0 === "component")) || (key0 === "requestId")) || (key0 === "dryRun")) || (key0 === "planDigest"))){
 const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err1];
@@ -901,14 +949,38 @@ vErrors.push(err6);
 errors++;
 }
 }
-}
-else {
-const err7 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data.dryRun !== undefined){
+if(typeof data.dryRun !== "boolean"){
+const err7 = {instancePath:instancePath+"/dryRun",schemaPath:"#/properties/dryRun/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err7];
 }
 else {
 vErrors.push(err7);
+}
+errors++;
+}
+}
+if(data.planDigest !== undefined){
+if(typeof data.planDigest !== "string"){
+const err8 = {instancePath:instancePath+"/planDigest",schemaPath:"#/properties/planDigest/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err8];
+}
+else {
+vErrors.push(err8);
+}
+errors++;
+}
+}
+}
+else {
+const err9 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err9];
+}
+else {
+vErrors.push(err9);
 }
 errors++;
 }
@@ -918,7 +990,7 @@ return errors === 0;
 validate22.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 export const restart_service = validate23;
-const schema34 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"service":{"type":"string"},"component":{"description":"Only this component.","type":"string"},"requestId":{"description":"Idempotency key: a retry returns the first result.","type":"string"}},"additionalProperties":false,"required":["service"]};
+const schema34 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"service":{"type":"string"},"component":{"description":"Only this component.","type":"string"},"requestId":{"description":"Idempotency key: a retry returns the first result.","type":"string"},"dryRun":{"description":"Only return the plan.","type":"boolean"},"planDigest":{"description":"Act only if the plan still has this digest.","type":"string"}},"additionalProperties":false,"required":["service"]};
 
 function validate23(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -942,7 +1014,7 @@ vErrors.push(err0);
 errors++;
 }
 for(const key0 in data){
-if(!((((key0 === "node") || (key0 === "service")) || (key0 === "component")) || (key0 === "requestId"))){
+if(!((((((key0 === "node") || (key0 === "service")) || (key0 === "component")) || (key0 === "requestId")) || (key0 === "dryRun")) || (key0 === "planDigest"))){
 const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err1];
@@ -1014,14 +1086,38 @@ vErrors.push(err6);
 errors++;
 }
 }
-}
-else {
-const err7 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data.dryRun !== undefined){
+if(typeof data.dryRun !== "boolean"){
+const err7 = {instancePath:instancePath+"/dryRun",schemaPath:"#/properties/dryRun/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err7];
 }
 else {
 vErrors.push(err7);
+}
+errors++;
+}
+}
+if(data.planDigest !== undefined){
+if(typeof data.planDigest !== "string"){
+const err8 = {instancePath:instancePath+"/planDigest",schemaPath:"#/properties/planDigest/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err8];
+}
+else {
+vErrors.push(err8);
+}
+errors++;
+}
+}
+}
+else {
+const err9 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err9];
+}
+else {
+vErrors.push(err9);
 }
 errors++;
 }
@@ -1031,7 +1127,7 @@ return errors === 0;
 validate23.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 export const remove_service = validate24;
-const schema35 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"service":{"type":"string"},"purgeFiles":{"description":"Also delete its files directory on the node.","type":"boolean"},"deleteDefinition":{"description":"Also delete its definition file (connector side).","type":"boolean"},"requestId":{"description":"Idempotency key: a retry returns the first result.","type":"string"}},"additionalProperties":false,"required":["service"]};
+const schema35 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"service":{"type":"string"},"purgeFiles":{"description":"Also delete its files directory on the node.","type":"boolean"},"deleteDefinition":{"description":"Also delete its definition file (connector side).","type":"boolean"},"requestId":{"description":"Idempotency key: a retry returns the first result.","type":"string"},"dryRun":{"description":"Only return the plan.","type":"boolean"},"planDigest":{"description":"Act only if the plan still has this digest.","type":"string"}},"additionalProperties":false,"required":["service"]};
 
 function validate24(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -1055,7 +1151,7 @@ vErrors.push(err0);
 errors++;
 }
 for(const key0 in data){
-if(!(((((key0 === "node") || (key0 === "service")) || (key0 === "purgeFiles")) || (key0 === "deleteDefinition")) || (key0 === "requestId"))){
+if(!(((((((key0 === "node") || (key0 === "service")) || (key0 === "purgeFiles")) || (key0 === "deleteDefinition")) || (key0 === "requestId")) || (key0 === "dryRun")) || (key0 === "planDigest"))){
 const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err1];
@@ -1139,14 +1235,38 @@ vErrors.push(err7);
 errors++;
 }
 }
-}
-else {
-const err8 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data.dryRun !== undefined){
+if(typeof data.dryRun !== "boolean"){
+const err8 = {instancePath:instancePath+"/dryRun",schemaPath:"#/properties/dryRun/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err8];
 }
 else {
 vErrors.push(err8);
+}
+errors++;
+}
+}
+if(data.planDigest !== undefined){
+if(typeof data.planDigest !== "string"){
+const err9 = {instancePath:instancePath+"/planDigest",schemaPath:"#/properties/planDigest/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err9];
+}
+else {
+vErrors.push(err9);
+}
+errors++;
+}
+}
+}
+else {
+const err10 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err10];
+}
+else {
+vErrors.push(err10);
 }
 errors++;
 }
@@ -1353,7 +1473,7 @@ return errors === 0;
 validate25.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 export const sync_desired_state = validate26;
-const schema37 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"services":{"description":"Specs as in deploy's `spec`; leave out to sync every definition file.","type":"array","items":{"type":"object","properties":{"name":{"type":"string"},"active":{"type":"boolean"},"components":{"type":"array","items":{"type":"object","properties":{"name":{"type":"string"},"image":{"type":"string"},"network":{"type":"string"},"user":{"type":"string"},"restart":{"type":"string"},"ports":{"type":"array","items":{"type":"string"}},"volumes":{"type":"array","items":{"type":"string"}},"cmd":{"type":"array","items":{"type":"string"}},"env":{"type":"object","additionalProperties":{"type":"string"}},"init":{"type":"boolean"},"stopTimeoutSeconds":{"type":"integer","minimum":0,"maximum":4294967295},"envFiles":{"type":"array","items":{"type":"string"}},"healthCheck":{"type":"object","properties":{"command":{"type":"array","items":{"type":"string"}},"intervalSeconds":{"type":"integer","minimum":0,"maximum":4294967295},"timeoutSeconds":{"type":"integer","minimum":0,"maximum":4294967295},"retries":{"type":"integer","minimum":0,"maximum":4294967295},"startPeriodSeconds":{"type":"integer","minimum":0,"maximum":4294967295}},"additionalProperties":false,"required":["command"]}},"additionalProperties":false,"required":["name","image"]}}},"additionalProperties":false,"required":["name","components"]}},"requestId":{"description":"Idempotency key: a retry returns the first result.","type":"string"}},"additionalProperties":false};
+const schema37 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"services":{"description":"Specs as in deploy's `spec`; leave out to sync every definition file.","type":"array","items":{"type":"object","properties":{"name":{"type":"string"},"active":{"type":"boolean"},"components":{"type":"array","items":{"type":"object","properties":{"name":{"type":"string"},"image":{"type":"string"},"network":{"type":"string"},"user":{"type":"string"},"restart":{"type":"string"},"ports":{"type":"array","items":{"type":"string"}},"volumes":{"type":"array","items":{"type":"string"}},"cmd":{"type":"array","items":{"type":"string"}},"env":{"type":"object","additionalProperties":{"type":"string"}},"init":{"type":"boolean"},"stopTimeoutSeconds":{"type":"integer","minimum":0,"maximum":4294967295},"envFiles":{"type":"array","items":{"type":"string"}},"healthCheck":{"type":"object","properties":{"command":{"type":"array","items":{"type":"string"}},"intervalSeconds":{"type":"integer","minimum":0,"maximum":4294967295},"timeoutSeconds":{"type":"integer","minimum":0,"maximum":4294967295},"retries":{"type":"integer","minimum":0,"maximum":4294967295},"startPeriodSeconds":{"type":"integer","minimum":0,"maximum":4294967295}},"additionalProperties":false,"required":["command"]}},"additionalProperties":false,"required":["name","image"]}}},"additionalProperties":false,"required":["name","components"]}},"requestId":{"description":"Idempotency key: a retry returns the first result.","type":"string"},"dryRun":{"description":"Only return the plan.","type":"boolean"},"planDigest":{"description":"Act only if the plan still has this digest.","type":"string"}},"additionalProperties":false};
 
 function validate26(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -1367,7 +1487,7 @@ evaluated0.items = undefined;
 }
 if(data && typeof data == "object" && !Array.isArray(data)){
 for(const key0 in data){
-if(!(((key0 === "node") || (key0 === "services")) || (key0 === "requestId"))){
+if(!(((((key0 === "node") || (key0 === "services")) || (key0 === "requestId")) || (key0 === "dryRun")) || (key0 === "planDigest"))){
 const err0 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err0];
@@ -2016,14 +2136,38 @@ vErrors.push(err51);
 errors++;
 }
 }
-}
-else {
-const err52 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data.dryRun !== undefined){
+if(typeof data.dryRun !== "boolean"){
+const err52 = {instancePath:instancePath+"/dryRun",schemaPath:"#/properties/dryRun/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err52];
 }
 else {
 vErrors.push(err52);
+}
+errors++;
+}
+}
+if(data.planDigest !== undefined){
+if(typeof data.planDigest !== "string"){
+const err53 = {instancePath:instancePath+"/planDigest",schemaPath:"#/properties/planDigest/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err53];
+}
+else {
+vErrors.push(err53);
+}
+errors++;
+}
+}
+}
+else {
+const err54 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err54];
+}
+else {
+vErrors.push(err54);
 }
 errors++;
 }
@@ -2326,7 +2470,7 @@ return errors === 0;
 validate29.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 export const adopt_containers = validate30;
-const schema41 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"service":{"type":"string"},"requestId":{"description":"Idempotency key: a retry returns the first result.","type":"string"}},"additionalProperties":false,"required":["service"]};
+const schema41 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"service":{"type":"string"},"requestId":{"description":"Idempotency key: a retry returns the first result.","type":"string"},"dryRun":{"description":"Only return the plan.","type":"boolean"},"planDigest":{"description":"Act only if the plan still has this digest.","type":"string"}},"additionalProperties":false,"required":["service"]};
 
 function validate30(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -2350,7 +2494,7 @@ vErrors.push(err0);
 errors++;
 }
 for(const key0 in data){
-if(!(((key0 === "node") || (key0 === "service")) || (key0 === "requestId"))){
+if(!(((((key0 === "node") || (key0 === "service")) || (key0 === "requestId")) || (key0 === "dryRun")) || (key0 === "planDigest"))){
 const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err1];
@@ -2410,14 +2554,38 @@ vErrors.push(err5);
 errors++;
 }
 }
-}
-else {
-const err6 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data.dryRun !== undefined){
+if(typeof data.dryRun !== "boolean"){
+const err6 = {instancePath:instancePath+"/dryRun",schemaPath:"#/properties/dryRun/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err6];
 }
 else {
 vErrors.push(err6);
+}
+errors++;
+}
+}
+if(data.planDigest !== undefined){
+if(typeof data.planDigest !== "string"){
+const err7 = {instancePath:instancePath+"/planDigest",schemaPath:"#/properties/planDigest/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err7];
+}
+else {
+vErrors.push(err7);
+}
+errors++;
+}
+}
+}
+else {
+const err8 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err8];
+}
+else {
+vErrors.push(err8);
 }
 errors++;
 }
@@ -2494,7 +2662,7 @@ return errors === 0;
 validate31.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 export const push_file = validate32;
-const schema43 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"service":{"type":"string"},"path":{"description":"Path inside the service's files directory.","type":"string"},"content":{"description":"UTF-8 text. Give one of `content`, `contentBase64`, `localPath`.","type":"string"},"contentBase64":{"description":"File content, base64-encoded (binary files).","type":"string"},"localPath":{"description":"File to upload, inside the connector's local directory.","type":"string"},"mode":{"description":"File mode, for example 384 (0600); default 420 (0644).","type":"integer","minimum":0,"maximum":4294967295}},"additionalProperties":false,"required":["service","path"]};
+const schema43 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"service":{"type":"string"},"path":{"description":"Path inside the service's files directory.","type":"string"},"content":{"description":"UTF-8 text. Give one of `content`, `contentBase64`, `localPath`.","type":"string"},"contentBase64":{"description":"File content, base64-encoded (binary files).","type":"string"},"localPath":{"description":"File to upload, inside the connector's local directory.","type":"string"},"mode":{"description":"File mode, for example 384 (0600); default 420 (0644).","type":"integer","minimum":0,"maximum":4294967295},"dryRun":{"description":"Only return the plan.","type":"boolean"},"planDigest":{"description":"Act only if the plan still has this digest.","type":"string"}},"additionalProperties":false,"required":["service","path"]};
 
 function validate32(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -2528,7 +2696,7 @@ vErrors.push(err1);
 errors++;
 }
 for(const key0 in data){
-if(!(((((((key0 === "node") || (key0 === "service")) || (key0 === "path")) || (key0 === "content")) || (key0 === "contentBase64")) || (key0 === "localPath")) || (key0 === "mode"))){
+if(!(func1.call(schema43.properties, key0))){
 const err2 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err2];
@@ -2659,14 +2827,38 @@ errors++;
 }
 }
 }
-}
-else {
-const err13 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data.dryRun !== undefined){
+if(typeof data.dryRun !== "boolean"){
+const err13 = {instancePath:instancePath+"/dryRun",schemaPath:"#/properties/dryRun/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err13];
 }
 else {
 vErrors.push(err13);
+}
+errors++;
+}
+}
+if(data.planDigest !== undefined){
+if(typeof data.planDigest !== "string"){
+const err14 = {instancePath:instancePath+"/planDigest",schemaPath:"#/properties/planDigest/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err14];
+}
+else {
+vErrors.push(err14);
+}
+errors++;
+}
+}
+}
+else {
+const err15 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err15];
+}
+else {
+vErrors.push(err15);
 }
 errors++;
 }

@@ -87,15 +87,23 @@ export interface AuditRow {
   error_code: string | null;
   error_message: string | null;
   duration_ms: number | null;
+  /** The human's answer to the call's plan, when one was asked (hashed only when set). */
+  confirmation?: string | null;
   prev_hash: string;
   hash: string;
 }
 
 type HashedRow = Omit<AuditRow, 'prev_hash' | 'hash'>;
 
-/** SHA-256 hex of the previous hash followed by the row's hashed fields as a JSON array. */
+/**
+ * SHA-256 hex of the previous hash followed by the row's hashed fields as a JSON array. The
+ * confirmation joins the array at its end only when a row has one, so records written before
+ * it existed keep their hashes.
+ */
 export function auditRowHash(prevHash: string, row: HashedRow): string {
-  const canonical = JSON.stringify(AUDIT_HASHED_FIELDS.map((field) => row[field]));
+  const fields: unknown[] = AUDIT_HASHED_FIELDS.map((field) => row[field]);
+  if (row.confirmation) fields.push(row.confirmation);
+  const canonical = JSON.stringify(fields);
   return createHash('sha256').update(prevHash).update(canonical).digest('hex');
 }
 
@@ -114,6 +122,8 @@ interface AuditCallCommon {
   /** SHA-256 of the canonical arguments, file content excluded. */
   argsSha256?: string;
   requestId?: string;
+  /** The human's answer to the plan, as the connector reported it. */
+  confirmation?: string;
 }
 
 /** An allowed call, recorded before its handler runs; its outcome follows with appendOutcome. */
@@ -205,6 +215,8 @@ export interface AuditEntry {
   hash: string;
   /** seq of the outcome row, when there is one. */
   outcomeSeq: number | undefined;
+  /** The human's answer to the call's plan; '' when none was asked. */
+  confirmation: string;
 }
 
 export interface AuditPage {
@@ -280,8 +292,8 @@ export class AuditLog {
     this.statements = {
       head: db.prepare<[], ChainHead>('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1'),
       insert: db.prepare<StoredRow>(
-        `INSERT INTO audit_log (${AUDIT_HASHED_FIELDS.join(', ')}, prev_hash, hash)
-         VALUES (${AUDIT_HASHED_FIELDS.map((f) => `@${f}`).join(', ')}, @prev_hash, @hash)`,
+        `INSERT INTO audit_log (${AUDIT_HASHED_FIELDS.join(', ')}, confirmation, prev_hash, hash)
+         VALUES (${AUDIT_HASHED_FIELDS.map((f) => `@${f}`).join(', ')}, @confirmation, @prev_hash, @hash)`,
       ),
       callRow: db.prepare<[string], Pick<StoredRow, 'node' | 'decision'>>(
         "SELECT node, decision FROM audit_log WHERE call_id = ? AND entry = 'call'",
@@ -365,6 +377,7 @@ export class AuditLog {
       error_code: denied ? call.errorCode : null,
       error_message: denied ? truncated(call.errorMessage) : null,
       duration_ms: denied ? checkedDuration(call.durationMs ?? 0) : null,
+      confirmation: call.confirmation ?? null,
     };
     return { callId, row };
   }
@@ -408,6 +421,7 @@ export class AuditLog {
       error_code: result.errorCode ?? null,
       error_message: truncated(result.errorMessage),
       duration_ms: durationMs,
+      confirmation: null,
     };
   }
 
@@ -802,6 +816,7 @@ function toEntry(row: JoinedRow): AuditEntry {
     prevHash: row.prev_hash,
     hash: row.hash,
     outcomeSeq: row.o_seq ?? undefined,
+    confirmation: row.confirmation ?? '',
   };
 }
 

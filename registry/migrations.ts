@@ -218,6 +218,15 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX spec_history_by_service ON spec_history(service, id);
     `,
   },
+  {
+    version: 8,
+    name: 'audit confirmation',
+    sql: `
+      -- A human's answer to the plan of a write, as the connector that asked reports it
+      -- ('accepted plan=<digest> by=<asker>'); NULL for calls nobody confirmed.
+      ALTER TABLE audit_log ADD COLUMN confirmation TEXT;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

@@ -21,9 +21,9 @@ import {
 import type { Registry } from '../../registry/db.js';
 import type { ServiceRecord } from '../../registry/services.js';
 import { assertContainerAdmitted } from '../admission.js';
+import { planAdopt, planGate } from '../plan.js';
 import type { ContainerDetails } from '../runtime/index.js';
 import type { UnaryHandler } from '../server.js';
-import { writeOnce } from '../service-locks.js';
 import { recordContainer, type ServiceContext } from './context.js';
 import { toComponentInfo } from './convert.js';
 
@@ -100,7 +100,8 @@ export function adoptHandler(
     const nameProblem = checkName(req.service);
     if (nameProblem) throw new InvalidArgumentError(`service: ${nameProblem}`);
     const service = req.service;
-    return writeOnce(
+    return planGate(
+      req,
       {
         locks: sc.locks,
         requestResults: registry.requestResults,
@@ -110,6 +111,8 @@ export function adoptHandler(
         codec: AdoptContainersResponse,
         signal: ctx.signal,
       },
+      async () => planAdopt(service, registry.services.list(), await runtime.list()),
+      (plan) => ({ service, components: [], replayed: false, plan }),
       async () => {
         const containers = await runtime.list();
         const all = registry.services.list();

@@ -159,6 +159,7 @@ export function toAuditRecord(entry: AuditEntry): AuditRecord {
     service: entry.service,
     component: entry.component,
     argsSha256: entry.argsSha256,
+    confirmation: entry.confirmation,
     decision: auditDecisionToProto(entry.decision),
     outcome: auditOutcomeToProto(entry.outcome),
     errorCode: entry.errorCode,

@@ -26,10 +26,10 @@ import {
 import { type ComponentRecord, type ServiceRecord, toServiceSpec } from '../../registry/services.js';
 import { assertDeployAdmitted } from '../admission.js';
 import { healthGate, resolveLeftover } from '../health.js';
+import { planDeploy, planGate } from '../plan.js';
 import type { ContainerSummary } from '../runtime/index.js';
 import { assertEnvFilesReady, withEnvFiles } from '../secrets.js';
 import type { CallContext, ServerStreamHandler } from '../server.js';
-import { writeOnce } from '../service-locks.js';
 import {
   componentResult,
   failureLine,
@@ -84,7 +84,8 @@ export function deployHandler(sc: ServiceContext): ServerStreamHandler<DeployReq
   return async (req, ctx, send) => {
     const plan = checkDeployRequest(req);
     const emit = toClient(send, ctx);
-    const result = await writeOnce(
+    const result = await planGate(
+      req,
       {
         locks: sc.locks,
         requestResults: sc.deps.registry.requestResults,
@@ -94,6 +95,8 @@ export function deployHandler(sc: ServiceContext): ServerStreamHandler<DeployReq
         codec: DeployResult,
         signal: ctx.signal,
       },
+      async () => planDeploy(plan, sc.deps.registry.services.get(plan.service), await sc.deps.runtime.list()),
+      (planned) => ({ service: plan.service, components: [], replayed: false, plan: planned }),
       async () => rememberIfDeployed(sc, await deployLocked(sc, plan, emit, ctx.signal)),
     );
     await emit({ result });

@@ -6,7 +6,12 @@
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { InvalidArgumentError, PermissionDeniedError, ResourceExhaustedError } from '../../core/errors.js';
+import {
+  InvalidArgumentError,
+  NotFoundError,
+  PermissionDeniedError,
+  ResourceExhaustedError,
+} from '../../core/errors.js';
 import {
   checkRelativePath,
   checkServiceName,
@@ -24,6 +29,7 @@ import type {
 import { resolveServicePath, type ServicePath } from '../files/paths.js';
 import { openServiceFile, readChunks } from '../files/read.js';
 import { checkFileMode, checkSha256, writeServiceFile } from '../files/write.js';
+import { assertPlanCurrent, type ExistingFile, planPush } from '../plan.js';
 import type { CallContext } from '../server.js';
 import type { HandlerDeps } from './deps.js';
 
@@ -37,6 +43,16 @@ export function fileHandlers({ config }: HandlerDeps) {
       ctx: CallContext,
     ): Promise<PushFileResponse> {
       const header = checkHeader(first.header, root, maxFileBytes);
+      if (first.header?.dryRun || first.header?.planDigest) {
+        const plan = planPush(
+          header.service,
+          header.path,
+          await existingFile(root, header, ctx.signal),
+          header.sha256,
+        );
+        if (first.header.dryRun) return { ...header, size: 0, sha256: '', plan };
+        assertPlanCurrent(first.header.planDigest, plan);
+      }
       // Everything about the header is checked before a directory is created or a byte read.
       const target = await resolveServicePath(root, header.service, header.path, { create: true });
       const written = await writeServiceFile({
@@ -102,6 +118,30 @@ interface CheckedHeader {
   mode: number;
   sha256: string;
   size: number;
+}
+
+/** The file a push would overwrite: its size and digest, read in chunks; undefined when absent. */
+async function existingFile(
+  root: string,
+  header: CheckedHeader,
+  signal: AbortSignal,
+): Promise<ExistingFile | undefined> {
+  let target: Awaited<ReturnType<typeof resolveServicePath>>;
+  try {
+    target = await resolveServicePath(root, header.service, header.path, { create: false });
+  } catch (err) {
+    if (err instanceof NotFoundError) return undefined; // no service directory yet
+    throw err;
+  }
+  if (!target.stat) return undefined;
+  const file = await openServiceFile(target);
+  try {
+    const hash = createHash('sha256');
+    for await (const chunk of readChunks(file, 1 << 20, signal)) hash.update(chunk);
+    return { size: file.size, sha256: hash.digest('hex') };
+  } finally {
+    await file.handle.close();
+  }
 }
 
 /** The push header, checked in full: nothing is touched for a header that is wrong. */

@@ -17,6 +17,7 @@ import { McpError } from '../../core/errors.js';
 import type { DesiredStateName } from '../../core/states.js';
 import {
   type ComponentResult,
+  Plan,
   type RestartServiceRequest,
   RestartServiceResponse,
   type StartServiceRequest,
@@ -24,12 +25,13 @@ import {
   type StopServiceRequest,
   StopServiceResponse,
 } from '../../gen/mcp/v1/mcp.js';
-import type { ComponentRecord } from '../../registry/services.js';
+import type { ComponentRecord, ServiceRecord } from '../../registry/services.js';
 import { assertComponentAdmitted } from '../admission.js';
+import { type PlanRequest, planGate, planLifecycle } from '../plan.js';
 import type { ContainerSummary } from '../runtime/index.js';
 import { withEnvFiles } from '../secrets.js';
 import type { CallContext, UnaryHandler } from '../server.js';
-import { type MessageCodec, writeOnce } from '../service-locks.js';
+import type { MessageCodec } from '../service-locks.js';
 import {
   componentResult,
   failureLine,
@@ -49,7 +51,7 @@ import {
 
 type Operation = 'stop' | 'start' | 'restart';
 
-interface LifecycleRequest {
+interface LifecycleRequest extends PlanRequest {
   service: string;
   component: string;
   requestId: string;
@@ -59,6 +61,7 @@ interface LifecycleResponse {
   service: string;
   components: ComponentResult[];
   replayed: boolean;
+  plan?: Plan | undefined;
 }
 
 const PAST: Record<Operation, string> = { stop: 'stopped', start: 'started', restart: 'restarted' };
@@ -91,7 +94,8 @@ async function lifecycle<Res extends LifecycleResponse>(
   ctx: CallContext,
 ): Promise<Res> {
   const { registry, runtime } = sc.deps;
-  return writeOnce(
+  return planGate(
+    req,
     {
       locks: sc.locks,
       requestResults: registry.requestResults,
@@ -102,12 +106,15 @@ async function lifecycle<Res extends LifecycleResponse>(
       signal: ctx.signal,
     },
     async () => {
+      const service = requireService(sc, req.service, 'list_services shows the services it has');
+      return planLifecycle(operation, service, targetsOf(service, operation, req), await runtime.list());
+    },
+    (plan) => codec.fromJSON({ service: req.service, plan: Plan.toJSON(plan) }),
+    async () => {
       // The listing says which containers exist; a missing runtime fails here, before any state changes.
       const containers = new Map((await runtime.list()).map((c) => [c.name, c]));
       const service = requireService(sc, req.service, 'list_services shows the services it has');
-      const targets = req.component
-        ? [requireManaged(requireComponent(service, req.component), PAST[operation])]
-        : service.components.filter((c) => c.desiredState !== 'ignore');
+      const targets = targetsOf(service, operation, req);
 
       const intent = INTENT[operation];
       if (intent) {
@@ -126,6 +133,13 @@ async function lifecycle<Res extends LifecycleResponse>(
       return { service: service.name, components, replayed: false } as Res;
     },
   );
+}
+
+/** The components an operation acts on: the one named, else every managed one. */
+function targetsOf(service: ServiceRecord, operation: Operation, req: LifecycleRequest): ComponentRecord[] {
+  return req.component
+    ? [requireManaged(requireComponent(service, req.component), PAST[operation])]
+    : service.components.filter((c) => c.desiredState !== 'ignore');
 }
 
 async function act(

@@ -22,14 +22,15 @@ import {
 } from '../../gen/mcp/v1/mcp.js';
 import type { ComponentRecord } from '../../registry/services.js';
 import { fileSystemError } from '../files/errors.js';
+import { planGate, planRemove } from '../plan.js';
 import type { UnaryHandler } from '../server.js';
-import { writeOnce } from '../service-locks.js';
 import { requireService, type ServiceContext, stopContainer } from './context.js';
 
 export function removeHandler(sc: ServiceContext): UnaryHandler<RemoveServiceRequest, RemoveServiceResponse> {
   return (req, ctx) => {
     checkServiceName(req.service);
-    return writeOnce(
+    return planGate(
+      req,
       {
         locks: sc.locks,
         requestResults: sc.deps.registry.requestResults,
@@ -39,6 +40,13 @@ export function removeHandler(sc: ServiceContext): UnaryHandler<RemoveServiceReq
         codec: RemoveServiceResponse,
         signal: ctx.signal,
       },
+      async () =>
+        planRemove(
+          requireService(sc, req.service, 'nothing to remove (list_services shows the services it has)'),
+          await sc.deps.runtime.list(),
+          req.purgeFiles,
+        ),
+      (plan) => ({ service: req.service, components: [], filesRemoved: '', replayed: false, plan }),
       async () => {
         const service = requireService(
           sc,

@@ -13,9 +13,9 @@ import {
 } from '../../gen/mcp/v1/mcp.js';
 import type { Registry } from '../../registry/db.js';
 import { assertServicesAdmitted } from '../admission.js';
+import { planGate, planSync } from '../plan.js';
 import type { ContainerSummary } from '../runtime/index.js';
 import type { CallContext, ServiceScope, UnaryHandler } from '../server.js';
-import { writeOnce } from '../service-locks.js';
 import { recordContainer, type ServiceContext } from './context.js';
 
 /**
@@ -45,7 +45,8 @@ export function syncHandler(
       assertValidServiceSpec(spec, `services[${i}] (${spec.name || 'no name'})`);
     });
     assertServicesAdmitted(sc.deps.config, req.services); // agent/admission.ts
-    return writeOnce(
+    return planGate(
+      req,
       {
         locks: sc.locks,
         requestResults: registry.requestResults,
@@ -55,6 +56,8 @@ export function syncHandler(
         codec: SyncDesiredStateResponse,
         signal: ctx.signal,
       },
+      async () => planSync(req.services, registry.services.list(), await runtime.list()),
+      (plan) => ({ services: [], ignored: [], replayed: false, plan }),
       async () => {
         const containers = await runtime.list();
         return registry.transaction(() => {

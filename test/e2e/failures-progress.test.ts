@@ -33,7 +33,11 @@ beforeAll(async () => {
   bed = await requireTestbed();
   if (!bed) return;
   agent = await startTestAgent({ node: 'node1' });
-  files = writeConnectorConfig([{ name: 'node1', address: agent.address, caPem: agent.caPem }]);
+  // These clients cannot answer a confirmation (test/e2e/confirmations.test.ts covers those).
+  files = writeConnectorConfig(
+    [{ name: 'node1', address: agent.address, caPem: agent.caPem }],
+    '[confirm]\nwhen_client_cannot_ask = "allow"\n',
+  );
   token = await signTestToken({ subject: 'e2e-admin', roles: ['admin'] });
   admin = await spawnStdioConnector(['--config', files.configFile], { MCP_TOKEN: token });
 }, 60_000);

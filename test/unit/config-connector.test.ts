@@ -46,6 +46,17 @@ describe('connector config', () => {
       auth: { clientCredentials: undefined, tokenFile: '/home/op/.config/mcp/token', tokenEnv: 'MCP_TOKEN' },
       http: { listen: '127.0.0.1:8787', resource: undefined, allowedOrigins: [], issuers: [] },
       files: { localDir: '/home/op/mcp-files', inlineMaxBytes: 262_144 },
+      confirm: {
+        tools: new Set([
+          'deploy',
+          'stop_service',
+          'restart_service',
+          'sync_desired_state',
+          'remove_service',
+          'push_file',
+        ]),
+        whenClientCannotAsk: 'refuse',
+      },
     });
   });
 

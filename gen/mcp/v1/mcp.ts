@@ -369,6 +369,12 @@ export interface DeployRequest {
   component: string;
   /** Idempotency key: a retry returns the first result. */
   requestId: string;
+  /** Only return the plan. */
+  dryRun?:
+    | boolean
+    | undefined;
+  /** Act only if the plan still has this digest. */
+  planDigest?: string | undefined;
 }
 
 /** One message of the deploy stream: progress while it runs, then the result. */
@@ -405,6 +411,8 @@ export interface DeployResult {
   components: ComponentResult[];
   /** True when this result was recorded for an earlier call with the same request id and nothing was done now. */
   replayed: boolean;
+  /** The plan (dry run). */
+  plan?: Plan | undefined;
 }
 
 export interface StopServiceRequest {
@@ -413,6 +421,12 @@ export interface StopServiceRequest {
   component: string;
   /** Idempotency key: a retry returns the first result. */
   requestId: string;
+  /** Only return the plan. */
+  dryRun?:
+    | boolean
+    | undefined;
+  /** Act only if the plan still has this digest. */
+  planDigest?: string | undefined;
 }
 
 export interface StopServiceResponse {
@@ -422,6 +436,8 @@ export interface StopServiceResponse {
   components: ComponentResult[];
   /** True when this result was recorded for an earlier call with the same request id. */
   replayed: boolean;
+  /** The plan (dry run). */
+  plan?: Plan | undefined;
 }
 
 export interface StartServiceRequest {
@@ -430,6 +446,12 @@ export interface StartServiceRequest {
   component: string;
   /** Idempotency key: a retry returns the first result. */
   requestId: string;
+  /** Only return the plan. */
+  dryRun?:
+    | boolean
+    | undefined;
+  /** Act only if the plan still has this digest. */
+  planDigest?: string | undefined;
 }
 
 export interface StartServiceResponse {
@@ -439,6 +461,8 @@ export interface StartServiceResponse {
   components: ComponentResult[];
   /** True when this result was recorded for an earlier call with the same request id. */
   replayed: boolean;
+  /** The plan (dry run). */
+  plan?: Plan | undefined;
 }
 
 export interface RestartServiceRequest {
@@ -447,6 +471,12 @@ export interface RestartServiceRequest {
   component: string;
   /** Idempotency key: a retry returns the first result. */
   requestId: string;
+  /** Only return the plan. */
+  dryRun?:
+    | boolean
+    | undefined;
+  /** Act only if the plan still has this digest. */
+  planDigest?: string | undefined;
 }
 
 export interface RestartServiceResponse {
@@ -456,6 +486,8 @@ export interface RestartServiceResponse {
   components: ComponentResult[];
   /** True when this result was recorded for an earlier call with the same request id. */
   replayed: boolean;
+  /** The plan (dry run). */
+  plan?: Plan | undefined;
 }
 
 export interface RemoveServiceRequest {
@@ -466,6 +498,12 @@ export interface RemoveServiceRequest {
   deleteDefinition: boolean;
   /** Idempotency key: a retry returns the first result. */
   requestId: string;
+  /** Only return the plan. */
+  dryRun?:
+    | boolean
+    | undefined;
+  /** Act only if the plan still has this digest. */
+  planDigest?: string | undefined;
 }
 
 export interface RemoveServiceResponse {
@@ -477,6 +515,8 @@ export interface RemoveServiceResponse {
   filesRemoved: string;
   /** True when this result was recorded for an earlier call with the same request id. */
   replayed: boolean;
+  /** The plan (dry run). */
+  plan?: Plan | undefined;
 }
 
 /** What a removal did to one component's container. */
@@ -533,6 +573,12 @@ export interface SyncDesiredStateRequest {
   services: ServiceSpec[];
   /** Idempotency key: a retry returns the first result. */
   requestId: string;
+  /** Only return the plan. */
+  dryRun?:
+    | boolean
+    | undefined;
+  /** Act only if the plan still has this digest. */
+  planDigest?: string | undefined;
 }
 
 /** What a sync did to one service. */
@@ -552,6 +598,8 @@ export interface SyncDesiredStateResponse {
   ignored: string[];
   /** True when this result was recorded for an earlier call with the same request id. */
   replayed: boolean;
+  /** The plan (dry run). */
+  plan?: Plan | undefined;
 }
 
 /** Result of the sync_desired_state tool: the agents' answers joined, and what each node did. */
@@ -564,6 +612,8 @@ export interface SyncDesiredStateToolOutput {
   replayed: boolean;
   /** One entry per node synced: several when the services came from the definition files. */
   byNode: NodeSync[];
+  /** The plan (dry run). */
+  plan?: Plan | undefined;
 }
 
 /** What a sync did on one node. */
@@ -723,6 +773,12 @@ export interface AdoptContainersRequest {
   service: string;
   /** Idempotency key: a retry returns the first result. */
   requestId: string;
+  /** Only return the plan. */
+  dryRun?:
+    | boolean
+    | undefined;
+  /** Act only if the plan still has this digest. */
+  planDigest?: string | undefined;
 }
 
 export interface AdoptContainersResponse {
@@ -732,6 +788,8 @@ export interface AdoptContainersResponse {
   components: ComponentInfo[];
   /** True when this result was recorded for an earlier call with the same request id. */
   replayed: boolean;
+  /** The plan (dry run). */
+  plan?: Plan | undefined;
 }
 
 export interface NodeStatusRequest {
@@ -811,6 +869,12 @@ export interface PushFileHeader {
   size: number;
   /** Client-chosen id. */
   requestId: string;
+  /** Only return the plan. */
+  dryRun?:
+    | boolean
+    | undefined;
+  /** Act only if the plan still has this digest. */
+  planDigest?: string | undefined;
 }
 
 export interface PushFileResponse {
@@ -824,6 +888,8 @@ export interface PushFileResponse {
   sha256: string;
   /** Mode set. */
   mode: number;
+  /** The plan (dry run). */
+  plan?: Plan | undefined;
 }
 
 export interface PullFileRequest {
@@ -867,6 +933,12 @@ export interface PushFileToolInput {
   localPath: string;
   /** File mode, for example 384 (0600); default 420 (0644). */
   mode: number;
+  /** Only return the plan. */
+  dryRun?:
+    | boolean
+    | undefined;
+  /** Act only if the plan still has this digest. */
+  planDigest?: string | undefined;
 }
 
 /** Arguments of the pull_file tool. */
@@ -963,6 +1035,8 @@ export interface AuditRecord {
   prevHash: string;
   /** Hash of this record. */
   hash: string;
+  /** The human's answer to the plan, as the connector reported it. */
+  confirmation?: string | undefined;
 }
 
 export interface QueryAuditResponse {
@@ -1082,6 +1156,40 @@ export interface ImageUpdate {
 export interface CheckUpdatesResponse {
   /** One per running component. */
   updates: ImageUpdate[];
+}
+
+/** What a write would do, computed from the node's registry and runtime. */
+export interface Plan {
+  /** One entry per component (or file) affected. */
+  changes: PlannedChange[];
+  /** SHA-256 of the plan and the state it was computed from. */
+  digest: string;
+}
+
+/** One change of a plan. */
+export interface PlannedChange {
+  /** Component name, or the file's path. */
+  component: string;
+  /** `create`, `replace`, `stop`, `start`, `restart`, `remove`, `adopt`, `record`, `overwrite` or `none`. */
+  action: string;
+  /** Container affected. */
+  container: string;
+  /** Image before (empty if none). */
+  imageBefore: string;
+  /** Image after. */
+  imageAfter: string;
+  /** Whether the container runs now. */
+  running: boolean;
+  /** Ports added (+) or removed (-). */
+  ports: string[];
+  /** Volumes added (+) or removed (-). */
+  volumes: string[];
+  /** Env keys added (+), removed (-) or changed (~); never values. */
+  envKeys: string[];
+  /** Size in bytes of the file overwritten. */
+  fileSize: number;
+  /** SHA-256 of the file overwritten. */
+  fileSha256: string;
 }
 
 function createBaseServiceSpec(): ServiceSpec {
@@ -1765,7 +1873,7 @@ export const ComponentResult: MessageFns<ComponentResult> = {
 };
 
 function createBaseDeployRequest(): DeployRequest {
-  return { spec: undefined, service: "", component: "", requestId: "" };
+  return { spec: undefined, service: "", component: "", requestId: "", dryRun: undefined, planDigest: undefined };
 }
 
 export const DeployRequest: MessageFns<DeployRequest> = {
@@ -1781,6 +1889,12 @@ export const DeployRequest: MessageFns<DeployRequest> = {
     }
     if (message.requestId !== "") {
       writer.uint32(34).string(message.requestId);
+    }
+    if (message.dryRun !== undefined) {
+      writer.uint32(40).bool(message.dryRun);
+    }
+    if (message.planDigest !== undefined) {
+      writer.uint32(50).string(message.planDigest);
     }
     return writer;
   },
@@ -1830,6 +1944,22 @@ export const DeployRequest: MessageFns<DeployRequest> = {
             message.requestId = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.planDigest = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1852,6 +1982,16 @@ export const DeployRequest: MessageFns<DeployRequest> = {
         : isSet(object.request_id)
         ? globalThis.String(object.request_id)
         : "",
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+        ? globalThis.Boolean(object.dry_run)
+        : undefined,
+      planDigest: isSet(object.planDigest)
+        ? globalThis.String(object.planDigest)
+        : isSet(object.plan_digest)
+        ? globalThis.String(object.plan_digest)
+        : undefined,
     };
   },
 
@@ -1869,6 +2009,12 @@ export const DeployRequest: MessageFns<DeployRequest> = {
     if (message.requestId !== "") {
       obj.requestId = message.requestId;
     }
+    if (message.dryRun !== undefined) {
+      obj.dryRun = message.dryRun;
+    }
+    if (message.planDigest !== undefined) {
+      obj.planDigest = message.planDigest;
+    }
     return obj;
   },
 
@@ -1883,6 +2029,8 @@ export const DeployRequest: MessageFns<DeployRequest> = {
     message.service = object.service ?? "";
     message.component = object.component ?? "";
     message.requestId = object.requestId ?? "";
+    message.dryRun = object.dryRun ?? undefined;
+    message.planDigest = object.planDigest ?? undefined;
     return message;
   },
 };
@@ -2126,7 +2274,7 @@ export const DeployProgress: MessageFns<DeployProgress> = {
 };
 
 function createBaseDeployResult(): DeployResult {
-  return { service: "", components: [], replayed: false };
+  return { service: "", components: [], replayed: false, plan: undefined };
 }
 
 export const DeployResult: MessageFns<DeployResult> = {
@@ -2139,6 +2287,9 @@ export const DeployResult: MessageFns<DeployResult> = {
     }
     if (message.replayed !== false) {
       writer.uint32(24).bool(message.replayed);
+    }
+    if (message.plan !== undefined) {
+      Plan.encode(message.plan, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -2180,6 +2331,14 @@ export const DeployResult: MessageFns<DeployResult> = {
             message.replayed = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.plan = Plan.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2199,6 +2358,7 @@ export const DeployResult: MessageFns<DeployResult> = {
         ? object.components.map((e: any) => ComponentResult.fromJSON(e))
         : [],
       replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
+      plan: isSet(object.plan) ? Plan.fromJSON(object.plan) : undefined,
     };
   },
 
@@ -2213,6 +2373,9 @@ export const DeployResult: MessageFns<DeployResult> = {
     if (message.replayed !== false) {
       obj.replayed = message.replayed;
     }
+    if (message.plan !== undefined) {
+      obj.plan = Plan.toJSON(message.plan);
+    }
     return obj;
   },
 
@@ -2224,12 +2387,13 @@ export const DeployResult: MessageFns<DeployResult> = {
     message.service = object.service ?? "";
     message.components = object.components?.map((e) => ComponentResult.fromPartial(e)) || [];
     message.replayed = object.replayed ?? false;
+    message.plan = (object.plan !== undefined && object.plan !== null) ? Plan.fromPartial(object.plan) : undefined;
     return message;
   },
 };
 
 function createBaseStopServiceRequest(): StopServiceRequest {
-  return { service: "", component: "", requestId: "" };
+  return { service: "", component: "", requestId: "", dryRun: undefined, planDigest: undefined };
 }
 
 export const StopServiceRequest: MessageFns<StopServiceRequest> = {
@@ -2242,6 +2406,12 @@ export const StopServiceRequest: MessageFns<StopServiceRequest> = {
     }
     if (message.requestId !== "") {
       writer.uint32(26).string(message.requestId);
+    }
+    if (message.dryRun !== undefined) {
+      writer.uint32(32).bool(message.dryRun);
+    }
+    if (message.planDigest !== undefined) {
+      writer.uint32(42).string(message.planDigest);
     }
     return writer;
   },
@@ -2283,6 +2453,22 @@ export const StopServiceRequest: MessageFns<StopServiceRequest> = {
             message.requestId = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.planDigest = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2304,6 +2490,16 @@ export const StopServiceRequest: MessageFns<StopServiceRequest> = {
         : isSet(object.request_id)
         ? globalThis.String(object.request_id)
         : "",
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+        ? globalThis.Boolean(object.dry_run)
+        : undefined,
+      planDigest: isSet(object.planDigest)
+        ? globalThis.String(object.planDigest)
+        : isSet(object.plan_digest)
+        ? globalThis.String(object.plan_digest)
+        : undefined,
     };
   },
 
@@ -2318,6 +2514,12 @@ export const StopServiceRequest: MessageFns<StopServiceRequest> = {
     if (message.requestId !== "") {
       obj.requestId = message.requestId;
     }
+    if (message.dryRun !== undefined) {
+      obj.dryRun = message.dryRun;
+    }
+    if (message.planDigest !== undefined) {
+      obj.planDigest = message.planDigest;
+    }
     return obj;
   },
 
@@ -2329,12 +2531,14 @@ export const StopServiceRequest: MessageFns<StopServiceRequest> = {
     message.service = object.service ?? "";
     message.component = object.component ?? "";
     message.requestId = object.requestId ?? "";
+    message.dryRun = object.dryRun ?? undefined;
+    message.planDigest = object.planDigest ?? undefined;
     return message;
   },
 };
 
 function createBaseStopServiceResponse(): StopServiceResponse {
-  return { service: "", components: [], replayed: false };
+  return { service: "", components: [], replayed: false, plan: undefined };
 }
 
 export const StopServiceResponse: MessageFns<StopServiceResponse> = {
@@ -2347,6 +2551,9 @@ export const StopServiceResponse: MessageFns<StopServiceResponse> = {
     }
     if (message.replayed !== false) {
       writer.uint32(24).bool(message.replayed);
+    }
+    if (message.plan !== undefined) {
+      Plan.encode(message.plan, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -2388,6 +2595,14 @@ export const StopServiceResponse: MessageFns<StopServiceResponse> = {
             message.replayed = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.plan = Plan.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2407,6 +2622,7 @@ export const StopServiceResponse: MessageFns<StopServiceResponse> = {
         ? object.components.map((e: any) => ComponentResult.fromJSON(e))
         : [],
       replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
+      plan: isSet(object.plan) ? Plan.fromJSON(object.plan) : undefined,
     };
   },
 
@@ -2421,6 +2637,9 @@ export const StopServiceResponse: MessageFns<StopServiceResponse> = {
     if (message.replayed !== false) {
       obj.replayed = message.replayed;
     }
+    if (message.plan !== undefined) {
+      obj.plan = Plan.toJSON(message.plan);
+    }
     return obj;
   },
 
@@ -2432,12 +2651,13 @@ export const StopServiceResponse: MessageFns<StopServiceResponse> = {
     message.service = object.service ?? "";
     message.components = object.components?.map((e) => ComponentResult.fromPartial(e)) || [];
     message.replayed = object.replayed ?? false;
+    message.plan = (object.plan !== undefined && object.plan !== null) ? Plan.fromPartial(object.plan) : undefined;
     return message;
   },
 };
 
 function createBaseStartServiceRequest(): StartServiceRequest {
-  return { service: "", component: "", requestId: "" };
+  return { service: "", component: "", requestId: "", dryRun: undefined, planDigest: undefined };
 }
 
 export const StartServiceRequest: MessageFns<StartServiceRequest> = {
@@ -2450,6 +2670,12 @@ export const StartServiceRequest: MessageFns<StartServiceRequest> = {
     }
     if (message.requestId !== "") {
       writer.uint32(26).string(message.requestId);
+    }
+    if (message.dryRun !== undefined) {
+      writer.uint32(32).bool(message.dryRun);
+    }
+    if (message.planDigest !== undefined) {
+      writer.uint32(42).string(message.planDigest);
     }
     return writer;
   },
@@ -2491,6 +2717,22 @@ export const StartServiceRequest: MessageFns<StartServiceRequest> = {
             message.requestId = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.planDigest = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2512,6 +2754,16 @@ export const StartServiceRequest: MessageFns<StartServiceRequest> = {
         : isSet(object.request_id)
         ? globalThis.String(object.request_id)
         : "",
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+        ? globalThis.Boolean(object.dry_run)
+        : undefined,
+      planDigest: isSet(object.planDigest)
+        ? globalThis.String(object.planDigest)
+        : isSet(object.plan_digest)
+        ? globalThis.String(object.plan_digest)
+        : undefined,
     };
   },
 
@@ -2526,6 +2778,12 @@ export const StartServiceRequest: MessageFns<StartServiceRequest> = {
     if (message.requestId !== "") {
       obj.requestId = message.requestId;
     }
+    if (message.dryRun !== undefined) {
+      obj.dryRun = message.dryRun;
+    }
+    if (message.planDigest !== undefined) {
+      obj.planDigest = message.planDigest;
+    }
     return obj;
   },
 
@@ -2537,12 +2795,14 @@ export const StartServiceRequest: MessageFns<StartServiceRequest> = {
     message.service = object.service ?? "";
     message.component = object.component ?? "";
     message.requestId = object.requestId ?? "";
+    message.dryRun = object.dryRun ?? undefined;
+    message.planDigest = object.planDigest ?? undefined;
     return message;
   },
 };
 
 function createBaseStartServiceResponse(): StartServiceResponse {
-  return { service: "", components: [], replayed: false };
+  return { service: "", components: [], replayed: false, plan: undefined };
 }
 
 export const StartServiceResponse: MessageFns<StartServiceResponse> = {
@@ -2555,6 +2815,9 @@ export const StartServiceResponse: MessageFns<StartServiceResponse> = {
     }
     if (message.replayed !== false) {
       writer.uint32(24).bool(message.replayed);
+    }
+    if (message.plan !== undefined) {
+      Plan.encode(message.plan, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -2596,6 +2859,14 @@ export const StartServiceResponse: MessageFns<StartServiceResponse> = {
             message.replayed = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.plan = Plan.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2615,6 +2886,7 @@ export const StartServiceResponse: MessageFns<StartServiceResponse> = {
         ? object.components.map((e: any) => ComponentResult.fromJSON(e))
         : [],
       replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
+      plan: isSet(object.plan) ? Plan.fromJSON(object.plan) : undefined,
     };
   },
 
@@ -2629,6 +2901,9 @@ export const StartServiceResponse: MessageFns<StartServiceResponse> = {
     if (message.replayed !== false) {
       obj.replayed = message.replayed;
     }
+    if (message.plan !== undefined) {
+      obj.plan = Plan.toJSON(message.plan);
+    }
     return obj;
   },
 
@@ -2640,12 +2915,13 @@ export const StartServiceResponse: MessageFns<StartServiceResponse> = {
     message.service = object.service ?? "";
     message.components = object.components?.map((e) => ComponentResult.fromPartial(e)) || [];
     message.replayed = object.replayed ?? false;
+    message.plan = (object.plan !== undefined && object.plan !== null) ? Plan.fromPartial(object.plan) : undefined;
     return message;
   },
 };
 
 function createBaseRestartServiceRequest(): RestartServiceRequest {
-  return { service: "", component: "", requestId: "" };
+  return { service: "", component: "", requestId: "", dryRun: undefined, planDigest: undefined };
 }
 
 export const RestartServiceRequest: MessageFns<RestartServiceRequest> = {
@@ -2658,6 +2934,12 @@ export const RestartServiceRequest: MessageFns<RestartServiceRequest> = {
     }
     if (message.requestId !== "") {
       writer.uint32(26).string(message.requestId);
+    }
+    if (message.dryRun !== undefined) {
+      writer.uint32(32).bool(message.dryRun);
+    }
+    if (message.planDigest !== undefined) {
+      writer.uint32(42).string(message.planDigest);
     }
     return writer;
   },
@@ -2699,6 +2981,22 @@ export const RestartServiceRequest: MessageFns<RestartServiceRequest> = {
             message.requestId = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.planDigest = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2720,6 +3018,16 @@ export const RestartServiceRequest: MessageFns<RestartServiceRequest> = {
         : isSet(object.request_id)
         ? globalThis.String(object.request_id)
         : "",
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+        ? globalThis.Boolean(object.dry_run)
+        : undefined,
+      planDigest: isSet(object.planDigest)
+        ? globalThis.String(object.planDigest)
+        : isSet(object.plan_digest)
+        ? globalThis.String(object.plan_digest)
+        : undefined,
     };
   },
 
@@ -2734,6 +3042,12 @@ export const RestartServiceRequest: MessageFns<RestartServiceRequest> = {
     if (message.requestId !== "") {
       obj.requestId = message.requestId;
     }
+    if (message.dryRun !== undefined) {
+      obj.dryRun = message.dryRun;
+    }
+    if (message.planDigest !== undefined) {
+      obj.planDigest = message.planDigest;
+    }
     return obj;
   },
 
@@ -2745,12 +3059,14 @@ export const RestartServiceRequest: MessageFns<RestartServiceRequest> = {
     message.service = object.service ?? "";
     message.component = object.component ?? "";
     message.requestId = object.requestId ?? "";
+    message.dryRun = object.dryRun ?? undefined;
+    message.planDigest = object.planDigest ?? undefined;
     return message;
   },
 };
 
 function createBaseRestartServiceResponse(): RestartServiceResponse {
-  return { service: "", components: [], replayed: false };
+  return { service: "", components: [], replayed: false, plan: undefined };
 }
 
 export const RestartServiceResponse: MessageFns<RestartServiceResponse> = {
@@ -2763,6 +3079,9 @@ export const RestartServiceResponse: MessageFns<RestartServiceResponse> = {
     }
     if (message.replayed !== false) {
       writer.uint32(24).bool(message.replayed);
+    }
+    if (message.plan !== undefined) {
+      Plan.encode(message.plan, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -2804,6 +3123,14 @@ export const RestartServiceResponse: MessageFns<RestartServiceResponse> = {
             message.replayed = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.plan = Plan.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2823,6 +3150,7 @@ export const RestartServiceResponse: MessageFns<RestartServiceResponse> = {
         ? object.components.map((e: any) => ComponentResult.fromJSON(e))
         : [],
       replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
+      plan: isSet(object.plan) ? Plan.fromJSON(object.plan) : undefined,
     };
   },
 
@@ -2837,6 +3165,9 @@ export const RestartServiceResponse: MessageFns<RestartServiceResponse> = {
     if (message.replayed !== false) {
       obj.replayed = message.replayed;
     }
+    if (message.plan !== undefined) {
+      obj.plan = Plan.toJSON(message.plan);
+    }
     return obj;
   },
 
@@ -2848,12 +3179,20 @@ export const RestartServiceResponse: MessageFns<RestartServiceResponse> = {
     message.service = object.service ?? "";
     message.components = object.components?.map((e) => ComponentResult.fromPartial(e)) || [];
     message.replayed = object.replayed ?? false;
+    message.plan = (object.plan !== undefined && object.plan !== null) ? Plan.fromPartial(object.plan) : undefined;
     return message;
   },
 };
 
 function createBaseRemoveServiceRequest(): RemoveServiceRequest {
-  return { service: "", purgeFiles: false, deleteDefinition: false, requestId: "" };
+  return {
+    service: "",
+    purgeFiles: false,
+    deleteDefinition: false,
+    requestId: "",
+    dryRun: undefined,
+    planDigest: undefined,
+  };
 }
 
 export const RemoveServiceRequest: MessageFns<RemoveServiceRequest> = {
@@ -2869,6 +3208,12 @@ export const RemoveServiceRequest: MessageFns<RemoveServiceRequest> = {
     }
     if (message.requestId !== "") {
       writer.uint32(34).string(message.requestId);
+    }
+    if (message.dryRun !== undefined) {
+      writer.uint32(40).bool(message.dryRun);
+    }
+    if (message.planDigest !== undefined) {
+      writer.uint32(50).string(message.planDigest);
     }
     return writer;
   },
@@ -2918,6 +3263,22 @@ export const RemoveServiceRequest: MessageFns<RemoveServiceRequest> = {
             message.requestId = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.planDigest = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2948,6 +3309,16 @@ export const RemoveServiceRequest: MessageFns<RemoveServiceRequest> = {
         : isSet(object.request_id)
         ? globalThis.String(object.request_id)
         : "",
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+        ? globalThis.Boolean(object.dry_run)
+        : undefined,
+      planDigest: isSet(object.planDigest)
+        ? globalThis.String(object.planDigest)
+        : isSet(object.plan_digest)
+        ? globalThis.String(object.plan_digest)
+        : undefined,
     };
   },
 
@@ -2965,6 +3336,12 @@ export const RemoveServiceRequest: MessageFns<RemoveServiceRequest> = {
     if (message.requestId !== "") {
       obj.requestId = message.requestId;
     }
+    if (message.dryRun !== undefined) {
+      obj.dryRun = message.dryRun;
+    }
+    if (message.planDigest !== undefined) {
+      obj.planDigest = message.planDigest;
+    }
     return obj;
   },
 
@@ -2977,12 +3354,14 @@ export const RemoveServiceRequest: MessageFns<RemoveServiceRequest> = {
     message.purgeFiles = object.purgeFiles ?? false;
     message.deleteDefinition = object.deleteDefinition ?? false;
     message.requestId = object.requestId ?? "";
+    message.dryRun = object.dryRun ?? undefined;
+    message.planDigest = object.planDigest ?? undefined;
     return message;
   },
 };
 
 function createBaseRemoveServiceResponse(): RemoveServiceResponse {
-  return { service: "", components: [], filesRemoved: "", replayed: false };
+  return { service: "", components: [], filesRemoved: "", replayed: false, plan: undefined };
 }
 
 export const RemoveServiceResponse: MessageFns<RemoveServiceResponse> = {
@@ -2998,6 +3377,9 @@ export const RemoveServiceResponse: MessageFns<RemoveServiceResponse> = {
     }
     if (message.replayed !== false) {
       writer.uint32(32).bool(message.replayed);
+    }
+    if (message.plan !== undefined) {
+      Plan.encode(message.plan, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -3047,6 +3429,14 @@ export const RemoveServiceResponse: MessageFns<RemoveServiceResponse> = {
             message.replayed = reader.bool();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.plan = Plan.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3071,6 +3461,7 @@ export const RemoveServiceResponse: MessageFns<RemoveServiceResponse> = {
         ? globalThis.String(object.files_removed)
         : "",
       replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
+      plan: isSet(object.plan) ? Plan.fromJSON(object.plan) : undefined,
     };
   },
 
@@ -3088,6 +3479,9 @@ export const RemoveServiceResponse: MessageFns<RemoveServiceResponse> = {
     if (message.replayed !== false) {
       obj.replayed = message.replayed;
     }
+    if (message.plan !== undefined) {
+      obj.plan = Plan.toJSON(message.plan);
+    }
     return obj;
   },
 
@@ -3100,6 +3494,7 @@ export const RemoveServiceResponse: MessageFns<RemoveServiceResponse> = {
     message.components = object.components?.map((e) => ComponentRemoval.fromPartial(e)) || [];
     message.filesRemoved = object.filesRemoved ?? "";
     message.replayed = object.replayed ?? false;
+    message.plan = (object.plan !== undefined && object.plan !== null) ? Plan.fromPartial(object.plan) : undefined;
     return message;
   },
 };
@@ -3599,7 +3994,7 @@ export const ServiceLogsResponse: MessageFns<ServiceLogsResponse> = {
 };
 
 function createBaseSyncDesiredStateRequest(): SyncDesiredStateRequest {
-  return { services: [], requestId: "" };
+  return { services: [], requestId: "", dryRun: undefined, planDigest: undefined };
 }
 
 export const SyncDesiredStateRequest: MessageFns<SyncDesiredStateRequest> = {
@@ -3609,6 +4004,12 @@ export const SyncDesiredStateRequest: MessageFns<SyncDesiredStateRequest> = {
     }
     if (message.requestId !== "") {
       writer.uint32(18).string(message.requestId);
+    }
+    if (message.dryRun !== undefined) {
+      writer.uint32(24).bool(message.dryRun);
+    }
+    if (message.planDigest !== undefined) {
+      writer.uint32(34).string(message.planDigest);
     }
     return writer;
   },
@@ -3642,6 +4043,22 @@ export const SyncDesiredStateRequest: MessageFns<SyncDesiredStateRequest> = {
             message.requestId = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.planDigest = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3664,6 +4081,16 @@ export const SyncDesiredStateRequest: MessageFns<SyncDesiredStateRequest> = {
         : isSet(object.request_id)
         ? globalThis.String(object.request_id)
         : "",
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+        ? globalThis.Boolean(object.dry_run)
+        : undefined,
+      planDigest: isSet(object.planDigest)
+        ? globalThis.String(object.planDigest)
+        : isSet(object.plan_digest)
+        ? globalThis.String(object.plan_digest)
+        : undefined,
     };
   },
 
@@ -3675,6 +4102,12 @@ export const SyncDesiredStateRequest: MessageFns<SyncDesiredStateRequest> = {
     if (message.requestId !== "") {
       obj.requestId = message.requestId;
     }
+    if (message.dryRun !== undefined) {
+      obj.dryRun = message.dryRun;
+    }
+    if (message.planDigest !== undefined) {
+      obj.planDigest = message.planDigest;
+    }
     return obj;
   },
 
@@ -3685,6 +4118,8 @@ export const SyncDesiredStateRequest: MessageFns<SyncDesiredStateRequest> = {
     const message = createBaseSyncDesiredStateRequest();
     message.services = object.services?.map((e) => ServiceSpec.fromPartial(e)) || [];
     message.requestId = object.requestId ?? "";
+    message.dryRun = object.dryRun ?? undefined;
+    message.planDigest = object.planDigest ?? undefined;
     return message;
   },
 };
@@ -3791,7 +4226,7 @@ export const ServiceSyncResult: MessageFns<ServiceSyncResult> = {
 };
 
 function createBaseSyncDesiredStateResponse(): SyncDesiredStateResponse {
-  return { services: [], ignored: [], replayed: false };
+  return { services: [], ignored: [], replayed: false, plan: undefined };
 }
 
 export const SyncDesiredStateResponse: MessageFns<SyncDesiredStateResponse> = {
@@ -3804,6 +4239,9 @@ export const SyncDesiredStateResponse: MessageFns<SyncDesiredStateResponse> = {
     }
     if (message.replayed !== false) {
       writer.uint32(24).bool(message.replayed);
+    }
+    if (message.plan !== undefined) {
+      Plan.encode(message.plan, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -3845,6 +4283,14 @@ export const SyncDesiredStateResponse: MessageFns<SyncDesiredStateResponse> = {
             message.replayed = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.plan = Plan.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3864,6 +4310,7 @@ export const SyncDesiredStateResponse: MessageFns<SyncDesiredStateResponse> = {
         : [],
       ignored: globalThis.Array.isArray(object?.ignored) ? object.ignored.map((e: any) => globalThis.String(e)) : [],
       replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
+      plan: isSet(object.plan) ? Plan.fromJSON(object.plan) : undefined,
     };
   },
 
@@ -3878,6 +4325,9 @@ export const SyncDesiredStateResponse: MessageFns<SyncDesiredStateResponse> = {
     if (message.replayed !== false) {
       obj.replayed = message.replayed;
     }
+    if (message.plan !== undefined) {
+      obj.plan = Plan.toJSON(message.plan);
+    }
     return obj;
   },
 
@@ -3889,12 +4339,13 @@ export const SyncDesiredStateResponse: MessageFns<SyncDesiredStateResponse> = {
     message.services = object.services?.map((e) => ServiceSyncResult.fromPartial(e)) || [];
     message.ignored = object.ignored?.map((e) => e) || [];
     message.replayed = object.replayed ?? false;
+    message.plan = (object.plan !== undefined && object.plan !== null) ? Plan.fromPartial(object.plan) : undefined;
     return message;
   },
 };
 
 function createBaseSyncDesiredStateToolOutput(): SyncDesiredStateToolOutput {
-  return { services: [], ignored: [], replayed: false, byNode: [] };
+  return { services: [], ignored: [], replayed: false, byNode: [], plan: undefined };
 }
 
 export const SyncDesiredStateToolOutput: MessageFns<SyncDesiredStateToolOutput> = {
@@ -3910,6 +4361,9 @@ export const SyncDesiredStateToolOutput: MessageFns<SyncDesiredStateToolOutput> 
     }
     for (const v of message.byNode) {
       NodeSync.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.plan !== undefined) {
+      Plan.encode(message.plan, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -3959,6 +4413,14 @@ export const SyncDesiredStateToolOutput: MessageFns<SyncDesiredStateToolOutput> 
             message.byNode.push(NodeSync.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.plan = Plan.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3983,6 +4445,7 @@ export const SyncDesiredStateToolOutput: MessageFns<SyncDesiredStateToolOutput> 
         : globalThis.Array.isArray(object?.by_node)
         ? object.by_node.map((e: any) => NodeSync.fromJSON(e))
         : [],
+      plan: isSet(object.plan) ? Plan.fromJSON(object.plan) : undefined,
     };
   },
 
@@ -4000,6 +4463,9 @@ export const SyncDesiredStateToolOutput: MessageFns<SyncDesiredStateToolOutput> 
     if (message.byNode?.length) {
       obj.byNode = message.byNode.map((e) => NodeSync.toJSON(e));
     }
+    if (message.plan !== undefined) {
+      obj.plan = Plan.toJSON(message.plan);
+    }
     return obj;
   },
 
@@ -4012,6 +4478,7 @@ export const SyncDesiredStateToolOutput: MessageFns<SyncDesiredStateToolOutput> 
     message.ignored = object.ignored?.map((e) => e) || [];
     message.replayed = object.replayed ?? false;
     message.byNode = object.byNode?.map((e) => NodeSync.fromPartial(e)) || [];
+    message.plan = (object.plan !== undefined && object.plan !== null) ? Plan.fromPartial(object.plan) : undefined;
     return message;
   },
 };
@@ -5601,7 +6068,7 @@ export const GetServiceStatusResponse: MessageFns<GetServiceStatusResponse> = {
 };
 
 function createBaseAdoptContainersRequest(): AdoptContainersRequest {
-  return { service: "", requestId: "" };
+  return { service: "", requestId: "", dryRun: undefined, planDigest: undefined };
 }
 
 export const AdoptContainersRequest: MessageFns<AdoptContainersRequest> = {
@@ -5611,6 +6078,12 @@ export const AdoptContainersRequest: MessageFns<AdoptContainersRequest> = {
     }
     if (message.requestId !== "") {
       writer.uint32(18).string(message.requestId);
+    }
+    if (message.dryRun !== undefined) {
+      writer.uint32(24).bool(message.dryRun);
+    }
+    if (message.planDigest !== undefined) {
+      writer.uint32(34).string(message.planDigest);
     }
     return writer;
   },
@@ -5644,6 +6117,22 @@ export const AdoptContainersRequest: MessageFns<AdoptContainersRequest> = {
             message.requestId = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.planDigest = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5664,6 +6153,16 @@ export const AdoptContainersRequest: MessageFns<AdoptContainersRequest> = {
         : isSet(object.request_id)
         ? globalThis.String(object.request_id)
         : "",
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+        ? globalThis.Boolean(object.dry_run)
+        : undefined,
+      planDigest: isSet(object.planDigest)
+        ? globalThis.String(object.planDigest)
+        : isSet(object.plan_digest)
+        ? globalThis.String(object.plan_digest)
+        : undefined,
     };
   },
 
@@ -5675,6 +6174,12 @@ export const AdoptContainersRequest: MessageFns<AdoptContainersRequest> = {
     if (message.requestId !== "") {
       obj.requestId = message.requestId;
     }
+    if (message.dryRun !== undefined) {
+      obj.dryRun = message.dryRun;
+    }
+    if (message.planDigest !== undefined) {
+      obj.planDigest = message.planDigest;
+    }
     return obj;
   },
 
@@ -5685,12 +6190,14 @@ export const AdoptContainersRequest: MessageFns<AdoptContainersRequest> = {
     const message = createBaseAdoptContainersRequest();
     message.service = object.service ?? "";
     message.requestId = object.requestId ?? "";
+    message.dryRun = object.dryRun ?? undefined;
+    message.planDigest = object.planDigest ?? undefined;
     return message;
   },
 };
 
 function createBaseAdoptContainersResponse(): AdoptContainersResponse {
-  return { service: "", components: [], replayed: false };
+  return { service: "", components: [], replayed: false, plan: undefined };
 }
 
 export const AdoptContainersResponse: MessageFns<AdoptContainersResponse> = {
@@ -5703,6 +6210,9 @@ export const AdoptContainersResponse: MessageFns<AdoptContainersResponse> = {
     }
     if (message.replayed !== false) {
       writer.uint32(24).bool(message.replayed);
+    }
+    if (message.plan !== undefined) {
+      Plan.encode(message.plan, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -5744,6 +6254,14 @@ export const AdoptContainersResponse: MessageFns<AdoptContainersResponse> = {
             message.replayed = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.plan = Plan.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5763,6 +6281,7 @@ export const AdoptContainersResponse: MessageFns<AdoptContainersResponse> = {
         ? object.components.map((e: any) => ComponentInfo.fromJSON(e))
         : [],
       replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
+      plan: isSet(object.plan) ? Plan.fromJSON(object.plan) : undefined,
     };
   },
 
@@ -5777,6 +6296,9 @@ export const AdoptContainersResponse: MessageFns<AdoptContainersResponse> = {
     if (message.replayed !== false) {
       obj.replayed = message.replayed;
     }
+    if (message.plan !== undefined) {
+      obj.plan = Plan.toJSON(message.plan);
+    }
     return obj;
   },
 
@@ -5788,6 +6310,7 @@ export const AdoptContainersResponse: MessageFns<AdoptContainersResponse> = {
     message.service = object.service ?? "";
     message.components = object.components?.map((e) => ComponentInfo.fromPartial(e)) || [];
     message.replayed = object.replayed ?? false;
+    message.plan = (object.plan !== undefined && object.plan !== null) ? Plan.fromPartial(object.plan) : undefined;
     return message;
   },
 };
@@ -6438,7 +6961,16 @@ export const PushFileRequest: MessageFns<PushFileRequest> = {
 };
 
 function createBasePushFileHeader(): PushFileHeader {
-  return { service: "", path: "", mode: 0, sha256: "", size: 0, requestId: "" };
+  return {
+    service: "",
+    path: "",
+    mode: 0,
+    sha256: "",
+    size: 0,
+    requestId: "",
+    dryRun: undefined,
+    planDigest: undefined,
+  };
 }
 
 export const PushFileHeader: MessageFns<PushFileHeader> = {
@@ -6460,6 +6992,12 @@ export const PushFileHeader: MessageFns<PushFileHeader> = {
     }
     if (message.requestId !== "") {
       writer.uint32(50).string(message.requestId);
+    }
+    if (message.dryRun !== undefined) {
+      writer.uint32(56).bool(message.dryRun);
+    }
+    if (message.planDigest !== undefined) {
+      writer.uint32(66).string(message.planDigest);
     }
     return writer;
   },
@@ -6525,6 +7063,22 @@ export const PushFileHeader: MessageFns<PushFileHeader> = {
             message.requestId = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.planDigest = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6549,6 +7103,16 @@ export const PushFileHeader: MessageFns<PushFileHeader> = {
         : isSet(object.request_id)
         ? globalThis.String(object.request_id)
         : "",
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+        ? globalThis.Boolean(object.dry_run)
+        : undefined,
+      planDigest: isSet(object.planDigest)
+        ? globalThis.String(object.planDigest)
+        : isSet(object.plan_digest)
+        ? globalThis.String(object.plan_digest)
+        : undefined,
     };
   },
 
@@ -6572,6 +7136,12 @@ export const PushFileHeader: MessageFns<PushFileHeader> = {
     if (message.requestId !== "") {
       obj.requestId = message.requestId;
     }
+    if (message.dryRun !== undefined) {
+      obj.dryRun = message.dryRun;
+    }
+    if (message.planDigest !== undefined) {
+      obj.planDigest = message.planDigest;
+    }
     return obj;
   },
 
@@ -6586,12 +7156,14 @@ export const PushFileHeader: MessageFns<PushFileHeader> = {
     message.sha256 = object.sha256 ?? "";
     message.size = object.size ?? 0;
     message.requestId = object.requestId ?? "";
+    message.dryRun = object.dryRun ?? undefined;
+    message.planDigest = object.planDigest ?? undefined;
     return message;
   },
 };
 
 function createBasePushFileResponse(): PushFileResponse {
-  return { service: "", path: "", size: 0, sha256: "", mode: 0 };
+  return { service: "", path: "", size: 0, sha256: "", mode: 0, plan: undefined };
 }
 
 export const PushFileResponse: MessageFns<PushFileResponse> = {
@@ -6610,6 +7182,9 @@ export const PushFileResponse: MessageFns<PushFileResponse> = {
     }
     if (message.mode !== 0) {
       writer.uint32(40).uint32(message.mode);
+    }
+    if (message.plan !== undefined) {
+      Plan.encode(message.plan, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -6667,6 +7242,14 @@ export const PushFileResponse: MessageFns<PushFileResponse> = {
             message.mode = reader.uint32();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.plan = Plan.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6686,6 +7269,7 @@ export const PushFileResponse: MessageFns<PushFileResponse> = {
       size: isSet(object.size) ? globalThis.Number(object.size) : 0,
       sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
       mode: isSet(object.mode) ? globalThis.Number(object.mode) : 0,
+      plan: isSet(object.plan) ? Plan.fromJSON(object.plan) : undefined,
     };
   },
 
@@ -6706,6 +7290,9 @@ export const PushFileResponse: MessageFns<PushFileResponse> = {
     if (message.mode !== 0) {
       obj.mode = Math.round(message.mode);
     }
+    if (message.plan !== undefined) {
+      obj.plan = Plan.toJSON(message.plan);
+    }
     return obj;
   },
 
@@ -6719,6 +7306,7 @@ export const PushFileResponse: MessageFns<PushFileResponse> = {
     message.size = object.size ?? 0;
     message.sha256 = object.sha256 ?? "";
     message.mode = object.mode ?? 0;
+    message.plan = (object.plan !== undefined && object.plan !== null) ? Plan.fromPartial(object.plan) : undefined;
     return message;
   },
 };
@@ -6997,7 +7585,16 @@ export const PullFileInfo: MessageFns<PullFileInfo> = {
 };
 
 function createBasePushFileToolInput(): PushFileToolInput {
-  return { service: "", path: "", content: "", contentBase64: "", localPath: "", mode: 0 };
+  return {
+    service: "",
+    path: "",
+    content: "",
+    contentBase64: "",
+    localPath: "",
+    mode: 0,
+    dryRun: undefined,
+    planDigest: undefined,
+  };
 }
 
 export const PushFileToolInput: MessageFns<PushFileToolInput> = {
@@ -7019,6 +7616,12 @@ export const PushFileToolInput: MessageFns<PushFileToolInput> = {
     }
     if (message.mode !== 0) {
       writer.uint32(48).uint32(message.mode);
+    }
+    if (message.dryRun !== undefined) {
+      writer.uint32(56).bool(message.dryRun);
+    }
+    if (message.planDigest !== undefined) {
+      writer.uint32(66).string(message.planDigest);
     }
     return writer;
   },
@@ -7084,6 +7687,22 @@ export const PushFileToolInput: MessageFns<PushFileToolInput> = {
             message.mode = reader.uint32();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.planDigest = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7112,6 +7731,16 @@ export const PushFileToolInput: MessageFns<PushFileToolInput> = {
         ? globalThis.String(object.local_path)
         : "",
       mode: isSet(object.mode) ? globalThis.Number(object.mode) : 0,
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+        ? globalThis.Boolean(object.dry_run)
+        : undefined,
+      planDigest: isSet(object.planDigest)
+        ? globalThis.String(object.planDigest)
+        : isSet(object.plan_digest)
+        ? globalThis.String(object.plan_digest)
+        : undefined,
     };
   },
 
@@ -7135,6 +7764,12 @@ export const PushFileToolInput: MessageFns<PushFileToolInput> = {
     if (message.mode !== 0) {
       obj.mode = Math.round(message.mode);
     }
+    if (message.dryRun !== undefined) {
+      obj.dryRun = message.dryRun;
+    }
+    if (message.planDigest !== undefined) {
+      obj.planDigest = message.planDigest;
+    }
     return obj;
   },
 
@@ -7149,6 +7784,8 @@ export const PushFileToolInput: MessageFns<PushFileToolInput> = {
     message.contentBase64 = object.contentBase64 ?? "";
     message.localPath = object.localPath ?? "";
     message.mode = object.mode ?? 0;
+    message.dryRun = object.dryRun ?? undefined;
+    message.planDigest = object.planDigest ?? undefined;
     return message;
   },
 };
@@ -7683,6 +8320,7 @@ function createBaseAuditRecord(): AuditRecord {
     requestId: "",
     prevHash: "",
     hash: "",
+    confirmation: undefined,
   };
 }
 
@@ -7744,6 +8382,9 @@ export const AuditRecord: MessageFns<AuditRecord> = {
     }
     if (message.hash !== "") {
       writer.uint32(154).string(message.hash);
+    }
+    if (message.confirmation !== undefined) {
+      writer.uint32(162).string(message.confirmation);
     }
     return writer;
   },
@@ -7913,6 +8554,14 @@ export const AuditRecord: MessageFns<AuditRecord> = {
             message.hash = reader.string();
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.confirmation = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7970,6 +8619,7 @@ export const AuditRecord: MessageFns<AuditRecord> = {
         ? globalThis.String(object.prev_hash)
         : "",
       hash: isSet(object.hash) ? globalThis.String(object.hash) : "",
+      confirmation: isSet(object.confirmation) ? globalThis.String(object.confirmation) : undefined,
     };
   },
 
@@ -8032,6 +8682,9 @@ export const AuditRecord: MessageFns<AuditRecord> = {
     if (message.hash !== "") {
       obj.hash = message.hash;
     }
+    if (message.confirmation !== undefined) {
+      obj.confirmation = message.confirmation;
+    }
     return obj;
   },
 
@@ -8059,6 +8712,7 @@ export const AuditRecord: MessageFns<AuditRecord> = {
     message.requestId = object.requestId ?? "";
     message.prevHash = object.prevHash ?? "";
     message.hash = object.hash ?? "";
+    message.confirmation = object.confirmation ?? undefined;
     return message;
   },
 };
@@ -9319,6 +9973,354 @@ export const CheckUpdatesResponse: MessageFns<CheckUpdatesResponse> = {
   fromPartial<I extends Exact<DeepPartial<CheckUpdatesResponse>, I>>(object: I): CheckUpdatesResponse {
     const message = createBaseCheckUpdatesResponse();
     message.updates = object.updates?.map((e) => ImageUpdate.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBasePlan(): Plan {
+  return { changes: [], digest: "" };
+}
+
+export const Plan: MessageFns<Plan> = {
+  encode(message: Plan, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.changes) {
+      PlannedChange.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.digest !== "") {
+      writer.uint32(18).string(message.digest);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Plan {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePlan();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.changes.push(PlannedChange.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.digest = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Plan {
+    return {
+      changes: globalThis.Array.isArray(object?.changes)
+        ? object.changes.map((e: any) => PlannedChange.fromJSON(e))
+        : [],
+      digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
+    };
+  },
+
+  toJSON(message: Plan): unknown {
+    const obj: any = {};
+    if (message.changes?.length) {
+      obj.changes = message.changes.map((e) => PlannedChange.toJSON(e));
+    }
+    if (message.digest !== "") {
+      obj.digest = message.digest;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Plan>, I>>(base?: I): Plan {
+    return Plan.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Plan>, I>>(object: I): Plan {
+    const message = createBasePlan();
+    message.changes = object.changes?.map((e) => PlannedChange.fromPartial(e)) || [];
+    message.digest = object.digest ?? "";
+    return message;
+  },
+};
+
+function createBasePlannedChange(): PlannedChange {
+  return {
+    component: "",
+    action: "",
+    container: "",
+    imageBefore: "",
+    imageAfter: "",
+    running: false,
+    ports: [],
+    volumes: [],
+    envKeys: [],
+    fileSize: 0,
+    fileSha256: "",
+  };
+}
+
+export const PlannedChange: MessageFns<PlannedChange> = {
+  encode(message: PlannedChange, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.component !== "") {
+      writer.uint32(10).string(message.component);
+    }
+    if (message.action !== "") {
+      writer.uint32(18).string(message.action);
+    }
+    if (message.container !== "") {
+      writer.uint32(26).string(message.container);
+    }
+    if (message.imageBefore !== "") {
+      writer.uint32(34).string(message.imageBefore);
+    }
+    if (message.imageAfter !== "") {
+      writer.uint32(42).string(message.imageAfter);
+    }
+    if (message.running !== false) {
+      writer.uint32(48).bool(message.running);
+    }
+    for (const v of message.ports) {
+      writer.uint32(58).string(v!);
+    }
+    for (const v of message.volumes) {
+      writer.uint32(66).string(v!);
+    }
+    for (const v of message.envKeys) {
+      writer.uint32(74).string(v!);
+    }
+    if (message.fileSize !== 0) {
+      writer.uint32(80).int64(message.fileSize);
+    }
+    if (message.fileSha256 !== "") {
+      writer.uint32(90).string(message.fileSha256);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PlannedChange {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePlannedChange();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.component = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.action = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.container = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.imageBefore = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.imageAfter = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.running = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.ports.push(reader.string());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.volumes.push(reader.string());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.envKeys.push(reader.string());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.fileSize = longToNumber(reader.int64());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.fileSha256 = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PlannedChange {
+    return {
+      component: isSet(object.component) ? globalThis.String(object.component) : "",
+      action: isSet(object.action) ? globalThis.String(object.action) : "",
+      container: isSet(object.container) ? globalThis.String(object.container) : "",
+      imageBefore: isSet(object.imageBefore)
+        ? globalThis.String(object.imageBefore)
+        : isSet(object.image_before)
+        ? globalThis.String(object.image_before)
+        : "",
+      imageAfter: isSet(object.imageAfter)
+        ? globalThis.String(object.imageAfter)
+        : isSet(object.image_after)
+        ? globalThis.String(object.image_after)
+        : "",
+      running: isSet(object.running) ? globalThis.Boolean(object.running) : false,
+      ports: globalThis.Array.isArray(object?.ports) ? object.ports.map((e: any) => globalThis.String(e)) : [],
+      volumes: globalThis.Array.isArray(object?.volumes) ? object.volumes.map((e: any) => globalThis.String(e)) : [],
+      envKeys: globalThis.Array.isArray(object?.envKeys)
+        ? object.envKeys.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.env_keys)
+        ? object.env_keys.map((e: any) => globalThis.String(e))
+        : [],
+      fileSize: isSet(object.fileSize)
+        ? globalThis.Number(object.fileSize)
+        : isSet(object.file_size)
+        ? globalThis.Number(object.file_size)
+        : 0,
+      fileSha256: isSet(object.fileSha256)
+        ? globalThis.String(object.fileSha256)
+        : isSet(object.file_sha256)
+        ? globalThis.String(object.file_sha256)
+        : "",
+    };
+  },
+
+  toJSON(message: PlannedChange): unknown {
+    const obj: any = {};
+    if (message.component !== "") {
+      obj.component = message.component;
+    }
+    if (message.action !== "") {
+      obj.action = message.action;
+    }
+    if (message.container !== "") {
+      obj.container = message.container;
+    }
+    if (message.imageBefore !== "") {
+      obj.imageBefore = message.imageBefore;
+    }
+    if (message.imageAfter !== "") {
+      obj.imageAfter = message.imageAfter;
+    }
+    if (message.running !== false) {
+      obj.running = message.running;
+    }
+    if (message.ports?.length) {
+      obj.ports = message.ports;
+    }
+    if (message.volumes?.length) {
+      obj.volumes = message.volumes;
+    }
+    if (message.envKeys?.length) {
+      obj.envKeys = message.envKeys;
+    }
+    if (message.fileSize !== 0) {
+      obj.fileSize = Math.round(message.fileSize);
+    }
+    if (message.fileSha256 !== "") {
+      obj.fileSha256 = message.fileSha256;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PlannedChange>, I>>(base?: I): PlannedChange {
+    return PlannedChange.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PlannedChange>, I>>(object: I): PlannedChange {
+    const message = createBasePlannedChange();
+    message.component = object.component ?? "";
+    message.action = object.action ?? "";
+    message.container = object.container ?? "";
+    message.imageBefore = object.imageBefore ?? "";
+    message.imageAfter = object.imageAfter ?? "";
+    message.running = object.running ?? false;
+    message.ports = object.ports?.map((e) => e) || [];
+    message.volumes = object.volumes?.map((e) => e) || [];
+    message.envKeys = object.envKeys?.map((e) => e) || [];
+    message.fileSize = object.fileSize ?? 0;
+    message.fileSha256 = object.fileSha256 ?? "";
     return message;
   },
 };
