@@ -32,6 +32,7 @@ export function buildProgram(ctx: CliContext): Command {
       ),
     )
     .addOption(new Option('--json', 'print the structured result (errors as {code, message}) on stdout'))
+    .addOption(new Option('-y, --yes', 'answer yes to confirmation questions (for scripts)'))
     .configureHelp({ showGlobalOptions: true })
     .showHelpAfterError('(run mcp help for usage)')
     .exitOverride()

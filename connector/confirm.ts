@@ -33,6 +33,7 @@ export const DEFAULT_CONFIRM_TOOLS: readonly ToolName[] = [
   'sync_desired_state',
   'remove_service',
   'push_file',
+  'rollback_service',
 ];
 
 /** The writes that take `dryRun` and `planDigest`, and so can be planned and confirmed. */

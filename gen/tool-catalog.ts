@@ -1497,6 +1497,14 @@ export const tools: readonly ToolDefinition[] = [
         "requestId": {
           "description": "Idempotency key: a retry returns the first result.",
           "type": "string"
+        },
+        "dryRun": {
+          "description": "Only return the plan.",
+          "type": "boolean"
+        },
+        "planDigest": {
+          "description": "Act only if the plan still has this digest.",
+          "type": "string"
         }
       },
       "additionalProperties": false,
@@ -1522,6 +1530,9 @@ export const tools: readonly ToolDefinition[] = [
         "deployedAt": {
           "type": "string",
           "format": "date-time"
+        },
+        "plan": {
+          "type": "object"
         }
       },
       "required": [

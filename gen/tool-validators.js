@@ -3237,7 +3237,7 @@ return errors === 0;
 validate34.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 export const rollback_service = validate35;
-const schema46 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"service":{"type":"string"},"requestId":{"description":"Idempotency key: a retry returns the first result.","type":"string"}},"additionalProperties":false,"required":["service"]};
+const schema46 = {"type":"object","properties":{"node":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]*$"},"service":{"type":"string"},"requestId":{"description":"Idempotency key: a retry returns the first result.","type":"string"},"dryRun":{"description":"Only return the plan.","type":"boolean"},"planDigest":{"description":"Act only if the plan still has this digest.","type":"string"}},"additionalProperties":false,"required":["service"]};
 
 function validate35(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -3261,7 +3261,7 @@ vErrors.push(err0);
 errors++;
 }
 for(const key0 in data){
-if(!(((key0 === "node") || (key0 === "service")) || (key0 === "requestId"))){
+if(!(((((key0 === "node") || (key0 === "service")) || (key0 === "requestId")) || (key0 === "dryRun")) || (key0 === "planDigest"))){
 const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err1];
@@ -3321,14 +3321,38 @@ vErrors.push(err5);
 errors++;
 }
 }
-}
-else {
-const err6 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data.dryRun !== undefined){
+if(typeof data.dryRun !== "boolean"){
+const err6 = {instancePath:instancePath+"/dryRun",schemaPath:"#/properties/dryRun/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err6];
 }
 else {
 vErrors.push(err6);
+}
+errors++;
+}
+}
+if(data.planDigest !== undefined){
+if(typeof data.planDigest !== "string"){
+const err7 = {instancePath:instancePath+"/planDigest",schemaPath:"#/properties/planDigest/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err7];
+}
+else {
+vErrors.push(err7);
+}
+errors++;
+}
+}
+}
+else {
+const err8 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err8];
+}
+else {
+vErrors.push(err8);
 }
 errors++;
 }

@@ -9,8 +9,8 @@
  */
 import { FailedPreconditionError, InvalidArgumentError } from '../../core/errors.js';
 import { type RollbackServiceRequest, RollbackServiceResponse } from '../../gen/mcp/v1/mcp.js';
+import { planDeploy, planGate } from '../plan.js';
 import type { UnaryHandler } from '../server.js';
-import { writeOnce } from '../service-locks.js';
 import { requireService, type ServiceContext } from './context.js';
 import { deployLocked } from './deploy.js';
 
@@ -19,19 +19,43 @@ export function rollbackHandler(
 ): UnaryHandler<RollbackServiceRequest, RollbackServiceResponse> {
   return async (req, ctx) => {
     if (!req.service) throw new InvalidArgumentError('give service: the name of the service to roll back');
-    return writeOnce(
+    const service = req.service;
+    return planGate(
+      req,
       {
         locks: sc.locks,
         requestResults: sc.deps.registry.requestResults,
-        services: [req.service],
+        services: [service],
         rpc: 'RollbackService',
         requestId: req.requestId,
         codec: RollbackServiceResponse,
         signal: ctx.signal,
       },
-      () => rollbackLocked(sc, req.service, ctx.signal),
+      // The plan of a rollback is the plan of deploying the previous definition.
+      async () =>
+        planDeploy(
+          { service, spec: rollbackTarget(sc, service).previous.spec, component: '' },
+          sc.deps.registry.services.get(service),
+          await sc.deps.runtime.list(),
+        ),
+      (planned) => ({ service, components: [], replayed: false, deployedAt: undefined, plan: planned }),
+      () => rollbackLocked(sc, service, ctx.signal),
     );
   };
+}
+
+/** The definition running now and the one before it, or why there is nothing to roll back to. */
+function rollbackTarget(sc: ServiceContext, service: string) {
+  requireService(sc, service, 'list_services shows the services it has');
+  const [newest, previous] = sc.deps.registry.services.specHistory(service);
+  if (!newest || !previous) {
+    throw new FailedPreconditionError(
+      `service '${service}' has no earlier definition on node ${sc.deps.config.nodeName} to roll back to: ` +
+        'the node keeps the definitions of deploys in which no component failed, and has ' +
+        `${newest ? 'only the current one' : 'none'}; deploy the version you want with its spec`,
+    );
+  }
+  return { newest, previous };
 }
 
 async function rollbackLocked(
@@ -40,15 +64,7 @@ async function rollbackLocked(
   signal: AbortSignal,
 ): Promise<RollbackServiceResponse> {
   const { services } = sc.deps.registry;
-  requireService(sc, service, 'list_services shows the services it has');
-  const [newest, previous] = services.specHistory(service);
-  if (!newest || !previous) {
-    throw new FailedPreconditionError(
-      `service '${service}' has no earlier definition on node ${sc.deps.config.nodeName} to roll back to: ` +
-        'the node keeps the definitions of deploys in which no component failed, and has ' +
-        `${newest ? 'only the current one' : 'none'}; deploy the version you want with its spec`,
-    );
-  }
+  const { newest, previous } = rollbackTarget(sc, service);
   // A deploy whose gate fails rolls its components back to what runs now and throws: the
   // history is left as it was.
   const result = await deployLocked(

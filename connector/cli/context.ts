@@ -69,6 +69,8 @@ export interface GlobalOptions {
   config?: string;
   node?: string;
   json?: boolean;
+  /** Answer yes to every confirmation question (scripts). */
+  yes?: boolean;
 }
 
 /** Where the connector's settings come from: a config file, or the local single-node setup. */
@@ -220,7 +222,15 @@ export class CliContext {
     // here, where client and server are this process and no protocol revision is negotiated.
     const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
     const server = connector.tools.createServer();
-    const client = new Client({ name: 'mcp-cli', version: PACKAGE_VERSION });
+    // The CLI can ask its human: the connector's confirmation questions (connector/confirm.ts)
+    // come here as elicitation requests and are asked on the terminal.
+    const client = new Client(
+      { name: 'mcp-cli', version: PACKAGE_VERSION },
+      { capabilities: { elicitation: { form: {} } } },
+    );
+    client.setRequestHandler('elicitation/create', async (request) =>
+      this.confirm((request.params as { message: string }).message, opts),
+    );
     try {
       await server.connect(serverSide);
       await client.connect(clientSide);
@@ -229,6 +239,31 @@ export class CliContext {
       await client.close();
       await connector.close();
     }
+  }
+
+  /**
+   * A confirmation question of the connector: yes with --yes, else asked on the terminal; with
+   * no terminal to ask on, declined with the flag to pass. No answer the model could give is
+   * involved: this process is the human's.
+   */
+  private async confirm(
+    message: string,
+    opts: GlobalOptions,
+  ): Promise<{ action: 'accept'; content: { confirm: boolean } } | { action: 'decline' | 'cancel' }> {
+    if (opts.yes) {
+      process.stderr.write(`${message}\nmcp: --yes: applying it\n`);
+      return { action: 'accept', content: { confirm: true } };
+    }
+    if (!process.stdin.isTTY || !process.stderr.isTTY) {
+      process.stderr.write(
+        `${message}\nmcp: this change needs a yes and there is no terminal to ask on: pass --yes\n`,
+      );
+      return { action: 'decline' };
+    }
+    const prompts = await import('@clack/prompts');
+    const answer = await prompts.confirm({ message, initialValue: false, output: process.stderr });
+    if (prompts.isCancel(answer)) return { action: 'cancel' };
+    return answer ? { action: 'accept', content: { confirm: true } } : { action: 'decline' };
   }
 
   /** Shows `err` (as `{code, message}` on stdout with --json) and returns the exit code. */

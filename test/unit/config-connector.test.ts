@@ -54,6 +54,7 @@ describe('connector config', () => {
           'sync_desired_state',
           'remove_service',
           'push_file',
+          'rollback_service',
         ]),
         whenClientCannotAsk: 'refuse',
       },

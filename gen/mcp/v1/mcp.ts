@@ -1117,6 +1117,12 @@ export interface RollbackServiceRequest {
   service: string;
   /** Idempotency key: a retry returns the first result. */
   requestId: string;
+  /** Only return the plan. */
+  dryRun?:
+    | boolean
+    | undefined;
+  /** Act only if the plan still has this digest. */
+  planDigest?: string | undefined;
 }
 
 export interface RollbackServiceResponse {
@@ -1127,7 +1133,11 @@ export interface RollbackServiceResponse {
   /** True when this result was recorded for an earlier call with the same request id. */
   replayed: boolean;
   /** When the definition now restored was first deployed. */
-  deployedAt: Date | undefined;
+  deployedAt:
+    | Date
+    | undefined;
+  /** What was planned: the whole answer of a dry run. */
+  plan?: Plan | undefined;
 }
 
 export interface CheckUpdatesRequest {
@@ -9457,7 +9467,7 @@ export const HealthCheck: MessageFns<HealthCheck> = {
 };
 
 function createBaseRollbackServiceRequest(): RollbackServiceRequest {
-  return { service: "", requestId: "" };
+  return { service: "", requestId: "", dryRun: undefined, planDigest: undefined };
 }
 
 export const RollbackServiceRequest: MessageFns<RollbackServiceRequest> = {
@@ -9467,6 +9477,12 @@ export const RollbackServiceRequest: MessageFns<RollbackServiceRequest> = {
     }
     if (message.requestId !== "") {
       writer.uint32(18).string(message.requestId);
+    }
+    if (message.dryRun !== undefined) {
+      writer.uint32(24).bool(message.dryRun);
+    }
+    if (message.planDigest !== undefined) {
+      writer.uint32(34).string(message.planDigest);
     }
     return writer;
   },
@@ -9500,6 +9516,22 @@ export const RollbackServiceRequest: MessageFns<RollbackServiceRequest> = {
             message.requestId = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.planDigest = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -9520,6 +9552,16 @@ export const RollbackServiceRequest: MessageFns<RollbackServiceRequest> = {
         : isSet(object.request_id)
         ? globalThis.String(object.request_id)
         : "",
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+        ? globalThis.Boolean(object.dry_run)
+        : undefined,
+      planDigest: isSet(object.planDigest)
+        ? globalThis.String(object.planDigest)
+        : isSet(object.plan_digest)
+        ? globalThis.String(object.plan_digest)
+        : undefined,
     };
   },
 
@@ -9531,6 +9573,12 @@ export const RollbackServiceRequest: MessageFns<RollbackServiceRequest> = {
     if (message.requestId !== "") {
       obj.requestId = message.requestId;
     }
+    if (message.dryRun !== undefined) {
+      obj.dryRun = message.dryRun;
+    }
+    if (message.planDigest !== undefined) {
+      obj.planDigest = message.planDigest;
+    }
     return obj;
   },
 
@@ -9541,12 +9589,14 @@ export const RollbackServiceRequest: MessageFns<RollbackServiceRequest> = {
     const message = createBaseRollbackServiceRequest();
     message.service = object.service ?? "";
     message.requestId = object.requestId ?? "";
+    message.dryRun = object.dryRun ?? undefined;
+    message.planDigest = object.planDigest ?? undefined;
     return message;
   },
 };
 
 function createBaseRollbackServiceResponse(): RollbackServiceResponse {
-  return { service: "", components: [], replayed: false, deployedAt: undefined };
+  return { service: "", components: [], replayed: false, deployedAt: undefined, plan: undefined };
 }
 
 export const RollbackServiceResponse: MessageFns<RollbackServiceResponse> = {
@@ -9562,6 +9612,9 @@ export const RollbackServiceResponse: MessageFns<RollbackServiceResponse> = {
     }
     if (message.deployedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.deployedAt), writer.uint32(34).fork()).join();
+    }
+    if (message.plan !== undefined) {
+      Plan.encode(message.plan, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -9611,6 +9664,14 @@ export const RollbackServiceResponse: MessageFns<RollbackServiceResponse> = {
             message.deployedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.plan = Plan.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -9635,6 +9696,7 @@ export const RollbackServiceResponse: MessageFns<RollbackServiceResponse> = {
         : isSet(object.deployed_at)
         ? fromJsonTimestamp(object.deployed_at)
         : undefined,
+      plan: isSet(object.plan) ? Plan.fromJSON(object.plan) : undefined,
     };
   },
 
@@ -9652,6 +9714,9 @@ export const RollbackServiceResponse: MessageFns<RollbackServiceResponse> = {
     if (message.deployedAt !== undefined) {
       obj.deployedAt = message.deployedAt.toISOString();
     }
+    if (message.plan !== undefined) {
+      obj.plan = Plan.toJSON(message.plan);
+    }
     return obj;
   },
 
@@ -9664,6 +9729,7 @@ export const RollbackServiceResponse: MessageFns<RollbackServiceResponse> = {
     message.components = object.components?.map((e) => ComponentResult.fromPartial(e)) || [];
     message.replayed = object.replayed ?? false;
     message.deployedAt = object.deployedAt ?? undefined;
+    message.plan = (object.plan !== undefined && object.plan !== null) ? Plan.fromPartial(object.plan) : undefined;
     return message;
   },
 };
