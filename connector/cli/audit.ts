@@ -273,11 +273,8 @@ Examples:
     reportFailures(ctx, verification.failures);
     if (!verification.nodes.every((n) => n.ok)) ctx.raiseExitCode(ExitCode.failed);
     if (opts.json) {
-      return ctx.out.json({
-        ...verification,
-        failures: verification.failures.map(failureJson),
-        anchorsFile: file,
-      });
+      ctx.out.json({ ...verification, failures: verification.failures.map(failureJson), anchorsFile: file });
+      return;
     }
     for (const n of verification.nodes) {
       ctx.out.line(
