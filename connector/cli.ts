@@ -7,6 +7,9 @@
  */
 import { Command, Option } from 'commander';
 import { PACKAGE_VERSION } from '../core/version.js';
+import * as account from './cli/account.js';
+import * as agent from './cli/agent.js';
+import * as audit from './cli/audit.js';
 import * as completion from './cli/completion.js';
 import { CliContext, ExitCode } from './cli/context.js';
 import * as files from './cli/files.js';
@@ -28,8 +31,11 @@ export function buildProgram(ctx: CliContext): Command {
     .addOption(
       new Option(
         '--node <node>',
-        'the node to act on (default: from the definition file, or every node for reads)',
-      ),
+        'the node to act on (default: from the definition file, or every node for reads); repeatable for audit',
+      ).argParser((node: string) => {
+        ctx.nodesNamed.push(node);
+        return node;
+      }),
     )
     .addOption(new Option('--json', 'print the structured result (errors as {code, message}) on stdout'))
     .addOption(new Option('-y, --yes', 'answer yes to confirmation questions (for scripts)'))
@@ -56,10 +62,12 @@ Examples:
   mcp deploy web
   mcp status web --json
   mcp push ./app.ini web:conf/app.ini
-  mcp call service_logs service=web tail=50`,
+  mcp call service_logs service=web tail=50
+  mcp login
+  mcp audit --since 1h`,
     );
 
-  for (const group of [lifecycle, observe, service, files, toolCommands, completion])
+  for (const group of [lifecycle, observe, service, files, toolCommands, account, audit, agent, completion])
     group.register(program, ctx);
 
   program

@@ -8,9 +8,10 @@ import type { Logger } from '../core/log.js';
 import { PACKAGE_VERSION } from '../core/version.js';
 import type { ToolDefinition } from '../gen/tool-catalog.js';
 import type { AgentPool } from './agent-client.js';
+import type { AuditReviewContext } from './audit-review.js';
 import { type ConnectorConfig, loadConnectorConfig } from './config.js';
 import { ConnectorTools } from './mcp-server.js';
-import type { Router } from './routing.js';
+import type { Fleet, Router } from './routing.js';
 import { type BearerSource, createBearerSource } from './tokens.js';
 
 export interface ConnectorSetup {
@@ -27,6 +28,8 @@ export interface Connector {
   readonly config: ConnectorConfig;
   readonly tools: ConnectorTools;
   readonly ownToken: BearerSource;
+  /** The fleet, its agent connections and the connector's own token, for `mcp audit`. */
+  auditReview(): Promise<AuditReviewContext>;
   close(): Promise<void>;
 }
 
@@ -69,6 +72,7 @@ export async function startConnector(setup: ConnectorSetup): Promise<Connector> 
     config,
     tools,
     ownToken,
+    auditReview: async () => ({ ...(await routing.agents()), bearer: ownToken }),
     close: async () => {
       await routing.close();
       await local?.stop();
@@ -82,12 +86,12 @@ export async function startConnector(setup: ConnectorSetup): Promise<Connector> 
  * them before its first call. A node's unreadable ca_file shows on that call.
  */
 function lazyRouting(config: ConnectorConfig, log: Logger) {
-  let loaded: Promise<{ pool: AgentPool; router: Router }> | undefined;
+  let loaded: Promise<{ pool: AgentPool; router: Router; fleet: Fleet }> | undefined;
   const load = () =>
     (loaded ??= Promise.all([import('./agent-client.js'), import('./routing.js')]).then(
-      ([{ AgentPool }, { Router }]) => {
+      ([{ AgentPool }, { Router, Fleet }]) => {
         const pool = new AgentPool(config.nodes, { log });
-        return { pool, router: new Router(config, pool, log) };
+        return { pool, router: new Router(config, pool, log), fleet: new Fleet(config) };
       },
     ));
   const router: Pick<Router, 'call'> = {
@@ -95,6 +99,10 @@ function lazyRouting(config: ConnectorConfig, log: Logger) {
   };
   return {
     router,
+    agents: async () => {
+      const { fleet, pool } = await load();
+      return { fleet, pool };
+    },
     close: async () => (await loaded?.catch(() => undefined))?.pool.close(),
   };
 }

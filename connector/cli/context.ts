@@ -156,6 +156,9 @@ export class CliContext {
   /** --json anywhere on the command line: known before parsing, so usage errors are JSON too. */
   constructor(readonly jsonRequested = false) {}
 
+  /** Every --node given, in order: the audit commands read several nodes at once. */
+  readonly nodesNamed: string[] = [];
+
   private exitCode: ExitCode = ExitCode.ok;
 
   /** The global options, wherever on the command line they were given. */

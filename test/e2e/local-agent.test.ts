@@ -124,7 +124,7 @@ describe.skipIf(!bed)('the local agent: one per $MCP_HOME, shared by every clien
     const [a, b, listed] = await Promise.all([
       spawnStdioConnector([], env),
       spawnStdioConnector([], env),
-      mcp('list_services'),
+      mcp('list'),
     ]);
     try {
       expect(listed.code, listed.out).toBe(0);
@@ -256,7 +256,7 @@ describe.skipIf(!bed)('the local agent: one per $MCP_HOME, shared by every clien
     const stale = await mcp('agent', 'status');
     expect(stale.code).toBe(3);
     expect(stale.out).toMatch(/^stale/);
-    const listed = await mcp('list_services');
+    const listed = await mcp('list');
     expect(listed.code, listed.out).toBe(0);
     expect(listed.out).toContain(shared);
     const record = readAgentPidFile(pidFile);
