@@ -5,11 +5,11 @@
  * every client of that directory (local-agent.ts), with the same code and the same checks as
  * on a fleet node: TLS, a token on every call (signed here, by the local issuer), RBAC, audit.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { importJWK, type JWK, SignJWT } from 'jose';
-import { stringify } from 'smol-toml';
+import { parse as parseToml, stringify } from 'smol-toml';
 import { loadAgentConfig } from '../agent/config.js';
+import { InvalidArgumentError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { type ConnectorConfig, parseConnectorConfig } from './config.js';
 import { ensureLocalAgent } from './local-agent.js';
@@ -56,6 +56,20 @@ function localBearer(home: string): BearerSource {
   };
 }
 
+/** `[confirm]` of `confirm.toml`, checked with the rest of the generated connector config. */
+function readConfirmSettings(file: string): Record<string, unknown> {
+  if (!existsSync(file)) return {};
+  let parsed: Record<string, unknown>;
+  try {
+    parsed = parseToml(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new InvalidArgumentError(
+      `${file}: ${(err as Error).message.split('\n')[0]}: fix the file, or delete it for the defaults`,
+    );
+  }
+  return parsed.confirm === undefined ? {} : { confirm: parsed.confirm };
+}
+
 export async function startLocalFleet(home: string, log: Logger): Promise<LocalFleet> {
   const agent = await ensureLocalAgent(home);
   const files = localHomeFiles(home);
@@ -72,8 +86,12 @@ export async function startLocalFleet(home: string, log: Logger): Promise<LocalF
       },
     ],
     files: { local_dir: files.transfer },
+    ...readConfirmSettings(files.confirm),
   });
-  const config = parseConnectorConfig(connectorToml, join(home, 'connector (local setup)'));
+  const config = parseConnectorConfig(
+    connectorToml,
+    `${files.confirm} (with the local setup's generated nodes)`,
+  );
   log.info('local single-node setup', {
     home,
     agent: agent.address,

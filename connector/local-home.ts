@@ -9,6 +9,7 @@
  *   agent.pid                  the running agent: pid, address, start time (written by the agent)
  *   agent.lock                 held by a client while it starts the agent
  *   agent.log                  the agent's log (it runs detached)
+ *   confirm.toml               which writes ask a human first ([confirm]; edit freely)
  *   registry.db                the registry and audit log
  *   services/                  service definitions (TOML)
  *   srv/                       files root (push_file / pull_file)
@@ -21,6 +22,7 @@ import { exportJWK, generateKeyPair } from 'jose';
 import { stringify } from 'smol-toml';
 import { localAgentConfigFile } from '../core/local-home.js';
 import { createCertificateAuthority, issueCertificate } from './certs.js';
+import { DEFAULT_CONFIRM_TOOLS } from './confirm.js';
 
 export const LOCAL_ISSUER = 'https://local.mcp.invalid';
 export const LOCAL_AUDIENCE = 'mcp-local';
@@ -31,6 +33,7 @@ export const LOCAL_SERVER_NAME = 'localhost';
 
 export const localHomeFiles = (home: string) => ({
   agentConfig: localAgentConfigFile(home),
+  confirm: join(home, 'confirm.toml'),
   pid: join(home, 'agent.pid'),
   lock: join(home, 'agent.lock'),
   log: join(home, 'agent.log'),
@@ -101,5 +104,21 @@ export async function prepareLocalHome(home: string): Promise<void> {
       '# then restart it: mcp agent stop (the next client starts it again).\n' +
       '# Reference: deploy/examples/agent.toml in the mcp package.\n\n';
     writeSecret(file('agent.toml'), header + stringify(config));
+  }
+  if (!existsSync(file('confirm.toml'))) {
+    writeFileSync(
+      file('confirm.toml'),
+      [
+        '# Which writes of the local setup ask you first, as [confirm] of a connector config',
+        '# (deploy/examples/connector.toml). Read by every client at its start.',
+        '[confirm]',
+        '# Destructive tools ask before a change to what runs; [] asks for nothing.',
+        `tools = ${JSON.stringify(DEFAULT_CONFIRM_TOOLS)}`,
+        '# A client that cannot show a question (no MCP elicitation): "refuse" its writes that',
+        '# need a yes, or "allow" them unconfirmed (a trusted local setup).',
+        'when_client_cannot_ask = "refuse"',
+        '',
+      ].join('\n'),
+    );
   }
 }

@@ -193,7 +193,9 @@ class SingleNodeWrites {
           const agent = this.pool.connection(write.node.name);
           const before = (await write.before?.(agent, settings)) ?? [];
           const response = await this.send(call, agent, write.request, settings);
-          const after = (await write.after?.(write.node, response)) ?? [];
+          // A dry run changed nothing on the node, and so changes nothing here either.
+          const dryRun = (write.request as { dryRun?: boolean }).dryRun === true;
+          const after = dryRun ? [] : ((await write.after?.(write.node, response)) ?? []);
           return {
             answer: { node: write.node.name, response },
             notes: [...write.notes, ...before, ...after],

@@ -121,7 +121,13 @@ describe('the mcp CLI against a real agent', { timeout: 180_000 }, () => {
   it('writes active into the definition file on stop and start, keeping its comments; restart leaves it', async (ctx) => {
     if (!bed) return ctx.skip();
     const file = join(files.servicesDir, `${svc}.toml`);
-    const stopped = await mcp(['stop', svc]);
+    // Stopping a running container needs a yes: with no terminal to ask on, none is given.
+    const unasked = await mcp(['stop', svc]);
+    expect(unasked.code).toBe(1);
+    expect(unasked.stderr).toContain('stop_service on node1');
+    expect(unasked.stderr).toContain('there is no terminal to ask on: pass --yes');
+    expect(readFileSync(file, 'utf8')).not.toMatch(/active = false/);
+    const stopped = await mcp(['stop', svc, '--yes']);
     expect(stopped.code, stopped.stderr).toBe(0);
     expect(stopped.stdout).toContain(`${svc} on node1: stopped 1 of 1 component`);
     expect(readFileSync(file, 'utf8')).toMatch(/this comment must survive[\s\S]*active = false/);
@@ -129,7 +135,7 @@ describe('the mcp CLI against a real agent', { timeout: 180_000 }, () => {
     expect((await mcp(['start', svc])).code).toBe(0);
     const started = readFileSync(file, 'utf8');
     expect(started).toMatch(/this comment must survive[\s\S]*active = true/);
-    expect((await mcp(['restart', svc])).code).toBe(0);
+    expect((await mcp(['restart', svc, '--yes'])).code).toBe(0);
     expect(readFileSync(file, 'utf8')).toBe(started);
   });
 
@@ -164,7 +170,7 @@ if [ "$n" = 1 ]; then echo 'bogus = 1' >> "$1"; else sed -i -e '/^bogus = 1$/d' 
     const exported = join(work, 'exported.toml');
     expect((await mcp(['service', 'export', svc, '-o', exported])).code).toBe(0);
     rmSync(join(files.servicesDir, `${svc}.toml`));
-    const deployed = await mcp(['deploy', svc, '-f', exported, '--json']);
+    const deployed = await mcp(['deploy', svc, '-f', exported, '--json', '--yes']);
     expect(deployed.code, deployed.stdout + deployed.stderr).toBe(0);
     const result = JSON.parse(deployed.stdout) as { components: { ok: boolean }[] };
     expect(result.components.every((c) => c.ok)).toBe(true);
@@ -178,7 +184,7 @@ if [ "$n" = 1 ]; then echo 'bogus = 1' >> "$1"; else sed -i -e '/^bogus = 1$/d' 
 
   it('syncs every definition file to its node and prints the changes', async (ctx) => {
     if (!bed) return ctx.skip();
-    const run = await mcp(['sync', '--node', 'node1', '--json']);
+    const run = await mcp(['sync', '--node', 'node1', '--json', '--yes']);
     expect(run.code, run.stdout + run.stderr).toBe(0);
     const out = JSON.parse(run.stdout) as {
       services: { service: string; change: string }[];

@@ -113,6 +113,8 @@ describe.skipIf(!bed)('the local agent: one per $MCP_HOME, shared by every clien
       join(home, 'agent.toml'),
       `\n[monitor]\ninterval_seconds = 1\nalert_command = ${JSON.stringify(alerts.command)}\n`,
     );
+    // The test's clients cannot show a question: this home lets their redeploys run unconfirmed.
+    writeFileSync(join(home, 'confirm.toml'), '[confirm]\nwhen_client_cannot_ask = "allow"\n');
   });
   afterAll(async () => {
     await stopLocalAgent(home);

@@ -35,7 +35,7 @@ describe.skipIf(!bed)('mcp-connector with no config: the local single-node setup
       const { tools } = await client.listTools();
       expect(tools.map((t) => t.name)).toContain('deploy');
       expect(tools).toHaveLength(17);
-      for (const file of ['ca.crt', 'agent.key', 'issuer.jwk', 'agent.toml', 'registry.db']) {
+      for (const file of ['ca.crt', 'agent.key', 'issuer.jwk', 'agent.toml', 'confirm.toml', 'registry.db']) {
         expect(existsSync(join(home, file)), file).toBe(true);
       }
       expect(statSync(join(home, 'issuer.jwk')).mode & 0o777).toBe(0o600);
