@@ -15,6 +15,7 @@ import {
   REPO,
   resultText,
   spawnStdioConnector,
+  UNCONFIRMED_WRITES,
   writeConnectorConfig,
 } from '../support/connector.js';
 import { SLEEPER } from '../support/specs.js';
@@ -36,7 +37,7 @@ beforeAll(async () => {
   // These clients cannot answer a confirmation (test/e2e/confirmations.test.ts covers those).
   files = writeConnectorConfig(
     [{ name: 'node1', address: agent.address, caPem: agent.caPem }],
-    '[confirm]\nwhen_client_cannot_ask = "allow"\n',
+    UNCONFIRMED_WRITES,
   );
   token = await signTestToken({ subject: 'e2e-admin', roles: ['admin'] });
   admin = await spawnStdioConnector(['--config', files.configFile], { MCP_TOKEN: token });

@@ -19,6 +19,7 @@ import {
   type ConnectorFiles,
   resultText,
   spawnStdioConnector,
+  UNCONFIRMED_WRITES,
   writeConnectorConfig,
 } from '../support/connector.js';
 import { serviceSpec, sleeper } from '../support/specs.js';
@@ -67,7 +68,11 @@ describe.skipIf(!bed)('env files: a secret the model never sees (real agent, rea
     const secrets = join(agent.filesRoot, service, 'secrets');
     await mkdir(secrets, { recursive: true });
     await writeFile(join(secrets, 'app.env'), `# the app's secrets\nCANARY=${canary}\n`, { mode: 0o600 });
-    files = writeConnectorConfig([{ name: agent.node, address: agent.address, caPem: agent.caPem }]);
+    // The session's client cannot answer confirmation questions: its writes run unconfirmed.
+    files = writeConnectorConfig(
+      [{ name: agent.node, address: agent.address, caPem: agent.caPem }],
+      UNCONFIRMED_WRITES,
+    );
     session = await spawnStdioConnector(['--config', files.configFile], {
       MCP_TOKEN: await signTestToken({ subject: 'assistant', roles: ['assistant'] }),
     });

@@ -65,6 +65,12 @@ export function httpIssuerConfig(resource: string, idp: { issuer: string; jwksUr
   ].join('\n');
 }
 
+/**
+ * `extra` for writeConnectorConfig: a test client that cannot show a confirmation question
+ * (no elicitation) runs its writes unconfirmed, as a trusted local setup may choose.
+ */
+export const UNCONFIRMED_WRITES = '[confirm]\nwhen_client_cannot_ask = "allow"\n';
+
 export function writeConnectorConfig(nodes: readonly TestNode[], extra = ''): ConnectorFiles {
   const dir = mkdtempSync(join(tmpdir(), 'mcp-connector-'));
   const servicesDir = join(dir, 'services');
