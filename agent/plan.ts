@@ -100,6 +100,8 @@ function recordedState(c: ComponentRecord | undefined): unknown {
     volumes: c.volumes,
     cmd: c.cmd,
     env: c.env,
+    envFiles: c.envFiles,
+    healthCheck: c.healthCheck ?? null,
     init: c.init,
     stopTimeoutSeconds: c.stopTimeoutSeconds ?? null,
     desiredState: c.desiredState,
@@ -312,6 +314,8 @@ function specDefinition(c: ComponentSpec): unknown {
     volumes: c.volumes,
     cmd: c.cmd,
     env: c.env,
+    envFiles: c.envFiles,
+    healthCheck: c.healthCheck ?? null,
     init: c.init,
     stopTimeoutSeconds: c.stopTimeoutSeconds ?? null,
   };

@@ -22,6 +22,7 @@ import {
 import { FailedPreconditionError, McpError } from '../core/errors.js';
 import { fromGrpcError } from '../core/grpc-status.js';
 import type { Logger } from '../core/log.js';
+import { pause } from '../core/pause.js';
 import { CONFIRMATION_METADATA } from '../core/plans.js';
 import { McpAgentServiceClient } from '../gen/mcp/v1/mcp.js';
 import type { RpcCodecs } from '../tools.generated.js';
@@ -101,7 +102,7 @@ export class AgentConnection {
         const retryable = e.code === 'UNAVAILABLE' && attempt < attempts && Date.now() + delay < deadline;
         if (!retryable || settings.signal?.aborted) throw e;
         this.log.debug('agent unavailable, retrying', { tool: settings.tool, attempt, delayMs: delay });
-        await sleep(delay, settings.signal);
+        await pause(delay, settings.signal);
       }
     }
   }
@@ -342,18 +343,6 @@ function cancelOnAbort(call: { cancel(): void }, signal: AbortSignal | undefined
   if (signal.aborted) cancel();
   else signal.addEventListener('abort', cancel, { once: true });
   return () => signal.removeEventListener('abort', cancel);
-}
-
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }
 
 /** One connection per configured node, made when the connector starts. */

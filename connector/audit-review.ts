@@ -14,6 +14,7 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { InvalidArgumentError, McpError, toMcpError } from '../core/errors.js';
+import { pause } from '../core/pause.js';
 import {
   AUDIT_DECISION_NAMES,
   type AuditDecisionName,
@@ -499,16 +500,4 @@ async function writeAnchors(file: string, anchors: AuditAnchors): Promise<void> 
   const aside = `${file}.${process.pid}.tmp`;
   await writeFile(aside, `${JSON.stringify(anchors, null, 2)}\n`, { mode: 0o600 });
   await rename(aside, file);
-}
-
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

@@ -26,6 +26,7 @@ import {
 } from '../core/auth/http.js';
 import { readRoles } from '../core/auth/jwt.js';
 import { FailedPreconditionError, McpError, UnavailableError } from '../core/errors.js';
+import { pause } from '../core/pause.js';
 import { isRecord } from '../core/text.js';
 import type { ConnectorConfig, LoginConfig, LoginFlow } from './config.js';
 
@@ -505,16 +506,4 @@ async function storeToken(file: string, token: string): Promise<void> {
 
 function formEncode(value: string): string {
   return encodeURIComponent(value).replace(/%20/g, '+');
-}
-
-function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }

@@ -8,6 +8,7 @@
  */
 
 import { InvalidArgumentError } from '../../core/errors.js';
+import { pause } from '../../core/pause.js';
 import {
   auditDecisionFromProto,
   auditDecisionToProto,
@@ -130,18 +131,6 @@ function completedAfter(
     nextCursor = entry.seq;
   }
   return { ready, nextCursor };
-}
-
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 /** One call of the registry's log as the contract's AuditRecord. */
