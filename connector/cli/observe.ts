@@ -207,4 +207,42 @@ Examples:
         ctx.out.line();
       }
     });
+
+  program
+    .command('updates')
+    .description("whether each running component's registry has moved its tag (check_updates)")
+    .option('--service <service>', 'only this service')
+    .addHelpText(
+      'after',
+      `
+Compares the digest each running component's image was pulled as with the digest its registry
+serves for the tag now. A registry that cannot be asked gives "unknown" with the reason.
+
+Examples:
+  mcp updates
+  mcp updates --service web --node node1 --json`,
+    )
+    .action(async (options: { service?: string }, cmd: Command) => {
+      const opts = ctx.globals(cmd);
+      const args = { ...nodeArg(opts), ...(options.service ? { service: options.service } : {}) };
+      const { result } = await ctx.withSession(opts, (s) => s.call('check_updates', args));
+      if (opts.json) return ctx.out.json(result);
+      const rows = answered(result, pb.CheckUpdatesResponse.fromJSON).flatMap(({ node, response }) =>
+        response.updates.map((u) => [
+          node,
+          `${u.service}/${u.component}`,
+          u.image,
+          u.status === 'update_available'
+            ? ctx.out.paint('yellow', 'update available')
+            : u.status === 'current'
+              ? ctx.out.paint('green', 'current')
+              : `unknown: ${u.reason}`,
+        ]),
+      );
+      ctx.out.line(
+        rows.length === 0
+          ? 'no running components'
+          : ctx.out.table(['node', 'component', 'image', 'status'], rows),
+      );
+    });
 }

@@ -116,6 +116,11 @@ describe('the mcp CLI against a real agent', { timeout: 180_000 }, () => {
     expect(status.code).toBe(0);
     expect(status.stdout).toContain('no drift');
     expect(status.stdout).toContain('recent events:');
+
+    // The registry still serves the tag the component was pulled as.
+    const updates = await mcp(['updates', '--service', svc]);
+    expect(updates.code, updates.stderr).toBe(0);
+    expect(updates.stdout).toMatch(new RegExp(`node1\\s+${svc}/app\\s+\\S+bb:v1\\s+current`));
   });
 
   it('writes active into the definition file on stop and start, keeping its comments; restart leaves it', async (ctx) => {
