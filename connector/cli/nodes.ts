@@ -266,6 +266,8 @@ export function withNodeRemoved(text: string, index: number, count: number, file
     );
   }
   let start = block.start;
+  // Comment lines directly above its header describe it, and go with it.
+  while (start > 0 && COMMENT.test(lines[start - 1] as string)) start--;
   // The blank lines that parted it from what came before go with it, when it was the last thing.
   if (block.end >= lines.length) while (start > 0 && BLANK.test(lines[start - 1] as string)) start--;
   return joinLines([...lines.slice(0, start), ...lines.slice(block.end)], eol);
