@@ -39,8 +39,9 @@ export function register(program: Command, ctx: CliContext): void {
       'after',
       `
 The nodes are the [[nodes]] tables of the connector config (--config, $MCP_CONFIG, else
-~/.config/mcp/connector.toml). add and remove edit that file in place, keeping its comments,
-and check the result with the connector's own rules before writing. The local setup has one
+~/.config/mcp/connector.toml). add and remove edit that file in place, keeping its comments
+(remove takes the comment lines directly above the node's table with it), and check the
+result with the connector's own rules before writing. The local setup has one
 node, local, and no config to edit.
 
 Examples:

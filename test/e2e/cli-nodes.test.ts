@@ -28,11 +28,16 @@ interface Run {
   stderr: string;
 }
 
-async function mcp(args: readonly string[], opts: { config?: boolean } = {}): Promise<Run> {
+async function mcp(args: readonly string[], opts: { config?: boolean; token?: string } = {}): Promise<Run> {
   const config = opts.config === false ? [] : ['--config', configFile];
   const run = await execa(process.execPath, [CLI, ...args, ...config], {
     cwd: work,
-    env: { PATH: process.env.PATH ?? '', HOME: work, MCP_HOME: join(work, 'home'), MCP_TOKEN: token },
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: work,
+      MCP_HOME: join(work, 'home'),
+      MCP_TOKEN: opts.token ?? token,
+    },
     extendEnv: false,
     reject: false,
     stdin: 'ignore',
@@ -125,6 +130,17 @@ describe('mcp node on a commented connector config', { timeout: 60_000 }, () => 
 
     const removed = await mcp(['node', 'remove', 'edge-new']);
     expect(removed.code, removed.stderr).toBe(0);
+    expect(readFileSync(configFile, 'utf8')).toBe(original);
+  });
+
+  it('adds a node whose agent answers but refuses the call, saying so', async () => {
+    const refused = await mcp(['node', 'add', 'edge-new', agent.address, '--ca-file', caFile], { token: '' });
+    expect(refused.code, refused.stderr).toBe(0);
+    expect(refused.stderr).toContain('UNAUTHENTICATED');
+    expect(
+      parseConnectorConfig(readFileSync(configFile, 'utf8'), configFile, { HOME: work }).nodes,
+    ).toHaveLength(2);
+    expect((await mcp(['node', 'remove', 'edge-new'])).code).toBe(0);
     expect(readFileSync(configFile, 'utf8')).toBe(original);
   });
 
