@@ -14,6 +14,7 @@ import * as completion from './cli/completion.js';
 import { CliContext, ExitCode } from './cli/context.js';
 import * as files from './cli/files.js';
 import * as lifecycle from './cli/lifecycle.js';
+import * as nodes from './cli/nodes.js';
 import * as observe from './cli/observe.js';
 import * as service from './cli/service.js';
 import * as toolCommands from './cli/tools.js';
@@ -64,10 +65,22 @@ Examples:
   mcp push ./app.ini web:conf/app.ini
   mcp call service_logs service=web tail=50
   mcp login
-  mcp audit --since 1h`,
+  mcp audit --since 1h
+  mcp node add edge-1 edge-1.example.net:7443 --ca-file fleet-ca.pem`,
     );
 
-  for (const group of [lifecycle, observe, service, files, toolCommands, account, audit, agent, completion])
+  for (const group of [
+    lifecycle,
+    observe,
+    service,
+    files,
+    toolCommands,
+    account,
+    audit,
+    agent,
+    nodes,
+    completion,
+  ])
     group.register(program, ctx);
 
   program
