@@ -8,7 +8,7 @@
  *   - for `node -e 0` (the floor: spawn to exit), mcp-connector with a fleet config (its node
  *     is never dialled before a tool call), mcp-connector in the local single-node setup (its
  *     agent starts inside the connector, as there is no other), podman-mcp-server 0.0.15;
- *   - `mcp tools` and `mcp list_services` against a fleet of one agent (its own process,
+ *   - `mcp tools` and `mcp list` against a fleet of one agent (its own process,
  *     already running), spawn to exit.
  *
  * Subjects take turns within each round, so load from elsewhere falls on all of them alike.
@@ -141,9 +141,9 @@ const servers: Subject[] = [
 const cli: Array<{ name: string; times: number[]; run: () => Promise<number> }> = [
   { name: '`mcp tools`', times: [], run: () => wholeProcess(process.execPath, [CLI, 'tools'], fleetEnv) },
   {
-    name: '`mcp list_services` (one agent)',
+    name: '`mcp list` (one agent)',
     times: [],
-    run: () => wholeProcess(process.execPath, [CLI, 'list_services'], fleetEnv),
+    run: () => wholeProcess(process.execPath, [CLI, 'list'], fleetEnv),
   },
 ];
 
