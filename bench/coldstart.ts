@@ -20,6 +20,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { stopLocalAgent } from '../connector/local-agent.js';
 import { signTestToken, startTestAgent } from '../test/support/agent.js';
 import { BUILT_CONNECTOR, REPO, writeConnectorConfig } from '../test/support/connector.js';
 import { machine, percentile, table } from './stats.js';
@@ -124,7 +125,7 @@ const servers: Subject[] = [
     start: () => mcpStart(process.execPath, [BUILT_CONNECTOR], fleetEnv),
   },
   {
-    name: 'mcp-connector, local setup (agent started in-process)',
+    name: 'mcp-connector, local setup (its agent running)',
     starts: [],
     start: () => mcpStart(process.execPath, [BUILT_CONNECTOR], localEnv),
   },
@@ -187,6 +188,8 @@ try {
   );
 } finally {
   await agent.stop();
+  // The local setup's agent outlives the connectors that started it.
+  await stopLocalAgent(localHome);
   fleet.remove();
   rmSync(localHome, { recursive: true, force: true });
   rmSync(baseEnv.HOME, { recursive: true, force: true });
