@@ -123,7 +123,14 @@ export async function startAgent(config: AgentConfig, opts: StartAgentOptions = 
     }, config.audit.anchorIntervalSeconds * 1000);
     anchorTimer.unref();
     const monitor = config.monitor.enabled
-      ? startMonitor({ config, registry, runtime, log, isBusy: (service) => locks.isLocked(service) })
+      ? startMonitor({
+          config,
+          registry,
+          runtime,
+          log,
+          isBusy: (service) => locks.isLocked(service),
+          writesSince: () => locks.writesSince(),
+        })
       : undefined;
     log.info('agent started', {
       listen: config.server.listen,

@@ -15,6 +15,19 @@ export type Release = () => void;
 export class ServiceLocks {
   /** Per service, the promise that settles when the last holder in its queue releases. */
   readonly #tails = new Map<string, Promise<void>>();
+  /** Counts every acquire; per service, the count at its latest one. */
+  #acquires = 0;
+  readonly #lastAcquire = new Map<string, number>();
+
+  /**
+   * From now on: whether a write to a service has been queued since this call. A reader that
+   * looked at the node before such a write (the monitor listing containers) may have seen it
+   * half done, even if the write has finished by the time the reader checks `isLocked`.
+   */
+  writesSince(): (service: string) => boolean {
+    const mark = this.#acquires;
+    return (service) => (this.#lastAcquire.get(service) ?? 0) > mark;
+  }
 
   /** Whether a write to `service` is running or queued. */
   isLocked(service: string): boolean {
@@ -27,6 +40,7 @@ export class ServiceLocks {
    * given up without ever holding the lock.
    */
   async acquire(service: string, signal?: AbortSignal): Promise<Release> {
+    this.#lastAcquire.set(service, ++this.#acquires);
     const previous = this.#tails.get(service) ?? Promise.resolve();
     let releaseOwn!: () => void;
     const own = new Promise<void>((resolve) => {

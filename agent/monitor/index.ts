@@ -47,6 +47,12 @@ export interface MonitorOptions {
    * own observation.
    */
   isBusy?: (service: string) => boolean;
+  /**
+   * Called before the runtime is listed: whether a write to a service began since. Such a
+   * service's listing may show it half changed (a deploy between stop and run, or its old
+   * version), so that tick leaves it alone even when the write has ended meanwhile.
+   */
+  writesSince?: () => (service: string) => boolean;
 }
 
 export interface Monitor {
@@ -125,7 +131,9 @@ class MonitorLoop {
   }
 
   private async runTick(): Promise<void> {
-    const { registry, runtime, isBusy } = this.options;
+    const { registry, runtime, isBusy, writesSince } = this.options;
+    const writtenSince = writesSince?.();
+    const skip = (service: string) => isBusy?.(service) === true || writtenSince?.(service) === true;
     let containers: Awaited<ReturnType<typeof runtime.list>>;
     try {
       containers = await runtime.list();
@@ -141,7 +149,7 @@ class MonitorLoop {
       this.log.info('the container runtime answers again', { after: this.runtimeFailures });
       this.runtimeFailures = 0;
     }
-    const { changes } = reconcile(registry, containers, { skip: isBusy });
+    const { changes } = reconcile(registry, containers, { skip });
     const now = this.now();
     for (const change of changes) {
       this.log.info('observed state changed', {
@@ -152,13 +160,13 @@ class MonitorLoop {
       });
     }
     const changed = new Set(changes.map((c) => componentKey(c.service, c.component)));
-    const alerts = this.findAlerts(changed, now);
+    const alerts = this.findAlerts(changed, now, skip);
     this.maybePrune(now);
     await Promise.all(alerts.map((alert) => this.raise(alert)));
   }
 
-  private findAlerts(changed: ReadonlySet<string>, now: Date): Alert[] {
-    const { registry, isBusy } = this.options;
+  private findAlerts(changed: ReadonlySet<string>, now: Date, isBusy: (service: string) => boolean): Alert[] {
+    const { registry } = this.options;
     const { flapThreshold, flapWindowSeconds } = this.settings;
     const candidates: Alert[] = [];
     const stillDrifting = new Set<string>();
@@ -168,7 +176,7 @@ class MonitorLoop {
     for (const service of registry.services.list()) {
       for (const component of service.components) {
         const key = componentKey(service.name, component.name);
-        if (isBusy?.(service.name)) {
+        if (isBusy(service.name)) {
           // Decide again once the write is done; until then keep what was known.
           if (this.driftAlerted.has(key)) stillDrifting.add(key);
           continue;

@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AgentConfig } from '../../agent/config.js';
 import { createMonitor, type Monitor, type MonitorOptions, startMonitor } from '../../agent/monitor/index.js';
 import type { ContainerSummary, ObservedStateName } from '../../agent/runtime/index.js';
+import { ServiceLocks } from '../../agent/service-locks.js';
 import { createLogger, type Logger } from '../../core/log.js';
 import type { Registry } from '../../registry/db.js';
 import { TRANSITION_EVENT_KIND } from '../../registry/events.js';
@@ -157,6 +158,35 @@ describe('reconciling observed state', () => {
     expect(observed('web')).toBe('running');
     await m.tick(); // stopped: does nothing
     expect(runtime.calls).toBe(1);
+  });
+
+  it('leaves a service alone when a write began while the runtime was listed, even if it has ended', async () => {
+    const locks = new ServiceLocks();
+    const m = monitor(
+      {},
+      { isBusy: (service) => locks.isLocked(service), writesSince: () => locks.writesSince() },
+    );
+    runtime.set({ 'shop-web': 'running', 'shop-db': 'running' });
+    await m.tick();
+    expect(observed('web')).toBe('running');
+    // The listing sees web gone (a deploy between its stop and its run); the deploy then ends
+    // before the monitor looks at the locks.
+    runtime.set({ 'shop-db': 'running' });
+    const list = runtime.list.bind(runtime);
+    runtime.list = async () => {
+      const listing = await list();
+      (await locks.acquire('shop'))();
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      expect(locks.isLocked('shop')).toBe(false);
+      return listing;
+    };
+    await m.tick();
+    expect(observed('web')).toBe('running');
+    expect(alerts()).toEqual([]);
+    // The next listing, taken with no write since, is applied.
+    runtime.list = list;
+    await m.tick();
+    expect(observed('web')).toBe('missing');
   });
 
   it('leaves a service alone while a write holds it', async () => {
