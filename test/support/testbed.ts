@@ -75,15 +75,23 @@ export async function removeContainers(prefix: string, podman = PODMAN): Promise
   if (names.length > 0) await execa(podman, ['rm', '--force', '--time', '0', ...names], { reject: false });
 }
 
-/** A TCP port on 127.0.0.1 free at the time of the call. */
+/**
+ * A TCP port on 127.0.0.1 free at the time of the call, for a container to publish. It is
+ * taken below the kernel's ephemeral range (32768-60999 here), where every agent's
+ * `listen = "127.0.0.1:0"` port comes from: a published port is a NAT rule, not a bound
+ * socket, so an agent given the same port would have its connections sent to the container.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (await isFree(port)) return port;
+  }
+}
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
 }
