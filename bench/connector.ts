@@ -15,17 +15,11 @@ import { execa } from 'execa';
 import { signTestToken, startTestAgent, type TestAgent } from '../test/support/agent.js';
 import { spawnStdioConnector, writeConnectorConfig } from '../test/support/connector.js';
 import { requireTestbed } from '../test/support/testbed.js';
-import { machine, ms, summary, table } from './stats.js';
+import { machine, ms, summary, table, timed } from './stats.js';
 
 const iterations = Number(process.argv[2] ?? 40);
 const bed = await requireTestbed();
 if (!bed) throw new Error('the podman test bed is missing: run scripts/testbed.sh as root');
-
-async function timed<T>(fn: () => Promise<T>): Promise<number> {
-  const t0 = performance.now();
-  await fn();
-  return performance.now() - t0;
-}
 
 const token = await signTestToken({ subject: 'bench', roles: ['admin'] });
 const agents: TestAgent[] = [];

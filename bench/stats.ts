@@ -22,3 +22,10 @@ export function table(headers: string[], rows: Array<Array<string | number>>): s
 export function machine(): string {
   return `node ${process.version}, ${process.platform}/${process.arch}`;
 }
+
+/** Milliseconds `fn` takes. */
+export async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return performance.now() - t0;
+}
