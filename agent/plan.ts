@@ -90,8 +90,12 @@ function observedState(containers: readonly (ObservedContainer | undefined)[]): 
 /** The recorded part: a component's definition and the states the agent keeps for it. */
 function recordedState(c: ComponentRecord | undefined): unknown {
   if (!c) return null;
+  return { name: c.name, ...definitionOf(c), desiredState: c.desiredState, container: c.container };
+}
+
+/** What a definition says of a component, recorded or given: compared and hashed alike. */
+function definitionOf(c: ComponentRecord | ComponentSpec): Record<string, unknown> {
   return {
-    name: c.name,
     image: c.image,
     network: c.network,
     user: c.user,
@@ -104,8 +108,6 @@ function recordedState(c: ComponentRecord | undefined): unknown {
     healthCheck: c.healthCheck ?? null,
     init: c.init,
     stopTimeoutSeconds: c.stopTimeoutSeconds ?? null,
-    desiredState: c.desiredState,
-    container: c.container,
   };
 }
 
@@ -274,7 +276,7 @@ export function planSync(
       const diff = definitionDiff(was, c);
       const same =
         was !== undefined &&
-        canonicalJson(recordedDefinition(was)) === canonicalJson(specDefinition(c)) &&
+        canonicalJson(definitionOf(was)) === canonicalJson(definitionOf(c)) &&
         (before?.active ?? true) === (spec.active ?? true);
       return change({
         component: `${spec.name}/${c.name}`,
@@ -292,33 +294,6 @@ export function planSync(
     recorded: specs.map((s) => records.get(s.name)?.components.map(recordedState) ?? null),
     observed: containers.map((c) => ({ name: c.name, id: c.id, image: c.image, state: c.state })),
   });
-}
-
-function recordedDefinition(c: ComponentRecord): unknown {
-  const {
-    desiredState: _d,
-    container: _c,
-    name: _n,
-    ...definition
-  } = recordedState(c) as Record<string, unknown>;
-  return definition;
-}
-
-function specDefinition(c: ComponentSpec): unknown {
-  return {
-    image: c.image,
-    network: c.network,
-    user: c.user,
-    restart: c.restart,
-    ports: c.ports,
-    volumes: c.volumes,
-    cmd: c.cmd,
-    env: c.env,
-    envFiles: c.envFiles,
-    healthCheck: c.healthCheck ?? null,
-    init: c.init,
-    stopTimeoutSeconds: c.stopTimeoutSeconds ?? null,
-  };
 }
 
 /** Adopt: containers named for the service that the registry does not manage yet. Nothing restarts. */
