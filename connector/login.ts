@@ -20,6 +20,8 @@ import { dirname } from 'node:path';
 import { decodeJwt } from 'jose';
 import {
   createIdentityFetch,
+  discoveryUrl,
+  fetchDiscoveryDocument,
   IDENTITY_REQUEST_TIMEOUT_MS,
   type IdentityFetch,
   parseIdentityUrl,
@@ -367,16 +369,10 @@ interface Endpoints {
 
 /** The issuer's endpoints from `.well-known/openid-configuration` (https unless loopback). */
 async function discover(settings: LoginConfig, fetch: IdentityFetch): Promise<Endpoints> {
-  const url = `${(settings.issuer ?? '').replace(/\/$/, '')}/.well-known/openid-configuration`;
-  let doc: unknown;
+  const url = discoveryUrl(settings.issuer ?? '');
+  let doc: Record<string, unknown>;
   try {
-    const res = await fetch(url, {
-      method: 'GET',
-      headers: { accept: 'application/json' },
-      signal: AbortSignal.timeout(IDENTITY_REQUEST_TIMEOUT_MS),
-    });
-    if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
-    doc = await res.json();
+    doc = await fetchDiscoveryDocument(url, fetch);
   } catch (err) {
     throw new UnavailableError(
       `OIDC discovery at ${url} failed: ${(err as Error).message}; check [login] issuer`,
@@ -385,7 +381,7 @@ async function discover(settings: LoginConfig, fetch: IdentityFetch): Promise<En
       },
     );
   }
-  if (!isRecord(doc) || typeof doc.token_endpoint !== 'string') {
+  if (typeof doc.token_endpoint !== 'string') {
     throw new UnavailableError(`OIDC discovery at ${url} names no token_endpoint`);
   }
   const endpoint = (value: string, what: string) => {

@@ -15,6 +15,8 @@ import { readFile } from 'node:fs/promises';
 import { decodeJwt } from 'jose';
 import {
   createIdentityFetch,
+  discoveryUrl,
+  fetchDiscoveryDocument,
   IDENTITY_REQUEST_TIMEOUT_MS,
   type IdentityFetch,
   parseIdentityUrl,
@@ -194,22 +196,16 @@ export class ClientCredentialsSource implements BearerSource {
   private async tokenEndpoint(): Promise<string> {
     if (this.endpoint !== undefined) return this.endpoint;
     const issuer = this.credentials.issuer ?? '';
-    const url = `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
-    let doc: unknown;
+    const url = discoveryUrl(issuer);
+    let doc: Record<string, unknown>;
     try {
-      const res = await this.fetch(url, {
-        method: 'GET',
-        headers: { accept: 'application/json' },
-        signal: AbortSignal.timeout(IDENTITY_REQUEST_TIMEOUT_MS),
-      });
-      if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
-      doc = await res.json();
+      doc = await fetchDiscoveryDocument(url, this.fetch);
     } catch (err) {
       throw new UnavailableError(`OIDC discovery at ${url} failed: ${(err as Error).message}`, {
         cause: err,
       });
     }
-    if (!isRecord(doc) || typeof doc.token_endpoint !== 'string') {
+    if (typeof doc.token_endpoint !== 'string') {
       throw new UnavailableError(
         `OIDC discovery at ${url} names no token_endpoint: configure token_endpoint instead`,
       );

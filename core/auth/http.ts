@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { isSecureUrl } from '../config-env.js';
+import { isRecord } from '../text.js';
 import { AuthConfigError } from './errors.js';
 
 /** Time allowed for one request to an identity service, connection included. */
@@ -130,4 +131,33 @@ function request(url: URL, init: IdentityRequest, ca: string | undefined): Promi
     req.on('error', (err) => reject(signal.aborted ? signal.reason : err));
     req.end(init.body);
   });
+}
+
+/** The issuer's OIDC discovery document's URL (`/.well-known/openid-configuration`). */
+export function discoveryUrl(issuer: string): string {
+  return `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
+}
+
+/** A discovery document that did not come back as one. */
+export class DiscoveryError extends Error {
+  override readonly name = 'DiscoveryError';
+}
+
+/**
+ * Fetches an OIDC discovery document: a JSON object, or DiscoveryError saying what came back
+ * instead (a network failure is thrown as the fetch threw it). Callers check the fields they need.
+ */
+export async function fetchDiscoveryDocument(
+  url: string,
+  fetch: IdentityFetch,
+): Promise<Record<string, unknown>> {
+  const res = await fetch(url, {
+    method: 'GET',
+    headers: { accept: 'application/json' },
+    signal: AbortSignal.timeout(IDENTITY_REQUEST_TIMEOUT_MS),
+  });
+  if (res.status !== 200) throw new DiscoveryError(`${url} answered HTTP ${res.status}`);
+  const doc: unknown = await res.json().catch(() => undefined);
+  if (!isRecord(doc)) throw new DiscoveryError(`${url} is not a JSON object`);
+  return doc;
 }

@@ -28,6 +28,9 @@ import type { Caller, TokenVerifier, VerifierDeps } from './caller.js';
 import { AuthConfigError } from './errors.js';
 import {
   createIdentityFetch,
+  DiscoveryError,
+  discoveryUrl,
+  fetchDiscoveryDocument,
   IDENTITY_REQUEST_TIMEOUT_MS,
   type IdentityFetch,
   parseIdentityUrl,
@@ -194,23 +197,13 @@ function remoteOptions(fetch: IdentityFetch): RemoteJWKSetOptions {
  * life of the process; a failed discovery is retried by calls after DISCOVERY_RETRY_MS.
  */
 function discoveredKeySet(issuer: string, fetch: IdentityFetch, where: string): JWTVerifyGetKey {
-  const configUrl = parseIdentityUrl(
-    `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`,
-    `${where}: discovery`,
-  );
+  const configUrl = parseIdentityUrl(discoveryUrl(issuer), `${where}: discovery`);
   let keySet: Promise<JWTVerifyGetKey> | undefined;
   let failedAt = 0;
   let retryAfter = 0;
 
   const discover = async (): Promise<JWTVerifyGetKey> => {
-    const res = await fetch(configUrl.href, {
-      method: 'GET',
-      headers: { accept: 'application/json' },
-      signal: AbortSignal.timeout(IDENTITY_REQUEST_TIMEOUT_MS),
-    });
-    if (res.status !== 200) throw new DiscoveryError(`${configUrl.href} answered HTTP ${res.status}`);
-    const doc: unknown = await res.json().catch(() => undefined);
-    if (!isRecord(doc)) throw new DiscoveryError(`${configUrl.href} is not a JSON object`);
+    const doc = await fetchDiscoveryDocument(configUrl.href, fetch);
     if (doc.issuer !== issuer) {
       throw new DiscoveryError(`document issuer ${JSON.stringify(doc.issuer)} is not the configured issuer`);
     }
@@ -240,10 +233,6 @@ function discoveredKeySet(issuer: string, fetch: IdentityFetch, where: string): 
     const resolve = await keySet;
     return resolve(header, token);
   };
-}
-
-class DiscoveryError extends Error {
-  override readonly name = 'DiscoveryError';
 }
 
 /** Reads a key file: a JWK, a JWKS (keys picked by `kid`), or a PEM public key or certificate. */
