@@ -259,10 +259,12 @@ export class ConnectorTools {
 }
 
 /**
- * The tools/list answer. Annotations carry only what differs from the protocol's defaults
- * (readOnlyHint false, destructiveHint true, idempotentHint false, openWorldHint true; the
- * last three mean nothing on a read-only tool), and no second title: every byte here is
- * context a model pays for before its first call (the budget is in test/unit/contract.test.ts).
+ * The tools/list answer. Every byte here is context a model pays for before its first call (the
+ * budget is in test/unit/contract.test.ts), so a tool carries its name, description, schemas and
+ * the annotations a client acts on: `readOnlyHint` on reads; on writes `destructiveHint`, always,
+ * and `idempotentHint` where it holds. No `title`: the names read as titles, and the CLI and
+ * docs/tools.md keep the contract's. No `openWorldHint`: its default, open, is the cautious
+ * reading for tools that pull from registries and run what they pull.
  */
 export function toolListing(tools: readonly ToolDefinition[]): Tool[] {
   const inputs = publishedInputs(tools.map((t) => t.inputSchema));
@@ -274,13 +276,11 @@ export function toolListing(tools: readonly ToolDefinition[]): Tool[] {
           destructiveHint: a.destructiveHint,
           ...(a.idempotentHint ? { idempotentHint: true } : {}),
         };
-    if (!a.openWorldHint) annotations.openWorldHint = false;
     return {
       name: t.name,
-      title: t.title,
       description: t.description,
       inputSchema: inputs[i] as Tool['inputSchema'],
-      outputSchema: publishedOutput(t.outputSchema) as Tool['outputSchema'],
+      outputSchema: publishedOutput(t.outputSchema, t.fanOut) as Tool['outputSchema'],
       annotations,
     };
   });
@@ -533,13 +533,13 @@ export function instructions({
       .map((t) => t.name)
       .join(', ') || 'none here';
   return [
-    'These tools operate container hosts ("nodes"); each node\'s agent records services (groups of containers, "components"). Calls are audited.',
-    `Reads (${names((t) => t.fanOut)}) ask every node unless you pass \`node\`; a failing node gets an error entry, the call fails only if none answered. A write failing for any component is an error.`,
-    `Definitions: TOML files in ${servicesDir}, one per service, naming its node; without one, pass \`node\` unless there is one node.`,
+    'Container hosts ("nodes") each record services: groups of containers ("components"). Every call is audited.',
+    `Reads (${names((t) => t.fanOut)}) ask every node unless given \`node\` and answer {nodes: [{node, result or error}]}; they fail only if no node answered. A write failing for any component is an error.`,
+    `Definitions: one TOML file per service in ${servicesDir}, naming its node. Without one, pass \`node\` unless there is one node.`,
     `Destructive: ${names((t) => t.annotations.destructiveHint)}. Ask the user first.`,
-    'Writes take a requestId (generated if omitted); a retry with the same id is safe. A timeout leaves an unknown outcome: check service_status, then retry with the same id.',
-    `push_file and pull_file use the service's files directory on the node; local files in ${localDir}.`,
-    'Errors read CODE: message; PERMISSION_DENIED names the missing permission.',
+    '`component` picks one component; `dryRun` returns the plan, changing nothing. Writes take a requestId (generated if omitted): a retry with the same id is safe. After a timeout: check service_status, retry.',
+    `push_file and pull_file use the service's files directory on its node; local files: ${localDir}.`,
+    'Errors read CODE: message; PERMISSION_DENIED names the permission missing.',
   ].join('\n\n');
 }
 

@@ -45,36 +45,19 @@ export function publishedInput(schema: JsonSchema): JsonSchema {
 }
 
 /**
- * An output schema as published: a client validates results against it, and looser is still
- * true. A single node's result keeps its top-level field names and types; element types of
- * lists and string formats go. A fan-out's answer is `{nodes: [{node, result | error}]}`, each
- * `result` published as an object: its fields are the single-node tool's, listed in
- * docs/tools.md, and the instructions say what an entry without a result carries.
+ * An output schema as published: the names of the result's top-level fields, each open (`{}`).
+ * The names are what a model plans its next call with; the values it reads off the result, whose
+ * types and nested fields docs/tools.md lists. A client validating a result against it can only
+ * find what is true. A read that asks every node answers with the envelope the instructions
+ * describe once, `{nodes: [{node, result | error}]}`: its schema says only that it is an object.
  */
-export function publishedOutput(schema: JsonSchema, envelope = true): JsonSchema {
-  const out: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(schema)) {
-    if (key === 'format') continue;
-    if (key === 'items' && schema.type === 'array' && isScalar(value)) continue;
-    out[key] = mapChildren(key, value, (s) => publishedOutput(s, false));
-  }
-  if (envelope) {
-    const entry = (out.properties as Record<string, Record<string, unknown>> | undefined)?.nodes?.items as
-      | Record<string, unknown>
-      | undefined;
-    if (entry) {
-      const { node } = (entry.properties ?? {}) as Record<string, JsonSchema>;
-      for (const key of Object.keys(entry)) delete entry[key];
-      entry.properties = { node, result: { type: 'object' } };
-    }
-  }
-  return out;
-}
-
-function isScalar(value: unknown): boolean {
-  return (
-    !!value && typeof value === 'object' && (value as JsonSchema).type !== 'object' && !('$ref' in value)
-  );
+export function publishedOutput(schema: JsonSchema, fanOut: boolean): JsonSchema {
+  if (fanOut) return { type: 'object' };
+  const properties = (schema.properties ?? {}) as Record<string, JsonSchema>;
+  return {
+    type: 'object',
+    properties: Object.fromEntries(Object.keys(properties).map((name) => [name, {}])),
+  };
 }
 
 /** Recurses into the keywords whose values are schemas or maps of schemas. */
@@ -91,7 +74,11 @@ function mapChildren(key: string, value: unknown, f: (s: JsonSchema) => JsonSche
  * Arguments that several tools share and that the server's instructions explain once: their
  * published schemas carry no description of their own.
  */
-export const ARGUMENTS_EXPLAINED_IN_INSTRUCTIONS: ReadonlySet<string> = new Set(['requestId']);
+export const ARGUMENTS_EXPLAINED_IN_INSTRUCTIONS: ReadonlySet<string> = new Set([
+  'requestId',
+  'dryRun',
+  'component',
+]);
 
 function withoutSharedDescriptions(schema: JsonSchema): JsonSchema {
   const properties = schema.properties as Record<string, JsonSchema> | undefined;

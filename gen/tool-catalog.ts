@@ -34,7 +34,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "deploy",
     "title": "Deploy a service",
-    "description": "Deploy a service (or one component): pull, replace and check each container. By `service`: its definition file, else the node's record.",
+    "description": "Deploy a service or one component: pull, replace and check each container. By `service`: its definition file, else the node's record.",
     "rpc": "Deploy",
     "permission": "service.deploy",
     "fanOut": false,
@@ -53,11 +53,9 @@ export const tools: readonly ToolDefinition[] = [
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "spec": {
-          "description": "Full definition, recorded on the node. Or give `service`.",
           "type": "object",
           "properties": {
             "name": {
-              "description": "Lower-case letters, digits, '-'.",
               "type": "string"
             },
             "active": {
@@ -65,21 +63,18 @@ export const tools: readonly ToolDefinition[] = [
               "type": "boolean"
             },
             "components": {
-              "description": "Its containers; at least one.",
               "type": "array",
               "items": {
                 "type": "object",
                 "properties": {
                   "name": {
-                    "description": "Lower-case letters, digits, '-'.",
                     "type": "string"
                   },
                   "image": {
-                    "description": "Image; its tag is the version.",
+                    "description": "Its tag is the version.",
                     "type": "string"
                   },
                   "network": {
-                    "description": "Network; empty for the default.",
                     "type": "string"
                   },
                   "user": {
@@ -105,7 +100,6 @@ export const tools: readonly ToolDefinition[] = [
                     }
                   },
                   "cmd": {
-                    "description": "Replaces the image's command.",
                     "type": "array",
                     "items": {
                       "type": "string"
@@ -118,11 +112,11 @@ export const tools: readonly ToolDefinition[] = [
                     }
                   },
                   "init": {
-                    "description": "Init as PID 1 forwarding signals: stops at once even if the command ignores SIGTERM.",
+                    "description": "Run an init as PID 1, for prompt stops.",
                     "type": "boolean"
                   },
                   "stopTimeoutSeconds": {
-                    "description": "Seconds from SIGTERM to kill, 0 to 300; absent for 10.",
+                    "description": "Default 10.",
                     "type": "integer",
                     "minimum": 0,
                     "maximum": 4294967295
@@ -146,25 +140,24 @@ export const tools: readonly ToolDefinition[] = [
                         }
                       },
                       "intervalSeconds": {
-                        "description": "Seconds, 1-300; default 30.",
+                        "description": "Default 30.",
                         "type": "integer",
                         "minimum": 0,
                         "maximum": 4294967295
                       },
                       "timeoutSeconds": {
-                        "description": "Seconds per check, 1-300; default 30.",
+                        "description": "Default 30.",
                         "type": "integer",
                         "minimum": 0,
                         "maximum": 4294967295
                       },
                       "retries": {
-                        "description": "Failures to unhealthy, 1-10; default 3.",
+                        "description": "Default 3.",
                         "type": "integer",
                         "minimum": 0,
                         "maximum": 4294967295
                       },
                       "startPeriodSeconds": {
-                        "description": "Seconds not counted after start, 0-600.",
                         "type": "integer",
                         "minimum": 0,
                         "maximum": 4294967295
@@ -239,7 +232,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "stop_service",
     "title": "Stop a service",
-    "description": "Stop a service (or one component) and mark it inactive, so it is not drift. Containers are kept.",
+    "description": "Stop a service or one component; marked stopped, so not drift.",
     "rpc": "StopService",
     "permission": "service.stop",
     "fanOut": false,
@@ -309,7 +302,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "start_service",
     "title": "Start a service",
-    "description": "Start a service (or one component) and mark it active; a removed container is run again from its spec.",
+    "description": "Start a service or one component and mark it running.",
     "rpc": "StartService",
     "permission": "service.start",
     "fanOut": false,
@@ -379,7 +372,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "restart_service",
     "title": "Restart a service",
-    "description": "Restart a service's containers (or one component's). Desired state is unchanged.",
+    "description": "Restart a service's containers or one component's.",
     "rpc": "RestartService",
     "permission": "service.restart",
     "fanOut": false,
@@ -449,7 +442,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "remove_service",
     "title": "Remove a service",
-    "description": "Remove a service: stop and remove its containers, delete its record (events and audit stay), with `purgeFiles` its files. `ignore` components are forgotten, their containers left running.",
+    "description": "Remove a service: its containers and its record. Events and audit stay.",
     "rpc": "RemoveService",
     "permission": "service.remove",
     "fanOut": false,
@@ -471,11 +464,11 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "purgeFiles": {
-          "description": "Also delete its files directory on the node.",
+          "description": "Also delete its files directory.",
           "type": "boolean"
         },
         "deleteDefinition": {
-          "description": "Also delete its definition file (connector side).",
+          "description": "Also delete its definition file.",
           "type": "boolean"
         },
         "requestId": {
@@ -526,7 +519,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "service_logs",
     "title": "Read a service's logs",
-    "description": "Recent logs of a service's containers, bounded by `tail` lines and `maxBytes`, with any cut stated.",
+    "description": "A service's recent logs, bounded by `tail` and `maxBytes`.",
     "rpc": "ServiceLogs",
     "permission": "service.logs",
     "fanOut": false,
@@ -552,18 +545,17 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "tail": {
-          "description": "Last lines per component; 0 for 100, at most 1000.",
+          "description": "Lines per component; default 100, at most 1000.",
           "type": "integer",
           "minimum": 0,
           "maximum": 4294967295
         },
         "since": {
-          "description": "From this time.",
           "type": "string",
           "format": "date-time"
         },
         "maxBytes": {
-          "description": "Bytes returned in all, at most 262144; 0 for 16384.",
+          "description": "In all; default 16384, at most 262144.",
           "type": "integer",
           "minimum": 0,
           "maximum": 4294967295
@@ -598,7 +590,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "sync_desired_state",
     "title": "Sync service definitions",
-    "description": "Record service definitions on a node without touching containers; unmatched containers are marked `ignore`. Never deletes.",
+    "description": "Record service definitions on a node without touching containers.",
     "rpc": "SyncDesiredState",
     "permission": "service.sync",
     "fanOut": false,
@@ -617,7 +609,7 @@ export const tools: readonly ToolDefinition[] = [
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "services": {
-          "description": "Specs as in deploy's `spec`; leave out to sync every definition file.",
+          "description": "As deploy's `spec`; omit to sync every definition file.",
           "type": "array",
           "items": {
             "type": "object",
@@ -785,7 +777,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "list_services",
     "title": "List services",
-    "description": "Services and components in the node's registry, with desired and last observed state. `live_check` asks the runtime now.",
+    "description": "Services and components as recorded, with desired and last seen state.",
     "rpc": "ListServices",
     "permission": "service.list",
     "fanOut": true,
@@ -804,7 +796,6 @@ export const tools: readonly ToolDefinition[] = [
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "desiredState": {
-          "description": "Only components in this desired state.",
           "type": "string",
           "enum": [
             "DESIRED_STATE_UNSPECIFIED",
@@ -853,7 +844,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "live_check",
     "title": "Check containers now",
-    "description": "Ask the runtime for every container's state now and record changes. Reports drift and unmanaged containers.",
+    "description": "Every container's state now, from the runtime: drift, unmanaged containers.",
     "rpc": "LiveCheck",
     "permission": "service.live_check",
     "fanOut": true,
@@ -872,7 +863,6 @@ export const tools: readonly ToolDefinition[] = [
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "service": {
-          "description": "Only this service.",
           "type": "string"
         }
       },
@@ -924,7 +914,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "service_status",
     "title": "Service status and drift",
-    "description": "One service in detail: its components, drift (wrong state or image) and recent events.",
+    "description": "One service: its components, drift (wrong state or image), recent events.",
     "rpc": "GetServiceStatus",
     "permission": "service.status",
     "fanOut": true,
@@ -946,7 +936,7 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "eventLimit": {
-          "description": "How many recent events to include; 0 for the default of 20.",
+          "description": "Default 20.",
           "type": "integer",
           "minimum": 0,
           "maximum": 4294967295
@@ -1000,7 +990,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "adopt_containers",
     "title": "Adopt existing containers",
-    "description": "Manage existing containers `<service>` and `<service>-<component>` as `service`, their spec read from the runtime. Nothing is restarted.",
+    "description": "Record running containers `<service>` and `<service>-<component>` as `service`; nothing restarts.",
     "rpc": "AdoptContainers",
     "permission": "service.adopt",
     "fanOut": false,
@@ -1066,7 +1056,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "node_status",
     "title": "Node status",
-    "description": "The node: runtime, service counts, disk, memory, load, uptime, certificate expiry.",
+    "description": "Runtime, service counts, disk, memory, load, uptime, certificate expiry.",
     "rpc": "NodeStatus",
     "permission": "node.status",
     "fanOut": true,
@@ -1191,7 +1181,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "push_file",
     "title": "Write a file to a service",
-    "description": "Write a file into the service's files directory on the node, replacing any file there. It appears whole or not at all.",
+    "description": "Write a file into the service's files directory, replacing any there.",
     "rpc": "PushFile",
     "permission": "file.push",
     "fanOut": false,
@@ -1217,19 +1207,19 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "content": {
-          "description": "UTF-8 text. Give one of `content`, `contentBase64`, `localPath`.",
+          "description": "UTF-8 text; or `contentBase64` or `localPath`.",
           "type": "string"
         },
         "contentBase64": {
-          "description": "File content, base64-encoded (binary files).",
+          "description": "For binary files.",
           "type": "string"
         },
         "localPath": {
-          "description": "File to upload, inside the connector's local directory.",
+          "description": "A file in the connector's local directory.",
           "type": "string"
         },
         "mode": {
-          "description": "File mode, for example 384 (0600); default 420 (0644).",
+          "description": "For example 384 (0600); default 420 (0644).",
           "type": "integer",
           "minimum": 0,
           "maximum": 4294967295
@@ -1285,7 +1275,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "pull_file",
     "title": "Read a file of a service",
-    "description": "Read a file from the service's files directory on the node.",
+    "description": "Read a file from the service's files directory.",
     "rpc": "PullFile",
     "permission": "file.pull",
     "fanOut": false,
@@ -1311,7 +1301,7 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "localPath": {
-          "description": "Save here, inside the connector's local directory, instead of returning the content.",
+          "description": "Save there (the connector's local directory), not in the result.",
           "type": "string"
         }
       },
@@ -1382,12 +1372,10 @@ export const tools: readonly ToolDefinition[] = [
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "since": {
-          "description": "From this time.",
           "type": "string",
           "format": "date-time"
         },
         "until": {
-          "description": "Before this time.",
           "type": "string",
           "format": "date-time"
         },
@@ -1400,7 +1388,6 @@ export const tools: readonly ToolDefinition[] = [
           "type": "string"
         },
         "service": {
-          "description": "Target service.",
           "type": "string"
         },
         "decision": {
@@ -1421,7 +1408,7 @@ export const tools: readonly ToolDefinition[] = [
           ]
         },
         "pageSize": {
-          "description": "At most 500; 0 for 50.",
+          "description": "Default 50, at most 500.",
           "type": "integer",
           "minimum": 0,
           "maximum": 4294967295
@@ -1473,7 +1460,7 @@ export const tools: readonly ToolDefinition[] = [
   {
     "name": "rollback_service",
     "title": "Roll a service back",
-    "description": "Redeploy the service's previous definition (last 5 kept); its file is unchanged.",
+    "description": "Redeploy the service's previous definition.",
     "rpc": "RollbackService",
     "permission": "service.deploy",
     "fanOut": false,
@@ -1562,7 +1549,6 @@ export const tools: readonly ToolDefinition[] = [
           "pattern": "^[a-z0-9][a-z0-9-]*$"
         },
         "service": {
-          "description": "Only this service; empty for all.",
           "type": "string"
         }
       },

@@ -56,9 +56,9 @@ describe('mcp-connector over stdio', () => {
     const { tools } = await admin.client.listTools();
     expect(tools.map((t) => t.name)).toEqual(contractTools.map((t) => t.name));
     const deploy = tools.find((t) => t.name === 'deploy');
-    // The title is the tool's own; annotations carry only the hints that differ from MCP's defaults.
-    expect(deploy?.title).toBe('Deploy a service');
-    expect(deploy?.annotations).toMatchObject({ destructiveHint: true });
+    // No title (the name reads as one); a write says whether it is destructive and idempotent.
+    expect(deploy?.title).toBeUndefined();
+    expect(deploy?.annotations).toEqual({ destructiveHint: true, idempotentHint: true });
   });
 
   it('names the bad field of a schema-invalid call', async () => {

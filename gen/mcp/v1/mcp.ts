@@ -300,7 +300,7 @@ export interface ServiceSpec {
   active?:
     | boolean
     | undefined;
-  /** Its containers; at least one. */
+  /** At least one. */
   components: ComponentSpec[];
 }
 
@@ -311,9 +311,8 @@ export interface ServiceSpec {
 export interface ComponentSpec {
   /** Lower-case letters, digits, '-'. */
   name: string;
-  /** Image; its tag is the version. */
+  /** Its tag is the version. */
   image: string;
-  /** Network; empty for the default. */
   network: string;
   /** `uid[:gid]`. */
   user: string;
@@ -326,9 +325,18 @@ export interface ComponentSpec {
   /** Replaces the image's command. */
   cmd: string[];
   env: { [key: string]: string };
-  /** Init as PID 1 forwarding signals: stops at once even if the command ignores SIGTERM. */
+  /**
+   * Run an init as PID 1, for prompt stops.
+   *
+   * The init forwards signals, so a stop is prompt even when the command
+   * ignores SIGTERM.
+   */
   init: boolean;
-  /** Seconds from SIGTERM to kill, 0 to 300; absent for 10. */
+  /**
+   * Default 10.
+   *
+   * Seconds from SIGTERM to SIGKILL when the container is stopped, 0-300.
+   */
   stopTimeoutSeconds?:
     | number
     | undefined;
@@ -362,7 +370,7 @@ export interface ComponentResult {
 }
 
 export interface DeployRequest {
-  /** Full definition, recorded on the node. Or give `service`. */
+  /** The whole definition, recorded on the node; or give `service`. */
   spec: ServiceSpec | undefined;
   service: string;
   /** Only this component. */
@@ -492,9 +500,13 @@ export interface RestartServiceResponse {
 
 export interface RemoveServiceRequest {
   service: string;
-  /** Also delete its files directory on the node. */
+  /** Also delete its files directory. */
   purgeFiles: boolean;
-  /** Also delete its definition file (connector side). */
+  /**
+   * Also delete its definition file.
+   *
+   * The connector deletes the file, after the node removed the service.
+   */
   deleteDefinition: boolean;
   /** Idempotency key: a retry returns the first result. */
   requestId: string;
@@ -533,13 +545,13 @@ export interface ServiceLogsRequest {
   service: string;
   /** Only this component. */
   component: string;
-  /** Last lines per component; 0 for 100, at most 1000. */
+  /** Lines per component; default 100, at most 1000. */
   tail: number;
   /** From this time. */
   since:
     | Date
     | undefined;
-  /** Bytes returned in all, at most 262144; 0 for 16384. */
+  /** In all; default 16384, at most 262144. */
   maxBytes: number;
 }
 
@@ -569,7 +581,7 @@ export interface ServiceLogsResponse {
 }
 
 export interface SyncDesiredStateRequest {
-  /** Specs as in deploy's `spec`; leave out to sync every definition file. */
+  /** As deploy's `spec`; omit to sync every definition file. */
   services: ServiceSpec[];
   /** Idempotency key: a retry returns the first result. */
   requestId: string;
@@ -629,7 +641,6 @@ export interface NodeSync {
 }
 
 export interface ListServicesRequest {
-  /** Only components in this desired state. */
   desiredState: DesiredState;
 }
 
@@ -675,7 +686,6 @@ export interface ListServicesResponse {
 }
 
 export interface LiveCheckRequest {
-  /** Only this service. */
   service: string;
 }
 
@@ -714,7 +724,11 @@ export interface LiveCheckResponse {
 
 export interface GetServiceStatusRequest {
   service: string;
-  /** How many recent events to include; 0 for the default of 20. */
+  /**
+   * Default 20.
+   *
+   * How many recent events to include.
+   */
   eventLimit: number;
 }
 
@@ -925,13 +939,13 @@ export interface PushFileToolInput {
   service: string;
   /** Path inside the service's files directory. */
   path: string;
-  /** UTF-8 text. Give one of `content`, `contentBase64`, `localPath`. */
+  /** UTF-8 text; or `contentBase64` or `localPath`. */
   content: string;
-  /** File content, base64-encoded (binary files). */
+  /** For binary files. */
   contentBase64: string;
-  /** File to upload, inside the connector's local directory. */
+  /** A file in the connector's local directory. */
   localPath: string;
-  /** File mode, for example 384 (0600); default 420 (0644). */
+  /** For example 384 (0600); default 420 (0644). */
   mode: number;
   /** Only return the plan. */
   dryRun?:
@@ -946,7 +960,7 @@ export interface PullFileToolInput {
   service: string;
   /** Path inside the service's files directory. */
   path: string;
-  /** Save here, inside the connector's local directory, instead of returning the content. */
+  /** Save there (the connector's local directory), not in the result. */
   localPath: string;
 }
 
@@ -983,11 +997,10 @@ export interface QueryAuditRequest {
   subject: string;
   /** For example `Deploy`. */
   rpc: string;
-  /** Target service. */
   service: string;
   decision: AuditDecision;
   outcome: AuditOutcome;
-  /** At most 500; 0 for 50. */
+  /** Default 50, at most 500. */
   pageSize: number;
   /** `nextPageToken` of the previous page. */
   pageToken: string;
@@ -1097,19 +1110,31 @@ export interface FollowAuditResponse {
 export interface HealthCheck {
   /** Argv; exit 0 is healthy. */
   command: string[];
-  /** Seconds, 1-300; default 30. */
+  /**
+   * Default 30.
+   *
+   * Seconds between checks, 1-300.
+   */
   intervalSeconds?:
     | number
     | undefined;
-  /** Seconds per check, 1-300; default 30. */
+  /**
+   * Default 30.
+   *
+   * Seconds a check may take, 1-300.
+   */
   timeoutSeconds?:
     | number
     | undefined;
-  /** Failures to unhealthy, 1-10; default 3. */
+  /**
+   * Default 3.
+   *
+   * Failures in a row that make the container unhealthy, 1-10.
+   */
   retries?:
     | number
     | undefined;
-  /** Seconds not counted after start, 0-600. */
+  /** Seconds after start whose failures do not count, 0-600. */
   startPeriodSeconds: number;
 }
 
@@ -1141,7 +1166,6 @@ export interface RollbackServiceResponse {
 }
 
 export interface CheckUpdatesRequest {
-  /** Only this service; empty for all. */
   service: string;
 }
 
@@ -10399,8 +10423,12 @@ export const PlannedChange: MessageFns<PlannedChange> = {
 export type McpAgentServiceService = typeof McpAgentServiceService;
 export const McpAgentServiceService = {
   /**
-   * Deploy a service (or one component): pull, replace and check each
-   * container. By `service`: its definition file, else the node's record.
+   * Deploy a service or one component: pull, replace and check each container.
+   * By `service`: its definition file, else the node's record.
+   *
+   * With `spec`, that definition is recorded on the node and written to the
+   * service's definition file. A component whose new container fails its
+   * health check is rolled back to the container it replaced.
    */
   deploy: {
     path: "/mcp.v1.McpAgentService/Deploy" as const,
@@ -10412,8 +10440,9 @@ export const McpAgentServiceService = {
     responseDeserialize: (value: Buffer): DeployResponse => DeployResponse.decode(value),
   },
   /**
-   * Stop a service (or one component) and mark it inactive, so it is not
-   * drift. Containers are kept.
+   * Stop a service or one component; marked stopped, so not drift.
+   *
+   * The containers are kept; start_service runs them again.
    */
   stopService: {
     path: "/mcp.v1.McpAgentService/StopService" as const,
@@ -10425,8 +10454,9 @@ export const McpAgentServiceService = {
     responseDeserialize: (value: Buffer): StopServiceResponse => StopServiceResponse.decode(value),
   },
   /**
-   * Start a service (or one component) and mark it active; a removed
-   * container is run again from its spec.
+   * Start a service or one component and mark it running.
+   *
+   * A container that was removed is run again from its recorded definition.
    */
   startService: {
     path: "/mcp.v1.McpAgentService/StartService" as const,
@@ -10439,8 +10469,9 @@ export const McpAgentServiceService = {
     responseDeserialize: (value: Buffer): StartServiceResponse => StartServiceResponse.decode(value),
   },
   /**
-   * Restart a service's containers (or one component's). Desired state is
-   * unchanged.
+   * Restart a service's containers or one component's.
+   *
+   * The desired state is unchanged.
    */
   restartService: {
     path: "/mcp.v1.McpAgentService/RestartService" as const,
@@ -10454,9 +10485,10 @@ export const McpAgentServiceService = {
     responseDeserialize: (value: Buffer): RestartServiceResponse => RestartServiceResponse.decode(value),
   },
   /**
-   * Remove a service: stop and remove its containers, delete its record (events
-   * and audit stay), with `purgeFiles` its files. `ignore` components are
-   * forgotten, their containers left running.
+   * Remove a service: its containers and its record. Events and audit stay.
+   *
+   * With `purgeFiles` its files directory goes too. Components whose desired
+   * state is `ignore` are forgotten and their containers left running.
    */
   removeService: {
     path: "/mcp.v1.McpAgentService/RemoveService" as const,
@@ -10469,8 +10501,9 @@ export const McpAgentServiceService = {
     responseDeserialize: (value: Buffer): RemoveServiceResponse => RemoveServiceResponse.decode(value),
   },
   /**
-   * Recent logs of a service's containers, bounded by `tail` lines and
-   * `maxBytes`, with any cut stated.
+   * A service's recent logs, bounded by `tail` and `maxBytes`.
+   *
+   * A component whose logs were cut says so (`truncated`).
    */
   serviceLogs: {
     path: "/mcp.v1.McpAgentService/ServiceLogs" as const,
@@ -10482,8 +10515,10 @@ export const McpAgentServiceService = {
     responseDeserialize: (value: Buffer): ServiceLogsResponse => ServiceLogsResponse.decode(value),
   },
   /**
-   * Record service definitions on a node without touching containers;
-   * unmatched containers are marked `ignore`. Never deletes.
+   * Record service definitions on a node without touching containers.
+   *
+   * Containers that match no definition are recorded as `ignore`. Never
+   * deletes anything.
    */
   syncDesiredState: {
     path: "/mcp.v1.McpAgentService/SyncDesiredState" as const,
@@ -10497,8 +10532,10 @@ export const McpAgentServiceService = {
     responseDeserialize: (value: Buffer): SyncDesiredStateResponse => SyncDesiredStateResponse.decode(value),
   },
   /**
-   * Services and components in the node's registry, with desired and last
-   * observed state. `live_check` asks the runtime now.
+   * Services and components as recorded, with desired and last seen state.
+   *
+   * The observed state is the last the monitor saw; live_check asks the
+   * runtime now.
    */
   listServices: {
     path: "/mcp.v1.McpAgentService/ListServices" as const,
@@ -10511,8 +10548,10 @@ export const McpAgentServiceService = {
     responseDeserialize: (value: Buffer): ListServicesResponse => ListServicesResponse.decode(value),
   },
   /**
-   * Ask the runtime for every container's state now and record changes.
-   * Reports drift and unmanaged containers.
+   * Every container's state now, from the runtime: drift, unmanaged
+   * containers.
+   *
+   * What it finds is recorded in the registry.
    */
   liveCheck: {
     path: "/mcp.v1.McpAgentService/LiveCheck" as const,
@@ -10523,10 +10562,7 @@ export const McpAgentServiceService = {
     responseSerialize: (value: LiveCheckResponse): Buffer => Buffer.from(LiveCheckResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): LiveCheckResponse => LiveCheckResponse.decode(value),
   },
-  /**
-   * One service in detail: its components, drift (wrong state or image) and
-   * recent events.
-   */
+  /** One service: its components, drift (wrong state or image), recent events. */
   getServiceStatus: {
     path: "/mcp.v1.McpAgentService/GetServiceStatus" as const,
     requestStream: false as const,
@@ -10539,8 +10575,10 @@ export const McpAgentServiceService = {
     responseDeserialize: (value: Buffer): GetServiceStatusResponse => GetServiceStatusResponse.decode(value),
   },
   /**
-   * Manage existing containers `<service>` and `<service>-<component>` as
-   * `service`, their spec read from the runtime. Nothing is restarted.
+   * Record running containers `<service>` and `<service>-<component>` as
+   * `service`; nothing restarts.
+   *
+   * Each component's definition is read from its container.
    */
   adoptContainers: {
     path: "/mcp.v1.McpAgentService/AdoptContainers" as const,
@@ -10553,10 +10591,7 @@ export const McpAgentServiceService = {
       Buffer.from(AdoptContainersResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): AdoptContainersResponse => AdoptContainersResponse.decode(value),
   },
-  /**
-   * The node: runtime, service counts, disk, memory, load, uptime,
-   * certificate expiry.
-   */
+  /** Runtime, service counts, disk, memory, load, uptime, certificate expiry. */
   nodeStatus: {
     path: "/mcp.v1.McpAgentService/NodeStatus" as const,
     requestStream: false as const,
@@ -10567,8 +10602,10 @@ export const McpAgentServiceService = {
     responseDeserialize: (value: Buffer): NodeStatusResponse => NodeStatusResponse.decode(value),
   },
   /**
-   * Write a file into the service's files directory on the node, replacing
-   * any file there. It appears whole or not at all.
+   * Write a file into the service's files directory, replacing any there.
+   *
+   * The file appears whole or not at all: it is written aside, checked
+   * against its SHA-256 and renamed into place.
    */
   pushFile: {
     path: "/mcp.v1.McpAgentService/PushFile" as const,
@@ -10579,7 +10616,7 @@ export const McpAgentServiceService = {
     responseSerialize: (value: PushFileResponse): Buffer => Buffer.from(PushFileResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PushFileResponse => PushFileResponse.decode(value),
   },
-  /** Read a file from the service's files directory on the node. */
+  /** Read a file from the service's files directory. */
   pullFile: {
     path: "/mcp.v1.McpAgentService/PullFile" as const,
     requestStream: false as const,
@@ -10619,7 +10656,11 @@ export const McpAgentServiceService = {
     responseSerialize: (value: FollowAuditResponse): Buffer => Buffer.from(FollowAuditResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): FollowAuditResponse => FollowAuditResponse.decode(value),
   },
-  /** Redeploy the service's previous definition (last 5 kept); its file is unchanged. */
+  /**
+   * Redeploy the service's previous definition.
+   *
+   * The last 5 definitions deployed are kept. The definition file is unchanged.
+   */
   rollbackService: {
     path: "/mcp.v1.McpAgentService/RollbackService" as const,
     requestStream: false as const,
@@ -10646,72 +10687,85 @@ export const McpAgentServiceService = {
 
 export interface McpAgentServiceServer extends UntypedServiceImplementation {
   /**
-   * Deploy a service (or one component): pull, replace and check each
-   * container. By `service`: its definition file, else the node's record.
+   * Deploy a service or one component: pull, replace and check each container.
+   * By `service`: its definition file, else the node's record.
+   *
+   * With `spec`, that definition is recorded on the node and written to the
+   * service's definition file. A component whose new container fails its
+   * health check is rolled back to the container it replaced.
    */
   deploy: handleServerStreamingCall<DeployRequest, DeployResponse>;
   /**
-   * Stop a service (or one component) and mark it inactive, so it is not
-   * drift. Containers are kept.
+   * Stop a service or one component; marked stopped, so not drift.
+   *
+   * The containers are kept; start_service runs them again.
    */
   stopService: handleUnaryCall<StopServiceRequest, StopServiceResponse>;
   /**
-   * Start a service (or one component) and mark it active; a removed
-   * container is run again from its spec.
+   * Start a service or one component and mark it running.
+   *
+   * A container that was removed is run again from its recorded definition.
    */
   startService: handleUnaryCall<StartServiceRequest, StartServiceResponse>;
   /**
-   * Restart a service's containers (or one component's). Desired state is
-   * unchanged.
+   * Restart a service's containers or one component's.
+   *
+   * The desired state is unchanged.
    */
   restartService: handleUnaryCall<RestartServiceRequest, RestartServiceResponse>;
   /**
-   * Remove a service: stop and remove its containers, delete its record (events
-   * and audit stay), with `purgeFiles` its files. `ignore` components are
-   * forgotten, their containers left running.
+   * Remove a service: its containers and its record. Events and audit stay.
+   *
+   * With `purgeFiles` its files directory goes too. Components whose desired
+   * state is `ignore` are forgotten and their containers left running.
    */
   removeService: handleUnaryCall<RemoveServiceRequest, RemoveServiceResponse>;
   /**
-   * Recent logs of a service's containers, bounded by `tail` lines and
-   * `maxBytes`, with any cut stated.
+   * A service's recent logs, bounded by `tail` and `maxBytes`.
+   *
+   * A component whose logs were cut says so (`truncated`).
    */
   serviceLogs: handleUnaryCall<ServiceLogsRequest, ServiceLogsResponse>;
   /**
-   * Record service definitions on a node without touching containers;
-   * unmatched containers are marked `ignore`. Never deletes.
+   * Record service definitions on a node without touching containers.
+   *
+   * Containers that match no definition are recorded as `ignore`. Never
+   * deletes anything.
    */
   syncDesiredState: handleUnaryCall<SyncDesiredStateRequest, SyncDesiredStateResponse>;
   /**
-   * Services and components in the node's registry, with desired and last
-   * observed state. `live_check` asks the runtime now.
+   * Services and components as recorded, with desired and last seen state.
+   *
+   * The observed state is the last the monitor saw; live_check asks the
+   * runtime now.
    */
   listServices: handleUnaryCall<ListServicesRequest, ListServicesResponse>;
   /**
-   * Ask the runtime for every container's state now and record changes.
-   * Reports drift and unmanaged containers.
+   * Every container's state now, from the runtime: drift, unmanaged
+   * containers.
+   *
+   * What it finds is recorded in the registry.
    */
   liveCheck: handleUnaryCall<LiveCheckRequest, LiveCheckResponse>;
-  /**
-   * One service in detail: its components, drift (wrong state or image) and
-   * recent events.
-   */
+  /** One service: its components, drift (wrong state or image), recent events. */
   getServiceStatus: handleUnaryCall<GetServiceStatusRequest, GetServiceStatusResponse>;
   /**
-   * Manage existing containers `<service>` and `<service>-<component>` as
-   * `service`, their spec read from the runtime. Nothing is restarted.
+   * Record running containers `<service>` and `<service>-<component>` as
+   * `service`; nothing restarts.
+   *
+   * Each component's definition is read from its container.
    */
   adoptContainers: handleUnaryCall<AdoptContainersRequest, AdoptContainersResponse>;
-  /**
-   * The node: runtime, service counts, disk, memory, load, uptime,
-   * certificate expiry.
-   */
+  /** Runtime, service counts, disk, memory, load, uptime, certificate expiry. */
   nodeStatus: handleUnaryCall<NodeStatusRequest, NodeStatusResponse>;
   /**
-   * Write a file into the service's files directory on the node, replacing
-   * any file there. It appears whole or not at all.
+   * Write a file into the service's files directory, replacing any there.
+   *
+   * The file appears whole or not at all: it is written aside, checked
+   * against its SHA-256 and renamed into place.
    */
   pushFile: handleClientStreamingCall<PushFileRequest, PushFileResponse>;
-  /** Read a file from the service's files directory on the node. */
+  /** Read a file from the service's files directory. */
   pullFile: handleServerStreamingCall<PullFileRequest, PullFileResponse>;
   /** The node's audit log: every call, allowed or denied, newest first. */
   queryAudit: handleUnaryCall<QueryAuditRequest, QueryAuditResponse>;
@@ -10719,7 +10773,11 @@ export interface McpAgentServiceServer extends UntypedServiceImplementation {
   verifyAudit: handleUnaryCall<VerifyAuditRequest, VerifyAuditResponse>;
   /** The node's audit records after a seq, as they are written, until cancelled. */
   followAudit: handleServerStreamingCall<FollowAuditRequest, FollowAuditResponse>;
-  /** Redeploy the service's previous definition (last 5 kept); its file is unchanged. */
+  /**
+   * Redeploy the service's previous definition.
+   *
+   * The last 5 definitions deployed are kept. The definition file is unchanged.
+   */
   rollbackService: handleUnaryCall<RollbackServiceRequest, RollbackServiceResponse>;
   /** Whether each running component's registry has moved its tag. */
   checkUpdates: handleUnaryCall<CheckUpdatesRequest, CheckUpdatesResponse>;
@@ -10727,8 +10785,12 @@ export interface McpAgentServiceServer extends UntypedServiceImplementation {
 
 export interface McpAgentServiceClient extends Client {
   /**
-   * Deploy a service (or one component): pull, replace and check each
-   * container. By `service`: its definition file, else the node's record.
+   * Deploy a service or one component: pull, replace and check each container.
+   * By `service`: its definition file, else the node's record.
+   *
+   * With `spec`, that definition is recorded on the node and written to the
+   * service's definition file. A component whose new container fails its
+   * health check is rolled back to the container it replaced.
    */
   deploy(request: DeployRequest, options?: Partial<CallOptions>): ClientReadableStream<DeployResponse>;
   deploy(
@@ -10737,8 +10799,9 @@ export interface McpAgentServiceClient extends Client {
     options?: Partial<CallOptions>,
   ): ClientReadableStream<DeployResponse>;
   /**
-   * Stop a service (or one component) and mark it inactive, so it is not
-   * drift. Containers are kept.
+   * Stop a service or one component; marked stopped, so not drift.
+   *
+   * The containers are kept; start_service runs them again.
    */
   stopService(
     request: StopServiceRequest,
@@ -10756,8 +10819,9 @@ export interface McpAgentServiceClient extends Client {
     callback: (error: ServiceError | null, response: StopServiceResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Start a service (or one component) and mark it active; a removed
-   * container is run again from its spec.
+   * Start a service or one component and mark it running.
+   *
+   * A container that was removed is run again from its recorded definition.
    */
   startService(
     request: StartServiceRequest,
@@ -10775,8 +10839,9 @@ export interface McpAgentServiceClient extends Client {
     callback: (error: ServiceError | null, response: StartServiceResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Restart a service's containers (or one component's). Desired state is
-   * unchanged.
+   * Restart a service's containers or one component's.
+   *
+   * The desired state is unchanged.
    */
   restartService(
     request: RestartServiceRequest,
@@ -10794,9 +10859,10 @@ export interface McpAgentServiceClient extends Client {
     callback: (error: ServiceError | null, response: RestartServiceResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Remove a service: stop and remove its containers, delete its record (events
-   * and audit stay), with `purgeFiles` its files. `ignore` components are
-   * forgotten, their containers left running.
+   * Remove a service: its containers and its record. Events and audit stay.
+   *
+   * With `purgeFiles` its files directory goes too. Components whose desired
+   * state is `ignore` are forgotten and their containers left running.
    */
   removeService(
     request: RemoveServiceRequest,
@@ -10814,8 +10880,9 @@ export interface McpAgentServiceClient extends Client {
     callback: (error: ServiceError | null, response: RemoveServiceResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Recent logs of a service's containers, bounded by `tail` lines and
-   * `maxBytes`, with any cut stated.
+   * A service's recent logs, bounded by `tail` and `maxBytes`.
+   *
+   * A component whose logs were cut says so (`truncated`).
    */
   serviceLogs(
     request: ServiceLogsRequest,
@@ -10833,8 +10900,10 @@ export interface McpAgentServiceClient extends Client {
     callback: (error: ServiceError | null, response: ServiceLogsResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Record service definitions on a node without touching containers;
-   * unmatched containers are marked `ignore`. Never deletes.
+   * Record service definitions on a node without touching containers.
+   *
+   * Containers that match no definition are recorded as `ignore`. Never
+   * deletes anything.
    */
   syncDesiredState(
     request: SyncDesiredStateRequest,
@@ -10852,8 +10921,10 @@ export interface McpAgentServiceClient extends Client {
     callback: (error: ServiceError | null, response: SyncDesiredStateResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Services and components in the node's registry, with desired and last
-   * observed state. `live_check` asks the runtime now.
+   * Services and components as recorded, with desired and last seen state.
+   *
+   * The observed state is the last the monitor saw; live_check asks the
+   * runtime now.
    */
   listServices(
     request: ListServicesRequest,
@@ -10871,8 +10942,10 @@ export interface McpAgentServiceClient extends Client {
     callback: (error: ServiceError | null, response: ListServicesResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Ask the runtime for every container's state now and record changes.
-   * Reports drift and unmanaged containers.
+   * Every container's state now, from the runtime: drift, unmanaged
+   * containers.
+   *
+   * What it finds is recorded in the registry.
    */
   liveCheck(
     request: LiveCheckRequest,
@@ -10889,10 +10962,7 @@ export interface McpAgentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: LiveCheckResponse) => void,
   ): ClientUnaryCall;
-  /**
-   * One service in detail: its components, drift (wrong state or image) and
-   * recent events.
-   */
+  /** One service: its components, drift (wrong state or image), recent events. */
   getServiceStatus(
     request: GetServiceStatusRequest,
     callback: (error: ServiceError | null, response: GetServiceStatusResponse) => void,
@@ -10909,8 +10979,10 @@ export interface McpAgentServiceClient extends Client {
     callback: (error: ServiceError | null, response: GetServiceStatusResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Manage existing containers `<service>` and `<service>-<component>` as
-   * `service`, their spec read from the runtime. Nothing is restarted.
+   * Record running containers `<service>` and `<service>-<component>` as
+   * `service`; nothing restarts.
+   *
+   * Each component's definition is read from its container.
    */
   adoptContainers(
     request: AdoptContainersRequest,
@@ -10927,10 +10999,7 @@ export interface McpAgentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: AdoptContainersResponse) => void,
   ): ClientUnaryCall;
-  /**
-   * The node: runtime, service counts, disk, memory, load, uptime,
-   * certificate expiry.
-   */
+  /** Runtime, service counts, disk, memory, load, uptime, certificate expiry. */
   nodeStatus(
     request: NodeStatusRequest,
     callback: (error: ServiceError | null, response: NodeStatusResponse) => void,
@@ -10947,8 +11016,10 @@ export interface McpAgentServiceClient extends Client {
     callback: (error: ServiceError | null, response: NodeStatusResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Write a file into the service's files directory on the node, replacing
-   * any file there. It appears whole or not at all.
+   * Write a file into the service's files directory, replacing any there.
+   *
+   * The file appears whole or not at all: it is written aside, checked
+   * against its SHA-256 and renamed into place.
    */
   pushFile(
     callback: (error: ServiceError | null, response: PushFileResponse) => void,
@@ -10966,7 +11037,7 @@ export interface McpAgentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PushFileResponse) => void,
   ): ClientWritableStream<PushFileRequest>;
-  /** Read a file from the service's files directory on the node. */
+  /** Read a file from the service's files directory. */
   pullFile(request: PullFileRequest, options?: Partial<CallOptions>): ClientReadableStream<PullFileResponse>;
   pullFile(
     request: PullFileRequest,
@@ -11012,7 +11083,11 @@ export interface McpAgentServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<FollowAuditResponse>;
-  /** Redeploy the service's previous definition (last 5 kept); its file is unchanged. */
+  /**
+   * Redeploy the service's previous definition.
+   *
+   * The last 5 definitions deployed are kept. The definition file is unchanged.
+   */
   rollbackService(
     request: RollbackServiceRequest,
     callback: (error: ServiceError | null, response: RollbackServiceResponse) => void,
