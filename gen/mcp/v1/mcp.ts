@@ -313,6 +313,7 @@ export interface ComponentSpec {
   name: string;
   /** Its tag is the version. */
   image: string;
+  /** Network to join; empty for the runtime's default. */
   network: string;
   /** `uid[:gid]`. */
   user: string;
@@ -324,6 +325,7 @@ export interface ComponentSpec {
   volumes: string[];
   /** Replaces the image's command. */
   cmd: string[];
+  /** Environment variables, kept in the node's registry as given; secrets go in `envFiles`. */
   env: { [key: string]: string };
   /**
    * Run an init as PID 1, for prompt stops.
