@@ -24,6 +24,7 @@ import {
 import type { Authenticator } from '../core/auth/authenticator.js';
 import type { Caller } from '../core/auth/caller.js';
 import { InvalidArgumentError, toMcpError, UnauthenticatedError, UnavailableError } from '../core/errors.js';
+import { withFileChunkCodecs } from '../core/file-chunks.js';
 import { toStatusObject } from '../core/grpc-status.js';
 import type { Logger } from '../core/log.js';
 import { CONFIRMATION_METADATA, isConfirmationText } from '../core/plans.js';
@@ -516,7 +517,10 @@ export async function startAgentServer(
     'grpc.http2.min_ping_interval_without_data_ms': 10_000,
     'grpc.max_receive_message_length': 8 * 1024 * 1024,
   });
-  server.addService(tolerantDefinition(McpAgentServiceService), buildServiceImplementation(opts));
+  server.addService(
+    tolerantDefinition(withFileChunkCodecs(McpAgentServiceService)),
+    buildServiceImplementation(opts),
+  );
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(opts.listen, tlsCredentials(opts.tls), (err, p) => (err ? reject(err) : resolve(p)));
   });

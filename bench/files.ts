@@ -1,6 +1,7 @@
 /**
- * PushFile and PullFile throughput over loopback TLS gRPC, and what they cost the agent in
- * memory. The agent runs as its own process (`dist/agent/main.js server`, so build first);
+ * PushFile and PullFile throughput over loopback TLS gRPC, through the connector's gRPC client
+ * and wire codecs (connector/agent-client.ts, core/file-chunks.ts), and what they cost the agent
+ * in memory. The agent runs as its own process (`dist/agent/main.js server`, so build first);
  * its resident set is sampled from /proc/<pid>/status every 20 ms, and the kernel's peak
  * (VmHWM) is reset before each transfer (`/proc/<pid>/clear_refs`), so each row shows the
  * peak of that transfer alone. Content is a pseudo-random keystream generated in chunks of
@@ -12,6 +13,8 @@
  * SHA-256 at both ends, written to a file and fsynced by the receiver (one process).
  *
  *   npm run build && npx tsx bench/files.ts [bytes=1073741824] [chunk=1048576]
+ *
+ * With BENCH_PROFILE_DIR set, the agent writes a CPU profile there (`--cpu-prof`).
  */
 import { createCipheriv, createHash } from 'node:crypto';
 import { once } from 'node:events';
@@ -19,15 +22,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import type { ClientWritableStream, Metadata } from '@grpc/grpc-js';
+import { AgentConnection, type CallSettings, DEFAULT_RETRY } from '../connector/agent-client.js';
 import { issueCertificate } from '../connector/certs.js';
-import type {
-  McpAgentServiceClient,
-  PullFileResponse,
-  PushFileRequest,
-  PushFileResponse,
-} from '../gen/mcp/v1/mcp.js';
+import { PULL_FILE_METHOD, PUSH_FILE_METHOD } from '../core/file-chunks.js';
+import { silentLogger } from '../core/log.js';
+import type { PushFileResponse } from '../gen/mcp/v1/mcp.js';
 import { startTestAgent, testCa } from '../test/support/agent.js';
+import { toolCodecs } from '../tools.generated.js';
 import { machine, table } from './stats.js';
 
 const size = Number(process.argv[2] ?? 1024 ** 3);
@@ -70,39 +71,40 @@ function memory(pid: number): { rss: number; hwm: number } {
   return { rss: field('VmRSS'), hwm: field('VmHWM') };
 }
 
-async function push(client: McpAgentServiceClient, md: Metadata, sha256: string): Promise<PushFileResponse> {
-  let call!: ClientWritableStream<PushFileRequest>;
-  const result = new Promise<PushFileResponse>((resolve, reject) => {
-    call = client.pushFile(md, (err, res) => (err ? reject(err) : resolve(res as PushFileResponse)));
+/** The connector's gRPC path for push_file (connector/agent-client.ts, core/file-chunks.ts). */
+async function push(
+  agent: AgentConnection,
+  settings: CallSettings,
+  sha256: string,
+): Promise<PushFileResponse> {
+  return agent.clientStream({ ...toolCodecs.push_file, method: PUSH_FILE_METHOD }, settings, async (send) => {
+    await send({
+      header: { service: 'bench', path: 'data/blob.bin', mode: 0o600, sha256, size, requestId: '' },
+    });
+    for (const chunk of content(size)) await send({ chunk });
   });
-  const write = async (msg: PushFileRequest) => {
-    if (!call.write(msg)) await Promise.race([new Promise((resolve) => call.once('drain', resolve)), result]);
-  };
-  await write({
-    header: { service: 'bench', path: 'data/blob.bin', mode: 0o600, sha256, size, requestId: '' },
-  });
-  for (const chunk of content(size)) await write({ chunk });
-  call.end();
-  return result;
 }
 
+/** The connector's gRPC path for pull_file, hashing what arrives. */
 async function pull(
-  client: McpAgentServiceClient,
-  md: Metadata,
+  agent: AgentConnection,
+  settings: CallSettings,
 ): Promise<{ bytes: number; sha256: string; sent: string }> {
   const hash = createHash('sha256');
   let bytes = 0;
   let sent = '';
-  for await (const msg of client.pullFile(
+  await agent.stream(
+    { ...toolCodecs.pull_file, method: PULL_FILE_METHOD },
     { service: 'bench', path: 'data/blob.bin' },
-    md,
-  ) as AsyncIterable<PullFileResponse>) {
-    if (msg.chunk) {
-      hash.update(msg.chunk);
-      bytes += msg.chunk.length;
-    }
-    if (msg.sha256) sent = msg.sha256;
-  }
+    settings,
+    async (msg) => {
+      if (msg.chunk) {
+        hash.update(msg.chunk);
+        bytes += msg.chunk.length;
+      }
+      if (msg.sha256) sent = msg.sha256;
+    },
+  );
   return { bytes, sha256: hash.digest('hex'), sent };
 }
 
@@ -170,24 +172,41 @@ async function main(): Promise<void> {
   for (const chunk of content(size)) hash.update(chunk);
   const sha256 = hash.digest('hex');
 
+  const profileDir = process.env.BENCH_PROFILE_DIR;
   const agent = await startTestAgent({
     process: true,
+    ...(profileDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] } : {}),
     files: { max_file_bytes: Math.max(size, 1), chunk_bytes: CHUNK },
   });
   try {
     const pid = agent.child?.pid as number;
-    const client = agent.client();
-    const md = await agent.auth({ roles: ['operator'] });
+    const connection = new AgentConnection(
+      {
+        name: agent.node,
+        address: agent.address,
+        caFile: path.join(agent.dataDir, 'ca.crt'),
+        serverName: 'localhost',
+      },
+      { retry: DEFAULT_RETRY, log: silentLogger },
+    );
+    const token = await agent.token({ roles: ['operator'] });
+    const settings = (tool: string, readOnly: boolean): CallSettings => ({
+      token,
+      timeoutSeconds: 3600,
+      readOnly,
+      tool,
+    });
     const rawDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcp-bench-raw-'));
     const raw = await rawTlsPush(size, rawDir).finally(() =>
       fs.rmSync(rawDir, { recursive: true, force: true }),
     );
-    const pushed = await measured(pid, () => push(client, md, sha256));
+    const pushed = await measured(pid, () => push(connection, settings('push_file', false), sha256));
     if (pushed.result.sha256 !== sha256) throw new Error('push: digest mismatch');
-    const pulled = await measured(pid, () => pull(client, md));
+    const pulled = await measured(pid, () => pull(connection, settings('pull_file', true)));
     if (pulled.result.sha256 !== sha256 || pulled.result.sent !== sha256 || pulled.result.bytes !== size) {
       throw new Error('pull: content mismatch');
     }
+    connection.close();
     const onDisk = fs.statSync(path.join(agent.filesRoot, 'bench', 'data', 'blob.bin')).size;
     const row = (name: string, m: Omit<typeof pushed, 'result'>) => [
       name,

@@ -62,8 +62,15 @@ export interface RetryPolicy {
 
 export const DEFAULT_RETRY: RetryPolicy = { retries: 2, baseDelayMs: 250 };
 
-/** Keepalive pings: the agent allows one every 10 s without calls. */
+/**
+ * Keepalive pings: the agent allows one every 10 s without calls. Channelz (grpc-js's
+ * per-call tracing, never exported here) is off: it costs every call of a fan-out. The HTTP/2
+ * receive window is four pull chunks instead of 64 KiB, which made a pull wait for a window
+ * update every 64 KiB (docs/benchmarks.md, "File transfer").
+ */
 const CHANNEL_OPTIONS = {
+  'grpc.enable_channelz': 0,
+  'grpc-node.flow_control_window': 4 * 1024 * 1024,
   'grpc.keepalive_time_ms': 30_000,
   'grpc.keepalive_timeout_ms': 10_000,
   'grpc.keepalive_permit_without_calls': 1,
@@ -337,12 +344,42 @@ function tlsCredentials(node: NodeConfig): ChannelCredentials {
   return credentials.createSsl(ca);
 }
 
-function cancelOnAbort(call: { cancel(): void }, signal: AbortSignal | undefined): () => void {
+/** Something an abort cancels: a gRPC call of any shape. */
+interface Cancellable {
+  cancel(): void;
+}
+
+/**
+ * The calls in flight under each MCP request's abort signal. A fan-out puts one call per node
+ * under the same signal: one listener per signal cancels them all, where a listener per call
+ * would cost an EventTarget entry per node and a leak warning (with its stack) past ten.
+ */
+const callsUnder = new WeakMap<AbortSignal, Set<Cancellable>>();
+
+function cancelOnAbort(call: Cancellable, signal: AbortSignal | undefined): () => void {
   if (!signal) return () => {};
-  const cancel = () => call.cancel();
-  if (signal.aborted) cancel();
-  else signal.addEventListener('abort', cancel, { once: true });
-  return () => signal.removeEventListener('abort', cancel);
+  if (signal.aborted) {
+    call.cancel();
+    return () => {};
+  }
+  let calls = callsUnder.get(signal);
+  if (!calls) {
+    const group = new Set<Cancellable>();
+    callsUnder.set(signal, group);
+    signal.addEventListener(
+      'abort',
+      () => {
+        for (const c of group) c.cancel();
+      },
+      { once: true },
+    );
+    calls = group;
+  }
+  const group = calls;
+  group.add(call);
+  return () => {
+    group.delete(call);
+  };
 }
 
 /** One connection per configured node, made when the connector starts. */

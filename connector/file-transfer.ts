@@ -20,6 +20,7 @@ import {
   NotFoundError,
   ResourceExhaustedError,
 } from '../core/errors.js';
+import { PULL_FILE_METHOD, PUSH_FILE_METHOD } from '../core/file-chunks.js';
 import { checkRelativePath, isInside } from '../core/paths.js';
 import * as pb from '../gen/mcp/v1/mcp.js';
 import type { AgentConnection, CallSettings, RpcBinding } from './agent-client.js';
@@ -197,12 +198,13 @@ export async function pushFile(
     ...(input.planDigest ? { planDigest: input.planDigest } : {}),
   };
   const progress = throttled(onTransfer);
-  const response = await agent.clientStream(binding, settings, async (send) => {
+  const wire = { ...binding, method: PUSH_FILE_METHOD };
+  const response = await agent.clientStream(wire, settings, async (send) => {
     await send(pb.PushFileRequest.fromPartial({ header }));
     if (header.dryRun) return; // a plan needs the digest, not the content
     let sent = 0;
     for await (const chunk of chunks()) {
-      await send(pb.PushFileRequest.fromPartial({ chunk }));
+      await send({ chunk });
       sent += chunk.byteLength;
       await progress(sent, size);
     }
@@ -235,7 +237,7 @@ export async function pullFile(
   const progress = throttled(onTransfer);
   try {
     const request = pb.PullFileRequest.fromPartial({ service: input.service, path: input.path });
-    await agent.stream(binding, request, settings, async (message) => {
+    await agent.stream({ ...binding, method: PULL_FILE_METHOD }, request, settings, async (message) => {
       const part = message as pb.PullFileResponse;
       if (part.info) {
         output.size = part.info.size;

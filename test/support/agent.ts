@@ -47,6 +47,8 @@ export interface TestAgentOptions {
   node?: string;
   /** Run `dist/agent/main.js server` in a child process instead of in this process. */
   process?: boolean;
+  /** With `process`: arguments for node before the script, e.g. `--cpu-prof`. */
+  nodeArgs?: string[];
   /** `[monitor]` settings (snake_case); the monitor is off unless `enabled: true`. */
   monitor?: TomlTable;
   /** `[files]` settings; `root` defaults to a temp dir. */
@@ -229,7 +231,8 @@ export async function startTestAgent(opts: TestAgentOptions = {}): Promise<TestA
   let registry: Registry | undefined;
   if (opts.process) {
     const log: string[] = [];
-    child = spawn(process.execPath, [join(root, 'dist/agent/main.js'), 'server', '--config', paths.config], {
+    const script = [join(root, 'dist/agent/main.js'), 'server', '--config', paths.config];
+    child = spawn(process.execPath, [...(opts.nodeArgs ?? []), ...script], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     port = await waitForPort(child, log);

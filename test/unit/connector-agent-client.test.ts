@@ -6,6 +6,7 @@
  * real agent in test/e2e.
  */
 
+import { getEventListeners } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -133,6 +134,30 @@ describe('agent client', () => {
       abort.abort();
       await expect(call).rejects.toMatchObject({ code: 'ABORTED' });
       await waitFor(() => cancelled.includes('nodeStatus'));
+    } finally {
+      agent.close();
+    }
+  });
+
+  it('cancels every call of a fan-out with one listener on the request signal', async () => {
+    const agent = connection();
+    const abort = new AbortController();
+    const before = cancelled.length;
+    try {
+      const settings = {
+        ...write,
+        readOnly: true,
+        tool: 'node_status',
+        timeoutSeconds: 30,
+        signal: abort.signal,
+      };
+      const calls = Array.from({ length: 12 }, () => agent.unary(toolCodecs.node_status, {}, settings));
+      await waitFor(() => received.filter((r) => r.method === 'nodeStatus').length >= 13);
+      // One per call would be twelve, and past ten Node warns of a leak on every fan-out.
+      expect(getEventListeners(abort.signal, 'abort')).toHaveLength(1);
+      abort.abort();
+      for (const call of calls) await expect(call).rejects.toMatchObject({ code: 'ABORTED' });
+      await waitFor(() => cancelled.length - before === 12);
     } finally {
       agent.close();
     }
