@@ -21,7 +21,6 @@ import { join } from 'node:path';
 import { exportJWK, generateKeyPair } from 'jose';
 import { stringify } from 'smol-toml';
 import { localAgentConfigFile } from '../core/local-home.js';
-import { createCertificateAuthority, issueCertificate } from './certs.js';
 import { DEFAULT_CONFIRM_TOOLS } from './confirm.js';
 
 export const LOCAL_ISSUER = 'https://local.mcp.invalid';
@@ -53,8 +52,10 @@ export async function prepareLocalHome(home: string): Promise<void> {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
   const file = (name: string) => join(home, name);
+  // The X.509 library is loaded only to make what is missing: once made, a client's start skips it.
+  const certs = () => import('./certs.js');
   if (!existsSync(file('ca.crt')) || !existsSync(file('ca.key'))) {
-    const ca = await createCertificateAuthority('mcp local CA');
+    const ca = await (await certs()).createCertificateAuthority('mcp local CA');
     writeFileSync(file('ca.crt'), ca.certPem);
     writeSecret(file('ca.key'), ca.keyPem);
   }
@@ -63,7 +64,7 @@ export async function prepareLocalHome(home: string): Promise<void> {
       certPem: readFileSync(file('ca.crt'), 'utf8'),
       keyPem: readFileSync(file('ca.key'), 'utf8'),
     };
-    const cert = await issueCertificate(ca, {
+    const cert = await (await certs()).issueCertificate(ca, {
       commonName: LOCAL_NODE,
       dnsNames: [LOCAL_SERVER_NAME],
       ipAddresses: ['127.0.0.1'],
