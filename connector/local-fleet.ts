@@ -18,6 +18,7 @@ import {
   LOCAL_SERVER_NAME,
   LOCAL_SUBJECT,
   localHomeFiles,
+  prepareLocalDirectories,
 } from './local-home.js';
 import type { BearerSource } from './tokens.js';
 
@@ -86,6 +87,7 @@ function readConfirmSettings(file: string): Record<string, unknown> {
  */
 export function openLocalFleet(home: string, log: Logger): LocalFleet {
   const files = localHomeFiles(home);
+  prepareLocalDirectories(home);
   const connectorToml = stringify({
     services_dir: files.services,
     files: { local_dir: files.transfer },

@@ -46,11 +46,19 @@ function writeSecret(file: string, content: string): void {
   writeFileSync(file, content, { mode: 0o600 });
 }
 
-/** Creates what is missing; never overwrites what exists, so edits to agent.toml stay. */
-export async function prepareLocalHome(home: string): Promise<void> {
+/**
+ * The setup's directories, made at a client's start (cheap, and the instructions name
+ * services/ and transfer/ before any tool call).
+ */
+export function prepareLocalDirectories(home: string): void {
   for (const dir of [home, join(home, 'services'), join(home, 'srv'), join(home, 'transfer')]) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
+}
+
+/** Creates what is missing; never overwrites what exists, so edits to agent.toml stay. */
+export async function prepareLocalHome(home: string): Promise<void> {
+  prepareLocalDirectories(home);
   const file = (name: string) => join(home, name);
   // The X.509 library is loaded only to make what is missing: once made, a client's start skips it.
   const certs = () => import('./certs.js');
