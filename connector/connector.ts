@@ -13,7 +13,7 @@ import type { AuditReviewContext } from './audit-review.js';
 import { type ConnectorConfig, loadConnectorConfig, type NodeConfig } from './config.js';
 import type { ConnectorTools, ConnectorToolsOptions } from './mcp-server.js';
 import type { Fleet, Router } from './routing.js';
-import { type BearerSource, createBearerSource } from './tokens.js';
+import type { BearerSource } from './tokens.js';
 
 export interface ConnectorSetup {
   /** The config file, or the local setup's directory when `localHome` is set. */
@@ -61,7 +61,8 @@ export async function openConnector(setup: ConnectorSetup): Promise<ConnectorCor
       ? loaded
       : { ...loaded, files: { ...loaded.files, localDir: setup.localDir } };
   const routing = lazyRouting(config, log, local?.node);
-  const ownToken = local?.bearer ?? createBearerSource(config);
+  // Token sources (OAuth, token files, JWT decoding) are the fleet's: the local setup signs its own.
+  const ownToken = local?.bearer ?? (await import('./tokens.js')).createBearerSource(config);
   const toolsOptions: ConnectorToolsOptions = {
     tools: setup.tools,
     router: routing.router,

@@ -5,8 +5,8 @@
  * every client of that directory (local-agent.ts), with the same code and the same checks as
  * on a fleet node: TLS, a token on every call (signed here, by the local issuer), RBAC, audit.
  */
+import { createPrivateKey, type JsonWebKey, sign } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { importJWK, type JWK, SignJWT } from 'jose';
 import { parse as parseToml, stringify } from 'smol-toml';
 import { InvalidArgumentError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
@@ -41,7 +41,11 @@ export interface LocalFleet {
   stop(): Promise<void>;
 }
 
-/** Signs short-lived tokens as the local operator; one token is reused until a minute before it expires. */
+/**
+ * Signs short-lived tokens as the local operator; one token is reused until a minute before it
+ * expires. A compact JWS made with node:crypto (ES256, the signature as r || s): the agent
+ * verifies it with jose like any other issuer's, and the CLI's start loads no JOSE library.
+ */
 function localBearer(home: string): BearerSource {
   let cached: { token: string; expiresAt: number } | undefined;
   return {
@@ -50,16 +54,24 @@ function localBearer(home: string): BearerSource {
       const now = Date.now();
       if (cached && cached.expiresAt - now > 60_000) return cached.token;
       // Read when first needed: the first tool call creates the key (prepareLocalHome).
-      const jwk = JSON.parse(readFileSync(localHomeFiles(home).issuerKey, 'utf8')) as JWK;
-      const key = await importJWK(jwk, 'ES256');
-      const token = await new SignJWT({ client_id: 'mcp-connector' })
-        .setProtectedHeader({ alg: 'ES256', kid: jwk.kid, typ: 'at+jwt' })
-        .setIssuer(LOCAL_ISSUER)
-        .setAudience(LOCAL_AUDIENCE)
-        .setSubject(LOCAL_SUBJECT)
-        .setIssuedAt()
-        .setExpirationTime(Math.floor(now / 1000) + TOKEN_LIFETIME_S)
-        .sign(key);
+      const jwk = JSON.parse(readFileSync(localHomeFiles(home).issuerKey, 'utf8')) as JsonWebKey & {
+        kid?: string;
+      };
+      const issuedAt = Math.floor(now / 1000);
+      const part = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+      const signingInput = `${part({ alg: 'ES256', kid: jwk.kid, typ: 'at+jwt' })}.${part({
+        client_id: 'mcp-connector',
+        iss: LOCAL_ISSUER,
+        aud: LOCAL_AUDIENCE,
+        sub: LOCAL_SUBJECT,
+        iat: issuedAt,
+        exp: issuedAt + TOKEN_LIFETIME_S,
+      })}`;
+      const signature = sign('sha256', Buffer.from(signingInput), {
+        key: createPrivateKey({ key: jwk, format: 'jwk' }),
+        dsaEncoding: 'ieee-p1363',
+      });
+      const token = `${signingInput}.${signature.toString('base64url')}`;
       cached = { token, expiresAt: now + TOKEN_LIFETIME_S * 1000 };
       return token;
     },

@@ -18,7 +18,6 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { exportJWK, generateKeyPair } from 'jose';
 import { stringify } from 'smol-toml';
 import { localAgentConfigFile } from '../core/local-home.js';
 import { DEFAULT_CONFIRM_TOOLS } from './confirm.js';
@@ -81,6 +80,7 @@ export async function prepareLocalHome(home: string): Promise<void> {
     writeSecret(file('agent.key'), cert.keyPem);
   }
   if (!existsSync(file('issuer.jwk')) || !existsSync(file('issuer.pub.jwk'))) {
+    const { exportJWK, generateKeyPair } = await import('jose');
     const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
     const kid = `local-${Date.now().toString(36)}`;
     writeSecret(file('issuer.jwk'), JSON.stringify({ ...(await exportJWK(privateKey)), kid, alg: 'ES256' }));
