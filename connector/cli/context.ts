@@ -16,7 +16,6 @@ import { type ErrorCode, InvalidArgumentError, McpError, toMcpError } from '../.
 import { createLogger } from '../../core/log.js';
 import { PACKAGE_VERSION } from '../../core/version.js';
 import { type ToolName, tools } from '../../gen/tool-catalog.js';
-import { defaultConnectorConfigPath, loadConnectorConfig } from '../config.js';
 import type { ConnectorCore } from '../connector.js';
 import { callReadTool, isDirectRead } from '../read-call.js';
 import { detectTerminal, Output } from './output.js';
@@ -218,6 +217,8 @@ export class CliContext {
 
   /** --config FILE, else $MCP_CONFIG, else ~/.config/mcp/connector.toml, else the local setup. */
   async configSource(opts: GlobalOptions): Promise<ConfigSource> {
+    // The config module (and zod under it) loads when a command needs a config, not at start.
+    const { defaultConnectorConfigPath } = await import('../config.js');
     const configFile = opts.config ?? defaultConnectorConfigPath(process.env);
     const noConfig = opts.config === undefined && !process.env.MCP_CONFIG && !existsSync(configFile);
     if (!noConfig) return { configFile };
@@ -230,7 +231,7 @@ export class CliContext {
   async servicesDir(opts: GlobalOptions): Promise<string> {
     const source = await this.configSource(opts);
     if (source.localHome) return join(source.localHome, 'services');
-    return (await loadConnectorConfig(source.configFile)).servicesDir;
+    return (await (await import('../config.js')).loadConnectorConfig(source.configFile)).servicesDir;
   }
 
   /**

@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import { styleText } from 'node:util';
 import type CliProgress from 'cli-progress';
 import type CliTable from 'cli-table3';
-import { table as plainTable } from '../format.js';
+import { table as plainTable } from '../text-table.js';
 
 /**
  * Bordered tables and bars are for a terminal only: their libraries (CommonJS) are required
