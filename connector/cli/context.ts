@@ -3,10 +3,11 @@
  * connector config comes from, a session that calls the connector's tools in-process, the
  * exit codes, and how an error is shown.
  *
- * A command calls the same tools an AI client does, through an in-memory MCP session with the
- * connector (connector/connector.ts): arguments are checked against the same schemas, routed
- * by the same rules, and answered with the same structured results, so the CLI never drifts
- * from what the tools do.
+ * A command calls the same tools an AI client does, in-process (connector/connector.ts): a
+ * read through the tools/call steps without the MCP layer (connector/read-call.ts), anything
+ * else through an in-memory MCP session. Arguments are checked against the same schemas,
+ * routed by the same rules, and answered with the same structured results, so the CLI never
+ * drifts from what the tools do.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
