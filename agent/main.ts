@@ -149,6 +149,7 @@ async function serve(config: AgentConfig, pidFile: string | undefined): Promise<
       pid: process.pid,
       address: dialAddress(config.server.listen, agent.port),
       startedAt: new Date().toISOString(),
+      node: config.nodeName,
     });
   }
   let signals = 0;

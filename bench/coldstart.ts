@@ -9,7 +9,7 @@
  *     is never dialled before a tool call), mcp-connector in the local single-node setup (its
  *     agent starts inside the connector, as there is no other), podman-mcp-server 0.0.15;
  *   - `mcp tools` and `mcp list` against a fleet of one agent (its own process,
- *     already running), spawn to exit.
+ *     already running), and `mcp list` in the local setup (its agent running), spawn to exit.
  *
  * Subjects take turns within each round, so load from elsewhere falls on all of them alike.
  *
@@ -146,11 +146,18 @@ const cli: Array<{ name: string; times: number[]; run: () => Promise<number> }> 
     times: [],
     run: () => wholeProcess(process.execPath, [CLI, 'list'], fleetEnv),
   },
+  {
+    name: '`mcp list`, local setup (its agent running)',
+    times: [],
+    run: () => wholeProcess(process.execPath, [CLI, 'list'], localEnv),
+  },
 ];
 
 try {
-  // The local setup's first start creates its CA, certificates and keys: timed apart.
+  // The local setup's first start answers without its agent; its first tool call creates the
+  // CA, certificates and keys and starts the agent: `mcp list` does that, timed apart.
   const firstLocal = await mcpStart(process.execPath, [BUILT_CONNECTOR], localEnv);
+  const firstLocalCall = await wholeProcess(process.execPath, [CLI, 'list'], localEnv);
   for (let round = 0; round < runs; round++) {
     for (const s of servers) s.starts.push(await s.start());
     for (const c of cli) c.times.push(await c.run());
@@ -177,7 +184,7 @@ try {
   console.log(`${machine()}, ${runs} starts each, interleaved\n`);
   console.log(table(['server', 'initialize p50', 'p90', '÷ peer', 'tools/list p50', 'p90', '÷ peer'], rows));
   console.log(
-    `\nlocal setup, first start (creates CA, certificates, keys): initialize ${f(firstLocal.initialize)}`,
+    `\nlocal setup, first start: initialize ${f(firstLocal.initialize)}; then its first \`mcp list\` (creates CA, certificates, keys, starts the agent): ${f(firstLocalCall)}`,
   );
   if (!peer) console.log(`podman-mcp-server not found at ${PODMAN_MCP_SERVER}: no ratios`);
   console.log(

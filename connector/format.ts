@@ -6,19 +6,11 @@
  */
 import type { McpError } from '../core/errors.js';
 import * as pb from '../gen/mcp/v1/mcp.js';
+import { table } from './text-table.js';
+
+export { table };
 
 type Row = readonly string[];
-
-/** Columns padded to their widest cell, two spaces apart. */
-export function table(header: Row, rows: readonly Row[]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (r: Row) =>
-    r
-      .map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
-      .join('  ')
-      .trimEnd();
-  return [line(header), ...rows.map(line)].join('\n');
-}
 
 export function errorText(error: Pick<McpError, 'code' | 'message'>): string {
   return `${error.code}: ${error.message}`;

@@ -35,6 +35,8 @@ export interface LocalAgentHandle {
   readonly pid: number;
   /** True when this call started it, false when it was already running. */
   readonly started: boolean;
+  /** The node name the agent runs with, as its agent.pid says (older agents do not say). */
+  readonly node?: string;
 }
 
 export interface EnsureLocalAgentOptions {
@@ -251,6 +253,10 @@ async function startDetached(home: string, options: EnsureLocalAgentOptions, dea
   }
 }
 
+function handle(record: AgentPidRecord, started: boolean): LocalAgentHandle {
+  return { address: record.address, pid: record.pid, started, node: record.node };
+}
+
 /**
  * The home's agent, started if none runs. Creates the local setup's files first (never
  * overwriting any).
@@ -265,18 +271,18 @@ export async function ensureLocalAgent(
   for (;;) {
     const found = await findAgent(home);
     if (found.kind === 'running') {
-      return { address: found.record.address, pid: found.record.pid, started: false };
+      return handle(found.record, false);
     }
     // A silent agent is left alone: starting a second one would give the registry two monitors.
     if (found.kind === 'none' && tryLock(files.lock)) {
       try {
         const again = await findAgent(home);
         if (again.kind === 'running') {
-          return { address: again.record.address, pid: again.record.pid, started: false };
+          return handle(again.record, false);
         }
         if (again.kind === 'none') {
           const record = await startDetached(home, options, deadline);
-          return { address: record.address, pid: record.pid, started: true };
+          return handle(record, true);
         }
       } finally {
         releaseLock(files.lock);

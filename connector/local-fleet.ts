@@ -5,13 +5,12 @@
  * every client of that directory (local-agent.ts), with the same code and the same checks as
  * on a fleet node: TLS, a token on every call (signed here, by the local issuer), RBAC, audit.
  */
+import { createPrivateKey, type JsonWebKey, sign } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { importJWK, type JWK, SignJWT } from 'jose';
 import { parse as parseToml, stringify } from 'smol-toml';
-import { loadAgentConfig } from '../agent/config.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { type ConnectorConfig, parseConnectorConfig } from './config.js';
+import { type ConnectorConfig, type NodeConfig, parseConnectorConfig } from './config.js';
 import { ensureLocalAgent } from './local-agent.js';
 import {
   LOCAL_AUDIENCE,
@@ -19,6 +18,7 @@ import {
   LOCAL_SERVER_NAME,
   LOCAL_SUBJECT,
   localHomeFiles,
+  prepareLocalDirectories,
 } from './local-home.js';
 import type { BearerSource } from './tokens.js';
 
@@ -26,30 +26,52 @@ const TOKEN_LIFETIME_S = 600;
 
 export interface LocalFleet {
   readonly home: string;
+  /**
+   * The connector config of the setup, known without its agent: the services and transfer
+   * directories and `[confirm]`. Its one node is `node()`.
+   */
   readonly config: ConnectorConfig;
   readonly bearer: BearerSource;
+  /**
+   * The setup's node, its agent found or started first (creating the setup's files on the
+   * first run): called on the first tool call, so `initialize` and `tools/list` wait for none of it.
+   */
+  node(): Promise<NodeConfig>;
   /** Lets go of the agent: it keeps running for the next client (`mcp agent stop` ends it). */
   stop(): Promise<void>;
 }
 
-/** Signs short-lived tokens as the local operator; one token is reused until a minute before it expires. */
+/**
+ * Signs short-lived tokens as the local operator; one token is reused until a minute before it
+ * expires. A compact JWS made with node:crypto (ES256, the signature as r || s): the agent
+ * verifies it with jose like any other issuer's, and the CLI's start loads no JOSE library.
+ */
 function localBearer(home: string): BearerSource {
-  const jwk = JSON.parse(readFileSync(localHomeFiles(home).issuerKey, 'utf8')) as JWK;
   let cached: { token: string; expiresAt: number } | undefined;
   return {
     description: `the local issuer in ${home}`,
     async token() {
       const now = Date.now();
       if (cached && cached.expiresAt - now > 60_000) return cached.token;
-      const key = await importJWK(jwk, 'ES256');
-      const token = await new SignJWT({ client_id: 'mcp-connector' })
-        .setProtectedHeader({ alg: 'ES256', kid: jwk.kid, typ: 'at+jwt' })
-        .setIssuer(LOCAL_ISSUER)
-        .setAudience(LOCAL_AUDIENCE)
-        .setSubject(LOCAL_SUBJECT)
-        .setIssuedAt()
-        .setExpirationTime(Math.floor(now / 1000) + TOKEN_LIFETIME_S)
-        .sign(key);
+      // Read when first needed: the first tool call creates the key (prepareLocalHome).
+      const jwk = JSON.parse(readFileSync(localHomeFiles(home).issuerKey, 'utf8')) as JsonWebKey & {
+        kid?: string;
+      };
+      const issuedAt = Math.floor(now / 1000);
+      const part = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+      const signingInput = `${part({ alg: 'ES256', kid: jwk.kid, typ: 'at+jwt' })}.${part({
+        client_id: 'mcp-connector',
+        iss: LOCAL_ISSUER,
+        aud: LOCAL_AUDIENCE,
+        sub: LOCAL_SUBJECT,
+        iat: issuedAt,
+        exp: issuedAt + TOKEN_LIFETIME_S,
+      })}`;
+      const signature = sign('sha256', Buffer.from(signingInput), {
+        key: createPrivateKey({ key: jwk, format: 'jwk' }),
+        dsaEncoding: 'ieee-p1363',
+      });
+      const token = `${signingInput}.${signature.toString('base64url')}`;
       cached = { token, expiresAt: now + TOKEN_LIFETIME_S * 1000 };
       return token;
     },
@@ -70,21 +92,16 @@ function readConfirmSettings(file: string): Record<string, unknown> {
   return parsed.confirm === undefined ? {} : { confirm: parsed.confirm };
 }
 
-export async function startLocalFleet(home: string, log: Logger): Promise<LocalFleet> {
-  const agent = await ensureLocalAgent(home);
+/**
+ * The setup in `home`, without touching its agent: what the connector's start and its
+ * instructions need is computable from the directory alone. A missing confirm.toml reads as
+ * its defaults, which the first tool call writes.
+ */
+export function openLocalFleet(home: string, log: Logger): LocalFleet {
   const files = localHomeFiles(home);
-  // The node's name as the agent knows it (agent.toml may have been edited), for RBAC scopes and definitions.
-  const { nodeName } = await loadAgentConfig(files.agentConfig);
+  prepareLocalDirectories(home);
   const connectorToml = stringify({
     services_dir: files.services,
-    nodes: [
-      {
-        name: nodeName,
-        address: agent.address,
-        ca_file: files.ca,
-        server_name: LOCAL_SERVER_NAME,
-      },
-    ],
     files: { local_dir: files.transfer },
     ...readConfirmSettings(files.confirm),
   });
@@ -92,12 +109,29 @@ export async function startLocalFleet(home: string, log: Logger): Promise<LocalF
     connectorToml,
     `${files.confirm} (with the local setup's generated nodes)`,
   );
-  log.info('local single-node setup', {
+  log.info('local single-node setup', { home, servicesDir: config.servicesDir });
+  let found: Promise<NodeConfig> | undefined;
+  const node = async (): Promise<NodeConfig> => {
+    const agent = await ensureLocalAgent(home);
+    // The node's name as the running agent knows it (agent.toml may have been edited since it
+    // started), for RBAC scopes and definitions; an older agent's agent.pid does not say it.
+    const nodeName =
+      agent.node ?? (await (await import('../agent/config.js')).loadAgentConfig(files.agentConfig)).nodeName;
+    log.info('local agent', { agent: agent.address, agentPid: agent.pid, agentStarted: agent.started });
+    return { name: nodeName, address: agent.address, caFile: files.ca, serverName: LOCAL_SERVER_NAME };
+  };
+  return {
     home,
-    agent: agent.address,
-    agentPid: agent.pid,
-    agentStarted: agent.started,
-    servicesDir: config.servicesDir,
-  });
-  return { home, config, bearer: localBearer(home), stop: async () => {} };
+    config,
+    bearer: localBearer(home),
+    // A failed attempt is not kept: the next call tries again (the agent may have been started meanwhile).
+    node: () => {
+      found ??= node().catch((err: unknown) => {
+        found = undefined;
+        throw err;
+      });
+      return found;
+    },
+    stop: async () => {},
+  };
 }

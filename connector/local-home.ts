@@ -18,10 +18,8 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { exportJWK, generateKeyPair } from 'jose';
 import { stringify } from 'smol-toml';
 import { localAgentConfigFile } from '../core/local-home.js';
-import { createCertificateAuthority, issueCertificate } from './certs.js';
 import { DEFAULT_CONFIRM_TOOLS } from './confirm.js';
 
 export const LOCAL_ISSUER = 'https://local.mcp.invalid';
@@ -47,14 +45,24 @@ function writeSecret(file: string, content: string): void {
   writeFileSync(file, content, { mode: 0o600 });
 }
 
-/** Creates what is missing; never overwrites what exists, so edits to agent.toml stay. */
-export async function prepareLocalHome(home: string): Promise<void> {
+/**
+ * The setup's directories, made at a client's start (cheap, and the instructions name
+ * services/ and transfer/ before any tool call).
+ */
+export function prepareLocalDirectories(home: string): void {
   for (const dir of [home, join(home, 'services'), join(home, 'srv'), join(home, 'transfer')]) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
+}
+
+/** Creates what is missing; never overwrites what exists, so edits to agent.toml stay. */
+export async function prepareLocalHome(home: string): Promise<void> {
+  prepareLocalDirectories(home);
   const file = (name: string) => join(home, name);
+  // The X.509 library is loaded only to make what is missing: once made, a client's start skips it.
+  const certs = () => import('./certs.js');
   if (!existsSync(file('ca.crt')) || !existsSync(file('ca.key'))) {
-    const ca = await createCertificateAuthority('mcp local CA');
+    const ca = await (await certs()).createCertificateAuthority('mcp local CA');
     writeFileSync(file('ca.crt'), ca.certPem);
     writeSecret(file('ca.key'), ca.keyPem);
   }
@@ -63,7 +71,7 @@ export async function prepareLocalHome(home: string): Promise<void> {
       certPem: readFileSync(file('ca.crt'), 'utf8'),
       keyPem: readFileSync(file('ca.key'), 'utf8'),
     };
-    const cert = await issueCertificate(ca, {
+    const cert = await (await certs()).issueCertificate(ca, {
       commonName: LOCAL_NODE,
       dnsNames: [LOCAL_SERVER_NAME],
       ipAddresses: ['127.0.0.1'],
@@ -72,6 +80,7 @@ export async function prepareLocalHome(home: string): Promise<void> {
     writeSecret(file('agent.key'), cert.keyPem);
   }
   if (!existsSync(file('issuer.jwk')) || !existsSync(file('issuer.pub.jwk'))) {
+    const { exportJWK, generateKeyPair } = await import('jose');
     const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
     const kid = `local-${Date.now().toString(36)}`;
     writeSecret(file('issuer.jwk'), JSON.stringify({ ...(await exportJWK(privateKey)), kid, alg: 'ES256' }));

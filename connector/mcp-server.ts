@@ -14,7 +14,6 @@
 
 import {
   type AuthInfo,
-  type CallToolResult,
   CLIENT_CAPABILITIES_META_KEY,
   type ClientCapabilities,
   isInputRequiredResult,
@@ -34,12 +33,13 @@ import type { Logger } from '../core/log.js';
 import type * as pb from '../gen/mcp/v1/mcp.js';
 import type { ToolDefinition, ToolName, ToolOutput } from '../tools.generated.js';
 import type { ArgumentValidator } from './arguments.js';
-import { type ConfirmSettings, plannedOf, planText } from './confirm.js';
+import type { ConfirmSettings } from './confirm.js';
 import { McpConfirmations } from './confirm-elicitation.js';
 import { publishedInputs, publishedOutput } from './published-schema.js';
 import type { RouteContext, RoutedCall, Router } from './routing.js';
 import type { ProgressModel } from './tool-bindings.js';
 import type * as ToolCallModules from './tool-call-modules.js';
+import { errorResult, invalidArguments, toolResult } from './tool-result.js';
 
 export const SERVER_NAME = 'mcp-connector';
 
@@ -130,9 +130,7 @@ export class ConnectorTools {
       const { errorText } = call;
       const check = call.validator.check(tool.name, request.params.arguments);
       if (!check.ok) {
-        return errorResult(
-          `INVALID_ARGUMENT: the arguments of ${tool.name} do not match its input schema:\n${check.problems.map((p) => `- ${p}`).join('\n')}`,
-        );
+        return invalidArguments(tool.name, check.problems);
       }
       const threshold = logThreshold(ctx);
       // Request-scoped notifications: they travel with this call's response in every mode.
@@ -186,7 +184,7 @@ export class ConnectorTools {
         const routed = outcome as RoutedCall<ToolOutput<typeof tool.name>>;
         for (const a of routed.answers)
           if (a.error) await notify('warning', `${tool.name}: ${a.node}: ${errorText(a.error)}`);
-        const result = this.result(tool, routed, call);
+        const result = toolResult(tool, routed, call);
         await progress.finish(result.isError ? 'failed' : 'done');
         this.opts.log.info('tool call', {
           tool: tool.name,
@@ -210,51 +208,6 @@ export class ConnectorTools {
       }
     });
     return server;
-  }
-
-  /** structuredContent in the shape of the tool's output schema, and the text table. */
-  private result<T extends ToolName>(
-    tool: ToolDefinition & { readonly name: T },
-    routed: RoutedCall<ToolOutput<T>>,
-    { toolCodecs, formatAnswers }: CallPath,
-  ): CallToolResult {
-    const { output } = toolCodecs[tool.name];
-    const shape = resultShape(tool);
-    const json = (response: ToolOutput<T> | undefined) =>
-      withZeroValues(
-        (response === undefined ? {} : output.toJSON(response)) as Record<string, unknown>,
-        shape,
-      );
-    let text = formatAnswers(tool.name, routed.answers, routed.notes);
-    const planned = plannedOf(routed);
-    if (planned) text = `${planText(tool.name, planned.node, planned.plan)}\n${text}`;
-    if (routed.requestId) text += `\nrequest id: ${routed.requestId}`;
-    if (tool.fanOut) {
-      const nodes = routed.answers.map((a) =>
-        a.error
-          ? { node: a.node, error: { code: a.error.code, message: a.error.message } }
-          : { node: a.node, result: json(a.response) },
-      );
-      // Some nodes answering is a result; none answering is an error, with the same entries.
-      const isError = routed.answers.every((a) => a.error);
-      return {
-        content: [{ type: 'text', text }],
-        structuredContent: { nodes },
-        ...(isError ? { isError } : {}),
-      };
-    }
-    const [answer] = routed.answers;
-    // An operation that failed for any component is an error, with every component's result.
-    const failed = failedComponents(answer?.response);
-    if (failed.length > 0) {
-      const lines = failed.map((c) => `${c.component}: ${c.error || 'failed'}`);
-      text = `FAILED_PRECONDITION: ${tool.name} failed for ${failed.length} component${failed.length === 1 ? '' : 's'}: ${lines.join('; ')}\n\n${text}`;
-    }
-    return {
-      content: [{ type: 'text', text }],
-      structuredContent: { node: answer?.node, ...json(answer?.response) },
-      ...(failed.length > 0 ? { isError: true } : {}),
-    };
   }
 }
 
@@ -284,32 +237,6 @@ export function toolListing(tools: readonly ToolDefinition[]): Tool[] {
       annotations,
     };
   });
-}
-
-/** The published schema of one node's result: the tool's output, or a fan-out entry's `result`. */
-function resultShape(tool: ToolDefinition): Record<string, { type?: unknown }> {
-  type Obj = { properties?: Record<string, Obj>; items?: Obj; type?: unknown };
-  const schema = tool.outputSchema as Obj;
-  const result = tool.fanOut ? schema.properties?.nodes?.items?.properties?.result : schema;
-  return result?.properties ?? {};
-}
-
-/**
- * ProtoJSON leaves out zero values, so an empty list read as `{}` and a node running nothing
- * had no `running`. Lists and counts of the result's top level are filled in: `services: []`,
- * `running: 0`.
- */
-function withZeroValues(
-  json: Record<string, unknown>,
-  shape: Record<string, { type?: unknown }>,
-): Record<string, unknown> {
-  const filled = { ...json };
-  for (const [name, schema] of Object.entries(shape)) {
-    if (name === 'node' || filled[name] !== undefined) continue;
-    if (schema.type === 'array') filled[name] = [];
-    else if (schema.type === 'integer') filled[name] = 0;
-  }
-  return filled;
 }
 
 type CallPath = typeof ToolCallModules & { validator: ArgumentValidator };
@@ -368,20 +295,6 @@ const LEVELS: readonly LoggingLevel[] = [
   'alert',
   'emergency',
 ];
-
-function errorResult(text: string): CallToolResult {
-  return { content: [{ type: 'text', text }], isError: true };
-}
-
-/** The component results of a response that failed (`ok: false`); none for other responses. */
-function failedComponents(response: unknown): pb.ComponentResult[] {
-  if (typeof response !== 'object' || response === null || !('components' in response)) return [];
-  const { components } = response as { components: unknown };
-  if (!Array.isArray(components)) return [];
-  return components.filter(
-    (c): c is pb.ComponentResult => typeof c === 'object' && c !== null && 'ok' in c && c.ok === false,
-  );
-}
 
 /** At most this long without a progress notification while a call is pending (clients time out at 60 s). */
 const HEARTBEAT_MS = 4000;

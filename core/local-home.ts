@@ -25,6 +25,8 @@ export interface AgentPidRecord {
   address: string;
   /** RFC 3339. */
   startedAt: string;
+  /** The agent's node name (`node_name` of the config it runs on); absent from older agents' records. */
+  node?: string;
 }
 
 /** Writes the record whole (temp file, then rename), so a reader never sees half of it. */
@@ -50,7 +52,12 @@ export function readAgentPidFile(file: string): AgentPidRecord | undefined {
       typeof value.address === 'string' &&
       typeof value.startedAt === 'string'
     ) {
-      return { pid: value.pid as number, address: value.address, startedAt: value.startedAt };
+      return {
+        pid: value.pid as number,
+        address: value.address,
+        startedAt: value.startedAt,
+        ...(typeof value.node === 'string' ? { node: value.node } : {}),
+      };
     }
   } catch {
     // not JSON: treated like a missing record

@@ -9,7 +9,7 @@ import { dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { FailedPreconditionError, McpError } from '../../core/errors.js';
-import { type ConnectorConfig, loadConnectorConfig } from '../config.js';
+import type { ConnectorConfig } from '../config.js';
 import type { DeviceCodeStep, LoginPrompt, TokenIdentity } from '../login.js';
 import { type CliContext, type GlobalOptions, UsageError } from './context.js';
 
@@ -38,7 +38,7 @@ async function accountConfig(
     }
     return { configFile: source.configFile, auth: { tokenFile, tokenEnv: 'MCP_TOKEN' } };
   }
-  const config = await loadConnectorConfig(source.configFile);
+  const config = await (await import('../config.js')).loadConnectorConfig(source.configFile);
   return tokenFile === undefined ? config : { ...config, auth: { ...config.auth, tokenFile } };
 }
 

@@ -3,10 +3,11 @@
  * connector config comes from, a session that calls the connector's tools in-process, the
  * exit codes, and how an error is shown.
  *
- * A command calls the same tools an AI client does, through an in-memory MCP session with the
- * connector (connector/connector.ts): arguments are checked against the same schemas, routed
- * by the same rules, and answered with the same structured results, so the CLI never drifts
- * from what the tools do.
+ * A command calls the same tools an AI client does, in-process (connector/connector.ts): a
+ * read through the tools/call steps without the MCP layer (connector/read-call.ts), anything
+ * else through an in-memory MCP session. Arguments are checked against the same schemas,
+ * routed by the same rules, and answered with the same structured results, so the CLI never
+ * drifts from what the tools do.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,8 +17,8 @@ import { type ErrorCode, InvalidArgumentError, McpError, toMcpError } from '../.
 import { createLogger } from '../../core/log.js';
 import { PACKAGE_VERSION } from '../../core/version.js';
 import { type ToolName, tools } from '../../gen/tool-catalog.js';
-import { defaultConnectorConfigPath, loadConnectorConfig } from '../config.js';
-import type { Connector } from '../connector.js';
+import type { ConnectorCore } from '../connector.js';
+import { callReadTool, isDirectRead } from '../read-call.js';
 import { detectTerminal, Output } from './output.js';
 
 /** The process exit codes, the same for every command. */
@@ -99,11 +100,47 @@ export interface CallAnswer {
 }
 
 export class CliSession {
+  private session: Promise<Client> | undefined;
+
   constructor(
     private readonly ctx: CliContext,
-    private readonly client: Client,
-    readonly connector: Connector,
+    private readonly opts: GlobalOptions,
+    readonly connector: ConnectorCore,
   ) {}
+
+  /**
+   * The in-memory MCP session with the connector, opened for the first call that needs one: a
+   * write (its confirmation question comes as elicitation) or a call that shows progress.
+   */
+  private mcpSession(): Promise<Client> {
+    this.session ??= (async () => {
+      const [{ Client, InMemoryTransport }, { ConnectorTools }] = await Promise.all([
+        import('@modelcontextprotocol/client'),
+        import('../mcp-server.js'),
+      ]);
+      // A linked in-memory pair carries a 2025-era session only (initialize, then calls): enough
+      // here, where client and server are this process and no protocol revision is negotiated.
+      const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+      const server = new ConnectorTools(this.connector.toolsOptions).createServer();
+      // The CLI can ask its human: the connector's confirmation questions (connector/confirm.ts)
+      // come here as elicitation requests and are asked on the terminal.
+      const client = new Client(
+        { name: 'mcp-cli', version: PACKAGE_VERSION },
+        { capabilities: { elicitation: { form: {} } } },
+      );
+      client.setRequestHandler('elicitation/create', async (request) =>
+        this.ctx.confirm((request.params as { message: string }).message, this.opts),
+      );
+      await server.connect(serverSide);
+      await client.connect(clientSide);
+      return client;
+    })();
+    return this.session;
+  }
+
+  async close(): Promise<void> {
+    if (this.session) await (await this.session.catch(() => undefined))?.close();
+  }
 
   /**
    * Calls one tool. A failed call throws OperationFailed with the tool's error code; on a
@@ -113,13 +150,16 @@ export class CliSession {
   async call(name: ToolName, args: Record<string, unknown>, opts: CallOptions = {}): Promise<CallAnswer> {
     const tool = tools.find((t) => t.name === name);
     if (!tool) throw new UsageError(`unknown tool '${name}': run 'mcp tools' for the list`);
-    const answer = await this.client.callTool(
-      { name, arguments: args },
-      {
-        timeout: (tool.timeoutSeconds + 30) * 1000,
-        ...(opts.onProgress ? { onprogress: opts.onProgress } : {}),
-      },
-    );
+    // Reads go straight to the connector's call path (read-call.ts); the rest through MCP.
+    const answer = isDirectRead(tool, opts.onProgress !== undefined)
+      ? await callReadTool(this.connector, tool, args)
+      : await (await this.mcpSession()).callTool(
+          { name, arguments: args },
+          {
+            timeout: (tool.timeoutSeconds + 30) * 1000,
+            ...(opts.onProgress ? { onprogress: opts.onProgress } : {}),
+          },
+        );
     const text = (answer.content as Array<{ type: string; text?: string }>)
       .flatMap((c) => (c.type === 'text' && c.text ? [c.text] : []))
       .join('\n');
@@ -178,6 +218,8 @@ export class CliContext {
 
   /** --config FILE, else $MCP_CONFIG, else ~/.config/mcp/connector.toml, else the local setup. */
   async configSource(opts: GlobalOptions): Promise<ConfigSource> {
+    // The config module (and zod under it) loads when a command needs a config, not at start.
+    const { defaultConnectorConfigPath } = await import('../config.js');
     const configFile = opts.config ?? defaultConnectorConfigPath(process.env);
     const noConfig = opts.config === undefined && !process.env.MCP_CONFIG && !existsSync(configFile);
     if (!noConfig) return { configFile };
@@ -190,7 +232,7 @@ export class CliContext {
   async servicesDir(opts: GlobalOptions): Promise<string> {
     const source = await this.configSource(opts);
     if (source.localHome) return join(source.localHome, 'services');
-    return (await loadConnectorConfig(source.configFile)).servicesDir;
+    return (await (await import('../config.js')).loadConnectorConfig(source.configFile)).servicesDir;
   }
 
   /**
@@ -203,43 +245,26 @@ export class CliContext {
     setup: { localDir?: string } = {},
   ): Promise<T> {
     const source = await this.configSource(opts);
-    // Loaded here, not at the top: help, completion and usage errors start without the MCP
-    // SDK, gRPC and the connector, which take most of a cold start.
-    const [{ Client, InMemoryTransport }, { startConnector }] = await Promise.all([
-      import('@modelcontextprotocol/client'),
-      import('../connector.js'),
-    ]);
+    // Loaded here, not at the top: help, completion and usage errors start without the
+    // connector, gRPC and the MCP SDKs, which take most of a cold start.
+    const { openConnector } = await import('../connector.js');
     const log = createLogger({
       level: 'warn',
       write: (line) => process.stderr.write(line),
       base: { program: 'mcp' },
     });
-    const connector = await startConnector({
+    const connector = await openConnector({
       configFile: source.configFile,
       localHome: source.localHome,
       tools,
       log,
       ...(setup.localDir !== undefined ? { localDir: setup.localDir } : {}),
     });
-    // A linked in-memory pair carries a 2025-era session only (initialize, then calls): enough
-    // here, where client and server are this process and no protocol revision is negotiated.
-    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
-    const server = connector.tools.createServer();
-    // The CLI can ask its human: the connector's confirmation questions (connector/confirm.ts)
-    // come here as elicitation requests and are asked on the terminal.
-    const client = new Client(
-      { name: 'mcp-cli', version: PACKAGE_VERSION },
-      { capabilities: { elicitation: { form: {} } } },
-    );
-    client.setRequestHandler('elicitation/create', async (request) =>
-      this.confirm((request.params as { message: string }).message, opts),
-    );
+    const session = new CliSession(this, opts, connector);
     try {
-      await server.connect(serverSide);
-      await client.connect(clientSide);
-      return await use(new CliSession(this, client, connector));
+      return await use(session);
     } finally {
-      await client.close();
+      await session.close();
       await connector.close();
     }
   }
@@ -249,7 +274,7 @@ export class CliContext {
    * no terminal to ask on, declined with the flag to pass. No answer the model could give is
    * involved: this process is the human's.
    */
-  private async confirm(
+  async confirm(
     message: string,
     opts: GlobalOptions,
   ): Promise<{ action: 'accept'; content: { confirm: boolean } } | { action: 'decline' | 'cancel' }> {

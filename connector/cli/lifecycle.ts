@@ -5,9 +5,8 @@
  */
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import * as pb from '../../gen/mcp/v1/mcp.js';
-import { definitionToSpec, loadDefinition } from '../definitions.js';
 import { type CallAnswer, type CliContext, type GlobalOptions, UsageError } from './context.js';
+import { codecs, definitionFiles } from './lazy.js';
 
 /** `service` or `service/component`, as the commands take them. */
 export function parseTarget(target: string): { service: string; component?: string } {
@@ -65,6 +64,7 @@ Examples:
       const args: Record<string, unknown> = { ...nodeArg(opts) };
       if (component !== undefined) args.component = component;
       if (options.file !== undefined) {
+        const [pb, { definitionToSpec, loadDefinition }] = await Promise.all([codecs(), definitionFiles()]);
         const definition = await loadDefinition(resolve(options.file));
         if (definition.name !== service) {
           throw new UsageError(
@@ -145,7 +145,7 @@ Examples:
       const opts = ctx.globals(cmd);
       const answer = await ctx.withSession(opts, (s) => s.call('sync_desired_state', nodeArg(opts)));
       if (opts.json) return ctx.out.json(answer.result);
-      const output = pb.SyncDesiredStateToolOutput.fromJSON(answer.result);
+      const output = (await codecs()).SyncDesiredStateToolOutput.fromJSON(answer.result);
       const rows = output.services.map((s) => [s.service, s.change, s.details.join('; ') || '-']);
       ctx.out.line(
         rows.length === 0 ? 'no services synced' : ctx.out.table(['service', 'change', 'details'], rows),
@@ -176,7 +176,7 @@ Examples:
         s.call('adopt_containers', { service, ...nodeArg(opts) }),
       );
       if (opts.json) return ctx.out.json(answer.result);
-      const adopted = pb.AdoptContainersResponse.fromJSON(answer.result);
+      const adopted = (await codecs()).AdoptContainersResponse.fromJSON(answer.result);
       const node = String(answer.result.node ?? '');
       ctx.out.line(`adopted ${adopted.components.length} container(s) of ${adopted.service} on ${node}`);
       ctx.out.line(

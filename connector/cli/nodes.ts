@@ -11,9 +11,10 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { McpError } from '../../core/errors.js';
 import { checkName } from '../../core/spec.js';
-import { type ConnectorConfig, type NodeConfig, parseConnectorConfig } from '../config.js';
+import type { ConnectorConfig, NodeConfig } from '../config.js';
 import type { CliContext, GlobalOptions } from './context.js';
 import { UsageError } from './context.js';
+import { connectorConfig } from './lazy.js';
 
 /** How long `node add` waits for the agent to answer its check. */
 const CHECK_TIMEOUT_SECONDS = 10;
@@ -123,7 +124,7 @@ Examples:
         }
         const entry: NodeConfig = { name, address, caFile, serverName: options.serverName };
         const text = withNodeAdded(current.text, entry);
-        const next = checkedConfig(text, file, `node ${name}`);
+        const next = await checkedConfig(text, file, `node ${name}`);
 
         let check: 'answered' | 'refused' | 'skipped' = 'skipped';
         if (options.check) {
@@ -157,7 +158,7 @@ Examples:
         throw new UsageError(`unknown node "${name}": the nodes in ${file} are ${known}`);
       }
       const text = withNodeRemoved(current.text, index, current.config.nodes.length, file);
-      const next = checkedConfig(text, file, `without node ${name}`);
+      const next = await checkedConfig(text, file, `without node ${name}`);
       if (next.nodes.some((n) => n.name === name) || next.nodes.length !== current.config.nodes.length - 1) {
         throw new McpError(
           'FAILED_PRECONDITION',
@@ -188,11 +189,12 @@ async function readConfig(file: string): Promise<ConfigText> {
   } catch (err) {
     throw new UsageError(`${file}: cannot read the connector config: ${(err as Error).message}`);
   }
-  return { file, text, config: parseConnectorConfig(text, file) };
+  return { file, text, config: (await connectorConfig()).parseConnectorConfig(text, file) };
 }
 
 /** The connector's reading of `text`; what it refuses is the operator's input, so exit 2. */
-function checkedConfig(text: string, file: string, what: string): ConnectorConfig {
+async function checkedConfig(text: string, file: string, what: string): Promise<ConnectorConfig> {
+  const { parseConnectorConfig } = await connectorConfig();
   try {
     return parseConnectorConfig(text, file);
   } catch (err) {

@@ -4,9 +4,9 @@
  * is asked unless --node names one; a node that fails is warned about and sets the exit code.
  */
 import type { Command } from 'commander';
-import * as pb from '../../gen/mcp/v1/mcp.js';
-import { desired, observed } from '../format.js';
+import type * as pb from '../../gen/mcp/v1/mcp.js';
 import type { CliContext, NodeEntry } from './context.js';
+import { codecs, formatting } from './lazy.js';
 import { nodeArg } from './lifecycle.js';
 
 /** The entries of the nodes that answered, decoded. */
@@ -64,15 +64,17 @@ Examples:
     )
     .action(async (_options: unknown, cmd: Command) => {
       const opts = ctx.globals(cmd);
+      const { desired, observed } = await formatting();
       const { result } = await ctx.withSession(opts, (s) => s.call('list_services', nodeArg(opts)));
       if (opts.json) return ctx.out.json(result);
-      const rows = answered(result, pb.ListServicesResponse.fromJSON).flatMap(({ node, response }) =>
-        response.services.flatMap((s) =>
-          s.components.map((c) => {
-            const want = desired(c.desiredState);
-            return [node, s.name, c.name, want, state(observed(c.observedState), want), c.version || '-'];
-          }),
-        ),
+      const rows = answered(result, (await codecs()).ListServicesResponse.fromJSON).flatMap(
+        ({ node, response }) =>
+          response.services.flatMap((s) =>
+            s.components.map((c) => {
+              const want = desired(c.desiredState);
+              return [node, s.name, c.name, want, state(observed(c.observedState), want), c.version || '-'];
+            }),
+          ),
       );
       ctx.out.line(
         rows.length === 0
@@ -95,9 +97,10 @@ Examples:
     )
     .action(async (_options: unknown, cmd: Command) => {
       const opts = ctx.globals(cmd);
+      const { desired, observed } = await formatting();
       const { result } = await ctx.withSession(opts, (s) => s.call('live_check', nodeArg(opts)));
       if (opts.json) return ctx.out.json(result);
-      const nodes = answered(result, pb.LiveCheckResponse.fromJSON);
+      const nodes = answered(result, (await codecs()).LiveCheckResponse.fromJSON);
       const rows = nodes.flatMap(({ node, response }) =>
         response.services.flatMap((s) =>
           s.components.map((c) => {
@@ -147,6 +150,7 @@ Examples:
     )
     .action(async (service: string, options: { events: string }, cmd: Command) => {
       const opts = ctx.globals(cmd);
+      const { desired, observed } = await formatting();
       const eventLimit = Number(options.events);
       const { result } = await ctx.withSession(opts, (s) =>
         s.call('service_status', {
@@ -156,7 +160,9 @@ Examples:
         }),
       );
       if (opts.json) return ctx.out.json(result);
-      const nodes = answered(result, pb.GetServiceStatusResponse.fromJSON).filter((n) => n.response.service);
+      const nodes = answered(result, (await codecs()).GetServiceStatusResponse.fromJSON).filter(
+        (n) => n.response.service,
+      );
       if (nodes.length === 0) ctx.out.line(`no node has a service named ${service}`);
       for (const { node, response } of nodes) {
         const s = response.service as pb.ServiceInfo;
@@ -227,17 +233,18 @@ Examples:
       const args = { ...nodeArg(opts), ...(options.service ? { service: options.service } : {}) };
       const { result } = await ctx.withSession(opts, (s) => s.call('check_updates', args));
       if (opts.json) return ctx.out.json(result);
-      const rows = answered(result, pb.CheckUpdatesResponse.fromJSON).flatMap(({ node, response }) =>
-        response.updates.map((u) => [
-          node,
-          `${u.service}/${u.component}`,
-          u.image,
-          u.status === 'update_available'
-            ? ctx.out.paint('yellow', 'update available')
-            : u.status === 'current'
-              ? ctx.out.paint('green', 'current')
-              : `unknown: ${u.reason}`,
-        ]),
+      const rows = answered(result, (await codecs()).CheckUpdatesResponse.fromJSON).flatMap(
+        ({ node, response }) =>
+          response.updates.map((u) => [
+            node,
+            `${u.service}/${u.component}`,
+            u.image,
+            u.status === 'update_available'
+              ? ctx.out.paint('yellow', 'update available')
+              : u.status === 'current'
+                ? ctx.out.paint('green', 'current')
+                : `unknown: ${u.reason}`,
+          ]),
       );
       ctx.out.line(
         rows.length === 0

@@ -4,10 +4,19 @@
  * one line per progress step, with no escape codes, so `mcp list | grep web` and logs read
  * cleanly. `--json` output never goes through here except for the final document.
  */
+import { createRequire } from 'node:module';
 import { styleText } from 'node:util';
-import cliProgress from 'cli-progress';
-import Table from 'cli-table3';
-import { table as plainTable } from '../format.js';
+import type CliProgress from 'cli-progress';
+import type CliTable from 'cli-table3';
+import { table as plainTable } from '../text-table.js';
+
+/**
+ * Bordered tables and bars are for a terminal only: their libraries (CommonJS) are required
+ * when one is drawn, so piped output and scripts never load them.
+ */
+const requireOnTerminal = createRequire(import.meta.url);
+const tableLibrary = () => requireOnTerminal('cli-table3') as typeof CliTable;
+const progressLibrary = () => requireOnTerminal('cli-progress') as typeof CliProgress;
 
 type Style = Parameters<typeof styleText>[0];
 
@@ -65,6 +74,7 @@ export class Output {
   /** A table: bordered on a terminal, plain columns two spaces apart otherwise. */
   table(header: readonly string[], rows: readonly (readonly string[])[]): string {
     if (!this.terminal.stdoutTty) return plainTable(header, rows);
+    const Table = tableLibrary();
     const t = new Table({
       head: header.map((h) => this.paint('bold', h)),
       // cli-table3 colours through its own library; colour is decided here instead.
@@ -114,11 +124,12 @@ function rate(bytes: number, started: number): string {
 }
 
 class TransferBar implements TransferProgressView {
-  private readonly bar: cliProgress.SingleBar;
+  private readonly bar: CliProgress.SingleBar;
   private readonly started = performance.now();
   private begun = false;
 
   constructor(private readonly label: string) {
+    const cliProgress = progressLibrary();
     this.bar = new cliProgress.SingleBar(
       {
         stream: process.stderr,
@@ -166,13 +177,14 @@ class TransferLines implements TransferProgressView {
 }
 
 class ComponentBars implements ComponentProgressView {
-  private readonly multi: cliProgress.MultiBar;
-  private readonly bars = new Map<string, cliProgress.SingleBar>();
+  private readonly multi: CliProgress.MultiBar;
+  private readonly bars = new Map<string, CliProgress.SingleBar>();
 
   constructor(
     private readonly label: string,
     private readonly fractions: Readonly<Record<string, number>>,
   ) {
+    const cliProgress = progressLibrary();
     this.multi = new cliProgress.MultiBar(
       {
         stream: process.stderr,

@@ -10,16 +10,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { FailedPreconditionError, McpError, NotFoundError, toMcpError } from '../../core/errors.js';
-import * as pb from '../../gen/mcp/v1/mcp.js';
-import {
-  definitionPath,
-  definitionToSpec,
-  formatDefinition,
-  locateDefinition,
-  parseDefinition,
-  type ServiceDefinition,
-} from '../definitions.js';
+import type { ServiceDefinition } from '../definitions.js';
 import type { CliContext, GlobalOptions, NodeEntry } from './context.js';
+import { codecs, definitionFiles } from './lazy.js';
 import { nodeArg } from './lifecycle.js';
 
 /** A definition and where it came from. */
@@ -36,6 +29,7 @@ async function findDefinition(
   opts: GlobalOptions,
   service: string,
 ): Promise<FoundDefinition> {
+  const [pb, { definitionPath, locateDefinition }] = await Promise.all([codecs(), definitionFiles()]);
   const located = await locateDefinition(await ctx.servicesDir(opts), service);
   if (located) {
     return { definition: located.definition, text: readFileSync(located.file, 'utf8'), from: located.file };
@@ -127,6 +121,7 @@ Examples:
     .action(async (name: string, _options: unknown, cmd: Command) => {
       const opts = ctx.globals(cmd);
       const found = await findDefinition(ctx, opts, name);
+      const [pb, { definitionToSpec, formatDefinition }] = await Promise.all([codecs(), definitionFiles()]);
       if (opts.json) {
         return ctx.out.json({
           from: found.from,
@@ -146,6 +141,7 @@ Examples:
     .action(async (name: string, options: { output?: string }, cmd: Command) => {
       const opts = ctx.globals(cmd);
       const found = await findDefinition(ctx, opts, name);
+      const { formatDefinition } = await definitionFiles();
       const text = formatDefinition(found.definition);
       if (options.output === undefined) {
         if (opts.json) return ctx.out.json({ from: found.from, toml: text });
@@ -171,6 +167,7 @@ cancels. The edit is not deployed: run mcp deploy SERVICE afterwards.`,
     .action(async (name: string, _options: unknown, cmd: Command) => {
       const opts = ctx.globals(cmd);
       const found = await findDefinition(ctx, opts, name);
+      const { definitionPath, formatDefinition, parseDefinition } = await definitionFiles();
       const file = definitionPath(await ctx.servicesDir(opts), name);
       const dir = mkdtempSync(join(tmpdir(), 'mcp-edit-'));
       const scratch = join(dir, `${name}.toml`);

@@ -8,7 +8,7 @@
 
 import { z } from 'zod';
 import { type Env, pathSchema, requiredString, resolveConfigPath, secureUrlSchema } from '../config-env.js';
-import { DEFAULT_ALGORITHMS, SUPPORTED_ALGORITHMS } from './jwt.js';
+import { DEFAULT_ALGORITHMS, SUPPORTED_ALGORITHMS } from './algorithms.js';
 
 export interface JwtIssuerConfig {
   type: 'jwt';

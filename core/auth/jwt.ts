@@ -37,22 +37,7 @@ import {
 } from './http.js';
 import type { JwtIssuerConfig } from './issuers.js';
 
-export const DEFAULT_ALGORITHMS: readonly string[] = ['RS256', 'ES256', 'EdDSA'];
-
-/** Asymmetric JWS algorithms jose verifies. Symmetric ones would make the verifier a signer. */
-export const SUPPORTED_ALGORITHMS = [
-  'RS256',
-  'RS384',
-  'RS512',
-  'PS256',
-  'PS384',
-  'PS512',
-  'ES256',
-  'ES384',
-  'ES512',
-  'EdDSA',
-  'Ed25519',
-] as const;
+export { DEFAULT_ALGORITHMS, SUPPORTED_ALGORITHMS } from './algorithms.js';
 
 /** Remote JWKS caching, as the brief fixes it: 5 s timeout, 30 s refetch cooldown, 10 min cache. */
 const REMOTE_JWKS_TIMING = {

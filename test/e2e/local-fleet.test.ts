@@ -35,12 +35,9 @@ describe.skipIf(!bed)('mcp-connector with no config: the local single-node setup
       const { tools } = await client.listTools();
       expect(tools.map((t) => t.name)).toContain('deploy');
       expect(tools).toHaveLength(17);
-      for (const file of ['ca.crt', 'agent.key', 'issuer.jwk', 'agent.toml', 'confirm.toml', 'registry.db']) {
-        expect(existsSync(join(home, file)), file).toBe(true);
-      }
-      expect(statSync(join(home, 'issuer.jwk')).mode & 0o777).toBe(0o600);
-      expect(statSync(join(home, 'registry.db')).mode & 0o777).toBe(0o600);
       expect(stderr()).toMatch(/local single-node setup/);
+      // initialize and tools/list wait for no agent: the first tool call creates the setup and starts it.
+      expect(existsSync(join(home, 'agent.pid'))).toBe(false);
 
       writeFileSync(
         join(home, 'services', `${service}.toml`),
@@ -53,6 +50,12 @@ describe.skipIf(!bed)('mcp-connector with no config: the local single-node setup
         service,
         components: [{ component: service, ok: true, container: service, version: 'v1' }],
       });
+
+      for (const file of ['ca.crt', 'agent.key', 'issuer.jwk', 'agent.toml', 'confirm.toml', 'registry.db']) {
+        expect(existsSync(join(home, file)), file).toBe(true);
+      }
+      expect(statSync(join(home, 'issuer.jwk')).mode & 0o777).toBe(0o600);
+      expect(statSync(join(home, 'registry.db')).mode & 0o777).toBe(0o600);
 
       const audit = await client.callTool({ name: 'query_audit', arguments: { rpc: 'Deploy' } });
       const nodes = (
