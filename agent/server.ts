@@ -356,12 +356,15 @@ class Guard {
 
     // grpc-js emits 'cancelled' on every call once its status is sent: the listener goes when
     // the handler is done, so a finished call does not abort (and build an abort reason) for nothing.
-    const abort = new AbortController();
-    const onCancelled = () => abort.abort();
-    if (call.cancelled) abort.abort();
-    else call.on('cancelled', onCancelled);
-    // Built on first use: most handlers never ask for the scope, and the call logger is for
-    // handlers that log.
+    let cancelled = call.cancelled;
+    let abort: AbortController | undefined;
+    const onCancelled = () => {
+      cancelled = true;
+      abort?.abort();
+    };
+    if (!cancelled) call.on('cancelled', onCancelled);
+    // Built on first use: the read handlers never ask for the signal or the scope, and the call
+    // logger is for handlers that log.
     let scope: ServiceScope | undefined;
     let callLog: Logger | undefined;
     const ctx: CallContext = {
@@ -373,7 +376,13 @@ class Guard {
         return scope;
       },
       authorize: (permission, services) => authorizer.authorize(caller, permission, services),
-      signal: abort.signal,
+      get signal() {
+        if (abort === undefined) {
+          abort = new AbortController();
+          if (cancelled) abort.abort();
+        }
+        return abort.signal;
+      },
       get log() {
         callLog ??= log.child({ rpc, subject: caller.subject, callId });
         return callLog;

@@ -21,7 +21,7 @@
  * Every write error is raised as an AuditWriteError; callers refuse the call (fail closed).
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { closeSync, fdatasync, fstatSync, openSync, statSync } from 'node:fs';
+import { closeSync, fdatasync, fstatSync, openSync } from 'node:fs';
 import type Database from 'better-sqlite3';
 import { InvalidArgumentError, McpError, NotFoundError } from '../core/errors.js';
 import type { AuditDecisionName, AuditOutcomeName } from '../core/states.js';
@@ -811,9 +811,12 @@ class WalSync {
     this.fd = undefined;
   }
 
-  /** An fd of the WAL file on disk now: SQLite deletes and recreates it when every connection closed. */
+  /**
+   * An fd of the WAL file on disk now: SQLite deletes and recreates it when every connection
+   * closed. A deleted file has no links left, which one fstat of the open fd tells.
+   */
   private liveFd(): number {
-    if (this.fd !== undefined && fstatSync(this.fd).ino === statSync(this.path).ino) return this.fd;
+    if (this.fd !== undefined && fstatSync(this.fd).nlink > 0) return this.fd;
     this.close();
     this.fd = openSync(this.path, 'r+');
     return this.fd;
