@@ -363,8 +363,8 @@ class Guard {
       abort?.abort();
     };
     if (!cancelled) call.on('cancelled', onCancelled);
-    // Built on first use: the read handlers never ask for the signal or the scope, and the call
-    // logger is for handlers that log.
+    // Built on first use: the read handlers never ask for the signal, a call on one service
+    // never asks for the scope, and the call logger is for handlers that log.
     let scope: ServiceScope | undefined;
     let callLog: Logger | undefined;
     const ctx: CallContext = {
