@@ -26,7 +26,12 @@ import {
 import { type Drift, DriftReason } from '../gen/mcp/v1/mcp.js';
 import type { Registry } from '../registry/db.js';
 import { TRANSITION_EVENT_KIND } from '../registry/events.js';
-import type { ComponentRecord, ServiceRecord } from '../registry/services.js';
+import {
+  type ComponentRecord,
+  changesObservation,
+  type Observation,
+  type ServiceRecord,
+} from '../registry/services.js';
 import type { ContainerSummary } from './runtime/index.js';
 
 /** The rule above. undefined: nothing to compare (not managed, or never observed). */
@@ -169,23 +174,39 @@ export function reconcile(
   const byName = new Map(containers.map((c) => [c.name, c]));
   const all = registry.services.list();
   const wanted = options.services ? new Set(options.services) : undefined;
+  // Read from the records just listed, in the same synchronous step: a check that finds
+  // nothing changed (the common case) opens no write transaction at all.
+  const observations: Array<{
+    service: string;
+    component: ComponentRecord;
+    container: ContainerSummary | undefined;
+    observation: Observation;
+  }> = [];
+  for (const service of all) {
+    if (wanted && !wanted.has(service.name)) continue;
+    if (options.skip?.(service.name)) continue;
+    for (const component of service.components) {
+      const container = byName.get(component.container);
+      const observation: Observation = {
+        state: container?.state ?? 'missing',
+        ...(container?.startedAt ? { startedAt: container.startedAt } : {}),
+        ...(container ? { version: imageVersion(container.image), image: container.image } : {}),
+      };
+      if (changesObservation(component, observation)) {
+        observations.push({ service: service.name, component, container, observation });
+      }
+    }
+  }
   const changes: ObservedChange[] = [];
-  registry.transaction(() => {
-    for (const service of all) {
-      if (wanted && !wanted.has(service.name)) continue;
-      if (options.skip?.(service.name)) continue;
-      for (const component of service.components) {
-        const container = byName.get(component.container);
-        const observed = container?.state ?? 'missing';
-        const previous = registry.services.setObservedState(service.name, component.name, {
-          state: observed,
-          ...(container?.startedAt ? { startedAt: container.startedAt } : {}),
-          ...(container ? { version: imageVersion(container.image), image: container.image } : {}),
-        });
+  if (observations.length > 0) {
+    registry.transaction(() => {
+      for (const { service, component, container, observation } of observations) {
+        const observed = observation.state;
+        const previous = registry.services.setObservedState(service, component.name, observation);
         if (previous === observed) continue;
-        changes.push({ service: service.name, component: component.name, previous, observed });
+        changes.push({ service, component: component.name, previous, observed });
         registry.events.record({
-          service: service.name,
+          service,
           component: component.name,
           kind: TRANSITION_EVENT_KIND,
           previousState: previous,
@@ -193,8 +214,8 @@ export function reconcile(
           message: `${previous ?? 'not observed'} -> ${observed}${container ? '' : ` (no container ${component.container})`}`,
         });
       }
-    }
-  });
+    });
+  }
   const known = new Set(all.flatMap((s) => s.components.map((c) => c.container)));
   const names = all.map((s) => s.name);
   const unmanaged = containers.filter((c) => {

@@ -196,10 +196,32 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(value);
 }
 
-function argsDigest(codec: Codec, req: unknown): string {
-  return createHash('sha256')
-    .update(canonicalJson(codec.toJSON(req)))
-    .digest('hex');
+/**
+ * The request's digest for the audit record, or its problem as a client can act on it. One
+ * conversion to ProtoJSON serves both: a value it cannot convert is bad input.
+ */
+function examineRequest(
+  codec: Codec,
+  req: unknown,
+): { argsSha256: string } | { problem: InvalidArgumentError } {
+  if (req instanceof UndecodableRequest) {
+    return {
+      problem: new InvalidArgumentError(
+        `the request could not be decoded (${req.reason}): ${UNDECODABLE_ADVICE}`,
+      ),
+    };
+  }
+  let json: unknown;
+  try {
+    json = codec.toJSON(req);
+  } catch (err) {
+    return {
+      problem: new InvalidArgumentError(
+        `the request holds a value out of range (${err instanceof Error ? err.message : String(err)}): ${UNDECODABLE_ADVICE}`,
+      ),
+    };
+  }
+  return { argsSha256: createHash('sha256').update(canonicalJson(json)).digest('hex') };
 }
 
 /**
@@ -213,23 +235,6 @@ class UndecodableRequest {
 
 const UNDECODABLE_ADVICE =
   'check that every integer field is below 2^53 and every timestamp lies between the years 0001 and 9999';
-
-/** The request's problem as a client can act on it, or undefined when it decodes and converts. */
-function requestProblem(codec: Codec, req: unknown): InvalidArgumentError | undefined {
-  if (req instanceof UndecodableRequest) {
-    return new InvalidArgumentError(
-      `the request could not be decoded (${req.reason}): ${UNDECODABLE_ADVICE}`,
-    );
-  }
-  try {
-    codec.toJSON(req);
-    return undefined;
-  } catch (err) {
-    return new InvalidArgumentError(
-      `the request holds a value out of range (${err instanceof Error ? err.message : String(err)}): ${UNDECODABLE_ADVICE}`,
-    );
-  }
-}
 
 /** The generated service definition with deserializers that never throw (see UndecodableRequest). */
 function tolerantDefinition(definition: typeof McpAgentServiceService): typeof McpAgentServiceService {
@@ -273,6 +278,7 @@ interface GuardedCall {
   metadata: Metadata;
   cancelled: boolean;
   on(event: 'cancelled', listener: () => void): unknown;
+  removeListener(event: 'cancelled', listener: () => void): unknown;
 }
 
 class Guard {
@@ -307,10 +313,12 @@ class Guard {
     }
 
     const req = await readRequest();
-    const problem = requestProblem(codec, req);
+    const examined = examineRequest(codec, req);
+    const problem = 'problem' in examined ? examined.problem : undefined;
     // A request that does not decode targets nothing; it is refused before authorization.
     const target = problem ? NO_TARGET : targetOf(rpc, req);
-    const roles = this.opts.authorizer.rolesOf(caller);
+    const { authorizer } = this.opts;
+    const roles = authorizer.rolesOf(caller);
     const record = {
       ...base,
       issuer: caller.issuer,
@@ -319,7 +327,7 @@ class Guard {
       roles,
       service: target.service,
       component: target.component,
-      argsSha256: problem ? '' : argsDigest(codec, req),
+      argsSha256: 'argsSha256' in examined ? examined.argsSha256 : '',
       requestId: target.requestId,
       ...confirmationOf(call.metadata),
     };
@@ -330,7 +338,7 @@ class Guard {
           `${rpc}: the target service name is empty: name the service to act on`,
         );
       }
-      this.opts.authorizer.authorize(caller, entry.permission, target.services);
+      authorizer.authorize(caller, entry.permission, target.services);
     } catch (err) {
       const e = toMcpError(err);
       await this.recordDenial({ ...record, decision: 'deny', errorCode: e.code, errorMessage: e.message });
@@ -347,28 +355,47 @@ class Guard {
       throw new UnavailableError(AUDIT_UNAVAILABLE, { cause: err });
     }
 
-    const abort = new AbortController();
-    if (call.cancelled) abort.abort();
-    call.on('cancelled', () => abort.abort());
+    // grpc-js emits 'cancelled' on every call once its status is sent: the listener goes when
+    // the handler is done, so a finished call does not abort (and build an abort reason) for nothing.
+    let cancelled = call.cancelled;
+    let abort: AbortController | undefined;
+    const onCancelled = () => {
+      cancelled = true;
+      abort?.abort();
+    };
+    if (!cancelled) call.on('cancelled', onCancelled);
+    // Built on first use: the read handlers never ask for the signal, a call on one service
+    // never asks for the scope, and the call logger is for handlers that log.
+    let scope: ServiceScope | undefined;
+    let callLog: Logger | undefined;
     const ctx: CallContext = {
       rpc,
       caller,
       roles,
-      scope: this.opts.authorizer.scopeOf(caller, entry.permission),
-      authorize: (permission, services) => this.opts.authorizer.authorize(caller, permission, services),
-      signal: abort.signal,
-      log: log.child({ rpc, subject: caller.subject, callId }),
+      get scope() {
+        scope ??= authorizer.scopeOf(caller, entry.permission);
+        return scope;
+      },
+      authorize: (permission, services) => authorizer.authorize(caller, permission, services),
+      get signal() {
+        if (abort === undefined) {
+          abort = new AbortController();
+          if (cancelled) abort.abort();
+        }
+        return abort.signal;
+      },
+      get log() {
+        callLog ??= log.child({ rpc, subject: caller.subject, callId });
+        return callLog;
+      },
     };
+    const finished = { rpc, subject: caller.subject, callId, service: target.service };
     let outcome: AuditOutcomeInput;
     try {
       const res = await handle(req, ctx);
       outcome = { outcome: 'ok', errorCode: '', errorMessage: '', durationMs: performance.now() - started };
       this.recordOutcome(callId, outcome, rpc);
-      ctx.log.info('call', {
-        service: target.service,
-        outcome: 'ok',
-        durationMs: Math.round(outcome.durationMs),
-      });
+      log.info('call', { ...finished, outcome: 'ok', durationMs: Math.round(outcome.durationMs) });
       return res;
     } catch (err) {
       const e = toMcpError(err);
@@ -380,8 +407,10 @@ class Guard {
       };
       this.recordOutcome(callId, outcome, rpc);
       const level = e.code === 'INTERNAL' ? 'error' : 'info';
-      ctx.log[level]('call', { service: target.service, outcome: 'error', code: e.code, error: e.message });
+      log[level]('call', { ...finished, outcome: 'error', code: e.code, error: e.message });
       throw e;
+    } finally {
+      call.removeListener('cancelled', onCancelled);
     }
   }
 

@@ -2,10 +2,12 @@
  * What authentication, authorization and audit cost per call.
  *
  * Two TLS gRPC servers in this process serve the same NodeStatus handler (it returns a
- * constant): the agent's guarded server (JWT verify with a cached key set, RBAC, the attempt
- * row group-committed and synced before the handler, the outcome row after) and a baseline
- * server with no guard. Calls
- * alternate between the two in the same run, so the difference is the guard's cost.
+ * constant): the agent's guarded server (JWT verification, its signature checked once per
+ * token and then taken from the verified-token cache; RBAC; the attempt row group-committed
+ * and synced before the handler; the outcome row riding with the next batch) and a baseline
+ * server with no guard. Both run in the same process and the same run, so the difference is
+ * the guard's cost. CPU per call is the process's CPU time over the sequential calls: on a
+ * machine whose disk other jobs load, latency follows their syncs, CPU hardly does.
  *
  *   npx tsx bench/guard.ts [calls=2000] [concurrency=32]
  */
@@ -50,6 +52,7 @@ async function baselineServer(): Promise<{ address: string; stop: () => void }> 
 async function run(client: McpAgentServiceClient, md: Metadata, n: number, parallel: number) {
   const latencies: number[] = [];
   let next = 0;
+  const cpu = process.cpuUsage();
   const started = performance.now();
   await Promise.all(
     Array.from({ length: parallel }, async () => {
@@ -61,7 +64,11 @@ async function run(client: McpAgentServiceClient, md: Metadata, n: number, paral
       }
     }),
   );
-  return { latencies, seconds: (performance.now() - started) / 1000 };
+  const used = process.cpuUsage(cpu);
+  // CPU of the whole process (client, server, libuv pool) per call, in ms: unlike latency, it
+  // hardly moves when other jobs load the disk, so it shows what the guard's own work costs.
+  const cpuMs = (used.user + used.system) / 1000 / n;
+  return { latencies, seconds: (performance.now() - started) / 1000, cpuMs };
 }
 
 const agent = await startTestAgent({ handlers: { nodeStatus: async () => constant } });
@@ -76,7 +83,7 @@ await run(guarded, md, 200, 8);
 await run(plain, md, 200, 8);
 
 const rows: Array<Array<string | number>> = [];
-const results: Record<string, { seq: ReturnType<typeof summary>; rate: number }> = {};
+const results: Record<string, { seq: ReturnType<typeof summary>; rate: number; cpuMs: number }> = {};
 for (const [name, client] of [
   ['no guard (baseline)', plain],
   ['authn + RBAC + audit', guarded],
@@ -85,8 +92,8 @@ for (const [name, client] of [
   const parallel = await run(client, md, calls, concurrency);
   const seq = summary(sequential.latencies);
   const rate = calls / parallel.seconds;
-  results[name] = { seq, rate };
-  rows.push([name, ms(seq.p50), ms(seq.p99), `${rate.toFixed(0)} calls/s`]);
+  results[name] = { seq, rate, cpuMs: sequential.cpuMs };
+  rows.push([name, ms(seq.p50), ms(seq.p99), ms(sequential.cpuMs), `${rate.toFixed(0)} calls/s`]);
 }
 const base = results['no guard (baseline)'];
 const full = results['authn + RBAC + audit'];
@@ -95,13 +102,19 @@ if (base && full) {
     'added by the guard',
     ms(full.seq.p50 - base.seq.p50),
     ms(full.seq.p99 - base.seq.p99),
+    ms(full.cpuMs - base.cpuMs),
     `${(full.rate / base.rate).toFixed(2)}× the baseline rate`,
   ]);
 }
 console.log(
   `\n### Guard cost (${machine()}; ${calls} calls, ${concurrency} concurrent; latency from sequential calls)\n`,
 );
-console.log(table(['server', 'p50 latency', 'p99 latency', `throughput (${concurrency} concurrent)`], rows));
+console.log(
+  table(
+    ['server', 'p50 latency', 'p99 latency', 'CPU per call', `throughput (${concurrency} concurrent)`],
+    rows,
+  ),
+);
 const audited = agent.registry?.audit.verifyChain();
 console.log(
   `\naudit chain after the run: ${audited?.ok ? `OK, ${audited.count} rows` : JSON.stringify(audited)}`,

@@ -11,6 +11,7 @@
  *
  * Tokens are never logged, and never put in an error message.
  */
+import { readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { decodeJwt } from 'jose';
 import {
@@ -45,8 +46,8 @@ export class NoTokenError extends McpError {
 
 /**
  * The connector's own token source (stdio mode, and HTTP mode without caller authentication).
- * The token file and the variable are read at every call, so a `mcp login` takes effect
- * without a restart.
+ * The token file and the variable are looked at on every call, so a `mcp login` takes effect
+ * without a restart; the file is read again only when it changed (see TokenFile).
  */
 export function createBearerSource(
   config: Pick<ConnectorConfig, 'auth' | 'configFile'>,
@@ -55,13 +56,15 @@ export function createBearerSource(
 ): BearerSource {
   const { auth } = config;
   if (auth.clientCredentials) return new ClientCredentialsSource(auth.clientCredentials, fetch);
+  const file = new TokenFile(auth.tokenFile);
+  const expiry = new ExpiryOf();
   return {
     description: `token file ${auth.tokenFile}, else $${auth.tokenEnv}`,
     async token() {
-      const fromFile = await readTokenFile(auth.tokenFile);
-      if (fromFile !== undefined) return checkNotExpired(fromFile, `the token in ${auth.tokenFile}`);
+      const fromFile = file.read();
+      if (fromFile !== undefined) return checkNotExpired(fromFile, `the token in ${auth.tokenFile}`, expiry);
       const fromEnv = env[auth.tokenEnv]?.trim();
-      if (fromEnv) return checkNotExpired(fromEnv, `the token in $${auth.tokenEnv}`);
+      if (fromEnv) return checkNotExpired(fromEnv, `the token in $${auth.tokenEnv}`, expiry);
       throw new NoTokenError(
         `no bearer token for the agents: run \`mcp login\` (writes ${auth.tokenFile}), set $${auth.tokenEnv}, or configure [auth.client_credentials] in ${config.configFile}`,
       );
@@ -69,27 +72,67 @@ export function createBearerSource(
   };
 }
 
-async function readTokenFile(file: string): Promise<string | undefined> {
-  try {
-    const text = (await readFile(file, 'utf8')).trim();
-    return text === '' ? undefined : text;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new McpError(
-      'FAILED_PRECONDITION',
-      `${file}: cannot read the token file: ${(err as Error).message}`,
-    );
+/**
+ * The token file, read again only when it changed: one stat per call instead of an open, a
+ * read and a close. `mcp login` renames a new file into place (a new inode); an edit in place
+ * changes the size or the change time.
+ */
+const RACY_CHANGE_MS = 1_000;
+
+class TokenFile {
+  private seen: { signature: string; token: string | undefined } | undefined;
+
+  constructor(private readonly path: string) {}
+
+  read(): string | undefined {
+    let signature: string;
+    try {
+      const st = statSync(this.path, { bigint: true, throwIfNoEntry: false });
+      if (st === undefined) {
+        this.seen = undefined;
+        return undefined;
+      }
+      signature = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+      // The kernel stamps times at a coarse tick: a file changed within the last second may
+      // carry the stamp of an earlier change, so it is read again ("racily clean", as git says).
+      const settled = Date.now() - Number(st.ctimeMs) > RACY_CHANGE_MS;
+      if (settled && this.seen?.signature === signature) return this.seen.token;
+      const text = readFileSync(this.path, 'utf8').trim();
+      this.seen = { signature, token: text === '' ? undefined : text };
+      return this.seen.token;
+    } catch (err) {
+      this.seen = undefined;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new McpError(
+        'FAILED_PRECONDITION',
+        `${this.path}: cannot read the token file: ${(err as Error).message}`,
+      );
+    }
+  }
+}
+
+/** The `exp` of the last token looked at, so one token is decoded once, not at every call. */
+class ExpiryOf {
+  private last: { token: string; exp: number | undefined } | undefined;
+
+  /** The token's `exp` (seconds), or undefined for an opaque token or one without `exp`. */
+  get(token: string): number | undefined {
+    if (this.last?.token !== token) {
+      let exp: number | undefined;
+      try {
+        exp = decodeJwt(token).exp;
+      } catch {
+        exp = undefined; // opaque tokens (MCIAS) are the agents' to judge
+      }
+      this.last = { token, exp };
+    }
+    return this.last.exp;
   }
 }
 
 /** A JWT whose `exp` has passed is refused here, with a message, instead of by every agent. */
-function checkNotExpired(token: string, what: string): string {
-  let exp: number | undefined;
-  try {
-    exp = decodeJwt(token).exp;
-  } catch {
-    return token; // opaque tokens (MCIAS) are the agents' to judge
-  }
+function checkNotExpired(token: string, what: string, expiry: ExpiryOf): string {
+  const exp = expiry.get(token);
   if (exp !== undefined && exp * 1000 <= Date.now()) {
     throw new NoTokenError(
       `${what} expired at ${new Date(exp * 1000).toISOString()}: run \`mcp login\` again or replace it`,

@@ -13,17 +13,18 @@
  * event loop ran are written in one transaction, in queue order with their hash links, and
  * made durable by one fdatasync of the WAL, run off the event loop. A call's promise resolves
  * only after that sync, so its attempt is on disk before its handler runs. Outcome rows ride
- * along lazily: committed in the next batch, durable with the next sync (one lost in a power
- * cut reads back as `unknown`, as for an agent killed mid-call).
+ * along lazily: they wait for the next call's batch (at most OUTCOME_DELAY_MS, then they are
+ * committed on their own), so a steady stream of calls costs one transaction per call, and
+ * they are durable with the next sync (one lost in a power cut or a kill reads back as
+ * `unknown`, as for an agent killed mid-call). Every read writes what is queued first.
  *
  * Every write error is raised as an AuditWriteError; callers refuse the call (fail closed).
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { closeSync, fdatasync, fstatSync, openSync, statSync } from 'node:fs';
+import { closeSync, fdatasync, fstatSync, openSync } from 'node:fs';
 import type Database from 'better-sqlite3';
 import { InvalidArgumentError, McpError, NotFoundError } from '../core/errors.js';
 import type { AuditDecisionName, AuditOutcomeName } from '../core/states.js';
-import { writeTransaction } from './transaction.js';
 
 /** prev_hash of the first record. */
 export const GENESIS_HASH = '0'.repeat(64);
@@ -57,6 +58,8 @@ export const AUDIT_HASHED_FIELDS = [
 ] as const;
 
 const DEFAULT_PAGE_SIZE = 50;
+/** How long a queued outcome waits for a call's batch to ride along with before it is committed alone. */
+export const OUTCOME_DELAY_MS = 20;
 /** The one page-size limit of audit reads (gRPC, CLI, tests): more is refused, not cut short. */
 export const MAX_AUDIT_PAGE_SIZE = 500;
 const MAX_ERROR_MESSAGE_LENGTH = 2000;
@@ -269,6 +272,10 @@ export class AuditLog {
   /** Rows waiting for the next batch, in the order they will take in the chain. */
   private queue: QueuedRow[] = [];
   private flushScheduled = false;
+  /** Set while queued outcomes wait for a call's batch (see OUTCOME_DELAY_MS). */
+  private outcomeTimer: NodeJS.Timeout | undefined;
+  /** Call rows in `queue`: they need a batch now; outcomes alone can wait. */
+  private callsQueued = 0;
   /** Set while a batch's sync runs: rows queued meanwhile form the next batch. */
   private syncing = false;
   /**
@@ -280,6 +287,10 @@ export class AuditLog {
   private readonly queuedOutcomes = new Set<string>();
   /** Set for a WAL database file with synchronous FULL: batches sync the WAL themselves. */
   private readonly wal: WalSync | undefined;
+  /** Appends rows to the chain; returns the new head and the rows' seqs. */
+  private readonly appendTransaction: Database.Transaction<
+    (rows: ReadonlyArray<Omit<HashedRow, 'seq'>>) => { head: ChainHead; seqs: number[] }
+  >;
 
   constructor(db: Database.Database) {
     this.db = db;
@@ -308,6 +319,25 @@ export class AuditLog {
     };
     this.chainHead = this.readHead();
     this.wal = WalSync.for(db);
+    this.appendTransaction = db.transaction((rows: ReadonlyArray<Omit<HashedRow, 'seq'>>) => {
+      // The head is held in memory; a second writer on the same file makes the seq collide
+      // on the primary key and the append fail, rather than fork the chain.
+      let head = this.chainHead ?? this.readHead();
+      const seqs: number[] = [];
+      for (const row of rows) {
+        const hashed: HashedRow = { ...row, seq: head.seq + 1 };
+        const hash = auditRowHash(head.hash, hashed);
+        this.statements.insert.run({
+          ...hashed,
+          roles: hashed.roles === null ? null : JSON.stringify(hashed.roles),
+          prev_hash: head.hash,
+          hash,
+        });
+        head = { seq: hashed.seq, hash };
+        seqs.push(hashed.seq);
+      }
+      return { head, seqs };
+    });
   }
 
   /**
@@ -350,6 +380,8 @@ export class AuditLog {
 
   /** Writes what is queued and releases the WAL file; call before closing the database. */
   close(): void {
+    if (this.outcomeTimer !== undefined) clearTimeout(this.outcomeTimer);
+    this.outcomeTimer = undefined;
     this.flushQueued();
     this.wal?.close();
   }
@@ -588,6 +620,7 @@ export class AuditLog {
   /** Queues a row for the next batch; resolves with its seq once written (and synced if durable). */
   private enqueue(row: Omit<HashedRow, 'seq'>, durable: boolean): Promise<number> {
     if (row.entry === 'outcome') this.queuedOutcomes.add(row.call_id);
+    else this.callsQueued += 1;
     return new Promise<number>((resolve, reject) => {
       this.queue.push({ row, durable, resolve, reject });
       this.scheduleFlush();
@@ -595,7 +628,19 @@ export class AuditLog {
   }
 
   private scheduleFlush(): void {
-    if (this.flushScheduled || this.syncing) return;
+    if (this.flushScheduled || this.syncing || this.queue.length === 0) return;
+    if (this.callsQueued === 0) {
+      // Only outcomes: let them join the next call's batch rather than cost a transaction each.
+      this.outcomeTimer ??= setTimeout(() => {
+        this.outcomeTimer = undefined;
+        void this.flushBatch();
+      }, OUTCOME_DELAY_MS).unref();
+      return;
+    }
+    if (this.outcomeTimer !== undefined) {
+      clearTimeout(this.outcomeTimer);
+      this.outcomeTimer = undefined;
+    }
     this.flushScheduled = true;
     // setImmediate, not a microtask: calls whose requests arrived in the same turn of the
     // event loop join the batch.
@@ -681,6 +726,7 @@ export class AuditLog {
   private takeQueue(): QueuedRow[] {
     const batch = this.queue;
     this.queue = [];
+    this.callsQueued = 0;
     for (const q of batch) if (q.row.entry === 'outcome') this.queuedOutcomes.delete(q.row.call_id);
     return batch;
   }
@@ -691,26 +737,8 @@ export class AuditLog {
    * commits without a sync, which the caller then makes with WalSync off the event loop.
    */
   private writeRows(rows: ReadonlyArray<Omit<HashedRow, 'seq'>>, sync: 'inline' | 'wal'): number[] {
-    const commit = () =>
-      writeTransaction(this.db, () => {
-        // The head is held in memory; a second writer on the same file makes the seq collide
-        // on the primary key and the append fail, rather than fork the chain.
-        let head = this.chainHead ?? this.readHead();
-        const seqs: number[] = [];
-        for (const row of rows) {
-          const hashed: HashedRow = { ...row, seq: head.seq + 1 };
-          const hash = auditRowHash(head.hash, hashed);
-          this.statements.insert.run({
-            ...hashed,
-            roles: hashed.roles === null ? null : JSON.stringify(hashed.roles),
-            prev_hash: head.hash,
-            hash,
-          });
-          head = { seq: hashed.seq, hash };
-          seqs.push(hashed.seq);
-        }
-        return { head, seqs };
-      });
+    // IMMEDIATE, as writeTransaction (transaction.ts) does; built once, not per batch.
+    const commit = () => this.appendTransaction.immediate(rows);
     try {
       const written = sync === 'wal' && this.wal ? this.wal.withoutInlineSync(commit) : commit();
       this.chainHead = written.head;
@@ -783,9 +811,12 @@ class WalSync {
     this.fd = undefined;
   }
 
-  /** An fd of the WAL file on disk now: SQLite deletes and recreates it when every connection closed. */
+  /**
+   * An fd of the WAL file on disk now: SQLite deletes and recreates it when every connection
+   * closed. A deleted file has no links left, which one fstat of the open fd tells.
+   */
   private liveFd(): number {
-    if (this.fd !== undefined && fstatSync(this.fd).ino === statSync(this.path).ino) return this.fd;
+    if (this.fd !== undefined && fstatSync(this.fd).nlink > 0) return this.fd;
     this.close();
     this.fd = openSync(this.path, 'r+');
     return this.fd;

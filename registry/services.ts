@@ -67,6 +67,29 @@ export interface Observation {
   image?: string;
 }
 
+/** The observed fields a component would have after `observation`: what it leaves out stays. */
+function observedFields(old: ComponentRecord, observation: Observation) {
+  return {
+    state: observation.state,
+    startedAt: observation.startedAt?.toISOString() ?? old.startedAt?.toISOString() ?? null,
+    container: observation.container ?? old.container,
+    version: observation.version ?? old.version,
+    observedImage: observation.image ?? old.observedImage,
+  };
+}
+
+/** Whether `observation` would change what the registry holds of the component (setObservedState writes only then). */
+export function changesObservation(old: ComponentRecord, observation: Observation): boolean {
+  const next = observedFields(old, observation);
+  return (
+    next.state !== old.observedState ||
+    next.startedAt !== (old.startedAt?.toISOString() ?? null) ||
+    next.container !== old.container ||
+    next.version !== old.version ||
+    next.observedImage !== old.observedImage
+  );
+}
+
 /** How many deployed definitions the registry keeps per service for rollback_service. */
 export const SPEC_HISTORY_KEEP = 5;
 
@@ -426,20 +449,10 @@ export class ServiceStore {
   ): ObservedStateName | undefined {
     return writeTransaction(this.db, () => {
       const old = this.requireComponent(service, component);
-      const next = {
-        state: observation.state,
-        startedAt: observation.startedAt?.toISOString() ?? old.startedAt?.toISOString() ?? null,
-        container: observation.container ?? old.container,
-        version: observation.version ?? old.version,
-        observedImage: observation.image ?? old.observedImage,
-      };
-      const changed =
-        next.state !== old.observedState ||
-        next.startedAt !== (old.startedAt?.toISOString() ?? null) ||
-        next.container !== old.container ||
-        next.version !== old.version ||
-        next.observedImage !== old.observedImage;
-      if (changed) this.statements.setObserved.run({ service, name: component, ...next, now: nowIso() });
+      const next = observedFields(old, observation);
+      if (changesObservation(old, observation)) {
+        this.statements.setObserved.run({ service, name: component, ...next, now: nowIso() });
+      }
       return old.observedState;
     });
   }

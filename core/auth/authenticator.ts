@@ -6,6 +6,9 @@
  * and goes to the MCIAS issuers in order, the first valid answer winning. Every failure is an
  * UnauthenticatedError with the fixed public message; `detail` says which check failed, for the
  * server log, and never contains the token.
+ *
+ * A JWT that verified is remembered for a short while (token-cache.ts), so the signature check
+ * runs once per token rather than once per call; MCIAS answers have their own cache (mcias.ts).
  */
 import { decodeJwt } from 'jose';
 import { UnauthenticatedError } from '../errors.js';
@@ -14,6 +17,7 @@ import { AuthConfigError } from './errors.js';
 import type { TrustedIssuerConfig } from './issuers.js';
 import { JwtVerifier } from './jwt.js';
 import { MciasVerifier, mciasCallerIssuer } from './mcias.js';
+import { VerifiedTokenCache } from './token-cache.js';
 
 export interface Authenticator {
   /** Resolves the caller, or throws UnauthenticatedError. */
@@ -44,13 +48,21 @@ export function createAuthenticator(
     byIssuer.set(verifier.issuer, verifier);
     if (verifier instanceof MciasVerifier) mcias.push(verifier);
   }
+  const verified = new VerifiedTokenCache(deps.now === undefined ? {} : { now: deps.now });
 
   const verify = async (token: string): Promise<Caller> => {
     if (token.split('.').length === 3) {
+      const key = VerifiedTokenCache.keyOf(token);
+      const known = verified.get(key);
+      if (known !== undefined) return known;
       const iss = unverifiedIssuer(token);
       const verifier = byIssuer.get(iss);
       if (verifier === undefined) throw new UnauthenticatedError(`jwt: issuer ${quote(iss)} is not trusted`);
-      return verifier.verify(token);
+      if (!(verifier instanceof JwtVerifier)) return verifier.verify(token);
+      // Only a success reaches the cache: a refusal throws past it and is checked afresh next time.
+      const { caller, expiresAt } = await verifier.verifyToken(token);
+      verified.remember(key, caller, expiresAt);
+      return caller;
     }
     if (mcias.length === 0) {
       throw new UnauthenticatedError('token is not a JWT and no MCIAS issuer is configured');

@@ -84,6 +84,11 @@ export class JwtVerifier implements TokenVerifier {
 
   /** Verifies `token` and returns who it names. Throws UnauthenticatedError; the token is never in it. */
   async verify(token: string): Promise<Caller> {
+    return (await this.verifyToken(token)).caller;
+  }
+
+  /** `verify`, with the token's `exp` (ms since the epoch) for whoever remembers the answer. */
+  async verifyToken(token: string): Promise<{ caller: Caller; expiresAt: number }> {
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, this.key, {
@@ -120,7 +125,9 @@ export class JwtVerifier implements TokenVerifier {
         `jwt: roles claim '${this.rolesClaim}' is neither a string nor an array of strings (issuer ${this.issuer})`,
       );
     }
-    return { issuer: this.issuer, subject, clientId, roles };
+    // jose has checked that `exp` is present and a number (it is a required claim).
+    const expiresAt = (payload.exp as number) * 1000;
+    return { caller: { issuer: this.issuer, subject, clientId, roles }, expiresAt };
   }
 
   /**

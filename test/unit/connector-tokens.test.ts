@@ -2,7 +2,7 @@
  * Where the connector's bearer token comes from: client credentials from a real OpenID
  * provider (oidc-provider on 127.0.0.1, discovery included), the token file, the variable.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeJwt, SignJWT } from 'jose';
@@ -104,6 +104,20 @@ describe('token file and variable', () => {
     writeFileSync(join(dir, 'token'), 'from-file\n');
     expect(await source.token()).toBe('from-file');
     rmSync(join(dir, 'token'));
+  });
+
+  it('sees the token file replaced or rewritten in place between calls, even at the same size', async () => {
+    const source = createBearerSource(config({}), {});
+    const file = join(dir, 'token');
+    writeFileSync(file, 'token-one\n');
+    expect(await source.token()).toBe('token-one');
+    writeFileSync(file, 'token-two\n');
+    expect(await source.token()).toBe('token-two');
+    writeFileSync(`${file}.new`, 'token-three\n');
+    renameSync(`${file}.new`, file);
+    expect(await source.token()).toBe('token-three');
+    rmSync(file);
+    await expect(source.token()).rejects.toThrow(/no bearer token/);
   });
 
   it('refuses an expired JWT with what to do', async () => {
