@@ -23,7 +23,7 @@ import {
   NodeStatusResponse,
   type QueryAuditResponse,
 } from '../../gen/mcp/v1/mcp.js';
-import { type AuditRow, auditRowHash, GENESIS_HASH } from '../../registry/audit.js';
+import { type AuditRow, auditRowHash, GENESIS_HASH, OUTCOME_DELAY_MS } from '../../registry/audit.js';
 import { bearer, startTestAgent, type TestAgent, unary } from '../support/agent.js';
 import { type MciasStandIn, startMciasStandIn } from '../support/mcias.js';
 import { startOidcProvider, type TestOidcProvider } from '../support/oidc.js';
@@ -400,11 +400,26 @@ describe('the audit log', () => {
     const victim = await startTestAgent({ node: 'tampered' });
     try {
       await loadCalls(victim, 50); // 100 records, so seq 42 and 77 exist
+      await recordsWritten(victim, 100);
       tamperAndVerify(victim);
     } finally {
       await victim.stop();
     }
   });
+
+  /** Outcome rows wait for the next call's batch, or OUTCOME_DELAY_MS: poll until all are in. */
+  async function recordsWritten(target: TestAgent, count: number): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const db = new Database(target.database, { readonly: true });
+      const { n } = db.prepare('SELECT count(*) AS n FROM audit_log').get() as { n: number };
+      db.close();
+      if (n >= count) return;
+      if (Date.now() > deadline)
+        throw new Error(`the audit log holds ${n} records, not ${count}, after 10 s`);
+      await new Promise((resolve) => setTimeout(resolve, OUTCOME_DELAY_MS));
+    }
+  }
 
   function tamperAndVerify(victim: TestAgent): void {
     // Tampering as an attacker with the file would: another connection, triggers dropped.
