@@ -68,7 +68,7 @@ async function readLogs(
       text: read.text,
       truncated: read.truncated,
       bytesDropped: read.bytesDropped,
-      error: '',
+      error: read.incomplete ?? '',
     };
   } catch (err) {
     if (err instanceof NotFoundError) {

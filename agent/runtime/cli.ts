@@ -51,6 +51,8 @@ export type RuntimeExec = (args: readonly string[]) => Promise<string>;
 export interface CliRuntimeOptions {
   /** Upper bound for any command except pull (stop and restart add their own timeout). Default 120 s. */
   readonly commandTimeoutMs?: number;
+  /** How long one log read may take before what was read is returned (LOG_READ_DEADLINE_MS). */
+  readonly logReadDeadlineMs?: number;
 }
 
 /**
@@ -116,6 +118,12 @@ function summarize(
 
 const DEFAULT_COMMAND_TIMEOUT_MS = 120_000;
 const LOG_READ_ATTEMPTS = 3;
+/**
+ * How long one log read may take. podman reads a log file to its end, and a container that
+ * writes faster than podman reads keeps moving the end: with `since` past every line nothing
+ * is printed, so no line or byte bound ever stops the read.
+ */
+export const LOG_READ_DEADLINE_MS = 10_000;
 const TORN_LOG_LINE = /is not a valid container log line/;
 /**
  * podman 4.3's own note, on its stderr and so among the log lines, when it meets a line the
@@ -143,12 +151,14 @@ export class CliRuntime implements ContainerRuntime {
   readonly path: string;
   readonly #dialect: RuntimeDialect;
   readonly #commandTimeoutMs: number;
+  readonly #logReadDeadlineMs: number;
 
   constructor(dialect: RuntimeDialect, path: string, options: CliRuntimeOptions = {}) {
     this.kind = dialect.kind;
     this.path = path;
     this.#dialect = dialect;
     this.#commandTimeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
+    this.#logReadDeadlineMs = options.logReadDeadlineMs ?? LOG_READ_DEADLINE_MS;
   }
 
   async version(): Promise<string> {
@@ -302,6 +312,12 @@ export class CliRuntime implements ContainerRuntime {
     let lineBound = false;
     /** Killed here because a bound was reached: not a failure. */
     let stopped = false;
+    let outOfTime = false;
+    const deadline = setTimeout(() => {
+      outOfTime = true;
+      stopped = true;
+      child.kill();
+    }, this.#logReadDeadlineMs);
     for await (const whole of child.all as AsyncIterable<Buffer>) {
       // podman reads a log file to its end, and a container that writes fast keeps moving the
       // end: `--tail` alone can return far more lines than asked. The first `tail` lines are
@@ -331,7 +347,16 @@ export class CliRuntime implements ContainerRuntime {
       break;
     }
     const result = await child;
+    clearTimeout(deadline);
     const text = withoutSkippedLineNotes(Buffer.concat(kept).toString('utf8'));
+    if (outOfTime && !result.isCanceled) {
+      return {
+        text: cutAtLineEnd(text),
+        truncated: false,
+        bytesDropped: 0,
+        incomplete: `stopped reading after ${this.#logReadDeadlineMs / 1000} s: the container writes faster than its log can be read; set \`since\` nearer to now or lower \`tail\``,
+      };
+    }
     if (bytesDropped > 0) {
       const cut = cutAtLineEnd(text);
       return { text: cut, truncated: true, bytesDropped: bytesDropped + keptBytes - Buffer.byteLength(cut) };

@@ -155,6 +155,8 @@ export interface LogsRead {
   readonly truncated: boolean;
   /** Bytes read past the cap and dropped; a lower bound, since reading stops at the cap. */
   readonly bytesDropped: number;
+  /** Why reading stopped before the log's end, when it did for no bound of the caller's. */
+  readonly incomplete?: string;
 }
 
 export interface ContainerRuntime {

@@ -4,8 +4,12 @@
  * test bed (fields the parser ignores trimmed); the live behaviour is covered by
  * test/integration/runtime-podman.test.ts.
  */
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
+  CliRuntime,
   classifyFailure,
   containerEnv,
   parseImageEnv,
@@ -14,7 +18,7 @@ import {
   runArgs,
   withoutSkippedLineNotes,
 } from '../../agent/runtime/cli.js';
-import { parsePodmanPs } from '../../agent/runtime/podman.js';
+import { parsePodmanPs, podmanDialect } from '../../agent/runtime/podman.js';
 import { observedStateName } from '../../agent/runtime/runtime.js';
 import { InvalidArgumentError } from '../../core/errors.js';
 import { ComponentSpec } from '../../gen/mcp/v1/mcp.js';
@@ -295,5 +299,26 @@ describe('withoutSkippedLineNotes', () => {
     const theirs = 'time="2026-11-30T18:46:34Z" level=error msg="disk full"\n';
     expect(withoutSkippedLineNotes(`line 1\n${note}line 2\n${theirs}`)).toBe(`line 1\nline 2\n${theirs}`);
     expect(withoutSkippedLineNotes(note.trimEnd())).toBe('');
+  });
+});
+
+describe('a log read that never reaches the end of the log', () => {
+  it('stops at its deadline and returns what it read, saying why it stopped early', async () => {
+    // A fake runtime (a real podman cannot be made to read forever on cue): it prints two log
+    // lines and then keeps reading, as podman does behind a container that writes faster
+    // than it reads while `since` filters out every line.
+    const dir = mkdtempSync(join(tmpdir(), 'mcp-fake-podman-'));
+    const fake = join(dir, 'podman');
+    writeFileSync(fake, '#!/bin/sh\necho one\necho two\nexec sleep 30\n');
+    chmodSync(fake, 0o755);
+    try {
+      const runtime = new CliRuntime(podmanDialect, fake, { logReadDeadlineMs: 300 });
+      const read = await runtime.logs('web-app', { tail: 100, maxBytes: 16384 });
+      expect(read.text).toBe('one\ntwo\n');
+      expect(read.truncated).toBe(false);
+      expect(read.incomplete).toMatch(/^stopped reading after 0.3 s: the container writes faster/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -569,7 +569,7 @@ export interface ComponentLogs {
   truncated: boolean;
   /** Bytes left out by the cut (at least; reading stopped there). */
   bytesDropped: number;
-  /** Why there are no logs, e.g. no container; empty otherwise. */
+  /** Why there are no logs (e.g. no container) or why they stop early; empty otherwise. */
   error: string;
 }
 
