@@ -3,28 +3,19 @@
  * how it refuses bad calls, and how it routes when no agent needs to answer (unreachable
  * nodes are real closed ports, not fakes).
  */
-import { createServer } from 'node:net';
 import { ProtocolError } from '@modelcontextprotocol/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toolListing } from '../../connector/mcp-server.js';
 import { tools as contractTools } from '../../tools.generated.js';
 import {
   type ConnectorFiles,
+  closedPort,
   connectInProcess,
   type InProcessConnector,
   resultText,
   writeConnectorConfig,
   writeDefinition,
 } from '../support/connector.js';
-
-/** A port on 127.0.0.1 that nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
 
 let files: ConnectorFiles;
 let connector: InProcessConnector;

@@ -3,22 +3,13 @@
  * answer exactly what tools/call answers through a real SDK Client. Unreachable nodes are real
  * closed ports.
  */
-import { createServer } from 'node:net';
 import { Client, InMemoryTransport } from '@modelcontextprotocol/client';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type Connector, startConnector } from '../../connector/connector.js';
 import { callReadTool, isDirectRead } from '../../connector/read-call.js';
 import { silentLogger } from '../../core/log.js';
 import { type ToolName, tools } from '../../gen/tool-catalog.js';
-import { type ConnectorFiles, writeConnectorConfig } from '../support/connector.js';
-
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
+import { type ConnectorFiles, closedPort, writeConnectorConfig } from '../support/connector.js';
 
 const tool = (name: ToolName) => tools.find((t) => t.name === name) as (typeof tools)[number];
 
