@@ -18,19 +18,12 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { decodeJwt } from 'jose';
-import {
-  createIdentityFetch,
-  discoveryUrl,
-  fetchDiscoveryDocument,
-  IDENTITY_REQUEST_TIMEOUT_MS,
-  type IdentityFetch,
-  parseIdentityUrl,
-} from '../core/auth/http.js';
+import { createIdentityFetch, type IdentityFetch, parseIdentityUrl } from '../core/auth/http.js';
 import { readRoles } from '../core/auth/jwt.js';
 import { FailedPreconditionError, McpError, UnavailableError } from '../core/errors.js';
 import { pause } from '../core/pause.js';
-import { isRecord } from '../core/text.js';
 import type { ConnectorConfig, LoginConfig, LoginFlow } from './config.js';
+import { accessTokenOf, discoverEndpoints, type OAuthAnswer, postForm, postJson, refusal } from './oauth.js';
 
 /** What login asks of the person at the terminal. */
 export interface LoginPrompt {
@@ -176,7 +169,7 @@ async function deviceFlow(
   options: LoginOptions,
 ): Promise<string> {
   const prompt = requirePrompt(options.prompt, 'the device flow shows a code to enter in a browser');
-  const endpoints = await discover(settings, fetch);
+  const endpoints = await discoverEndpoints(settings.issuer ?? '', fetch, 'check [login] issuer');
   if (endpoints.deviceAuthorization === undefined) {
     throw new FailedPreconditionError(
       `${settings.issuer} offers no device authorization endpoint (device_authorization_endpoint in its discovery document): enable the device flow for client ${settings.clientId} there, or use flow = "client_credentials"`,
@@ -188,7 +181,7 @@ async function deviceFlow(
     fetch,
     endpoints.deviceAuthorization,
     withRequestedAccess(new URLSearchParams(), settings),
-    settings,
+    settings.clientId ?? '',
     secret,
   );
   if (
@@ -197,7 +190,7 @@ async function deviceFlow(
     typeof started.body.user_code !== 'string' ||
     typeof started.body.verification_uri !== 'string'
   ) {
-    throw refusal('device authorization', endpoints.deviceAuthorization, settings, started);
+    throw loginRefusal('device authorization', endpoints.deviceAuthorization, settings, started);
   }
   const deviceCode = started.body.device_code;
   const expiresIn = typeof started.body.expires_in === 'number' ? started.body.expires_in : 600;
@@ -225,14 +218,9 @@ async function deviceFlow(
       grant_type: 'urn:ietf:params:oauth:grant-type:device_code',
       device_code: deviceCode,
     });
-    const answer = await postForm(fetch, endpoints.token, body, settings, secret);
-    if (
-      answer.status === 200 &&
-      typeof answer.body.access_token === 'string' &&
-      answer.body.access_token !== ''
-    ) {
-      return answer.body.access_token;
-    }
+    const answer = await postForm(fetch, endpoints.token, body, settings.clientId ?? '', secret);
+    const token = accessTokenOf(answer);
+    if (token !== undefined) return token;
     switch (answer.body.error) {
       case 'authorization_pending':
         continue;
@@ -250,24 +238,19 @@ async function deviceFlow(
           `the code expired at ${expiresAt.toISOString()} before it was approved: run \`mcp login\` again and enter the new code within ${Math.round(expiresIn / 60)} minutes`,
         );
       default:
-        throw refusal('device token request', endpoints.token, settings, answer);
+        throw loginRefusal('device token request', endpoints.token, settings, answer);
     }
   }
 }
 
 async function clientCredentials(settings: LoginConfig, fetch: IdentityFetch): Promise<string> {
-  const endpoints = await discover(settings, fetch);
+  const endpoints = await discoverEndpoints(settings.issuer ?? '', fetch, 'check [login] issuer');
   const secret = await readSecret(settings.clientSecretFile ?? '');
   const body = withRequestedAccess(new URLSearchParams({ grant_type: 'client_credentials' }), settings);
-  const answer = await postForm(fetch, endpoints.token, body, settings, secret);
-  if (
-    answer.status === 200 &&
-    typeof answer.body.access_token === 'string' &&
-    answer.body.access_token !== ''
-  ) {
-    return answer.body.access_token;
-  }
-  throw refusal('client credentials', endpoints.token, settings, answer);
+  const answer = await postForm(fetch, endpoints.token, body, settings.clientId ?? '', secret);
+  const token = accessTokenOf(answer);
+  if (token !== undefined) return token;
+  throw loginRefusal('client credentials', endpoints.token, settings, answer);
 }
 
 async function mciasLogin(
@@ -362,44 +345,6 @@ function mciasBase(settings: LoginConfig): { href: string; host: string } {
   return { href: url.href.replace(/\/$/, ''), host: url.host };
 }
 
-interface Endpoints {
-  token: string;
-  deviceAuthorization?: string;
-}
-
-/** The issuer's endpoints from `.well-known/openid-configuration` (https unless loopback). */
-async function discover(settings: LoginConfig, fetch: IdentityFetch): Promise<Endpoints> {
-  const url = discoveryUrl(settings.issuer ?? '');
-  let doc: Record<string, unknown>;
-  try {
-    doc = await fetchDiscoveryDocument(url, fetch);
-  } catch (err) {
-    throw new UnavailableError(
-      `OIDC discovery at ${url} failed: ${(err as Error).message}; check [login] issuer`,
-      {
-        cause: err,
-      },
-    );
-  }
-  if (typeof doc.token_endpoint !== 'string') {
-    throw new UnavailableError(`OIDC discovery at ${url} names no token_endpoint`);
-  }
-  const endpoint = (value: string, what: string) => {
-    try {
-      return parseIdentityUrl(value, `${what} from ${url}`).href;
-    } catch (err) {
-      throw new UnavailableError((err as Error).message, { cause: err });
-    }
-  };
-  return {
-    token: endpoint(doc.token_endpoint, 'token_endpoint'),
-    deviceAuthorization:
-      typeof doc.device_authorization_endpoint === 'string'
-        ? endpoint(doc.device_authorization_endpoint, 'device_authorization_endpoint')
-        : undefined,
-  };
-}
-
 function withRequestedAccess(body: URLSearchParams, settings: LoginConfig): URLSearchParams {
   if (settings.scope !== undefined) body.set('scope', settings.scope);
   if (settings.resource !== undefined) body.set('resource', settings.resource);
@@ -407,68 +352,13 @@ function withRequestedAccess(body: URLSearchParams, settings: LoginConfig): URLS
   return body;
 }
 
-interface Answer {
-  status: number;
-  body: Record<string, unknown>;
-}
-
-/**
- * A form POST to the issuer: a confidential client authenticates with client_secret_basic, a
- * public one (no secret) names itself with client_id (RFC 6749 §2.3.1, RFC 8628 §3.1).
- */
-async function postForm(
-  fetch: IdentityFetch,
-  url: string,
-  body: URLSearchParams,
-  settings: LoginConfig,
-  secret: string | undefined,
-): Promise<Answer> {
-  const headers: Record<string, string> = {
-    'content-type': 'application/x-www-form-urlencoded',
-    accept: 'application/json',
-  };
-  const clientId = settings.clientId ?? '';
-  if (secret === undefined) body.set('client_id', clientId);
-  else
-    headers.authorization = `Basic ${Buffer.from(`${formEncode(clientId)}:${formEncode(secret)}`).toString('base64')}`;
-  return send(fetch, url, { method: 'POST', headers, body: body.toString() });
-}
-
-async function postJson(fetch: IdentityFetch, url: string, body: Record<string, string>): Promise<Answer> {
-  return send(fetch, url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/json' },
-    body: JSON.stringify(body),
-  });
-}
-
-async function send(
-  fetch: IdentityFetch,
-  url: string,
-  init: { method: 'POST'; headers: Record<string, string>; body: string },
-): Promise<Answer> {
-  let res: Response;
-  try {
-    res = await fetch(url, { ...init, signal: AbortSignal.timeout(IDENTITY_REQUEST_TIMEOUT_MS) });
-  } catch (err) {
-    throw new UnavailableError(`${new URL(url).origin} did not answer: ${(err as Error).message}`, {
-      cause: err,
-    });
-  }
-  const parsed: unknown = await res.json().catch(() => undefined);
-  return { status: res.status, body: isRecord(parsed) ? parsed : {} };
-}
-
-/** The error fields of RFC 6749 §5.2 hold no secret; the rest of the body is not shown. */
-function refusal(what: string, endpoint: string, settings: LoginConfig, answer: Answer): McpError {
-  const { error, error_description: description } = answer.body;
-  const reason =
-    typeof error === 'string'
-      ? `${error}${typeof description === 'string' ? `: ${description}` : ''}`
-      : `HTTP ${answer.status} without the expected fields`;
-  return new McpError(
-    answer.status >= 500 ? 'UNAVAILABLE' : 'UNAUTHENTICATED',
-    `${endpoint} refused the ${what} of client ${settings.clientId}: ${reason}; check client_id, the client secret, scope and resource in [login]`,
+/** A refusal by the issuer, naming the request, its endpoint and what to check in [login]. */
+function loginRefusal(what: string, endpoint: string, settings: LoginConfig, answer: OAuthAnswer): McpError {
+  return refusal(
+    answer,
+    'the expected fields',
+    (reason) =>
+      `${endpoint} refused the ${what} of client ${settings.clientId}: ${reason}; check client_id, the client secret, scope and resource in [login]`,
   );
 }
 
@@ -498,8 +388,4 @@ async function storeToken(file: string, token: string): Promise<void> {
   const aside = `${file}.${process.pid}.tmp`;
   await writeFile(aside, `${token}\n`, { mode: 0o600 });
   await rename(aside, file);
-}
-
-function formEncode(value: string): string {
-  return encodeURIComponent(value).replace(/%20/g, '+');
 }

@@ -14,18 +14,11 @@
 import { readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { decodeJwt } from 'jose';
-import {
-  createIdentityFetch,
-  discoveryUrl,
-  fetchDiscoveryDocument,
-  IDENTITY_REQUEST_TIMEOUT_MS,
-  type IdentityFetch,
-  parseIdentityUrl,
-} from '../core/auth/http.js';
+import { createIdentityFetch, type IdentityFetch } from '../core/auth/http.js';
 import type { Env } from '../core/config-env.js';
-import { McpError, UnavailableError } from '../core/errors.js';
-import { isRecord } from '../core/text.js';
+import { McpError } from '../core/errors.js';
 import type { ClientCredentialsConfig, ConnectorConfig } from './config.js';
+import { accessTokenOf, discoverEndpoints, postForm, refusal } from './oauth.js';
 
 /** Renew a cached token this long before it expires. */
 const REFRESH_MARGIN_MS = 60_000;
@@ -180,45 +173,20 @@ export class ClientCredentialsSource implements BearerSource {
     if (c.resource !== undefined) body.set('resource', c.resource);
     if (c.audience !== undefined) body.set('audience', c.audience);
     if (c.scope !== undefined) body.set('scope', c.scope);
-    // client_secret_basic: both parts form-encoded first (RFC 6749 §2.3.1).
-    const basic = Buffer.from(`${formEncode(c.clientId)}:${formEncode(secret)}`).toString('base64');
     const started = this.now();
-    let res: Response;
-    try {
-      res = await this.fetch(endpoint, {
-        method: 'POST',
-        headers: {
-          authorization: `Basic ${basic}`,
-          'content-type': 'application/x-www-form-urlencoded',
-          accept: 'application/json',
-        },
-        body: body.toString(),
-        signal: AbortSignal.timeout(IDENTITY_REQUEST_TIMEOUT_MS),
-      });
-    } catch (err) {
-      throw new UnavailableError(`token endpoint ${endpoint} did not answer: ${(err as Error).message}`, {
-        cause: err,
-      });
-    }
-    const answer: unknown = await res.json().catch(() => undefined);
-    const fields = isRecord(answer) ? answer : {};
-    if (res.status !== 200 || typeof fields.access_token !== 'string' || fields.access_token === '') {
-      // The error fields of RFC 6749 §5.2 hold no secret; the rest of the body is not shown.
-      const reason =
-        typeof fields.error === 'string'
-          ? `${fields.error}${typeof fields.error_description === 'string' ? `: ${fields.error_description}` : ''}`
-          : `HTTP ${res.status} without an access_token`;
-      throw new McpError(
-        res.status >= 500 ? 'UNAVAILABLE' : 'UNAUTHENTICATED',
-        `token endpoint ${endpoint} refused the client credentials of ${c.clientId}: ${reason}; check client_id, the client secret and resource/audience in the [auth.client_credentials] config`,
+    const answer = await postForm(this.fetch, endpoint, body, c.clientId, secret);
+    const token = accessTokenOf(answer);
+    if (token === undefined) {
+      throw refusal(
+        answer,
+        'an access_token',
+        (reason) =>
+          `token endpoint ${endpoint} refused the client credentials of ${c.clientId}: ${reason}; check client_id, the client secret and resource/audience in the [auth.client_credentials] config`,
       );
     }
-    const expiresIn = typeof fields.expires_in === 'number' ? fields.expires_in : 300;
-    this.cached = {
-      value: fields.access_token,
-      renewAt: started + Math.max(0, expiresIn * 1000 - REFRESH_MARGIN_MS),
-    };
-    return fields.access_token;
+    const expiresIn = typeof answer.body.expires_in === 'number' ? answer.body.expires_in : 300;
+    this.cached = { value: token, renewAt: started + Math.max(0, expiresIn * 1000 - REFRESH_MARGIN_MS) };
+    return token;
   }
 
   private async clientSecret(): Promise<string> {
@@ -237,32 +205,13 @@ export class ClientCredentialsSource implements BearerSource {
 
   /** The configured endpoint, or the one the issuer's OIDC discovery document names (kept once found). */
   private async tokenEndpoint(): Promise<string> {
-    if (this.endpoint !== undefined) return this.endpoint;
-    const issuer = this.credentials.issuer ?? '';
-    const url = discoveryUrl(issuer);
-    let doc: Record<string, unknown>;
-    try {
-      doc = await fetchDiscoveryDocument(url, this.fetch);
-    } catch (err) {
-      throw new UnavailableError(`OIDC discovery at ${url} failed: ${(err as Error).message}`, {
-        cause: err,
-      });
-    }
-    if (typeof doc.token_endpoint !== 'string') {
-      throw new UnavailableError(
-        `OIDC discovery at ${url} names no token_endpoint: configure token_endpoint instead`,
-      );
-    }
-    try {
-      // Plain http only on loopback, as for every identity URL.
-      this.endpoint = parseIdentityUrl(doc.token_endpoint, `token_endpoint from ${url}`).href;
-    } catch (err) {
-      throw new UnavailableError((err as Error).message, { cause: err });
-    }
+    this.endpoint ??= (
+      await discoverEndpoints(
+        this.credentials.issuer ?? '',
+        this.fetch,
+        'check issuer, or configure token_endpoint, in [auth.client_credentials]',
+      )
+    ).token;
     return this.endpoint;
   }
-}
-
-function formEncode(value: string): string {
-  return encodeURIComponent(value).replace(/%20/g, '+');
 }
