@@ -11,6 +11,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestAgent, type TestAgent } from '../support/agent.js';
 import { type ConnectorFiles, REPO, writeConnectorConfig } from '../support/connector.js';
+import { eventually } from '../support/eventually.js';
 
 const CLI = join(REPO, 'dist/connector/cli.js');
 
@@ -55,17 +56,6 @@ async function rows(args: readonly string[]): Promise<JsonRow[]> {
   const run = await mcp(['audit', ...args, '--json']);
   expect(run.code, run.stderr).toBe(0);
   return JSON.parse(run.stdout).rows as JsonRow[];
-}
-
-/** Polls `probe` until it returns a value, or fails after `seconds`. */
-async function eventually<T>(what: string, probe: () => Promise<T | undefined>, seconds = 30): Promise<T> {
-  const deadline = Date.now() + seconds * 1000;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 beforeAll(async () => {

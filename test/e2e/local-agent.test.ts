@@ -25,6 +25,7 @@ import { prepareLocalHome } from '../../connector/local-home.js';
 import { readAgentPidFile } from '../../core/local-home.js';
 import { alertRecorder } from '../support/alerts.js';
 import { BUILT_CONNECTOR, REPO, spawnStdioConnector } from '../support/connector.js';
+import { eventually } from '../support/eventually.js';
 import { removeContainers, requireTestbed, type Testbed, uniqueName } from '../support/testbed.js';
 
 const bed = await requireTestbed();
@@ -65,16 +66,6 @@ function agentProcesses(home: string): number[] {
     }
   }
   return pids;
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`gave up waiting: ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 describe.skipIf(!bed)('the local agent: one per $MCP_HOME, shared by every client', () => {
@@ -155,10 +146,14 @@ describe.skipIf(!bed)('the local agent: one per $MCP_HOME, shared by every clien
     }
     // A real drift now: the monitor, which watched the redeploys, alerts for it and for nothing before it.
     await execa(images().podman, ['stop', '--time', '0', `${shared}-c3`]);
-    const raised = await until('the drift alert for the stopped container', async () => {
-      const all = alerts.alerts();
-      return all.length > 0 ? all : undefined;
-    });
+    const raised = await eventually(
+      'the drift alert for the stopped container',
+      async () => {
+        const all = alerts.alerts();
+        return all.length > 0 ? all : undefined;
+      },
+      { seconds: 90, intervalMs: 250 },
+    );
     expect(raised).toEqual([
       expect.objectContaining({
         MCP_ALERT_TYPE: 'drift',
@@ -212,34 +207,42 @@ describe.skipIf(!bed)('the local agent: one per $MCP_HOME, shared by every clien
       expect(await call).toBe('lost');
       await client.close().catch(() => undefined);
 
-      const audit = await until('the deploy outcome in the audit log', async () => {
-        const result = await observer.client.callTool({
-          name: 'query_audit',
-          arguments: { rpc: 'Deploy', service: killed },
-        });
-        const records = (
-          result.structuredContent as { nodes: Array<{ result?: { records: Array<{ outcome: string }> } }> }
-        ).nodes[0]?.result?.records;
-        // Newest first: the killed client's deploy (`unknown` while it runs), then the first one.
-        return records && records.length >= 2 && records[0]?.outcome !== 'AUDIT_OUTCOME_UNKNOWN'
-          ? records
-          : undefined;
-      });
+      const audit = await eventually(
+        'the deploy outcome in the audit log',
+        async () => {
+          const result = await observer.client.callTool({
+            name: 'query_audit',
+            arguments: { rpc: 'Deploy', service: killed },
+          });
+          const records = (
+            result.structuredContent as { nodes: Array<{ result?: { records: Array<{ outcome: string }> } }> }
+          ).nodes[0]?.result?.records;
+          // Newest first: the killed client's deploy (`unknown` while it runs), then the first one.
+          return records && records.length >= 2 && records[0]?.outcome !== 'AUDIT_OUTCOME_UNKNOWN'
+            ? records
+            : undefined;
+        },
+        { seconds: 90, intervalMs: 250 },
+      );
       expect(audit[0]?.outcome).toBe('AUDIT_OUTCOME_OK');
       // The registry converges on what runs: every component running v2. (Polled: a monitor
       // listing taken while the deploy ran may be applied once after it and put back v1.)
-      await until('every component recorded running v2', async () => {
-        const status = JSON.parse((await statusOf(observer.client, killed)) ?? '{}') as {
-          nodes: Array<{
-            result?: { service?: { components: Array<{ version: string; observedState: string }> } };
-          }>;
-        };
-        const components = status.nodes[0]?.result?.service?.components ?? [];
-        return components.length === 3 &&
-          components.every((c) => c.version === 'v2' && c.observedState === 'OBSERVED_STATE_RUNNING')
-          ? true
-          : undefined;
-      });
+      await eventually(
+        'every component recorded running v2',
+        async () => {
+          const status = JSON.parse((await statusOf(observer.client, killed)) ?? '{}') as {
+            nodes: Array<{
+              result?: { service?: { components: Array<{ version: string; observedState: string }> } };
+            }>;
+          };
+          const components = status.nodes[0]?.result?.service?.components ?? [];
+          return components.length === 3 &&
+            components.every((c) => c.version === 'v2' && c.observedState === 'OBSERVED_STATE_RUNNING')
+            ? true
+            : undefined;
+        },
+        { seconds: 90, intervalMs: 250 },
+      );
     } finally {
       await observer.close();
     }

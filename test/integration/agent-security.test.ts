@@ -25,6 +25,7 @@ import {
 } from '../../gen/mcp/v1/mcp.js';
 import { type AuditRow, auditRowHash, GENESIS_HASH, OUTCOME_DELAY_MS } from '../../registry/audit.js';
 import { bearer, startTestAgent, type TestAgent, unary } from '../support/agent.js';
+import { eventually } from '../support/eventually.js';
 import { type MciasStandIn, startMciasStandIn } from '../support/mcias.js';
 import { startOidcProvider, type TestOidcProvider } from '../support/oidc.js';
 
@@ -409,16 +410,16 @@ describe('the audit log', () => {
 
   /** Outcome rows wait for the next call's batch, or OUTCOME_DELAY_MS: poll until all are in. */
   async function recordsWritten(target: TestAgent, count: number): Promise<void> {
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const db = new Database(target.database, { readonly: true });
-      const { n } = db.prepare('SELECT count(*) AS n FROM audit_log').get() as { n: number };
-      db.close();
-      if (n >= count) return;
-      if (Date.now() > deadline)
-        throw new Error(`the audit log holds ${n} records, not ${count}, after 10 s`);
-      await new Promise((resolve) => setTimeout(resolve, OUTCOME_DELAY_MS));
-    }
+    await eventually(
+      `${count} audit records`,
+      () => {
+        const db = new Database(target.database, { readonly: true });
+        const { n } = db.prepare('SELECT count(*) AS n FROM audit_log').get() as { n: number };
+        db.close();
+        return n >= count ? n : undefined;
+      },
+      { seconds: 10, intervalMs: OUTCOME_DELAY_MS },
+    );
   }
 
   function tamperAndVerify(victim: TestAgent): void {

@@ -30,17 +30,7 @@ import {
   type InProcessConnector,
   writeConnectorConfig,
 } from '../support/connector.js';
-
-/** Polls `probe` until it returns a value, or fails after `seconds`. */
-async function eventually<T>(what: string, probe: () => Promise<T | undefined>, seconds = 15): Promise<T> {
-  const deadline = Date.now() + seconds * 1000;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
+import { eventually } from '../support/eventually.js';
 
 describe('audit review across nodes', () => {
   const dataDirs = { a: '', b: '' };
@@ -185,21 +175,30 @@ describe('audit review across nodes', () => {
     const following = followAudit(review, {}, (row) => seen.push(row), stop.signal);
     try {
       // Both follows are open once each node has recorded its FollowAudit call.
-      await eventually('both follows to start', async () => {
-        const { rows } = await queryAuditAcrossNodes(review, { tool: 'FollowAudit', since: '1m' });
-        return new Set(rows.map((r) => r.node)).size === 2 ? true : undefined;
-      });
+      await eventually(
+        'both follows to start',
+        async () => {
+          const { rows } = await queryAuditAcrossNodes(review, { tool: 'FollowAudit', since: '1m' });
+          return new Set(rows.map((r) => r.node)).size === 2 ? true : undefined;
+        },
+        { seconds: 15 },
+      );
       await operator.client.callTool({ name: 'node_status', arguments: { node: 'node-b' } });
       await operator.client.callTool({
         name: 'service_status',
         arguments: { node: 'node-a', service: 'web' },
       });
-      const statusRow = await eventually('the follow to see node_status on node-b', async () =>
-        seen.find((r) => r.node === 'node-b' && r.tool === 'node_status' && r.caller === 'operator-1'),
+      const statusRow = await eventually(
+        'the follow to see node_status on node-b',
+        async () =>
+          seen.find((r) => r.node === 'node-b' && r.tool === 'node_status' && r.caller === 'operator-1'),
+        { seconds: 15 },
       );
       expect(statusRow.outcome).toBe('ok');
-      const serviceRow = await eventually('the follow to see service_status on node-a', async () =>
-        seen.find((r) => r.node === 'node-a' && r.tool === 'service_status'),
+      const serviceRow = await eventually(
+        'the follow to see service_status on node-a',
+        async () => seen.find((r) => r.node === 'node-a' && r.tool === 'service_status'),
+        { seconds: 15 },
       );
       expect(serviceRow).toMatchObject({ service: 'web', caller: 'operator-1' });
       // The follow's own calls are not sent to it, and nothing is sent twice.
