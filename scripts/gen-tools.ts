@@ -150,16 +150,17 @@ const NODE_NAME_PATTERN = NAME_PATTERN.source;
 
 /**
  * Input schemas are complete (they are what a model writes to, and the connector validates
- * calls against them) and keep their field descriptions. Output schemas are what a client
- * validates results against and cost context on every tools/list, so they keep names and
- * types only, share a message used more than once through `$defs`, and stop at a depth:
- * docs/tools.md shows the long form (`docOutputSchema`).
+ * calls against them) and keep their field descriptions. Output schemas give a result's
+ * fields and types (connector/tool-result.ts fills in zero values from them, tests validate
+ * results against them; tools/list publishes only the names, connector/published-schema.ts):
+ * no descriptions, a message used more than once shared through `$defs`, and a depth limit,
+ * since every start loads the catalog. docs/tools.md shows the long form (`docOutputSchema`).
  */
 type SchemaMode = 'input' | 'output' | 'doc';
 
 /**
  * Output schemas describe messages down to this depth (the result's own fields are depth 0);
- * deeper ones are `{type: object}`. 0 keeps tools/list within its budget (test/unit/contract.test.ts).
+ * deeper ones are `{type: object}`.
  */
 const OUTPUT_DEPTH = 0;
 
