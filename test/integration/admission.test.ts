@@ -17,20 +17,11 @@ import {
   type McpAgentServiceClient,
   type ServiceSpec,
 } from '../../gen/mcp/v1/mcp.js';
-import { deploy, startTestAgent, type TestAgent, unary } from '../support/agent.js';
+import { deploy, grpcError, startTestAgent, type TestAgent, unary } from '../support/agent.js';
 import { SLEEPER, serviceSpec, sleeper } from '../support/specs.js';
 import { removeContainers, requireTestbed, uniqueName } from '../support/testbed.js';
 
 const bed = await requireTestbed();
-
-async function grpcError(promise: Promise<unknown>): Promise<{ code: number; details: string }> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e as { code: number; details: string },
-  );
-  if (!err) throw new Error('expected the call to fail');
-  return err;
-}
 
 async function containerExists(name: string): Promise<boolean> {
   const { exitCode } = await execa('podman', ['container', 'exists', name], { reject: false });

@@ -26,7 +26,7 @@ import {
   ObservedState,
   type ServiceSpec,
 } from '../../gen/mcp/v1/mcp.js';
-import { deploy, startTestAgent, type TestAgent, unary } from '../support/agent.js';
+import { deploy, grpcError, startTestAgent, type TestAgent, unary } from '../support/agent.js';
 import { SLEEPER, sleeper } from '../support/specs.js';
 import { freePort, removeContainers, requireTestbed, uniqueName } from '../support/testbed.js';
 
@@ -72,15 +72,6 @@ async function timedDeploy(
   for await (const msg of call as AsyncIterable<DeployResponse>)
     messages.push({ at: performance.now(), msg });
   return messages;
-}
-
-async function grpcError(promise: Promise<unknown>): Promise<{ code: number; details: string }> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e as { code: number; details: string },
-  );
-  if (!err) throw new Error('expected the call to fail');
-  return err;
 }
 
 describe.skipIf(!bed)('deploy (real agent, real podman, local registry)', () => {

@@ -19,7 +19,7 @@ import {
   ObservedState,
   type ServiceSpec,
 } from '../../gen/mcp/v1/mcp.js';
-import { deploy, startTestAgent, type TestAgent, unary } from '../support/agent.js';
+import { deploy, grpcError, startTestAgent, type TestAgent, unary } from '../support/agent.js';
 import { component, serviceSpec } from '../support/specs.js';
 import { freePort, removeContainers, requireTestbed, uniqueName } from '../support/testbed.js';
 
@@ -42,15 +42,6 @@ async function page(port: number): Promise<string> {
 async function containerNames(prefix: string): Promise<string[]> {
   const { stdout } = await execa('podman', ['ps', '--all', '--format', '{{.Names}}']);
   return stdout.split('\n').filter((name) => name.startsWith(prefix));
-}
-
-async function grpcError(promise: Promise<unknown>): Promise<{ code: number; details: string }> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e as { code: number; details: string },
-  );
-  if (!err) throw new Error('expected the call to fail');
-  return err;
 }
 
 describe.skipIf(!bed)('health-gated deploy and rollback (real podman)', () => {

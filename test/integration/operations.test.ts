@@ -18,7 +18,7 @@ import {
   type ServiceInfo,
   type ServiceSpec,
 } from '../../gen/mcp/v1/mcp.js';
-import { deploy, startTestAgent, type TestAgent, unary } from '../support/agent.js';
+import { deploy, grpcError, startTestAgent, type TestAgent, unary } from '../support/agent.js';
 import { SLEEPER, serviceSpec, sleeper } from '../support/specs.js';
 import { freePort, removeContainers, requireTestbed, uniqueName } from '../support/testbed.js';
 
@@ -39,15 +39,6 @@ async function podmanInspect(name: string): Promise<InspectedContainer> {
 /** Starts a container behind the agent's back, as an operator with a shell would. */
 async function podmanRun(name: string, args: string[] = []): Promise<void> {
   await execa('podman', ['run', '--detach', `--name=${name}`, ...args, bed!.imageV1, ...SLEEPER]);
-}
-
-async function grpcError(promise: Promise<unknown>): Promise<{ code: number; details: string }> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e as { code: number; details: string },
-  );
-  if (!err) throw new Error('expected the call to fail');
-  return err;
 }
 
 const RUNNING = ObservedState.OBSERVED_STATE_RUNNING;

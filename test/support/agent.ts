@@ -327,3 +327,13 @@ export async function deploy(
   if (!result) throw new Error('the deploy stream ended without a result');
   return { progress, result };
 }
+
+/** The gRPC error a call that must fail failed with; throws if it succeeded. */
+export async function grpcError(promise: Promise<unknown>): Promise<{ code: number; details: string }> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e as { code: number; details: string },
+  );
+  if (!err) throw new Error('expected the call to fail');
+  return err;
+}
