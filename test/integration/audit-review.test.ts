@@ -23,6 +23,7 @@ import {
 import { parseConnectorConfig } from '../../connector/config.js';
 import { Fleet } from '../../connector/routing.js';
 import { silentLogger } from '../../core/log.js';
+import { QueryAuditRequest } from '../../gen/mcp/v1/mcp.js';
 import { startTestAgent, type TestAgent, unary } from '../support/agent.js';
 import {
   type ConnectorFiles,
@@ -81,17 +82,7 @@ describe('audit review across nodes', () => {
     const viewer = nodeA.client();
     await unary(
       viewer.queryAudit.bind(viewer),
-      {
-        since: undefined,
-        until: undefined,
-        subject: '',
-        rpc: '',
-        service: '',
-        decision: 0,
-        outcome: 0,
-        pageSize: 0,
-        pageToken: '',
-      },
+      QueryAuditRequest.fromPartial({}),
       await nodeA.auth({ subject: 'viewer-1', roles: ['viewer'] }),
     ).catch(() => undefined);
   });
