@@ -123,6 +123,15 @@ function rate(bytes: number, started: number): string {
   return `${humanBytes(Math.round(bytes / seconds))}/s`;
 }
 
+/** What the push/pull bar and the deploy bars share: drawn on stderr, kept when done. */
+const BAR_STYLE = {
+  stream: process.stderr,
+  barCompleteChar: '\u2588',
+  barIncompleteChar: '\u2591',
+  hideCursor: true,
+  clearOnComplete: false,
+};
+
 class TransferBar implements TransferProgressView {
   private readonly bar: CliProgress.SingleBar;
   private readonly started = performance.now();
@@ -132,12 +141,8 @@ class TransferBar implements TransferProgressView {
     const cliProgress = progressLibrary();
     this.bar = new cliProgress.SingleBar(
       {
-        stream: process.stderr,
+        ...BAR_STYLE,
         format: '{label} {bar} {percentage}% | {done} of {size} | {speed}',
-        barCompleteChar: '\u2588',
-        barIncompleteChar: '\u2591',
-        hideCursor: true,
-        clearOnComplete: false,
       },
       cliProgress.Presets.shades_classic,
     );
@@ -187,12 +192,8 @@ class ComponentBars implements ComponentProgressView {
     const cliProgress = progressLibrary();
     this.multi = new cliProgress.MultiBar(
       {
-        stream: process.stderr,
+        ...BAR_STYLE,
         format: '{component} {bar} {step}: {message}',
-        barCompleteChar: '\u2588',
-        barIncompleteChar: '\u2591',
-        hideCursor: true,
-        clearOnComplete: false,
       },
       cliProgress.Presets.shades_classic,
     );
