@@ -11,6 +11,10 @@
  *   - `mcp tools` and `mcp list` against a fleet of one agent (its own process,
  *     already running), and `mcp list` in the local setup (its agent running), spawn to exit.
  *
+ * The connector and the CLI start from V8's code cache (core/compile-cache.ts), which their
+ * first start writes under $XDG_CACHE_HOME: the rows marked "no code cache" give each start a
+ * new, empty cache directory, as a first start after an install or upgrade has.
+ *
  * Subjects take turns within each round, so load from elsewhere falls on all of them alike.
  *
  *   npm install --prefix /tmp/pms podman-mcp-server@0.0.15   # once; ships a Go binary
@@ -108,6 +112,10 @@ const fleetEnv = { ...baseEnv, MCP_TOKEN: token, MCP_CONFIG: fleet.configFile };
 const localHome = mkdtempSync(join(tmpdir(), 'mcp-coldstart-local-'));
 const localEnv = { ...baseEnv, MCP_HOME: localHome };
 const peer = existsSync(PODMAN_MCP_SERVER);
+const cacheRoot = mkdtempSync(join(tmpdir(), 'mcp-coldstart-cache-'));
+let fresh = 0;
+/** The same environment with a code cache directory no start has used yet. */
+const noCache = (env: NodeJS.ProcessEnv) => ({ ...env, XDG_CACHE_HOME: join(cacheRoot, String(fresh++)) });
 
 type Subject = { name: string; starts: Timings[]; start: () => Promise<Timings> };
 const servers: Subject[] = [
@@ -123,6 +131,11 @@ const servers: Subject[] = [
     name: 'mcp-connector, fleet config',
     starts: [],
     start: () => mcpStart(process.execPath, [BUILT_CONNECTOR], fleetEnv),
+  },
+  {
+    name: 'mcp-connector, fleet config, no code cache',
+    starts: [],
+    start: () => mcpStart(process.execPath, [BUILT_CONNECTOR], noCache(fleetEnv)),
   },
   {
     name: 'mcp-connector, local setup (its agent running)',
@@ -145,6 +158,11 @@ const cli: Array<{ name: string; times: number[]; run: () => Promise<number> }> 
     name: '`mcp list` (one agent)',
     times: [],
     run: () => wholeProcess(process.execPath, [CLI, 'list'], fleetEnv),
+  },
+  {
+    name: '`mcp list` (one agent), no code cache',
+    times: [],
+    run: () => wholeProcess(process.execPath, [CLI, 'list'], noCache(fleetEnv)),
   },
   {
     name: '`mcp list`, local setup (its agent running)',
@@ -198,6 +216,7 @@ try {
   // The local setup's agent outlives the connectors that started it.
   await stopLocalAgent(localHome);
   fleet.remove();
+  rmSync(cacheRoot, { recursive: true, force: true });
   rmSync(localHome, { recursive: true, force: true });
   rmSync(baseEnv.HOME, { recursive: true, force: true });
 }

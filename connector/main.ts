@@ -226,4 +226,7 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+main().catch((err: unknown) => {
+  process.stderr.write(`mcp-connector: ${String((err as Error)?.stack ?? err)}\n`);
+  process.exit(1);
+});

@@ -146,9 +146,9 @@ describe.skipIf(!built)('deploy/install.sh into a staging root', () => {
     const good = current();
     const before = releases();
     const broken = checkout('broken', (dir) => {
-      fs.appendFileSync(path.join(dir, 'dist/agent/main.js'), '\n// rebuilt again\n');
-      // The bin is a bundle: the code it shares with the other bins is in dist/chunks/.
-      fs.rmSync(path.join(dir, 'dist/chunks'), { recursive: true });
+      // A build cut short: the agent's bundle ends halfway.
+      const bin = path.join(dir, 'dist/agent/main.js');
+      fs.truncateSync(bin, Math.floor(fs.statSync(bin).size / 2));
     });
     const run = await install(broken);
     expect(run.exitCode).toBe(1);
