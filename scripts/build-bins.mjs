@@ -1,7 +1,7 @@
 // Bundles the three bins (package.json "bin") with esbuild, over the files tsc wrote.
 //
-// The agent is one ES module with shared chunks under dist/chunks/ for what it imports with
-// `await import()`. It is a long-running service: how fast it starts matters little.
+// The agent is one ES module (what it might import with `await import()` would go to
+// dist/chunks/). It is a long-running service: how fast it starts matters little.
 //
 // The connector and the CLI start often (an AI client spawns the connector for each session,
 // and the operator runs `mcp` for every command), and compiling their JavaScript is most of
