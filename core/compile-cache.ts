@@ -21,6 +21,7 @@
 import {
   closeSync,
   fstatSync,
+  lstatSync,
   mkdirSync,
   openSync,
   readdirSync,
@@ -83,6 +84,9 @@ type ModuleFunction = (
 export function runBundle(entryUrl: URL, buildId: string, options: BundleOptions = {}): BundleRun {
   const root = options.cacheDir === undefined ? defaultCacheDir() : options.cacheDir;
   const cacheDir = root ? join(root, `${buildId}-${process.version}-${process.arch}`) : undefined;
+  // Caches are read only from a directory that is ours alone: in one others may write, a file
+  // could be swapped for another between starts.
+  const readable = cacheDir !== undefined && isOwnDir(cacheDir);
   const files = new Map<string, CacheOutcome>();
   const unsaved = new Map<string, Script>();
   const modules = new Map<string, { exports: unknown }>();
@@ -93,7 +97,7 @@ export function runBundle(entryUrl: URL, buildId: string, options: BundleOptions
     const module = { exports: {} };
     modules.set(filename, module); // before it runs, as Node does, so a cycle sees partial exports
     const cacheFile = cacheDir ? join(cacheDir, `${basename(filename)}.v8`) : undefined;
-    const cachedData = cacheFile ? readOwnCache(cacheFile) : undefined;
+    const cachedData = cacheFile && readable ? readOwnCache(cacheFile) : undefined;
     const script = new Script(wrap(readFileSync(filename, 'latin1')), {
       filename,
       cachedData,
@@ -170,7 +174,16 @@ function ownedByUs(stat: { uid: number; mode: number }): boolean {
 function makeOwnDir(dir: string): boolean {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const stat = statSync(dir);
+  } catch {
+    return false;
+  }
+  return isOwnDir(dir);
+}
+
+/** True if `dir` is a directory (not a link) that belongs to us and nobody else may write. */
+function isOwnDir(dir: string): boolean {
+  try {
+    const stat = lstatSync(dir);
     return stat.isDirectory() && ownedByUs(stat);
   } catch {
     return false;

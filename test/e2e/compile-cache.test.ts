@@ -125,6 +125,15 @@ describe('the code cache', () => {
     expect(start(bundle, cache).files['entry.cjs']).toBe('none');
   });
 
+  it('reads no cache from a directory that others may write', () => {
+    start(bundle, cache);
+    chmodSync(buildDir(), 0o777);
+    const refused = start(bundle, cache);
+    expect(refused).toMatchObject({ files: all('none'), value: 14 });
+    chmodSync(buildDir(), 0o700);
+    expect(start(bundle, cache).files['entry.cjs']).toBe('used');
+  });
+
   it('costs nothing but speed when the cache cannot be written', () => {
     writeFileSync(join(dir, 'cache'), 'a file where the cache directory would go');
     const blocked = start(bundle, cache);
