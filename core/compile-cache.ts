@@ -14,9 +14,9 @@
  * cache is compiled as usual, and its cache is written once the process has done its work (a
  * few seconds in, or at exit), so it holds the functions a start really runs, not only the top
  * level. V8 refuses a cache made by another V8 or for other flags; the file is then compiled
- * from source and its cache written again. A cache file is used only if it belongs to this user
- * and nobody else may write it: it is code. A failure to read or write the cache costs speed,
- * never the command.
+ * from source and its cache written again. A cache file is used only if it and its directory
+ * belong to this user and nobody else may write them: it is code. A failure to read or write
+ * the cache costs speed, never the command.
  */
 import {
   closeSync,
