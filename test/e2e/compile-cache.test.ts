@@ -149,6 +149,24 @@ describe('the code cache', () => {
   });
 });
 
+describe('the built bundle', () => {
+  it('is ASCII, as runBundle reads it as latin1', () => {
+    const files = [
+      ...readdirSync(join(REPO, 'dist/bundle')).map((name) => join(REPO, 'dist/bundle', name)),
+      join(REPO, 'dist/connector/main.cjs'),
+      join(REPO, 'dist/connector/cli.cjs'),
+    ];
+    expect(files.length).toBeGreaterThan(2);
+    for (const file of files) {
+      const bytes = readFileSync(file);
+      expect(
+        bytes.findIndex((byte) => byte > 0x7f),
+        file,
+      ).toBe(-1);
+    }
+  });
+});
+
 describe('the mcp bin', () => {
   it('answers the same from a cold and a warm cache, and writes it under XDG_CACHE_HOME', () => {
     const home = mkdtempSync(join(tmpdir(), 'mcp-compile-cache-bin-'));
