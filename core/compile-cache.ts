@@ -78,8 +78,9 @@ type ModuleFunction = (
 ) => void;
 
 /**
- * Runs the CommonJS entry at `entryUrl`. `buildId` (a hash of the bundle's files, written into
- * the bin by the build) names the cache directory, so a rebuilt bundle never meets an old cache.
+ * Runs the CommonJS entry at `entryUrl`. `buildId` (a hash of the bundle's files and of this
+ * loader, written into the bin by the build) names the cache directory, so a rebuilt bundle
+ * never meets an old cache.
  */
 export function runBundle(entryUrl: URL, buildId: string, options: BundleOptions = {}): BundleRun {
   const root = options.cacheDir === undefined ? defaultCacheDir() : options.cacheDir;

@@ -88,6 +88,9 @@ for (const file of outputs) {
   writeFileSync(new URL(file, root), code);
   buildHash.update(file).update(code);
 }
+// The loader too: it wraps each file before V8 compiles it, and V8 checks a cache against the
+// wrapped source's length only.
+buildHash.update(readFileSync(new URL('dist/core/compile-cache.js', root)));
 const buildId = buildHash.digest('hex').slice(0, 16);
 for (const name of names.filter((n) => CACHED_BINS.has(n))) {
   const base = name.split('/').at(-1);
