@@ -80,7 +80,10 @@ function observedFields(old: ComponentRecord, observation: Observation) {
 
 /** Whether `observation` would change what the registry holds of the component (setObservedState writes only then). */
 export function changesObservation(old: ComponentRecord, observation: Observation): boolean {
-  const next = observedFields(old, observation);
+  return differs(old, observedFields(old, observation));
+}
+
+function differs(old: ComponentRecord, next: ReturnType<typeof observedFields>): boolean {
   return (
     next.state !== old.observedState ||
     next.startedAt !== (old.startedAt?.toISOString() ?? null) ||
@@ -450,7 +453,7 @@ export class ServiceStore {
     return writeTransaction(this.db, () => {
       const old = this.requireComponent(service, component);
       const next = observedFields(old, observation);
-      if (changesObservation(old, observation)) {
+      if (differs(old, next)) {
         this.statements.setObserved.run({ service, name: component, ...next, now: nowIso() });
       }
       return old.observedState;
