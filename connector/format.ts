@@ -6,11 +6,7 @@
  */
 import type { McpError } from '../core/errors.js';
 import * as pb from '../gen/mcp/v1/mcp.js';
-import { table } from './text-table.js';
-
-export { table };
-
-type Row = readonly string[];
+import { type Row, table } from './text-table.js';
 
 export function errorText(error: Pick<McpError, 'code' | 'message'>): string {
   return `${error.code}: ${error.message}`;

@@ -2,7 +2,7 @@
  * Plain columns two spaces apart, the last one unpadded: the text tables of tool results and
  * of the `mcp` CLI in a pipe. Apart from format.ts so the CLI loads it without the codecs.
  */
-type Row = readonly string[];
+export type Row = readonly string[];
 
 /** Columns padded to their widest cell, two spaces apart. */
 export function table(header: Row, rows: readonly Row[]): string {

@@ -1,6 +1,6 @@
 /** The text a person reads first: compact tables, per-node errors, never a JSON dump. */
 import { describe, expect, it } from 'vitest';
-import { table } from '../../connector/format.js';
+import { table } from '../../connector/text-table.js';
 import { formatAnswers } from '../../connector/tool-bindings.js';
 import { McpError } from '../../core/errors.js';
 import {
