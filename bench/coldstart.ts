@@ -27,10 +27,10 @@ import { join } from 'node:path';
 import { stopLocalAgent } from '../connector/local-agent.js';
 import { signTestToken, startTestAgent } from '../test/support/agent.js';
 import { BUILT_CONNECTOR, REPO, writeConnectorConfig } from '../test/support/connector.js';
-import { machine, percentile, table } from './stats.js';
+import { machine, PODMAN_MCP_SERVER_BIN, percentile, table } from './stats.js';
 
 const runs = Number(process.argv[2] ?? 15);
-const PODMAN_MCP_SERVER = process.argv[3] ?? '/tmp/pms/node_modules/.bin/podman-mcp-server';
+const PODMAN_MCP_SERVER = process.argv[3] ?? PODMAN_MCP_SERVER_BIN;
 const CLI = join(REPO, 'dist/connector/cli.js');
 if (!existsSync(BUILT_CONNECTOR)) throw new Error('dist/ is missing: run npm run build first');
 

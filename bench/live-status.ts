@@ -22,11 +22,11 @@ import { deploy, signTestToken, startTestAgent } from '../test/support/agent.js'
 import { spawnStdioConnector, writeConnectorConfig } from '../test/support/connector.js';
 import { serviceSpec, sleeper } from '../test/support/specs.js';
 import { removeContainers, requireTestbed, uniqueName } from '../test/support/testbed.js';
-import { machine, ms, summary, table, timed } from './stats.js';
+import { machine, ms, PODMAN_MCP_SERVER_BIN, summary, table, timed } from './stats.js';
 
 const iterations = Number(process.argv[2] ?? 40);
 const serviceCount = Number(process.argv[3] ?? 5);
-const PODMAN_MCP_SERVER = process.argv[4] ?? '/tmp/pms/node_modules/.bin/podman-mcp-server';
+const PODMAN_MCP_SERVER = process.argv[4] ?? PODMAN_MCP_SERVER_BIN;
 
 const bed = await requireTestbed();
 if (!bed) throw new Error('the podman test bed is missing: run scripts/testbed.sh as root');

@@ -29,3 +29,6 @@ export async function timed(fn: () => Promise<unknown>): Promise<number> {
   await fn();
   return performance.now() - t0;
 }
+
+/** Where `npm install --prefix /tmp/pms podman-mcp-server@0.0.15` puts the peer's bin. */
+export const PODMAN_MCP_SERVER_BIN = '/tmp/pms/node_modules/.bin/podman-mcp-server';

@@ -10,9 +10,9 @@ import { existsSync } from 'node:fs';
 import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { spawnStdioConnector, writeConnectorConfig } from '../test/support/connector.js';
-import { table } from './stats.js';
+import { PODMAN_MCP_SERVER_BIN, table } from './stats.js';
 
-const PODMAN_MCP_SERVER = process.argv[2] ?? '/tmp/pms/node_modules/.bin/podman-mcp-server';
+const PODMAN_MCP_SERVER = process.argv[2] ?? PODMAN_MCP_SERVER_BIN;
 
 interface Listing {
   server: string;
