@@ -282,14 +282,16 @@ function logs(node: string, r: pb.ServiceLogsResponse): string {
   const out: string[] = [];
   for (const c of r.components) {
     out.push(`--- ${r.service}/${c.component} (${c.container}) on ${node}`);
+    // The cap keeps the newest lines: what it left out came before them.
+    if (c.truncated) {
+      out.push(
+        `[truncated: ${c.bytesDropped} bytes of older lines left out; raise \`maxBytes\` or lower \`tail\`]`,
+      );
+    }
     // An error says why there are no lines, or why they stop early (the read ran out of time).
     if (c.text !== '') out.push(c.text.replace(/\n$/, ''));
     if (c.error) out.push(c.error);
     else if (c.text === '') out.push('(no log lines)');
-    if (c.truncated)
-      out.push(
-        `[truncated: ${c.bytesDropped}+ bytes dropped; lower \`tail\`, set \`since\`, or raise \`maxBytes\`]`,
-      );
   }
   return out.join('\n');
 }

@@ -17,6 +17,7 @@ import {
 } from '../../core/errors.js';
 import { effectiveHealthCheck } from '../../core/spec.js';
 import { isRecord } from '../../core/text.js';
+import { readCriLog } from './cri-log.js';
 import {
   type ContainerDetails,
   type ContainerRuntime,
@@ -43,6 +44,11 @@ export interface RuntimeDialect {
   readonly schedulesHealthChecks: boolean;
   /** The value of `--health-cmd` for an argv. */
   healthCommandArg(command: readonly string[]): string;
+  /**
+   * The container's log file, when it is one in the CRI format (`cri-log.ts`) that the agent
+   * reads itself rather than through the runtime's `logs`; undefined for any other driver.
+   */
+  logFile?(exec: RuntimeExec, name: string): Promise<string | undefined>;
 }
 
 /** Runs the runtime binary with `args`; resolves to its stdout, throws RuntimeCommandError. */
@@ -117,24 +123,13 @@ function summarize(
 }
 
 const DEFAULT_COMMAND_TIMEOUT_MS = 120_000;
-const LOG_READ_ATTEMPTS = 3;
 /**
- * How long one log read may take. podman reads a log file to its end, and a container that
- * writes faster than podman reads keeps moving the end: with `since` past every line nothing
- * is printed, so no line or byte bound ever stops the read.
+ * How long one log read may take. The runtime reads a log file to its end, and a container
+ * that writes faster than it reads keeps moving the end: with `since` past every line nothing
+ * is printed, so no line bound ever stops the read.
  */
 export const LOG_READ_DEADLINE_MS = 10_000;
-const TORN_LOG_LINE = /is not a valid container log line/;
-/**
- * podman 4.3's own note, on its stderr and so among the log lines, when it meets a line the
- * container is still writing and skips it: the runtime's words, not the container's.
- */
-const SKIPPED_TORN_LINE = /^time="[^"\n]*" level=error msg="Getting new log line: [^\n]*(\n|$)/gm;
-
-/** Log text without the runtime's own notes about lines it skipped. */
-export function withoutSkippedLineNotes(text: string): string {
-  return text.replace(SKIPPED_TORN_LINE, '');
-}
+const NEWLINE = 0x0a;
 const MAX_STDERR_CHARS = 4000;
 // The runtime's words for "no such container"; podman: `no container with name or ID "x" found:
 // no such container`, `no such object`; docker: `No such container: x`, `No such object: x`.
@@ -269,30 +264,21 @@ export class CliRuntime implements ContainerRuntime {
   }
 
   /**
-   * `logs --tail N [--since T] NAME`, read as it streams: once `maxBytes` are held the
-   * runtime is killed, so a chatty container costs at most the cap in memory. stdout and
-   * stderr are read through one interleaved stream (execa's `all`).
+   * The last `tail` lines, and of those only the newest `maxBytes`. A log file in the CRI
+   * format is read from its end (`cri-log.ts`); any other log through the runtime's `logs`.
    */
   async logs(name: string, options: LogsOptions): Promise<LogsRead> {
     checkContainerName(name);
-    // podman 4.3 can meet a line the container is still writing at the end of its log file
-    // and fail the whole read ("... is not a valid container log line"): read again.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.#readLogs(name, options);
-      } catch (err) {
-        if (
-          attempt < LOG_READ_ATTEMPTS &&
-          err instanceof RuntimeCommandError &&
-          TORN_LOG_LINE.test(err.stderr)
-        ) {
-          continue;
-        }
-        throw err;
-      }
-    }
+    const file = await this.#dialect.logFile?.((args) => this.#execOnContainer(name, args), name);
+    if (file !== undefined) return readCriLog(file, { ...options, deadlineMs: this.#logReadDeadlineMs });
+    return this.#readLogs(name, options);
   }
 
+  /**
+   * `logs --tail N [--since T] NAME`, read as it streams (stdout and stderr interleaved, in
+   * execa's `all`): only the newest `maxBytes` are held, so a chatty container costs at most
+   * the cap in memory.
+   */
   async #readLogs(name: string, options: LogsOptions): Promise<LogsRead> {
     const args = ['logs', `--tail=${options.tail}`];
     if (options.since) args.push(`--since=${options.since.toISOString()}`);
@@ -308,9 +294,10 @@ export class CliRuntime implements ContainerRuntime {
     const kept: Buffer[] = [];
     let keptBytes = 0;
     let bytesDropped = 0;
+    /** The last byte left out: a newline when the kept text starts a line. */
+    let droppedEnd: number | undefined;
     let lines = 0;
-    let lineBound = false;
-    /** Killed here because a bound was reached: not a failure. */
+    /** Killed here because the line bound was reached: not a failure. */
     let stopped = false;
     let outOfTime = false;
     const deadline = setTimeout(() => {
@@ -319,47 +306,51 @@ export class CliRuntime implements ContainerRuntime {
       child.kill();
     }, this.#logReadDeadlineMs);
     for await (const whole of child.all as AsyncIterable<Buffer>) {
-      // podman reads a log file to its end, and a container that writes fast keeps moving the
-      // end: `--tail` alone can return far more lines than asked. The first `tail` lines are
-      // the ones asked for; what follows was written while reading.
+      // The runtime reads a log file to its end, and a container that writes fast keeps moving
+      // the end: `--tail` alone can return far more lines than asked. The first `tail` lines
+      // are the ones asked for; what follows was written while reading.
       let chunk = whole;
       const end = lineEndAfter(chunk, options.tail - lines);
-      if (end !== undefined) {
-        chunk = chunk.subarray(0, end);
-        lineBound = true;
-      } else {
-        lines += countNewlines(chunk);
+      if (end === undefined) lines += countNewlines(chunk);
+      else chunk = chunk.subarray(0, end);
+      kept.push(chunk);
+      keptBytes += chunk.length;
+      for (let first = kept[0]; first && keptBytes - first.length >= options.maxBytes; first = kept[0]) {
+        kept.shift();
+        keptBytes -= first.length;
+        bytesDropped += first.length;
+        droppedEnd = first.at(-1);
       }
-      const room = options.maxBytes - keptBytes;
-      if (chunk.length <= room) {
-        kept.push(chunk);
-        keptBytes += chunk.length;
-        if (!lineBound) continue;
-        stopped = true;
-        child.kill();
-        break;
-      }
-      if (room > 0) kept.push(chunk.subarray(0, room));
-      keptBytes += Math.max(room, 0);
-      bytesDropped += chunk.length - Math.max(room, 0);
+      if (end === undefined) continue;
       stopped = true;
       child.kill();
       break;
     }
     const result = await child;
     clearTimeout(deadline);
-    const text = withoutSkippedLineNotes(Buffer.concat(kept).toString('utf8'));
+    let held = Buffer.concat(kept);
+    if (held.length > options.maxBytes) {
+      const cut = held.length - options.maxBytes;
+      droppedEnd = held[cut - 1];
+      bytesDropped += cut;
+      held = held.subarray(cut);
+    }
+    if (bytesDropped > 0 && droppedEnd !== NEWLINE) {
+      // The cut fell inside a line: it goes whole, unless it is the only one.
+      const lineEnd = held.indexOf(NEWLINE);
+      let from = lineEnd !== -1 && lineEnd < held.length - 1 ? lineEnd + 1 : 0;
+      while (from < held.length && (held[from] ?? 0) >> 6 === 0b10) from++;
+      bytesDropped += from;
+      held = held.subarray(from);
+    }
+    const text = held.toString('utf8');
     if (outOfTime && !result.isCanceled) {
       return {
         text: cutAtLineEnd(text),
-        truncated: false,
-        bytesDropped: 0,
+        truncated: bytesDropped > 0,
+        bytesDropped,
         incomplete: `stopped reading after ${this.#logReadDeadlineMs / 1000} s: the container writes faster than its log can be read; set \`since\` nearer to now or lower \`tail\``,
       };
-    }
-    if (bytesDropped > 0) {
-      const cut = cutAtLineEnd(text);
-      return { text: cut, truncated: true, bytesDropped: bytesDropped + keptBytes - Buffer.byteLength(cut) };
     }
     if (result.failed && (!stopped || result.timedOut || result.isCanceled)) {
       // Without buffering there is no stderr to classify: the runtime's words went into `text`,
@@ -375,7 +366,7 @@ export class CliRuntime implements ContainerRuntime {
         { argv, exitCode: result.exitCode, stderr, reason: reasonOf(result.exitCode) },
       );
     }
-    return { text, truncated: false, bytesDropped: 0 };
+    return { text, truncated: bytesDropped > 0, bytesDropped };
   }
 
   async #containerId(name: string): Promise<string | undefined> {

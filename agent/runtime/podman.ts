@@ -26,6 +26,14 @@ export const podmanDialect: RuntimeDialect = {
   schedulesHealthChecks: false,
   // podman takes the exec form as a JSON array: no shell needed in the image.
   healthCommandArg: (command) => JSON.stringify(command),
+  // k8s-file, the default where journald is not, and json-file, which podman writes the same way.
+  logFile: async (exec, name) => {
+    const format = '{{.HostConfig.LogConfig.Type}}\t{{.HostConfig.LogConfig.Path}}';
+    const [driver, path] = (await exec(['container', 'inspect', '--format', format, name]))
+      .trim()
+      .split('\t');
+    return (driver === 'k8s-file' || driver === 'json-file') && path ? path : undefined;
+  },
 };
 
 export function podmanRuntime(path = 'podman', options?: CliRuntimeOptions): CliRuntime {

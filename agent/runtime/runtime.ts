@@ -143,17 +143,20 @@ export interface LogsOptions {
   readonly tail: number;
   /** Only lines written at or after this time (`--since`). */
   readonly since?: Date;
-  /** Bytes to keep; reading stops and the runtime is killed once more arrive. */
+  /** Bytes to keep: of the `tail` lines, the newest that fit; the older ones are counted, not held. */
   readonly maxBytes: number;
   readonly signal?: AbortSignal;
 }
 
 /** What a bounded `logs` read kept. */
 export interface LogsRead {
-  /** stdout and stderr interleaved as they arrived, cut at a line end where one is near. */
+  /**
+   * stdout and stderr interleaved in the order they were written. When the cap cut, it starts
+   * at a line's start; a line longer than the cap alone is kept as its last `maxBytes`.
+   */
   readonly text: string;
   readonly truncated: boolean;
-  /** Bytes read past the cap and dropped; a lower bound, since reading stops at the cap. */
+  /** Bytes of older lines left out by the cap. */
   readonly bytesDropped: number;
   /** Why reading stopped before the log's end, when it did for no bound of the caller's. */
   readonly incomplete?: string;
@@ -189,7 +192,7 @@ export interface ContainerRuntime {
   imageRepoDigests(image: string): Promise<string[]>;
   /** Every container on the node, in one runtime call. */
   list(): Promise<ContainerSummary[]>;
-  /** The container's recent logs, streamed and cut at `maxBytes`. NOT_FOUND when there is no such container. */
+  /** The container's recent logs, the newest `maxBytes` of them. NOT_FOUND when there is no such container. */
   logs(name: string, options: LogsOptions): Promise<LogsRead>;
 }
 

@@ -158,9 +158,9 @@ describe('result text', () => {
     });
     expect(formatAnswers('service_logs', [{ node: 'node1', response: logs }], []).split('\n')).toEqual([
       '--- web/app (web-app) on node1',
+      '[truncated: 10 bytes of older lines left out; raise `maxBytes` or lower `tail`]',
       'a',
       'b',
-      '[truncated: 10+ bytes dropped; lower `tail`, set `since`, or raise `maxBytes`]',
       '--- web/db (web-db) on node1',
       'no container web-db: deploy or start_service runs it',
     ]);

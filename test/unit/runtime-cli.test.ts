@@ -6,7 +6,7 @@
  */
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   CliRuntime,
@@ -16,7 +16,6 @@ import {
   parseInspect,
   RuntimeCommandError,
   runArgs,
-  withoutSkippedLineNotes,
 } from '../../agent/runtime/cli.js';
 import { parsePodmanPs, podmanDialect } from '../../agent/runtime/podman.js';
 import { observedStateName } from '../../agent/runtime/runtime.js';
@@ -292,25 +291,13 @@ describe('the one line a failed runtime command is reported as', () => {
   });
 });
 
-describe('withoutSkippedLineNotes', () => {
-  it("drops podman's note about a line it met half-written, and keeps the container's lines", () => {
-    const note =
-      'time="2026-11-30T18:46:34Z" level=error msg="Getting new log line: unable to convert time 033+00:00 from container log: parsing time \\"033+00:00\\""\n';
-    const theirs = 'time="2026-11-30T18:46:34Z" level=error msg="disk full"\n';
-    expect(withoutSkippedLineNotes(`line 1\n${note}line 2\n${theirs}`)).toBe(`line 1\nline 2\n${theirs}`);
-    expect(withoutSkippedLineNotes(note.trimEnd())).toBe('');
-  });
-});
-
 describe('a log read that never reaches the end of the log', () => {
   it('stops at its deadline and returns what it read, saying why it stopped early', async () => {
-    // A fake runtime (a real podman cannot be made to read forever on cue): it prints two log
-    // lines and then keeps reading, as podman does behind a container that writes faster
-    // than it reads while `since` filters out every line.
-    const dir = mkdtempSync(join(tmpdir(), 'mcp-fake-podman-'));
-    const fake = join(dir, 'podman');
-    writeFileSync(fake, '#!/bin/sh\necho one\necho two\nexec sleep 30\n');
-    chmodSync(fake, 0o755);
+    // A fake runtime (a real podman cannot be made to read forever on cue): a container that
+    // logs to journald, which podman reads with `logs`; it prints two log lines and then keeps
+    // reading, as podman does behind a container that writes faster than it reads while
+    // `since` filters out every line.
+    const fake = fakePodman('echo one\necho two\nexec sleep 30');
     try {
       const runtime = new CliRuntime(podmanDialect, fake, { logReadDeadlineMs: 300 });
       const read = await runtime.logs('web-app', { tail: 100, maxBytes: 16384 });
@@ -318,7 +305,45 @@ describe('a log read that never reaches the end of the log', () => {
       expect(read.truncated).toBe(false);
       expect(read.incomplete).toMatch(/^stopped reading after 0.3 s: the container writes faster/);
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      rmSync(dirname(fake), { recursive: true, force: true });
     }
   });
 });
+
+describe('a log read through the runtime under the byte cap', () => {
+  const numbered = 'i=1; while [ $i -le 100 ]; do echo "line $i"; i=$((i+1)); done';
+
+  it('keeps the newest lines that fit, whole, and counts the older bytes it left out', async () => {
+    const fake = fakePodman(numbered);
+    try {
+      const read = await new CliRuntime(podmanDialect, fake).logs('web-app', { tail: 100, maxBytes: 40 });
+      expect(read.text).toBe('line 97\nline 98\nline 99\nline 100\n');
+      expect(read.truncated).toBe(true);
+      const all = Array.from({ length: 100 }, (_, i) => `line ${i + 1}\n`).join('');
+      expect(read.bytesDropped).toBe(all.length - read.text.length);
+    } finally {
+      rmSync(dirname(fake), { recursive: true, force: true });
+    }
+  });
+
+  it('keeps the end of a line longer than the cap alone, from a character start', async () => {
+    const fake = fakePodman("printf 'first\\n'; printf '%.0sé' $(seq 1 50); printf '\\n'");
+    try {
+      const read = await new CliRuntime(podmanDialect, fake).logs('web-app', { tail: 100, maxBytes: 10 });
+      expect(read.text).toBe('éééé\n');
+      expect(read.bytesDropped).toBe('first\n'.length + 100 + 1 - Buffer.byteLength(read.text));
+    } finally {
+      rmSync(dirname(fake), { recursive: true, force: true });
+    }
+  });
+});
+
+/** A podman whose containers log to journald (so read with `logs`), printing `logs` as `script`. */
+function fakePodman(script: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-fake-podman-'));
+  const fake = join(dir, 'podman');
+  const inspect = 'if [ "$1" = container ] && [ "$2" = inspect ]; then printf \'journald\\t\\n\'; exit 0; fi';
+  writeFileSync(fake, `#!/bin/sh\n${inspect}\n${script}\n`);
+  chmodSync(fake, 0o755);
+  return fake;
+}

@@ -563,11 +563,11 @@ export interface ComponentLogs {
   component: string;
   /** Container name. */
   container: string;
-  /** The log lines, stdout and stderr interleaved as the runtime gives them. */
+  /** The log lines, stdout and stderr interleaved in the order they were written. */
   text: string;
-  /** True when the byte cap cut this component's logs. */
+  /** True when the byte cap cut this component's logs: the newest lines are kept. */
   truncated: boolean;
-  /** Bytes left out by the cut (at least; reading stopped there). */
+  /** Bytes of older lines left out by the cut. */
   bytesDropped: number;
   /** Why there are no logs (e.g. no container) or why they stop early; empty otherwise. */
   error: string;
