@@ -193,6 +193,36 @@ for (const kind of ENGINE_KINDS) {
       }
     });
 
+    it('reads a line longer than the log buffer whole, and keeps the newest lines under the cap', async () => {
+      // conmon and dockerd store a 20,000-byte line in pieces; podman 4.3's own `logs --tail`
+      // would join the first piece to the line before it.
+      const chatty = `${prefix}-long-line`;
+      const long = 'x'.repeat(20_000);
+      await runtime.run({
+        name: chatty,
+        image: bed!.imageV1,
+        cmd: [
+          '/bin/sh',
+          '-c',
+          "printf 'before\\n'; head -c 20000 /dev/zero | tr '\\0' x; printf '\\nafter\\n'; exec sleep 600",
+        ],
+      });
+      const whole = { tail: 100, maxBytes: 65_536 };
+      const deadline = Date.now() + 10_000;
+      let read = await runtime.logs(chatty, whole);
+      while (!read.text.endsWith('after\n') && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        read = await runtime.logs(chatty, whole);
+      }
+      expect(read).toEqual({ text: `before\n${long}\nafter\n`, truncated: false, bytesDropped: 0 });
+      expect(await runtime.logs(chatty, { tail: 100, maxBytes: 100 })).toEqual({
+        text: 'after\n',
+        truncated: true,
+        bytesDropped: 'before\n'.length + long.length + 1,
+      });
+      await runtime.remove(chatty, { force: true });
+    });
+
     it('pulls a tag from the registry', async () => {
       await runtime.pull(bed!.imageV2);
     });
