@@ -23,7 +23,8 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { connect } from 'node:tls';
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { FailedPreconditionError, UnavailableError } from '../core/errors.js';
 import { type AgentPidRecord, readAgentPidFile } from '../core/local-home.js';
@@ -103,26 +104,42 @@ function isAgentOf(pid: number, home: string): boolean {
   }
 }
 
+function hostAndPort(address: string): { host: string; port: number } {
+  const colon = address.lastIndexOf(':');
+  return { host: address.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(address.slice(colon + 1)) };
+}
+
 /** True when a TLS 1.3 server with a certificate from the home's CA answers at `address`. */
 function answers(address: string, caPem: string): Promise<boolean> {
-  const colon = address.lastIndexOf(':');
-  const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
-  const port = Number(address.slice(colon + 1));
-  return new Promise((resolve) => {
-    const socket = connect({
-      host,
-      port,
+  return probe(
+    tlsConnect({
+      ...hostAndPort(address),
       ca: caPem,
       servername: LOCAL_SERVER_NAME,
       ALPNProtocols: ['h2'],
       minVersion: 'TLSv1.3',
       timeout: PROBE_TIMEOUT_MS,
-    });
+    }),
+    'secureConnect',
+  );
+}
+
+/**
+ * True when `address` takes a connection. Enough for an agent that `agent.pid` and the
+ * process's own command line already name: the call's TLS handshake verifies the rest, and
+ * a handshake here would double every command's cost of one (a CA to parse, a round trip).
+ */
+function listens(address: string): Promise<boolean> {
+  return probe(netConnect({ ...hostAndPort(address), timeout: PROBE_TIMEOUT_MS }), 'connect');
+}
+
+function probe(socket: Socket, success: 'connect' | 'secureConnect'): Promise<boolean> {
+  return new Promise((resolve) => {
     const done = (ok: boolean) => {
       socket.destroy();
       resolve(ok);
     };
-    socket.once('secureConnect', () => done(true));
+    socket.once(success, () => done(true));
     socket.once('error', () => done(false));
     socket.once('timeout', () => done(false));
   });
@@ -133,13 +150,12 @@ type Found =
   | { kind: 'silent'; record: AgentPidRecord }
   | { kind: 'none' };
 
-/** What agent.pid says, checked: the process is this home's agent and its address answers. */
+/** What agent.pid says, checked: the process is this home's agent and its address takes connections. */
 async function findAgent(home: string): Promise<Found> {
   const files = localHomeFiles(home);
   const record = readAgentPidFile(files.pid);
   if (!record || !isAgentOf(record.pid, home)) return { kind: 'none' };
-  const ok = await answers(record.address, readFileSync(files.ca, 'utf8'));
-  return ok ? { kind: 'running', record } : { kind: 'silent', record };
+  return (await listens(record.address)) ? { kind: 'running', record } : { kind: 'silent', record };
 }
 
 function readLockHolder(file: string): number | undefined {

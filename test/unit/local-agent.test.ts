@@ -3,12 +3,14 @@
  * not this home's agent is stale (and never signalled), a dead starter's lock is broken, a live
  * one is waited for. Starting and sharing the real agent: test/e2e/local-agent.test.ts.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ensureLocalAgent, localAgentStatus, stopLocalAgent } from '../../connector/local-agent.js';
+import { localHomeFiles } from '../../connector/local-home.js';
 
 /** A pid that was just used and is gone. */
 const deadPid = () => spawnSync(process.execPath, ['-e', '0']).pid as number;
@@ -53,5 +55,36 @@ describe('the local agent: pid file and lock', () => {
       new RegExp(`another process \\(pid ${process.pid}\\) is starting the local agent`),
     );
     expect(existsSync(join(home, 'agent.lock'))).toBe(true);
+  });
+
+  it('uses the agent agent.pid names once its address takes connections, and leaves a silent one alone', async () => {
+    // A process whose command line names this home's agent config, as the real agent's does.
+    const agent = spawn(process.execPath, [
+      '-e',
+      'setTimeout(() => {}, 60_000)',
+      localHomeFiles(home).agentConfig,
+    ]);
+    const server = createServer((socket) => socket.destroy());
+    try {
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const { port } = server.address() as { port: number };
+      const startedAt = '2026-11-30T10:00:00.000Z';
+      writeFileSync(pidFile(), JSON.stringify({ pid: agent.pid, address: `127.0.0.1:${port}`, startedAt }));
+      expect(await ensureLocalAgent(home, { timeoutMs: 2_000 })).toMatchObject({
+        pid: agent.pid,
+        started: false,
+      });
+
+      await new Promise((resolve) => server.close(resolve));
+      await expect(ensureLocalAgent(home, { timeoutMs: 300 })).rejects.toThrow(
+        `the local agent (pid ${agent.pid}) runs but does not answer on 127.0.0.1:${port}`,
+      );
+      // Not started over it, and not stopped either.
+      expect(existsSync(join(home, 'agent.lock'))).toBe(false);
+      expect(agent.exitCode).toBeNull();
+    } finally {
+      agent.kill();
+      server.close();
+    }
   });
 });
