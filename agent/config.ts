@@ -6,7 +6,7 @@
  */
 
 import { posix, resolve } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import {
   checkUniqueIssuers,
   issuerId,

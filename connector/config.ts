@@ -6,7 +6,7 @@
  * environment overrides for the scalar settings, relative paths taken from the file's directory.
  */
 import { resolve } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import {
   checkUniqueIssuers,
   resolveIssuerPaths,

@@ -5,7 +5,7 @@
  */
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { checkedString, nameSchema, parseTomlDocument, parseWithSchema } from '../core/config-env.js';
 import { InvalidArgumentError, McpError } from '../core/errors.js';
 import {

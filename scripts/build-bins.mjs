@@ -21,21 +21,6 @@ const { bin } = JSON.parse(readFileSync(new URL('package.json', root), 'utf8'));
 /** The bins run from a cached CommonJS bundle; the others are bundled as ES modules. */
 const CACHED_BINS = new Set(['connector/main', 'connector/cli']);
 
-/**
- * zod's namespace export holds every translation of its messages as `z.locales` (about 300 KB,
- * half of zod in a bundle), and esbuild keeps all of a namespace that code uses. Nothing here
- * reads `z.locales`; the English messages zod sets up by itself come from `locales/en.js`.
- */
-const zodWithoutLocales = {
-  name: 'zod-without-locales',
-  setup(build) {
-    build.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, ({ importer }) =>
-      /[\\/]node_modules[\\/]zod[\\/]v4[\\/]/.test(importer) ? { path: 'zod-locales', namespace: 'empty' } : undefined,
-    );
-    build.onLoad({ filter: /.*/, namespace: 'empty' }, () => ({ contents: 'export {};', loader: 'js' }));
-  },
-};
-
 const shared = {
   absWorkingDir: new URL('.', root).pathname,
   outdir: 'dist',
@@ -49,7 +34,6 @@ const shared = {
   // grpc-js requires proto-loader (and protobufjs under it) only to describe its channelz and
   // ORCA services, which nothing here serves: left out, it stays out of the client's bundle.
   external: ['better-sqlite3', '@grpc/proto-loader'],
-  plugins: [zodWithoutLocales],
   logLevel: 'warning',
 };
 

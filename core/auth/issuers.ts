@@ -6,7 +6,7 @@
  * are built from what it returns and check nothing again.
  */
 
-import { z } from 'zod';
+import * as z from 'zod';
 import { type Env, pathSchema, requiredString, resolveConfigPath, secureUrlSchema } from '../config-env.js';
 import { DEFAULT_ALGORITHMS, SUPPORTED_ALGORITHMS } from './algorithms.js';
 
