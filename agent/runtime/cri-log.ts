@@ -62,7 +62,11 @@ export async function readCriLog(path: string, options: CriLogOptions): Promise<
     }
     for (let attempt = 1; ; attempt++) {
       try {
-        return await readTail(handle, (await handle.stat()).size, options);
+        const { size } = await handle.stat();
+        const read = await readTail(handle, size, options);
+        // Emptied and written again while read: blocks from before and after may be mixed.
+        if ((await handle.stat()).size < size) throw new ShrunkError();
+        return read;
       } catch (err) {
         if (err instanceof ShrunkError && attempt < READ_ATTEMPTS) continue;
         if (err instanceof ShrunkError) {

@@ -7,6 +7,7 @@
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createRuntime, type RunSpec, RuntimeCommandError } from '../../agent/runtime/index.js';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../../core/errors.js';
@@ -276,6 +277,40 @@ describe.skipIf(!podman)('a command line the operating system refuses (real podm
     expect(message).not.toContain('vvvvvvvv');
     expect(await runtime.inspect(name)).toBeUndefined();
   });
+});
+
+describe.skipIf(!podman)('the log of a container that podman empties at its max size (real podman)', () => {
+  it('reads consecutive whole lines every time, however often conmon starts the file again', async () => {
+    const bed = podman;
+    const name = uniqueName('mcpt-logmax');
+    // The runtime sets no log options: podman run directly, as containers.conf's log_size_max would.
+    const loop = 'trap "exit 0" TERM; i=0; while true; do echo line $i; i=$((i+1)); done';
+    await execa(bed!.cli, [
+      'run',
+      '--detach',
+      `--name=${name}`,
+      '--log-opt=max-size=200k',
+      bed!.imageV1,
+      '/bin/sh',
+      '-c',
+      loop,
+    ]);
+    try {
+      const runtime = createRuntime('podman', bed?.cli);
+      let first = 0;
+      for (let read = 0; read < 40; read++) {
+        const { text } = await runtime.logs(name, { tail: 1000, maxBytes: 65_536 });
+        const lines = text.split('\n');
+        lines.pop(); // the line conmon may be writing
+        first = Number(/^line (\d+)$/.exec(lines[0] ?? '')?.[1] ?? 0);
+        expect(lines).toEqual(lines.map((_, i) => `line ${first + i}`));
+      }
+      // 200 KB hold about 17,000 such lines: numbers past that mean the file was emptied.
+      expect(first).toBeGreaterThan(50_000);
+    } finally {
+      await execa(bed!.cli, ['rm', '--force', '--time=0', name]);
+    }
+  }, 120_000);
 });
 
 /** GET from the container's published port, retrying while httpd starts. */
