@@ -102,6 +102,11 @@ async function runCaCommand(argv: readonly string[]): Promise<number> {
 }
 
 async function main(argv: string[]): Promise<number> {
+  // grpc-js sends a node's address as the TLS server name even when it is an IP address
+  // (grpc/grpc-node#1919), and Node warns about that on stderr (DEP0123): a line for every
+  // process, in the middle of the output or the JSON log, about nothing the user can change.
+  // Deprecations are for whoever develops this code; the tests, which run it from source, see them.
+  (process as NodeJS.Process & { noDeprecation: boolean }).noDeprecation = true;
   // `mcp ca ...` keeps its own parser and options (--dir, --address, ...) untouched.
   if (argv[0] === 'ca') return runCaCommand(argv.slice(1));
   const ctx = new CliContext(argv.includes('--json'));

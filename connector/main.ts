@@ -188,6 +188,11 @@ async function run(options: ConnectorOptions, log: Logger): Promise<() => Promis
 }
 
 async function main(): Promise<void> {
+  // grpc-js sends a node's address as the TLS server name even when it is an IP address
+  // (grpc/grpc-node#1919), and Node warns about that on stderr (DEP0123): a line for every
+  // process, in the middle of the output or the JSON log, about nothing the user can change.
+  // Deprecations are for whoever develops this code; the tests, which run it from source, see them.
+  (process as NodeJS.Process & { noDeprecation: boolean }).noDeprecation = true;
   let options: ReturnType<typeof parseCommandLine>;
   try {
     options = parseCommandLine(process.argv.slice(2), process.env);

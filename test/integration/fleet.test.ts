@@ -3,16 +3,21 @@
  * certificates from `mcp ca`), driven through the real connector with a real MCP client.
  * Needs the build (dist/), root and nft (scripts/testbed.sh installs nftables).
  */
+import { join } from 'node:path';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCertificateAuthority } from '../../connector/certs.js';
 import {
   type ConnectorFiles,
   connectInProcess,
   type InProcessConnector,
+  REPO,
   resultText,
   writeConnectorConfig,
 } from '../support/connector.js';
 import { type Fleet, startFleet } from '../support/fleet.js';
+
+const CLI = join(REPO, 'dist/connector/cli.js');
 
 interface NodeEntry {
   node: string;
@@ -67,6 +72,22 @@ describe('a fleet of three nodes', () => {
       expect(days).toBeLessThanOrEqual(397);
     }
     expect(resultText(result)).toContain('cert expires');
+  });
+
+  it("answers the mcp CLI on the README's config (addresses by IP, no server name) with nothing on stderr", async () => {
+    const run = await execa(
+      process.execPath,
+      [CLI, 'call', 'node_status', '--json', '--config', files.configFile],
+      {
+        env: { PATH: process.env.PATH ?? '', HOME: files.dir, MCP_TOKEN: token },
+        reject: false,
+      },
+    );
+    expect(run.exitCode, run.stderr).toBe(0);
+    // grpc-js names an IP address as the TLS server name, which Node warns about (DEP0123).
+    expect(run.stderr).toBe('');
+    const nodes = (JSON.parse(run.stdout) as { nodes: Array<{ node: string; error?: unknown }> }).nodes;
+    expect(nodes.map((n) => [n.node, n.error])).toEqual(fleet.nodes.map((n) => [n.name, undefined]));
   });
 
   it('refuses an agent whose certificate does not name what the connector dials, or another CA', async () => {
