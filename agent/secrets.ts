@@ -115,6 +115,58 @@ export function maskSecrets(text: string, secrets: readonly string[]): string {
   return masked.reduce((out, secret) => out.split(secret).join(MASK), text);
 }
 
+/** The shortest piece of a secret masked where a cut split it: a shorter one tells little. */
+export const MIN_MASKED_PIECE = 3;
+
+/**
+ * `text`, masked by maskSecrets, after a cut from a longer log: a secret the cut split leaves
+ * a piece that maskSecrets cannot see, its end at the start of `text` (`start`: the text begins
+ * inside a line) or its beginning at the end (`end`: the last line is not whole yet). Such a
+ * piece of MIN_MASKED_PIECE characters or more becomes `***` too.
+ */
+export function maskCutSecrets(
+  text: string,
+  secrets: readonly string[],
+  cut: { readonly start: boolean; readonly end: boolean },
+): string {
+  let head = 0;
+  let tail = 0;
+  for (const secret of secrets) {
+    if (secret.length < MIN_MASKED_LENGTH) continue;
+    // Cut at both ends inside one secret: all of the text is a piece of it.
+    if (cut.start && cut.end && text.length >= MIN_MASKED_PIECE && secret.includes(text)) return MASK;
+    if (cut.start) head = Math.max(head, pieceAtStart(secret, text));
+    if (cut.end) tail = Math.max(tail, pieceAtEnd(secret, text));
+  }
+  if (head + tail >= text.length) return head + tail > 0 ? MASK : text;
+  return `${head > 0 ? MASK : ''}${text.slice(head, text.length - tail)}${tail > 0 ? MASK : ''}`;
+}
+
+/** The longest end of `secret`, not all of it, that `text` starts with; 0 under MIN_MASKED_PIECE. */
+function pieceAtStart(secret: string, text: string): number {
+  const first = text[0];
+  if (first === undefined) return 0;
+  for (let i = secret.indexOf(first, 1); i !== -1; i = secret.indexOf(first, i + 1)) {
+    if (secret.length - i < MIN_MASKED_PIECE) break;
+    if (text.startsWith(secret.slice(i))) return secret.length - i;
+  }
+  return 0;
+}
+
+/** The longest start of `secret`, not all of it, that `text` ends with; 0 under MIN_MASKED_PIECE. */
+function pieceAtEnd(secret: string, text: string): number {
+  const last = text.at(-1);
+  if (last === undefined) return 0;
+  for (
+    let i = secret.lastIndexOf(last, secret.length - 2);
+    i >= MIN_MASKED_PIECE - 1;
+    i = secret.lastIndexOf(last, i - 1)
+  ) {
+    if (text.endsWith(secret.slice(0, i + 1))) return i + 1;
+  }
+  return 0;
+}
+
 /**
  * The variables of an env file's text. Throws INVALID_ARGUMENT naming the line and what is
  * wrong with it, never its value.

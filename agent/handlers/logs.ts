@@ -6,7 +6,7 @@
 import { InvalidArgumentError, NotFoundError } from '../../core/errors.js';
 import type { ComponentLogs, ServiceLogsRequest, ServiceLogsResponse } from '../../gen/mcp/v1/mcp.js';
 import type { ComponentRecord } from '../../registry/services.js';
-import { maskSecrets, secretValuesOf } from '../secrets.js';
+import { maskCutSecrets, maskSecrets, secretValuesOf } from '../secrets.js';
 import type { UnaryHandler } from '../server.js';
 import { isComponentFailure, requireComponent, requireService, type ServiceContext } from './context.js';
 
@@ -29,9 +29,15 @@ export function logsHandler(sc: ServiceContext): UnaryHandler<ServiceLogsRequest
     const components: ComponentLogs[] = await Promise.all(
       targets.map(async (component) => {
         const read = await readLogs(sc, component, { tail, since: req.since, maxBytes: share }, ctx.signal);
-        // A value from an env file that the container prints is shown as ***, whoever asks.
+        // A value from an env file that the container prints is shown as ***, whoever asks;
+        // so is a piece of one where the cap cut a line or where the last line stops.
         const secrets = await secretValuesOf(sc.deps, component);
-        return { ...read, text: maskSecrets(read.text, secrets), error: maskSecrets(read.error, secrets) };
+        const cut = { start: read.truncated, end: read.text !== '' && !read.text.endsWith('\n') };
+        return {
+          ...read,
+          text: maskCutSecrets(maskSecrets(read.text, secrets), secrets, cut),
+          error: maskSecrets(read.error, secrets),
+        };
       }),
     );
     return { service: service.name, components, truncated: components.some((c) => c.truncated) };

@@ -128,6 +128,12 @@ describe.skipIf(!bed)('env files: a secret the model never sees (real agent, rea
       logs = resultText(await call('service_logs', { service }));
     }
     expect(logs).toContain('the secret is ***');
+    // A cap that cuts the line inside the secret keeps a piece of it: masked too.
+    const cut = resultText(await call('service_logs', { service, maxBytes: 20 }));
+    expect(cut).toMatch(/\[truncated: \d+ bytes of older lines left out/);
+    const lines = cut.split('\n');
+    expect(lines[lines.findIndex((line) => line.startsWith('[truncated:')) + 1]).toBe('***');
+    expect(cut).not.toContain(canary.slice(-6));
 
     const pulled = await call('pull_file', { service, path: 'secrets/app.env' });
     expect(pulled.isError).toBe(true);

@@ -10,7 +10,7 @@ import { Rbac } from '../../agent/auth/rbac.js';
 import { componentSpecFromContainer, secretEnvKeys } from '../../agent/handlers/adopt.js';
 import { runArgs } from '../../agent/runtime/cli.js';
 import type { ContainerDetails } from '../../agent/runtime/index.js';
-import { maskSecrets, parseEnvFile, withEnvFiles } from '../../agent/secrets.js';
+import { maskCutSecrets, maskSecrets, parseEnvFile, withEnvFiles } from '../../agent/secrets.js';
 import { formatDefinition, parseDefinition, secretEnvWarnings } from '../../connector/definitions.js';
 import { McpError } from '../../core/errors.js';
 import { looksSecret, validateServiceSpec } from '../../core/spec.js';
@@ -53,6 +53,30 @@ describe('masking', () => {
     expect(maskSecrets(text, ['hunter2-long', 'hunter2', 'abc'])).toBe(
       'token ***, short abc, prefix *** and *** again',
     );
+  });
+
+  it('masks the piece of a secret that a cut leaves at the start or the end, from three characters', () => {
+    const secrets = ['s3cr3t-value', 'abc'];
+    // The cap kept the end of a line: the secret's end opens the text.
+    expect(maskCutSecrets('cr3t-value rest\n', secrets, { start: true, end: false })).toBe('*** rest\n');
+    // The last line is still being written: the secret's start closes it.
+    expect(maskCutSecrets('line\ntoken=s3cr', secrets, { start: false, end: true })).toBe('line\ntoken=***');
+    // Only where there was a cut; two characters say too little to mask.
+    expect(maskCutSecrets('cr3t-value rest\n', secrets, { start: false, end: false })).toBe(
+      'cr3t-value rest\n',
+    );
+    expect(maskCutSecrets('ue rest, token=s3', secrets, { start: true, end: true })).toBe(
+      'ue rest, token=s3',
+    );
+    // A text that is nothing but a piece, and a secret too short to be masked at all.
+    expect(maskCutSecrets('3t-val', secrets, { start: true, end: true })).toBe('***');
+    expect(maskCutSecrets('bc and ab', ['abc'], { start: true, end: true })).toBe('bc and ab');
+  });
+
+  it('masks whole secrets first, then the pieces at a cut', () => {
+    const secrets = ['s3cr3t-value'];
+    const text = maskSecrets('value s3cr3t-value and s3cr3t', secrets);
+    expect(maskCutSecrets(text, secrets, { start: true, end: true })).toBe('*** *** and ***');
   });
 });
 
