@@ -14,6 +14,8 @@ export const DEFAULT_LOG_TAIL = 100;
 export const MAX_LOG_TAIL = 1000;
 export const DEFAULT_LOG_BYTES = 16 * 1024;
 export const MAX_LOG_BYTES = 256 * 1024;
+/** Components of one service whose logs are read at the same time. */
+export const LOG_READS_AT_ONCE = 4;
 
 export function logsHandler(sc: ServiceContext): UnaryHandler<ServiceLogsRequest, ServiceLogsResponse> {
   return async (req, ctx) => {
@@ -23,23 +25,21 @@ export function logsHandler(sc: ServiceContext): UnaryHandler<ServiceLogsRequest
     const targets = req.component ? [requireComponent(service, req.component)] : service.components;
     // Each component gets its share of the cap, so one chatty component cannot hide the others.
     const share = Math.max(1, Math.floor(maxBytes / Math.max(targets.length, 1)));
-    // Each component's read is bounded by its share: they run side by side, as the lifecycle
-    // handlers act on components, so a service's answer costs one runtime call's time, not one
-    // per component.
-    const components: ComponentLogs[] = await Promise.all(
-      targets.map(async (component) => {
-        const read = await readLogs(sc, component, { tail, since: req.since, maxBytes: share }, ctx.signal);
-        // A value from an env file that the container prints is shown as ***, whoever asks;
-        // so is a piece of one where the cap cut a line or where the last line stops.
-        const secrets = await secretValuesOf(sc.deps, component);
-        const cut = { start: read.truncated, end: read.text !== '' && !read.text.endsWith('\n') };
-        return {
-          ...read,
-          text: maskCutSecrets(maskSecrets(read.text, secrets), secrets, cut),
-          error: maskSecrets(read.error, secrets),
-        };
-      }),
-    );
+    // Each component's read is bounded by its share: a few run side by side, so a service's
+    // answer does not cost one runtime call per component in turn, nor start a runtime process
+    // for each of up to 64 components at once on a read anyone with `service.logs` may make.
+    const components: ComponentLogs[] = await mapBounded(targets, LOG_READS_AT_ONCE, async (component) => {
+      const read = await readLogs(sc, component, { tail, since: req.since, maxBytes: share }, ctx.signal);
+      // A value from an env file that the container prints is shown as ***, whoever asks;
+      // so is a piece of one where the cap cut a line or where the last line stops.
+      const secrets = await secretValuesOf(sc.deps, component);
+      const cut = { start: read.truncated, end: read.text !== '' && !read.text.endsWith('\n') };
+      return {
+        ...read,
+        text: maskCutSecrets(maskSecrets(read.text, secrets), secrets, cut),
+        error: maskSecrets(read.error, secrets),
+      };
+    });
     return { service: service.name, components, truncated: components.some((c) => c.truncated) };
   };
 }
@@ -84,4 +84,19 @@ async function readLogs(
     if (isComponentFailure(err)) return { ...empty, error: err.message };
     throw err;
   }
+}
+
+/** `task` on each item, at most `limit` at a time; the results in the items' order. */
+export async function mapBounded<T, R>(
+  items: readonly T[],
+  limit: number,
+  task: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    for (let at = next++; at < items.length; at = next++) results[at] = await task(items[at] as T);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
 }
