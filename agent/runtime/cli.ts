@@ -17,7 +17,7 @@ import {
 } from '../../core/errors.js';
 import { effectiveHealthCheck } from '../../core/spec.js';
 import { isRecord } from '../../core/text.js';
-import { readCriLog } from './cri-log.js';
+import { characterStart, readCriLog } from './cri-log.js';
 import {
   type ContainerDetails,
   type ContainerRuntime,
@@ -338,8 +338,7 @@ export class CliRuntime implements ContainerRuntime {
     if (bytesDropped > 0 && droppedEnd !== NEWLINE) {
       // The cut fell inside a line: it goes whole, unless it is the only one.
       const lineEnd = held.indexOf(NEWLINE);
-      let from = lineEnd !== -1 && lineEnd < held.length - 1 ? lineEnd + 1 : 0;
-      while (from < held.length && (held[from] ?? 0) >> 6 === 0b10) from++;
+      const from = characterStart(held, lineEnd !== -1 && lineEnd < held.length - 1 ? lineEnd + 1 : 0);
       bytesDropped += from;
       held = held.subarray(from);
     }

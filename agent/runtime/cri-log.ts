@@ -110,8 +110,7 @@ async function readTail(handle: FileHandle, size: number, options: CriLogOptions
     full = true;
     if (held === line.held) {
       // The newest line alone is over the cap: keep its end, from a character's first byte.
-      let from = piece.length - (options.maxBytes - held);
-      while (from < piece.length && (piece[from] ?? 0) >> 6 === 0b10) from++;
+      const from = characterStart(piece, piece.length - (options.maxBytes - held));
       line.pieces.unshift(piece.subarray(from));
       line.held += piece.length - from;
       held += piece.length - from;
@@ -223,4 +222,11 @@ async function readTail(handle: FileHandle, size: number, options: CriLogOptions
     bytesDropped: dropped,
     ...(incomplete ? { incomplete } : {}),
   };
+}
+
+/** The first offset at or after `at` where a UTF-8 character starts (past continuation bytes). */
+export function characterStart(bytes: Buffer, at: number): number {
+  let from = at;
+  while (from < bytes.length && (bytes[from] ?? 0) >> 6 === 0b10) from++;
+  return from;
 }
