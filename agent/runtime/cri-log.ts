@@ -89,7 +89,7 @@ async function readTail(handle: FileHandle, size: number, options: CriLogOptions
   const blockBytes = options.blockBytes ?? BLOCK_BYTES;
   const lines: Line[] = [];
   /** The line each stream is assembling, from its end back. */
-  const open = new Map<string, Line>();
+  const assembling = new Map<string, Line>();
   let held = 0;
   let dropped = 0;
   let full = false;
@@ -126,6 +126,12 @@ async function readTail(handle: FileHandle, size: number, options: CriLogOptions
     line.released = true;
   };
 
+  const newLine = (): Line => {
+    const line: Line = { order: order++, pieces: [], held: 0, released: false, cut: false };
+    lines.push(line);
+    return line;
+  };
+
   const record = (bytes: Buffer): void => {
     const time = bytes.indexOf(SPACE);
     const stream = time === -1 ? -1 : bytes.indexOf(SPACE, time + 1);
@@ -144,33 +150,27 @@ async function readTail(handle: FileHandle, size: number, options: CriLogOptions
     const partial = bytes[stream + 1] === 0x50; // 'P'
     const tag = bytes.indexOf(SPACE, stream + 1);
     const text = tag === -1 ? Buffer.alloc(0) : bytes.subarray(tag + 1);
-    const current = open.get(name);
+    const current = assembling.get(name);
     if (partial) {
       if (current) {
         add(current, text);
       } else if (lines.length < options.tail) {
         // A piece with no line end after it: the stream's last line, still being written.
         const line = newLine();
-        open.set(name, line);
+        assembling.set(name, line);
         add(line, text);
       }
       return;
     }
     // A line end: whatever this stream assembled is whole, and an older line starts here.
-    if (current) open.delete(name);
+    if (current) assembling.delete(name);
     if (lines.length === options.tail) {
-      if (open.size === 0) done = true;
+      if (assembling.size === 0) done = true;
       return;
     }
     const line = newLine();
-    open.set(name, line);
+    assembling.set(name, line);
     add(line, Buffer.concat([text, Buffer.from('\n')]));
-  };
-
-  const newLine = (): Line => {
-    const line: Line = { order: order++, pieces: [], held: 0, released: false, cut: false };
-    lines.push(line);
-    return line;
   };
 
   let incomplete: string | undefined;
